@@ -1,0 +1,1 @@
+//! Maglev table construction. See the crate description.

@@ -1,0 +1,1 @@
+//! Kubernetes YAML manifests to route-compiler inputs.

@@ -1,0 +1,1 @@
+//! Tier 3: the userspace proxy.
