@@ -3,8 +3,25 @@
 //! Pure and IO-free: no files, no network, no clock, no async. The same function serves standalone mode
 //! (objects parsed from manifest files by `rauta-manifests`) and Kubernetes mode (objects from watchers),
 //! and its output is swapped into the proxy and written to the BPF maps as one snapshot.
+//!
+//! The matching rules are documented in `docs/routing.md`; each module implements one of them:
+//! [`class`] (which Ingresses are ours), [`host`] (Host header and wildcard hosts), [`path`] (Exact,
+//! Prefix and regex paths), [`backend`] (Service ports to endpoints and the per-client pick),
+//! `compile` (objects to table) and `lookup` (table to route).
 
+pub mod backend;
+pub mod class;
+mod compile;
+mod diagnostic;
+pub mod host;
+mod json;
+mod lookup;
 pub mod model;
-mod table;
+pub mod path;
+mod route;
 
-pub use table::*;
+pub use backend::Backend;
+pub use compile::{compile, CompileOptions, Compiled};
+pub use diagnostic::{Diagnostic, ObjectRef};
+pub use lookup::{DefaultBackend, DefaultScope, Match, RouteTable};
+pub use route::{PathType, PortRef, Route, ServiceRef, Tier, CONTROLLER_NAME};
