@@ -1,1 +1,50 @@
-//! Tier 3: the userspace proxy.
+//! Tier 3: the userspace HTTP reverse proxy (tokio + hyper).
+//!
+//! Every request is routed by the current [`rauta_routes::RouteTable`] snapshot (Host header and path), sent
+//! to the endpoint Maglev picks for the client address, and streamed both ways without buffering whole
+//! bodies. The proxy answers these itself, each with a short static text body:
+//!
+//! | status | when |
+//! | --- | --- |
+//! | 400 | target not origin-form (absolute, authority or asterisk form); missing, repeated or invalid Host on HTTP/1.1 |
+//! | 405 | CONNECT |
+//! | 404 | no route and no default backend |
+//! | 503 | the backend has no ready endpoint |
+//! | 413 | body over `max_body_bytes` (declared: before connecting upstream; chunked: when the limit trips, if no response started) |
+//! | 431 | request head over `max_header_bytes` or more than `max_headers` headers (hyper answers this itself) |
+//! | 502 | connect refused, unreachable or timed out; upstream connection failed |
+//! | 504 | no response head within `response_timeout` |
+//!
+//! Upstream connections are pooled per endpoint address and kept alive. Requests lose hop-by-hop headers and
+//! gain `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Real-IP`; the Host header passes
+//! unchanged; responses lose hop-by-hop headers. Trailers pass in both directions.
+//!
+//! ```no_run
+//! # async fn run(routes: std::sync::Arc<arc_swap::ArcSwap<rauta_routes::RouteTable>>) -> std::io::Result<()> {
+//! use rauta_proxy::{bind_listener, Proxy, ProxyConfig, ProxyMetrics};
+//! let mut registry = prometheus_client::registry::Registry::default();
+//! let proxy = Proxy::new(ProxyConfig::default(), routes, ProxyMetrics::register(&mut registry));
+//! let listener = bind_listener("0.0.0.0:8080".parse().unwrap())?;
+//! proxy.serve_http(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod body;
+mod config;
+mod error;
+mod forward;
+mod headers;
+mod listener;
+mod metrics;
+mod server;
+mod target;
+mod upstream;
+
+pub use body::{ProxyBody, RequestBodyError, UpstreamBody};
+pub use config::ProxyConfig;
+pub use error::ProxyError;
+pub use listener::{bind_listener, Acceptor, PlainTcp, Scheme};
+pub use metrics::ProxyMetrics;
+pub use server::Proxy;

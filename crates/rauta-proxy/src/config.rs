@@ -1,0 +1,56 @@
+//! Proxy settings that do not come from the route table.
+
+use std::time::Duration;
+
+/// Limits and timeouts of the userspace proxy.
+///
+/// Build it with struct-update syntax over [`ProxyConfig::default`] so that new fields do not break callers:
+/// `ProxyConfig { response_timeout: Duration::from_secs(5), ..ProxyConfig::default() }`.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Time allowed for the TCP connect to an endpoint. Exceeding it answers 502 (the upstream is
+    /// unreachable, as with a refused connect), not 504.
+    pub connect_timeout: Duration,
+    /// Time from dispatching the request upstream until the response head arrives. It includes the upload of
+    /// the request body when the backend reads the whole body before answering. Exceeding it answers 504.
+    pub response_timeout: Duration,
+    /// Largest request head (request line plus headers) accepted from a client; larger heads get 431.
+    /// hyper cannot enforce less than 8192 bytes: smaller values are raised to that.
+    pub max_header_bytes: usize,
+    /// Most request headers accepted from a client; more get 431.
+    pub max_headers: usize,
+    /// Largest request body accepted; larger bodies get 413. `None` means unlimited.
+    pub max_body_bytes: Option<u64>,
+    /// How long an idle upstream connection stays in the pool.
+    pub idle_timeout: Duration,
+    /// Most idle upstream connections kept per endpoint.
+    pub max_idle_per_endpoint: usize,
+    /// Time a client has to send a complete request head (slowloris protection); the connection is closed
+    /// when it runs out.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_body_bytes: None,
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_endpoint: 256,
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// hyper refuses a read buffer smaller than this (it asserts); see `hyper::proto::h1::MINIMUM_MAX_BUFFER_SIZE`.
+pub(crate) const HYPER_MIN_BUF_SIZE: usize = 8192;
+
+impl ProxyConfig {
+    /// The hyper `max_buf_size` for client connections, clamped so hyper never panics.
+    pub(crate) fn downstream_buf_size(&self) -> usize {
+        self.max_header_bytes.max(HYPER_MIN_BUF_SIZE)
+    }
+}

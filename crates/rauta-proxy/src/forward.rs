@@ -1,0 +1,135 @@
+//! One request: route it, rewrite it, send it upstream, stream the answer back.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Version};
+use http_body::Body;
+use hyper::body::Incoming;
+use rauta_routes::Match;
+
+use crate::body::{ProxyBody, RequestBodyError, UpstreamBody};
+use crate::error::ProxyError;
+use crate::headers;
+use crate::metrics::ServiceMetrics;
+use crate::server::ConnContext;
+use crate::target::routing_key;
+use crate::upstream;
+
+/// Serve one request; every outcome becomes a response (the error type is `Infallible`), and every response
+/// is counted in `rauta_requests_total`.
+pub(crate) async fn handle(
+    conn: Arc<ConnContext>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let mut service: Option<Arc<ServiceMetrics>> = None;
+    let response = match forward(&conn, req, &mut service).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::debug!(client = %conn.peer, error = %err, "answered by proxy");
+            error_response(&err)
+        }
+    };
+    let metrics = service
+        .as_deref()
+        .unwrap_or_else(|| conn.proxy.metrics.no_service());
+    metrics.record(response.status());
+    Ok(response)
+}
+
+/// Route and forward. `service` is set as soon as a backend is chosen so the caller counts the response under
+/// it, whatever happens next.
+async fn forward(
+    conn: &ConnContext,
+    req: Request<Incoming>,
+    service: &mut Option<Arc<ServiceMetrics>>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let proxy = &*conn.proxy;
+    let endpoint = {
+        let key = routing_key(&req)?;
+        // The snapshot is only held while choosing: the request keeps its endpoint whatever reloads happen
+        // while it is in flight, and a reload never waits for requests.
+        let table = proxy.routes.load();
+        let backend = match table.lookup(key.host, key.path) {
+            Match::Route(route) => &route.backend,
+            Match::DefaultBackend(backend) => backend,
+            Match::NotFound => return Err(ProxyError::NoRoute),
+        };
+        *service = Some(proxy.metrics.service(&backend.service));
+        backend.pick(conn.peer).ok_or(ProxyError::NoEndpoints)?
+    };
+
+    // A declared length over the limit is refused before any upstream work (hyper takes the exact size hint
+    // from Content-Length). Chunked bodies are counted while streaming by `UpstreamBody`.
+    let limit = proxy.config.max_body_bytes;
+    if let (Some(max), Some(len)) = (limit, req.body().size_hint().exact()) {
+        if len > max {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+
+    let (mut parts, body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    // The proxy answers `Expect: 100-continue` itself: hyper sends 100 when the body is first read, which
+    // happens once the upstream connection is ready for it.
+    parts.headers.remove(header::EXPECT);
+    headers::add_forwarded(&mut parts.headers, &conn.client_ip, conn.scheme);
+    if parts.version == Version::HTTP_2 && !parts.headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+    }
+    parts.uri = upstream::uri(endpoint, parts.uri.path_and_query())?;
+    parts.version = Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, UpstreamBody::new(body, limit));
+
+    let started = Instant::now();
+    let response = match tokio::time::timeout(
+        proxy.config.response_timeout,
+        proxy.client.request(upstream_req),
+    )
+    .await
+    {
+        Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
+        Ok(Err(err)) => return Err(classify(err)),
+        Ok(Ok(response)) => response,
+    };
+    if let Some(service) = service.as_deref() {
+        service.observe_latency(started.elapsed());
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+}
+
+/// Sort a client error: the body limit tripping mid-stream, an unreachable endpoint, or anything else.
+fn classify(err: hyper_util::client::legacy::Error) -> ProxyError {
+    let mut source: Option<&(dyn StdError + 'static)> = err.source();
+    while let Some(e) = source {
+        if let Some(RequestBodyError::TooLarge) = e.downcast_ref::<RequestBodyError>() {
+            return ProxyError::BodyTooLarge;
+        }
+        source = e.source();
+    }
+    if err.is_connect() {
+        ProxyError::Connect(err)
+    } else {
+        ProxyError::Upstream(err)
+    }
+}
+
+/// A short static text response for an error.
+fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::from_static(err.body()));
+    *response.status_mut() = err.status();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,184 @@
+//! Header rewriting between client and upstream: hop-by-hop removal and `X-Forwarded-*`.
+//!
+//! `Trailer` is deliberately kept (both directions): RFC 9110 §6.6.2 makes it an end-to-end field, and hyper
+//! only encodes trailer fields that the message's `Trailer` header announces, so dropping it would drop the
+//! trailers themselves.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::listener::Scheme;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Fixed hop-by-hop fields (RFC 9110 §7.6.1 plus the de-facto `Keep-Alive` and `Proxy-Connection`). `TE` is
+/// handled separately because `TE: trailers` is forwarded.
+fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::TE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+/// Remove hop-by-hop fields: the fixed list and every field the `Connection` header names. `TE` survives as
+/// `TE: trailers` when it lists `trailers` (the only value meaningful end to end). `Host` is never removed,
+/// even if `Connection` names it: the upstream must see the Host the client sent.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Fast path: one scan over a handful of names; most requests and responses carry none of these.
+    if !headers.keys().any(is_fixed_hop_by_hop) {
+        return;
+    }
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .filter(|name| name != header::HOST)
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            // A TE member may carry parameters (`trailers;q=1` is not valid, but be lenient).
+            t.split(';')
+                .next()
+                .is_some_and(|name| name.trim().eq_ignore_ascii_case("trailers"))
+        });
+    headers.remove(header::TE);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::UPGRADE);
+    headers.remove(header::PROXY_AUTHENTICATE);
+    headers.remove(header::PROXY_AUTHORIZATION);
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+}
+
+/// Add the forwarding headers to a request going upstream.
+///
+/// - `X-Forwarded-For`: the client IP appended to any values already present (joined into one field).
+/// - `X-Real-IP`: the client IP, replacing any value sent by the client.
+/// - `X-Forwarded-Proto`: the scheme the client used, replacing any value sent.
+/// - `X-Forwarded-Host`: the original Host, replacing any value sent; removed when there is no Host.
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, scheme: Scheme) {
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        None => client_ip.clone(),
+        Some(_) => {
+            let mut joined = Vec::with_capacity(64);
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                joined.extend_from_slice(value.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(client_ip.as_bytes());
+            // Existing values were valid header values and the IP is ASCII, so this cannot fail; fall back to
+            // the bare IP rather than panic if it somehow does.
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
+        }
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_REAL_IP.clone(), client_ip.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), scheme.header_value());
+    match headers.get(header::HOST).cloned() {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+}
+
+/// The client IP as a header value, computed once per connection.
+pub(crate) fn ip_header_value(ip: std::net::IpAddr) -> HeaderValue {
+    // An IP address renders as ASCII digits, dots, colons and hex letters: always a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn strips_fixed_and_connection_named_fields_but_keeps_host_and_te_trailers() {
+        let mut h = map(&[
+            ("host", "a.example"),
+            ("connection", "keep-alive, X-Secret, host"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "gzip, trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("trailer", "x-checksum"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["host", "te", "trailer", "x-keep"]);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn te_without_trailers_is_removed() {
+        let mut h = map(&[("te", "gzip")]);
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn forwarded_headers_append_and_replace() {
+        let mut h = map(&[
+            ("host", "a.example:8080"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
+            ("x-real-ip", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        add_forwarded(&mut h, &HeaderValue::from_static("127.0.0.9"), Scheme::Http);
+        assert_eq!(
+            h["x-forwarded-for"],
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.9"
+        );
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-real-ip"], "127.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.example:8080");
+    }
+
+    #[test]
+    fn ipv6_client_ip_renders() {
+        assert_eq!(ip_header_value("::1".parse().unwrap()), "::1");
+    }
+}
