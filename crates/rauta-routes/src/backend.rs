@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use rauta_common::flow::{flow_hash_v4, flow_hash_v6};
+use rauta_maglev::{MaglevBackend, MaglevTable};
 
 use crate::diagnostic::{Diagnostic, ObjectRef};
 use crate::model::{EndpointSlice, Service, ServicePort};
@@ -29,8 +30,9 @@ pub struct Backend {
     pub app_protocol: Option<String>,
     /// Why the backend has no endpoints (missing Service, port, slices, or no ready endpoint).
     pub problem: Option<String>,
-    /// Maps a flow hash to an index into `endpoints`; built once from `endpoints`.
-    selector: Selector,
+    /// Maps a flow hash to an index into `endpoints`; built once from `endpoints` (key `ip:port`,
+    /// weight 1), so it changes only when the endpoint set does.
+    maglev: MaglevTable,
 }
 
 impl Backend {
@@ -43,13 +45,18 @@ impl Backend {
     ) -> Self {
         endpoints.sort_unstable();
         endpoints.dedup();
-        let selector = Selector::build(&endpoints);
+        let keys: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+        let members: Vec<MaglevBackend> = keys
+            .iter()
+            .map(|key| MaglevBackend { key, weight: 1 })
+            .collect();
+        let maglev = MaglevTable::build(&members);
         Self {
             service,
             endpoints,
             app_protocol,
             problem,
-            selector,
+            maglev,
         }
     }
 
@@ -68,32 +75,15 @@ impl Backend {
     /// The endpoint for a precomputed flow hash.
     #[inline]
     pub fn pick_by_hash(&self, hash: u32) -> Option<SocketAddr> {
-        self.selector
+        self.maglev
             .lookup(hash)
             .and_then(|i| self.endpoints.get(i).copied())
     }
-}
 
-/// Flow hash → endpoint index.
-#[derive(Debug)]
-struct Selector {
-    len: usize,
-}
-
-impl Selector {
-    fn build(endpoints: &[SocketAddr]) -> Self {
-        Self {
-            len: endpoints.len(),
-        }
-    }
-
-    #[inline]
-    fn lookup(&self, hash: u32) -> Option<usize> {
-        if self.len == 0 {
-            None
-        } else {
-            Some(hash as usize % self.len)
-        }
+    /// The Maglev table over [`Backend::endpoints`] (slot values index `endpoints`), for the BPF map
+    /// writer: the kernel tiers index the same table to pick the same endpoint.
+    pub fn maglev(&self) -> &MaglevTable {
+        &self.maglev
     }
 }
 
@@ -115,8 +105,13 @@ pub(crate) struct Resolved {
 
 impl<'a> Resolver<'a> {
     /// Index services by `(namespace, name)` and slices by `(namespace, service-name label)`.
-    /// Slices without the label belong to no Service and are ignored.
-    pub fn new(services: &'a [Service], slices: &'a [EndpointSlice]) -> Self {
+    /// Slices without the label belong to no Service and are ignored. Each slice is checked once here
+    /// (not per reference): FQDN slices are left out and unparsable addresses reported, into `diags`.
+    pub fn new(
+        services: &'a [Service],
+        slices: &'a [EndpointSlice],
+        diags: &mut Vec<Diagnostic>,
+    ) -> Self {
         let services = services
             .iter()
             .map(|s| ((s.metadata.namespace(), s.metadata.name.as_str()), s))
@@ -124,6 +119,9 @@ impl<'a> Resolver<'a> {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for slice in slices {
             if let Some(svc) = slice.metadata.labels.get(SERVICE_NAME_LABEL) {
+                if !check_slice(slice, diags) {
+                    continue;
+                }
                 by_service
                     .entry((slice.metadata.namespace(), svc.as_str()))
                     .or_default()
@@ -140,10 +138,9 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// Resolve a Service port to a backend. Diagnostics about the slices themselves (FQDN address type,
-    /// unparsable addresses) go to `diags`; problems of the reference are returned in
+    /// Resolve a Service port to a backend. Problems of the reference are returned in
     /// [`Resolved::config_problem`] for the caller to attach to the referencing field.
-    pub fn resolve(&self, service: &ServiceRef, diags: &mut Vec<Diagnostic>) -> Resolved {
+    pub fn resolve(&self, service: &ServiceRef) -> Resolved {
         let broken = |field: &'static str, problem: String| Resolved {
             backend: Backend::new(service.clone(), Vec::new(), None, Some(problem.clone())),
             config_problem: Some((field, problem)),
@@ -183,18 +180,6 @@ impl<'a> Resolver<'a> {
         let mut app_protocol = port.app_protocol.clone();
         let mut port_found = false;
         for slice in slices {
-            let slice_ref = || ObjectRef::new("EndpointSlice", &slice.metadata);
-            match slice.address_type.as_str() {
-                "IPv4" | "IPv6" => {}
-                other => {
-                    diags.push(Diagnostic {
-                        object: slice_ref(),
-                        field: "addressType".into(),
-                        message: format!("addressType {other:?} is not supported (only IPv4 and IPv6); slice ignored"),
-                    });
-                    continue;
-                }
-            }
             // The slice port with the Service port's name, as kube-proxy matches them.
             let Some(slice_port) = slice
                 .ports
@@ -214,21 +199,14 @@ impl<'a> Resolver<'a> {
             if app_protocol.is_none() {
                 app_protocol = slice_port.app_protocol.clone();
             }
-            for (e, endpoint) in slice.endpoints.iter().enumerate() {
-                if endpoint.conditions.ready == Some(false) {
-                    continue;
-                }
-                for (a, address) in endpoint.addresses.iter().enumerate() {
-                    match address.parse::<IpAddr>() {
-                        Ok(ip) => endpoints.push(SocketAddr::new(ip, number)),
-                        Err(_) => diags.push(Diagnostic {
-                            object: slice_ref(),
-                            field: format!("endpoints[{e}].addresses[{a}]"),
-                            message: format!("address {address:?} is not an IP address; ignored"),
-                        }),
-                    }
-                }
-            }
+            // Nil `ready` means ready (API contract); unparsable addresses were reported by `new`.
+            let ready = slice
+                .endpoints
+                .iter()
+                .filter(|e| e.conditions.ready != Some(false));
+            let ips =
+                ready.flat_map(|e| e.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()));
+            endpoints.extend(ips.map(|ip| SocketAddr::new(ip, number)));
         }
         if !port_found {
             return broken(
@@ -247,6 +225,34 @@ impl<'a> Resolver<'a> {
             config_problem: None,
         }
     }
+}
+
+/// Whether a slice can provide endpoints (IPv4 or IPv6); reports FQDN slices and bad addresses.
+fn check_slice(slice: &EndpointSlice, diags: &mut Vec<Diagnostic>) -> bool {
+    let object = || ObjectRef::new("EndpointSlice", &slice.metadata);
+    if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+        diags.push(Diagnostic {
+            object: object(),
+            field: "addressType".into(),
+            message: format!(
+                "addressType {:?} is not supported (only IPv4 and IPv6); slice ignored",
+                slice.address_type
+            ),
+        });
+        return false;
+    }
+    for (e, endpoint) in slice.endpoints.iter().enumerate() {
+        for (a, address) in endpoint.addresses.iter().enumerate() {
+            if address.parse::<IpAddr>().is_err() {
+                diags.push(Diagnostic {
+                    object: object(),
+                    field: format!("endpoints[{e}].addresses[{a}]"),
+                    message: format!("address {address:?} is not an IP address; ignored"),
+                });
+            }
+        }
+    }
+    true
 }
 
 /// The Service port a reference names: by `port` number or by `name`.

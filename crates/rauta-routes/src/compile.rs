@@ -45,10 +45,11 @@ pub struct Compiled {
 
 /// Compile objects into a table. Never fails: invalid pieces are dropped with a diagnostic.
 pub fn compile(inputs: &Inputs, options: &CompileOptions) -> Compiled {
+    let mut diagnostics = Vec::new();
     let mut c = Compiler {
-        resolver: Resolver::new(&inputs.services, &inputs.endpoint_slices),
+        resolver: Resolver::new(&inputs.services, &inputs.endpoint_slices, &mut diagnostics),
         backends: HashMap::new(),
-        diagnostics: Vec::new(),
+        diagnostics,
         groups: BTreeMap::new(),
         claimed: HashMap::new(),
         pending: Vec::new(),
@@ -145,7 +146,7 @@ impl Compiler<'_> {
         let (backend, problem) = match self.backends.get(service) {
             Some((b, p)) => (Arc::clone(b), p.clone()),
             None => {
-                let resolved = self.resolver.resolve(service, &mut self.diagnostics);
+                let resolved = self.resolver.resolve(service);
                 let b = Arc::new(resolved.backend);
                 self.backends.insert(
                     service.clone(),
