@@ -108,7 +108,8 @@ impl TestBackend {
 
     /// Let gated `/stream` responses continue.
     pub fn open_gate(&self) {
-        self.gate.notify_waiters();
+        // `notify_one` keeps a permit if the stream has not reached its wait yet.
+        self.gate.notify_one();
     }
 }
 
