@@ -10,6 +10,8 @@
 //! | `/delay/MS`   | the default answer after MS milliseconds                            |
 //! | `/headers`    | the request headers as a JSON object (repeated names joined `", "`) |
 //! | `/status/CODE`| the default body with status CODE                                   |
+//!
+//! The special paths also match after any prefix (`/shop/echo`); a non-numeric argument makes an ordinary path.
 
 pub mod handler;
 pub mod pattern;
