@@ -97,6 +97,9 @@ pub fn run() -> Result<()> {
             manifests.display()
         );
     }
+    println!(
+        "RAUTA demo: echo backends and rauta on loopback, routing real requests from {MANIFESTS}\n"
+    );
     setup::run(&SetupArgs { demo: true })?;
 
     println!(
@@ -172,19 +175,27 @@ pub fn run() -> Result<()> {
     println!("\n==> requests (each answer names its backend in the x-backend header)");
     let mut wrong = 0;
     for p in PROBES {
-        let mut curl = Command::new("curl");
-        curl.args(["-sS", "-o", "/dev/null", "-D", "-", "--max-time", "5"]);
+        // Shown as a newcomer would type it; run with flags that print only the response head.
+        let mut shown = Command::new("curl");
         if let Some(h) = p.host {
-            curl.args(["-H", &format!("Host: {h}")]);
+            shown.args(["-H", &format!("Host: {h}")]);
         }
-        curl.arg(format!("http://{http}{}", p.path));
-        println!("  $ {}", cmd::display(&curl));
+        shown.arg(format!("http://{http}{}", p.path));
+        println!("  $ {}", cmd::display(&shown));
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "-o", "/dev/null", "-D", "-", "--max-time", "5"])
+            .args(shown.get_args());
         let (status, backend) = match output(&mut curl) {
             Ok(head) => parse_head(&head),
-            Err(e) => (format!("error: {e:#}"), None),
+            Err(e) => {
+                // After Ctrl-C the children are gone (they share our process group): stop, don't go on.
+                proxy.check_alive().context("stopping")?;
+                (format!("error: {e:#}"), None)
+            }
         };
         let backend = backend.unwrap_or_else(|| "(none)".into());
-        let ok = backend == p.expect || backend.starts_with(&format!("{}-", p.expect));
+        let ok = status == "200"
+            && (backend == p.expect || backend.starts_with(&format!("{}-", p.expect)));
         if !ok {
             wrong += 1;
         }
@@ -208,17 +219,19 @@ pub fn run() -> Result<()> {
         "5",
         &format!("http://{admin}/metrics"),
     ]))?;
-    let mut any = false;
-    for line in metrics
+    // Every label combination is pre-registered; the zero series would drown the interesting ones.
+    let mut series: Vec<&str> = metrics
         .lines()
-        .filter(|l| l.starts_with("rauta_requests_total"))
-    {
+        .filter(|l| l.starts_with("rauta_requests_total") && !l.ends_with(" 0"))
+        .collect();
+    series.sort();
+    for line in &series {
         println!("  {line}");
-        any = true;
     }
-    if !any {
-        println!("  (no rauta_requests_total series found)");
+    if series.is_empty() {
+        println!("  (no non-zero rauta_requests_total series found)");
     }
+    println!("  (series at 0 not shown; tier=\"3\" is the userspace proxy, the kernel tiers are in progress)");
     println!("  more: curl http://{admin}/routes shows the compiled table and each route's tier");
 
     println!("\n==> stopping rauta and the backends");
@@ -254,6 +267,7 @@ fn endpoints(rauta: &Path, manifests: &Path) -> Result<Vec<Endpoint>> {
     }
     let table = Json::parse(&String::from_utf8_lossy(&out.stdout))
         .context("rauta check printed no JSON")?;
+    // Keyed by the Service's name without the port: `demo/api:8080` and `demo/api:http` are one Service.
     let mut by_service: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for entry in table
         .get("routes")
@@ -264,6 +278,7 @@ fn endpoints(rauta: &Path, manifests: &Path) -> Result<Vec<Endpoint>> {
         let Some(service) = entry.get("service").as_str() else {
             continue;
         };
+        let service = service.rsplit_once(':').map_or(service, |(s, _)| s);
         let eps = by_service.entry(service.to_owned()).or_default();
         for ep in entry
             .get("endpoints")
@@ -276,12 +291,13 @@ fn endpoints(rauta: &Path, manifests: &Path) -> Result<Vec<Endpoint>> {
             }
         }
     }
-    let mut result = Vec::new();
+    let mut result: Vec<Endpoint> = Vec::new();
     for (service, mut eps) in by_service {
         eps.sort();
-        // "demo/web:80" -> "web"
+        // One echo per address: an endpoint shared by two Services keeps its first name.
+        eps.retain(|ep| !result.iter().any(|r| &r.addr == ep));
+        // "demo/web" -> "web"
         let short = service.rsplit('/').next().unwrap_or(&service);
-        let short = short.split(':').next().unwrap_or(short);
         for (i, addr) in eps.iter().enumerate() {
             let name = if eps.len() == 1 {
                 short.to_owned()

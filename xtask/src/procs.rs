@@ -32,7 +32,6 @@ impl Guard {
     }
 
     /// Process id.
-    #[allow(dead_code)] // used by the benchmarks
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1,0 +1,509 @@
+//! `cargo xtask bench`: the numbers in docs/benchmarks.md, reproducible with one command in a few minutes.
+//!
+//! 1. Route lookup: `cargo bench -p rauta-routes` (criterion), shortened measurement times.
+//! 2. Tier 3, HTTP/1.1 keep-alive on loopback, wrk against: the backend directly, RAUTA (`--workers 1`),
+//!    nginx (`worker_processes 1`, pooled upstream keep-alive). The backend is the same for all three: an
+//!    nginx answering `return 200` (bench/nginx-backend.conf), the cheapest backend available, so the
+//!    comparison is about the proxies. With 2+ cores the proxy under test gets core 0 to itself and wrk and
+//!    the backend share the other core(s).
+//! 3. Memory: RSS of an idle `rauta run` with 0, 1,000, 5,000 and 10,000 generated Ingress paths.
+//!
+//! Results go to stdout and target/bench/summary.md.
+
+mod manifests;
+mod wrk;
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::{self, cargo, on_path, output, repo_root, target_dir};
+use crate::demo::{parse_listen_line, wait_ready};
+use crate::procs::Guard;
+use crate::setup::{self, SetupArgs};
+use wrk::WrkResult;
+
+/// Flags of `cargo xtask bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Seconds per wrk measurement (each is preceded by a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u32,
+    /// Concurrent keep-alive connections wrk opens.
+    #[arg(long, default_value_t = 50)]
+    pub connections: u32,
+    /// Skip the criterion route-lookup benchmarks.
+    #[arg(long)]
+    pub no_criterion: bool,
+    /// Skip the memory measurements.
+    #[arg(long)]
+    pub no_memory: bool,
+}
+
+/// Route counts of the memory benchmark.
+const MEMORY_PATHS: &[usize] = &[0, 1_000, 5_000, 10_000];
+
+/// Runs the benchmarks.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let started = Instant::now();
+    setup::run(&SetupArgs::default())
+        .context("setup failed; the benchmarks need nginx, wrk and curl")?;
+    for tool in ["wrk", "curl"] {
+        if !on_path(tool) {
+            bail!("{tool} not found; run cargo xtask setup");
+        }
+    }
+    let nginx = find_nginx()?;
+
+    println!("\n==> building rauta and rauta-echo (release)");
+    cmd::run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "rauta",
+        "-p",
+        "rauta-testkit",
+        "--bins",
+    ]))?;
+    let rauta = target_dir().join("release").join("rauta");
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# RAUTA benchmark summary\n\n{}\n", machine());
+    println!("\n{}", machine());
+
+    if !args.no_criterion {
+        println!("\n==> route lookup (criterion, cargo bench -p rauta-routes)");
+        let lines = criterion()?;
+        let _ = writeln!(md, "## Route lookup (criterion)\n\n```");
+        for l in &lines {
+            let _ = writeln!(md, "{l}");
+        }
+        let _ = writeln!(md, "```\n");
+    }
+
+    println!("\n==> Tier 3: HTTP/1.1 keep-alive through RAUTA and nginx (wrk)");
+    let http = http_bench(args, &rauta, &nginx, &out_dir)?;
+    md.push_str(&http);
+
+    if !args.no_memory {
+        println!("\n==> memory: idle RSS of rauta run by number of Ingress paths");
+        let mem = memory_bench(&rauta, &out_dir)?;
+        md.push_str(&mem);
+    }
+
+    let _ = writeln!(
+        md,
+        "Total bench time (without the build): {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let summary = out_dir.join("summary.md");
+    std::fs::write(&summary, &md)?;
+    println!("\nwrote {}", summary.display());
+    Ok(())
+}
+
+fn find_nginx() -> Result<PathBuf> {
+    [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .or_else(|| on_path("nginx").then(|| PathBuf::from("nginx")))
+    .context("nginx not found; run cargo xtask setup (installs nginx-light)")
+}
+
+/// CPU model, core count, kernel, commit.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = output(Command::new("uname").arg("-r")).unwrap_or_default();
+    let rev = output(Command::new("git").args([
+        "-C",
+        &repo_root().to_string_lossy(),
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]))
+    .unwrap_or_default();
+    format!(
+        "Machine: {cpu}, {} cores, Linux {}; commit {}",
+        cores(),
+        kernel.trim(),
+        rev.trim()
+    )
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Runs the criterion benchmarks of rauta-routes and returns the "name  time: [...]" lines.
+fn criterion() -> Result<Vec<String>> {
+    let out = output(cargo().args([
+        "bench",
+        "-p",
+        "rauta-routes",
+        "--",
+        "--warm-up-time",
+        "1",
+        "--measurement-time",
+        "3",
+        "--noplot",
+    ]))?;
+    let mut lines = Vec::new();
+    let mut last_name = String::new();
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(pos) = t.find("time:") {
+            let name = t[..pos].trim();
+            let name = if name.is_empty() {
+                last_name.as_str()
+            } else {
+                name
+            };
+            let l = format!("{name:<40} {}", &t[pos..]);
+            println!("  {l}");
+            lines.push(l);
+        } else if !t.is_empty() && !t.starts_with("Benchmarking") && !t.contains(':') {
+            last_name = t.to_owned();
+        }
+    }
+    if lines.is_empty() {
+        println!("  (no criterion results found in the output)");
+    }
+    Ok(lines)
+}
+
+/// Core assignment: the proxy under test alone on core 0, wrk and the backend on the others.
+struct Pinning {
+    proxy: Option<String>,
+    backend: Option<String>,
+    wrk: Option<String>,
+    note: String,
+}
+
+fn pinning() -> Pinning {
+    let n = cores();
+    match n {
+        0 | 1 => Pinning {
+            proxy: None,
+            backend: None,
+            wrk: None,
+            note: "1 core: no pinning".into(),
+        },
+        2 => Pinning {
+            proxy: Some("0".into()),
+            backend: Some("1".into()),
+            wrk: Some("1".into()),
+            note: "proxy on core 0; wrk and backend share core 1".into(),
+        },
+        _ => Pinning {
+            proxy: Some("0".into()),
+            backend: Some("1".into()),
+            wrk: Some(format!("2-{}", n - 1)),
+            note: format!(
+                "proxy on core 0; backend on core 1; wrk on cores 2-{}",
+                n - 1
+            ),
+        },
+    }
+}
+
+fn pinned(cpus: &Option<String>, program: &Path) -> Command {
+    match cpus {
+        Some(list) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(list).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A free loopback port (bound and released; nginx cannot report a port-0 bind back to us).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_port(addr: SocketAddr, guard: &mut Guard) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        guard.check_alive()?;
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Starts nginx from one of the templates in bench/.
+fn start_nginx(
+    nginx: &Path,
+    template: &str,
+    prefix: &Path,
+    listen: SocketAddr,
+    backend: Option<SocketAddr>,
+    cpus: &Option<String>,
+) -> Result<Guard> {
+    let text = std::fs::read_to_string(repo_root().join("bench").join(template))
+        .with_context(|| format!("cannot read bench/{template}"))?;
+    let _ = std::fs::remove_dir_all(prefix);
+    std::fs::create_dir_all(prefix)?;
+    let root = output(Command::new("id").arg("-u"))
+        .map(|u| u.trim() == "0")
+        .unwrap_or(false);
+    let conf = text
+        .replace("@PREFIX@", &prefix.to_string_lossy())
+        // As root, nginx would run workers as `nobody`, who may not reach our prefix directory.
+        .replace("@USER@", if root { "user root;" } else { "" })
+        .replace("@LISTEN@", &listen.to_string())
+        .replace(
+            "@BACKEND@",
+            &backend.map(|b| b.to_string()).unwrap_or_default(),
+        );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let mut c = pinned(cpus, nginx);
+    c.arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-e")
+        .arg(prefix.join("error.log"));
+    let mut g = Guard::spawn(format!("nginx ({template})"), c.stdout(Stdio::null()))?;
+    wait_port(listen, &mut g)
+        .with_context(|| format!("see {}", prefix.join("error.log").display()))?;
+    Ok(g)
+}
+
+/// One GET must answer 200 `ok` before we measure, or the numbers would be for error pages.
+fn check_serves(url: &str) -> Result<()> {
+    let body = output(Command::new("curl").args([
+        "-sS",
+        "--fail",
+        "--max-time",
+        "5",
+        "-H",
+        "Host: bench.example",
+        url,
+    ]))?;
+    if body.trim() != "ok" {
+        bail!("{url} answered {body:?}, expected the backend's `ok`");
+    }
+    Ok(())
+}
+
+fn measure(label: &str, url: &str, args: &BenchArgs, pin: &Pinning) -> Result<WrkResult> {
+    check_serves(url)?;
+    // Warm-up: connections, pools and caches; its numbers are discarded.
+    wrk::run(url, 1, args.connections, 1, pin.wrk.as_deref())?;
+    let r = wrk::run(url, 1, args.connections, args.duration, pin.wrk.as_deref())?;
+    println!(
+        "  {label:<28} {:>10.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   errors {}",
+        r.rps, r.p50_ms, r.p99_ms, r.errors
+    );
+    Ok(r)
+}
+
+fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<String> {
+    let pin = pinning();
+    println!("  pinning: {}", pin.note);
+    let backend_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let _backend = start_nginx(
+        nginx,
+        "nginx-backend.conf",
+        &out.join("nginx-backend"),
+        backend_addr,
+        None,
+        &pin.backend,
+    )?;
+
+    let direct = measure(
+        "direct to backend",
+        &format!("http://{backend_addr}/"),
+        args,
+        &pin,
+    )?;
+
+    let rauta_dir = out.join("rauta-http");
+    let _ = std::fs::remove_dir_all(&rauta_dir);
+    manifests::write(&rauta_dir, &backend_addr.to_string(), 0, true)?;
+    let via_rauta = {
+        let mut c = pinned(&pin.proxy, rauta);
+        c.args(["run", "--manifests"])
+            .arg(&rauta_dir)
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--https-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--workers",
+                "1",
+                "--kernel-tiers",
+                "off",
+                "--log-level",
+                "warn",
+                "--print-listen-addrs",
+            ])
+            .stdout(Stdio::piped());
+        let mut g = Guard::spawn("rauta", &mut c)?;
+        let line = g.wait_for_line("listening", Duration::from_secs(15))?;
+        let (http, admin) = parse_listen_line(&line)?;
+        wait_ready(&admin, Duration::from_secs(10), &mut g)?;
+        measure(
+            "RAUTA (--workers 1)",
+            &format!("http://{http}/"),
+            args,
+            &pin,
+        )?
+    };
+
+    let nginx_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let via_nginx = {
+        let _g = start_nginx(
+            nginx,
+            "nginx-proxy.conf",
+            &out.join("nginx-proxy"),
+            nginx_addr,
+            Some(backend_addr),
+            &pin.proxy,
+        )?;
+        measure(
+            "nginx (worker_processes 1)",
+            &format!("http://{nginx_addr}/"),
+            args,
+            &pin,
+        )?
+    };
+
+    let ratio = via_rauta.rps / via_nginx.rps.max(1.0);
+    println!(
+        "  RAUTA/nginx: {ratio:.2}x throughput, p99 {:.3} ms vs {:.3} ms",
+        via_rauta.p99_ms, via_nginx.p99_ms
+    );
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## Tier 3: HTTP/1.1 keep-alive on loopback\n\n\
+         wrk -t1 -c{} -d{}s --latency (after a 1 s warm-up); backend: nginx `return 200 \"ok\\n\"`; {}.\n\n\
+         | target | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|",
+        args.connections, args.duration, pin.note
+    );
+    for (label, r) in [
+        ("direct to backend", &direct),
+        ("RAUTA (`--workers 1`)", &via_rauta),
+        ("nginx (`worker_processes 1`)", &via_nginx),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {label} | {:.0} | {:.3} | {:.3} | {} |",
+            r.rps, r.p50_ms, r.p99_ms, r.errors
+        );
+    }
+    let _ = writeln!(md, "\nRAUTA/nginx throughput: **{ratio:.2}x**\n");
+    Ok(md)
+}
+
+fn memory_bench(rauta: &Path, out: &Path) -> Result<String> {
+    // An address nothing listens on: idle memory needs routes, not traffic.
+    let backend = "127.0.0.1:9";
+    let mut rows = Vec::new();
+    for &paths in MEMORY_PATHS {
+        let dir = out.join(format!("mem-{paths}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        manifests::write(&dir, backend, paths, false)?;
+        let started = Instant::now();
+        let mut c = Command::new(rauta);
+        c.args(["run", "--manifests"])
+            .arg(&dir)
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--https-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--kernel-tiers",
+                "off",
+                "--log-level",
+                "warn",
+                "--print-listen-addrs",
+            ])
+            .stdout(Stdio::piped());
+        let mut g = Guard::spawn("rauta", &mut c)?;
+        let line = g.wait_for_line("listening", Duration::from_secs(60))?;
+        let (_, admin) = parse_listen_line(&line)?;
+        wait_ready(&admin, Duration::from_secs(60), &mut g)?;
+        let ready = started.elapsed();
+        // Let start-up allocations settle (allocator caches, the first metrics scrape is not part of idle).
+        std::thread::sleep(Duration::from_millis(500));
+        let kib = vm_rss_kib(g.pid())?;
+        println!(
+            "  {paths:>6} paths: RSS {:>7.1} MiB, ready after {:>6.0} ms",
+            kib as f64 / 1024.0,
+            ready.as_secs_f64() * 1000.0
+        );
+        rows.push((paths, kib, ready));
+    }
+    let base = rows.first().map(|r| r.1).unwrap_or(0);
+    let mut md = String::from(
+        "## Memory: idle `rauta run` by number of Ingress paths\n\n\
+         Generated Prefix paths, 100 per Ingress, one host per Ingress; VmRSS after /readyz plus 0.5 s.\n\n\
+         | paths | RSS MiB | growth per 1,000 paths | ready after |\n|---:|---:|---:|---:|\n",
+    );
+    for (paths, kib, ready) in &rows {
+        let growth = if *paths == 0 {
+            "-".to_owned()
+        } else {
+            let per_k = (*kib as f64 - base as f64) / 1024.0 / (*paths as f64 / 1000.0);
+            format!("{per_k:.2} MiB")
+        };
+        if *paths > 0 {
+            println!("  {paths:>6} paths: growth {growth} per 1,000 paths");
+        }
+        let _ = writeln!(
+            md,
+            "| {paths} | {:.1} | {growth} | {:.0} ms |",
+            *kib as f64 / 1024.0,
+            ready.as_secs_f64() * 1000.0
+        );
+    }
+    md.push('\n');
+    Ok(md)
+}
+
+/// `VmRSS` of a process, in KiB.
+fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
