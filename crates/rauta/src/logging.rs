@@ -1,0 +1,26 @@
+//! Log setup: text or JSON lines on stderr (stdout belongs to command output such as `rauta check`).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{LogArgs, LogFormat};
+
+/// Install the global subscriber. The filter is `--log-level` if given, else `RUST_LOG`, else `info`.
+pub fn init(args: &LogArgs) {
+    let filter = match &args.log_level {
+        // Validated by clap already; fall back rather than panic if that ever changes.
+        Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // try_init: a second call (tests) keeps the first subscriber instead of panicking.
+    let _ = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}

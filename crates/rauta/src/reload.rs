@@ -1,0 +1,95 @@
+//! Live reload: debounce change notifications, reload, swap the table if the load is clean.
+//!
+//! Invariant: the serving table only ever changes to the result of a clean load (every file read, every
+//! document parsed). Requests already matched keep their `Arc` of the old table's backend, so a swap never
+//! disturbs in-flight requests or open connections.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rauta_routes::{CompileOptions, RouteTable};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use crate::config_metrics::{ConfigMetrics, ReloadResult};
+use crate::load::{load, Loaded};
+
+/// Under a never-ending stream of writes, reload at least this often anyway.
+const MAX_DEBOUNCE_DELAY_FACTOR: u32 = 10;
+
+/// Reloads the configuration when told that a manifest changed.
+pub struct Reloader {
+    /// The `--manifests` paths.
+    pub paths: Vec<PathBuf>,
+    /// Compiler settings from the command line.
+    pub options: CompileOptions,
+    /// The serving table.
+    pub table: Arc<ArcSwap<RouteTable>>,
+    /// Reload counters.
+    pub metrics: ConfigMetrics,
+    /// Quiet time after the last change before reloading.
+    pub debounce: Duration,
+}
+
+impl Reloader {
+    /// Run until `changes` closes.
+    pub async fn run(self, mut changes: mpsc::Receiver<()>) {
+        while changes.recv().await.is_some() {
+            let first = Instant::now();
+            let latest = first + self.debounce * MAX_DEBOUNCE_DELAY_FACTOR;
+            let mut deadline = first + self.debounce;
+            loop {
+                tokio::select! {
+                    more = changes.recv() => match more {
+                        Some(()) => deadline = (Instant::now() + self.debounce).min(latest),
+                        None => return,
+                    },
+                    () = sleep_until(deadline) => break,
+                }
+            }
+            self.reload_now().await;
+        }
+    }
+
+    /// Load and apply; returns whether the new table is serving.
+    pub async fn reload_now(&self) -> bool {
+        let paths = self.paths.clone();
+        let options = self.options.clone();
+        let loaded = match tokio::task::spawn_blocking(move || load(&paths, &options)).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(%error, "configuration reload failed unexpectedly; keeping the current configuration");
+                self.metrics.record_reload(ReloadResult::Failed);
+                return false;
+            }
+        };
+        self.apply(loaded)
+    }
+
+    fn apply(&self, loaded: Loaded) -> bool {
+        loaded.log_problems(!loaded.is_clean());
+        if !loaded.is_clean() {
+            let problems = loaded.read_errors.len() + loaded.manifest_errors.len();
+            tracing::error!(
+                problems,
+                "configuration reload failed: {problems} manifest problem(s) above; keeping the current configuration"
+            );
+            self.metrics.record_reload(ReloadResult::Failed);
+            return false;
+        }
+        let routes = loaded.compiled.table.routes().len();
+        self.table.store(Arc::new(loaded.compiled.table));
+        self.metrics.record_reload(ReloadResult::Ok);
+        self.metrics.record_clean_load();
+        self.metrics.set_routes(routes);
+        tracing::info!(
+            files = loaded.files,
+            routes,
+            diagnostics = loaded.compiled.diagnostics.len(),
+            "configuration reloaded"
+        );
+        true
+    }
+}

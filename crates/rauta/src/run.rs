@@ -1,0 +1,186 @@
+//! `rauta run` in standalone mode: load manifests, bind, serve, reload on change, shut down gracefully.
+//!
+//! Startup order matters for readiness: the first table is loaded before any listener is bound, and
+//! `/readyz` turns 200 only once both are done, so a load balancer never sees a ready proxy with an empty
+//! table.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
+use rauta_proxy::{Proxy, ProxyConfig, ProxyMetrics};
+use rauta_routes::CompileOptions;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::admin::{self, AdminState};
+use crate::cli::{KernelTiers, RunArgs};
+use crate::config_metrics::ConfigMetrics;
+use crate::error::FatalError;
+use crate::load::load;
+use crate::reload::Reloader;
+
+/// Serve until SIGTERM/SIGINT. Returns once in-flight requests have finished (or the shutdown timeout
+/// passed).
+pub async fn run(args: RunArgs) -> Result<(), FatalError> {
+    match args.kernel_tiers {
+        KernelTiers::Required => return Err(FatalError::KernelTiersRequired),
+        KernelTiers::Auto => {
+            tracing::info!("kernel tiers unavailable: not built yet; serving with Tier 3 only")
+        }
+        KernelTiers::Off => {}
+    }
+    if !args.interfaces.is_empty() {
+        tracing::debug!(interfaces = ?args.interfaces, "--interface is used by the kernel tiers only");
+    }
+
+    let options = CompileOptions {
+        ingress_class: args.config.ingress_class.clone(),
+        default_backend: args.config.default_backend.clone(),
+    };
+    let paths = args.config.manifests.clone();
+    let loaded = {
+        let (paths, options) = (paths.clone(), options.clone());
+        tokio::task::spawn_blocking(move || load(&paths, &options))
+            .await
+            .map_err(|e| FatalError::Proxy(format!("loading manifests failed unexpectedly: {e}")))?
+    };
+    // Without an old configuration to fall back on, an unreadable path is fatal: serving a partial
+    // configuration silently would be worse than not starting. Parse errors are not: the valid objects serve.
+    if !loaded.read_errors.is_empty() {
+        return Err(FatalError::ManifestsUnreadable(loaded.read_errors));
+    }
+    loaded.log_problems(false);
+    let clean = loaded.is_clean();
+    let route_count = loaded.compiled.table.routes().len();
+    tracing::info!(
+        files = loaded.files,
+        routes = route_count,
+        errors = loaded.manifest_errors.len(),
+        diagnostics = loaded.compiled.diagnostics.len(),
+        "configuration loaded"
+    );
+    let table = Arc::new(ArcSwap::from_pointee(loaded.compiled.table));
+
+    let mut registry = Registry::default();
+    let config_metrics = ConfigMetrics::register(&mut registry);
+    config_metrics.set_routes(route_count);
+    if clean {
+        config_metrics.record_clean_load();
+    }
+    let proxy_metrics = ProxyMetrics::register(&mut registry);
+
+    let http_listener =
+        rauta_proxy::bind_listener(args.http_listen).map_err(|source| FatalError::Listen {
+            flag: "--http-listen",
+            addr: args.http_listen,
+            source,
+        })?;
+    let admin_listener = TcpListener::bind(args.admin_listen)
+        .await
+        .map_err(|source| FatalError::Listen {
+            flag: "--admin-listen",
+            addr: args.admin_listen,
+            source,
+        })?;
+    let http_addr = http_listener.local_addr().unwrap_or(args.http_listen);
+    let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);
+    tracing::info!(
+        "HTTPS on {} is not served yet: TLS arrives in a later release (--https-listen accepted)",
+        args.https_listen
+    );
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_state = Arc::new(AdminState {
+        registry,
+        table: table.clone(),
+        ready: ready.clone(),
+    });
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
+
+    // The watcher must exist before the first reload could be missed: set it up before announcing
+    // readiness.
+    let (change_tx, change_rx) = mpsc::channel(1);
+    let _watcher = crate::watch::watch(&paths, change_tx).map_err(FatalError::Watch)?;
+    let reloader = Reloader {
+        paths,
+        options,
+        table: table.clone(),
+        metrics: config_metrics,
+        debounce: args.reload_debounce,
+    };
+    let reload_task = tokio::spawn(reloader.run(change_rx));
+
+    let config = ProxyConfig {
+        connect_timeout: args.upstream_connect_timeout,
+        response_timeout: args.upstream_response_timeout,
+        max_header_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
+        max_headers: usize::try_from(args.max_headers).unwrap_or(usize::MAX),
+        max_body_bytes: args.max_body_bytes,
+        idle_timeout: args.upstream_idle_timeout,
+        ..ProxyConfig::default()
+    };
+    let proxy = Proxy::new(config, table, proxy_metrics);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut proxy_task = tokio::spawn(async move {
+        proxy
+            .serve_http(http_listener, shutdown_signal(shutdown_rx))
+            .await
+    });
+
+    ready.store(true, Ordering::Release);
+    tracing::info!(http = %http_addr, admin = %admin_addr, "serving");
+    if args.print_listen_addrs {
+        // One line on stdout for scripts and tests listening on port 0; logs go to stderr.
+        println!("listening http={http_addr} admin={admin_addr}");
+    }
+
+    tokio::select! {
+        signal = termination() => {
+            tracing::info!(signal, timeout = ?args.shutdown_timeout, "shutting down: no new connections, waiting for in-flight requests");
+        }
+        result = &mut proxy_task => {
+            return Err(FatalError::Proxy(match result {
+                Ok(Ok(())) => "it exited without being asked to".to_string(),
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => error.to_string(),
+            }));
+        }
+    }
+    ready.store(false, Ordering::Release);
+    let _ = shutdown_tx.send(true);
+    reload_task.abort();
+
+    tokio::select! {
+        finished = tokio::time::timeout(args.shutdown_timeout, &mut proxy_task) => match finished {
+            Ok(_) => tracing::info!("all requests finished; bye"),
+            Err(_) => tracing::warn!(timeout = ?args.shutdown_timeout, "shutdown timeout passed; closing the remaining connections"),
+        },
+        signal = termination() => tracing::warn!(signal, "second signal: exiting without waiting"),
+    }
+    admin_task.abort();
+    Ok(())
+}
+
+/// Resolves when the shutdown flag turns true (or its sender is gone).
+async fn shutdown_signal(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stop| *stop).await;
+}
+
+/// Resolves on SIGTERM or SIGINT, with the signal's name.
+async fn termination() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still dies on the default action; never resolve here.
+        tracing::warn!("cannot install signal handlers; SIGTERM will not drain connections");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,189 @@
+//! Watching the `--manifests` paths for changes.
+//!
+//! A file is watched through its parent directory, not its inode: editors and `kubectl cp` replace files by
+//! renaming a new one over the old, which an inode watch would lose after the first save. Directories are
+//! watched recursively, so new files and subdirectories count. If the kernel watcher cannot be set up (for
+//! instance the inotify watch limit is exhausted) a polling watcher takes over.
+//!
+//! The watcher only says "something changed"; the reloader re-reads everything, so a missed detail in an
+//! event never leaves a stale file behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::EventKind;
+use notify::{Event, PollWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// How often the polling fallback compares file metadata.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps the watch alive; dropping it stops change notifications.
+pub struct ManifestWatcher {
+    /// Held only to keep the watch registered (inotify or polling).
+    _watcher: Box<dyn Watcher + Send>,
+}
+
+/// What to watch for one `--manifests` path.
+#[derive(Debug, Clone)]
+struct Target {
+    /// Absolute form of the path the user gave.
+    path: PathBuf,
+    /// The path is a directory (watched recursively); otherwise a file watched through its parent.
+    is_dir: bool,
+}
+
+impl Target {
+    fn watch_root(&self) -> &Path {
+        if self.is_dir {
+            &self.path
+        } else {
+            self.path.parent().unwrap_or(Path::new("/"))
+        }
+    }
+
+    /// Whether an event on `changed` concerns this target.
+    fn concerns(&self, changed: &Path) -> bool {
+        if self.is_dir {
+            changed.starts_with(&self.path)
+        } else {
+            changed == self.path
+        }
+    }
+}
+
+/// Start watching `paths`; every relevant change sends a unit on `changes` (dropped if one is already
+/// pending: the reloader reads everything anyway).
+pub fn watch(
+    paths: &[PathBuf],
+    changes: mpsc::Sender<()>,
+) -> Result<ManifestWatcher, notify::Error> {
+    let targets: Vec<Target> = paths.iter().map(|p| target(p)).collect();
+    let handler = {
+        let targets = targets.clone();
+        move |result: Result<Event, notify::Error>| match result {
+            Ok(event) => {
+                if is_change(&event.kind)
+                    && event
+                        .paths
+                        .iter()
+                        .any(|p| targets.iter().any(|t| t.concerns(p)))
+                {
+                    // Full means a change is already queued; the coming reload covers this one too.
+                    let _ = changes.try_send(());
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "manifest watcher error; reloading to be safe");
+                let _ = changes.try_send(());
+            }
+        }
+    };
+
+    match notify::recommended_watcher(handler.clone()) {
+        Ok(mut watcher) => match add_watches(&mut watcher, &targets) {
+            Ok(()) => {
+                return Ok(ManifestWatcher {
+                    _watcher: Box::new(watcher),
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch manifests with inotify; polling every second instead")
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch manifests with inotify; polling every second instead")
+        }
+    }
+    let config = notify::Config::default()
+        .with_poll_interval(POLL_INTERVAL)
+        .with_compare_contents(false);
+    let mut watcher = PollWatcher::new(handler, config)?;
+    add_watches(&mut watcher, &targets)?;
+    Ok(ManifestWatcher {
+        _watcher: Box::new(watcher),
+    })
+}
+
+fn add_watches(watcher: &mut dyn Watcher, targets: &[Target]) -> Result<(), notify::Error> {
+    for target in targets {
+        let mode = if target.is_dir {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        watcher.watch(target.watch_root(), mode)?;
+    }
+    Ok(())
+}
+
+fn target(path: &Path) -> Target {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    Target {
+        is_dir: absolute.is_dir(),
+        path: absolute,
+    }
+}
+
+/// Reads (our own included) are not changes.
+fn is_change(kind: &EventKind) -> bool {
+    !matches!(kind, EventKind::Access(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn expect_change(rx: &mut mpsc::Receiver<()>) {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("no change seen")
+            .unwrap();
+    }
+
+    async fn drain(rx: &mut mpsc::Receiver<()>) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while rx.try_recv().is_ok() {}
+    }
+
+    #[tokio::test]
+    async fn a_file_replaced_by_rename_is_still_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("routes.yaml");
+        std::fs::write(&file, "a").unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let _watcher = watch(std::slice::from_ref(&file), tx).unwrap();
+
+        for round in 0..2 {
+            let temp = dir.path().join(format!(".tmp{round}"));
+            std::fs::write(&temp, format!("v{round}")).unwrap();
+            std::fs::rename(&temp, &file).unwrap();
+            expect_change(&mut rx).await;
+            drain(&mut rx).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn unrelated_files_next_to_a_watched_file_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("routes.yaml");
+        std::fs::write(&file, "a").unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let _watcher = watch(std::slice::from_ref(&file), tx).unwrap();
+        std::fs::write(dir.path().join("other.yaml"), "b").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn new_files_in_new_subdirectories_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let _watcher = watch(&[dir.path().to_path_buf()], tx).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        expect_change(&mut rx).await;
+        drain(&mut rx).await;
+        std::fs::write(dir.path().join("sub/new.yaml"), "x").unwrap();
+        expect_change(&mut rx).await;
+    }
+}
