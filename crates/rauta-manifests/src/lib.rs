@@ -22,6 +22,8 @@
 //! `kubectl apply` would accept too. Semantics that need other objects (a missing Service, a bad regex)
 //! are the compiler's diagnostics, not errors here.
 //!
+//! A field set to `null` (or left empty, `labels:`) counts as absent, as the API server decodes it.
+//!
 //! An object defined twice (same kind, namespace and name), in one file or across merged files, keeps
 //! the later definition and records an error naming the first.
 #![forbid(unsafe_code)]

@@ -326,11 +326,14 @@ impl ParsedManifests {
         let key = object.key();
         let existing = self.origins.get(&key).map(|(o, i)| (o.clone(), *i));
         // The recorded position is trusted only if it still holds this object (callers may edit
-        // `inputs`); otherwise the new object is appended.
-        let slot = existing
-            .as_ref()
-            .map(|(_, i)| *i)
-            .filter(|&i| self.key_at(key.0, i).as_ref() == Some(&key));
+        // `inputs`); otherwise the object is looked for, and appended if it is gone.
+        let slot = existing.as_ref().and_then(|(_, i)| {
+            if self.key_at(key.0, *i).as_ref() == Some(&key) {
+                Some(*i)
+            } else {
+                (0..self.len(key.0)).find(|&j| self.key_at(key.0, j).as_ref() == Some(&key))
+            }
+        });
         if let Some((first, _)) = &existing {
             self.errors.push(ManifestError {
                 source_name: origin.source_name.clone(),
@@ -347,6 +350,18 @@ impl ParsedManifests {
         }
         let index = self.put(object, slot);
         self.origins.insert(key, (origin, index));
+    }
+
+    /// How many objects of `kind` there are.
+    fn len(&self, kind: Kind) -> usize {
+        let i = &self.inputs;
+        match kind {
+            Kind::Ingress => i.ingresses.len(),
+            Kind::IngressClass => i.ingress_classes.len(),
+            Kind::Service => i.services.len(),
+            Kind::EndpointSlice => i.endpoint_slices.len(),
+            Kind::Secret => i.secrets.len(),
+        }
     }
 
     /// The key of the object at `index` of the `kind` list, if there is one.
