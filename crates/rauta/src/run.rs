@@ -4,6 +4,7 @@
 //! `/readyz` turns 200 only once both are done, so a load balancer never sees a ready proxy with an empty
 //! table.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -132,8 +133,14 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     ready.store(true, Ordering::Release);
     tracing::info!(http = %http_addr, admin = %admin_addr, "serving");
     if args.print_listen_addrs {
-        // One line on stdout for scripts and tests listening on port 0; logs go to stderr.
-        println!("listening http={http_addr} admin={admin_addr}");
+        // One line on stdout for scripts and tests listening on port 0; logs go to stderr. A closed stdout
+        // must not stop the proxy (println! would panic), so write errors are only logged.
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = writeln!(stdout, "listening http={http_addr} admin={admin_addr}")
+            .and_then(|()| stdout.flush())
+        {
+            tracing::warn!(%error, "cannot print the listen addresses");
+        }
     }
 
     tokio::select! {

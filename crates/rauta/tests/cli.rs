@@ -241,6 +241,15 @@ fn kernel_tiers_required_exits_1_and_auto_says_why_it_serves_tier_3() {
             .count(),
         1
     );
+    drop(rauta);
+
+    let rauta = Rauta::start(dir.path(), &["--kernel-tiers", "off"]);
+    rauta.wait_for_log("serving");
+    assert!(
+        !rauta.logs().iter().any(|l| l.contains("kernel tiers")),
+        "{:?}",
+        rauta.logs()
+    );
 }
 
 #[test]

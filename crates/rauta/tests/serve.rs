@@ -331,6 +331,22 @@ async fn request_limits_answer_431_and_413() {
         "{}",
         String::from_utf8_lossy(&response)
     );
+
+    // One 20 KiB header is over the default --max-header-bytes of 16384; 4 KiB is fine.
+    for (size, expected) in [(4 << 10, "HTTP/1.1 200"), (20 << 10, "HTTP/1.1 431")] {
+        let mut stream = TcpStream::connect(rauta.http).await.unwrap();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nx-big: {}\r\nConnection: close\r\n\r\n",
+            "b".repeat(size)
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with(expected), "{size} bytes: {text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
