@@ -1,5 +1,7 @@
 //! Log setup: text or JSON lines on stderr (stdout belongs to command output such as `rauta check`).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{LogArgs, LogFormat};
@@ -11,9 +13,12 @@ pub fn init(args: &LogArgs) {
         Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    // Colours only for a person at a terminal, never in files or log collectors (and never with NO_COLOR).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     let _ = match args.log_format {
         LogFormat::Text => builder.try_init(),

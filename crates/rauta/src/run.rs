@@ -41,6 +41,10 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         default_backend: args.config.default_backend.clone(),
     };
     let paths = args.config.manifests.clone();
+    // Watch before the first load, so that an edit made while loading triggers a reload instead of being
+    // missed. A watch error is reported after the load's own errors, which explain it better (a missing path).
+    let (change_tx, change_rx) = mpsc::channel(1);
+    let watcher = crate::watch::watch(&paths, change_tx);
     let loaded = {
         let (paths, options) = (paths.clone(), options.clone());
         tokio::task::spawn_blocking(move || load(&paths, &options))
@@ -52,6 +56,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     if !loaded.read_errors.is_empty() {
         return Err(FatalError::ManifestsUnreadable(loaded.read_errors));
     }
+    let _watcher = watcher.map_err(FatalError::Watch)?;
     loaded.log_problems(false);
     let clean = loaded.is_clean();
     let route_count = loaded.compiled.table.routes().len();
@@ -100,10 +105,6 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
 
-    // The watcher must exist before the first reload could be missed: set it up before announcing
-    // readiness.
-    let (change_tx, change_rx) = mpsc::channel(1);
-    let _watcher = crate::watch::watch(&paths, change_tx).map_err(FatalError::Watch)?;
     let reloader = Reloader {
         paths,
         options,

@@ -333,3 +333,73 @@ async fn readiness_and_health_before_and_after_start() {
         serde_json::from_str::<serde_json::Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
 }
+
+#[test]
+fn a_privileged_port_without_privileges_suggests_what_to_do() {
+    // The manifest must be readable by the unprivileged user, so it lives outside the private temp dir.
+    let shared = std::env::temp_dir().join(format!("rauta-priv-{}", std::process::id()));
+    std::fs::create_dir_all(&shared).unwrap();
+    let manifest = shared.join("a.yaml");
+    std::fs::write(&manifest, ingress_class()).unwrap();
+    let args = [
+        "run",
+        "--manifests",
+        manifest.to_str().unwrap(),
+        "--http-listen",
+        "127.0.0.1:80",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--kernel-tiers",
+        "off",
+        "--log-level",
+        "off",
+    ];
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut command = if is_root {
+        // Drop to nobody so that binding port 80 is refused; setpriv is in util-linux.
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", RAUTA]);
+        c
+    } else {
+        std::process::Command::new(RAUTA)
+    };
+    let output = command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let _ = std::fs::remove_dir_all(&shared);
+    let output = match output {
+        Ok(output) => output,
+        Err(error) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "cannot run setpriv in CI: {error}"
+            );
+            eprintln!("skipped: needs setpriv to drop root ({error})");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !stderr.contains("permission denied") && !stderr.contains("Permission denied") {
+        // net.ipv4.ip_unprivileged_port_start lets anyone bind port 80 here, or the binary is not reachable
+        // for nobody.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "port 80 not privileged in CI: {stderr}"
+        );
+        eprintln!(
+            "skipped: port 80 is not privileged on this host ({:?}: {stderr})",
+            output.status
+        );
+        return;
+    }
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: cannot listen on 127.0.0.1:80: permission denied (try --http-listen 127.0.0.1:8080 or run as root)"
+    );
+}
