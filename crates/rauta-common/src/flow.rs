@@ -19,8 +19,14 @@ pub const fn fmix32(mut h: u32) -> u32 {
 
 #[inline(always)]
 const fn mix(h: u32, word: u32) -> u32 {
-    let k = word.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+    let k = word
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
 }
 
 /// Hash of an IPv4 client (address in network byte order as it sits in the packet, port in host order).
@@ -36,7 +42,10 @@ pub const fn flow_hash_v6(addr: [u8; 16], port: u16) -> u32 {
     let mut h = 0x5241_5554;
     let mut i = 0;
     while i < 16 {
-        h = mix(h, u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]));
+        h = mix(
+            h,
+            u32::from_be_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]),
+        );
         i += 4;
     }
     fmix32(mix(h, port as u32) ^ 18)

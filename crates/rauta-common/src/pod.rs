@@ -1,0 +1,10 @@
+//! `aya::Pod` for the map value types (userspace only, `user` feature).
+//!
+//! SAFETY (for every impl below): the type is `#[repr(C)]`, `Copy`, contains only integers and explicit
+//! padding fields (no implicit padding, no `bool`, no references), so every bit pattern is a valid value
+//! and copying its bytes to and from a BPF map is sound.
+#![allow(unsafe_code)]
+
+use crate::maps::VipConfig;
+
+unsafe impl aya::Pod for VipConfig {}

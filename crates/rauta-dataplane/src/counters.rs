@@ -1,0 +1,63 @@
+//! A snapshot of the XDP program's per-reason packet counters, summed over CPUs.
+
+use rauta_common::reason::Reason;
+
+/// Packets counted per [`Reason`] since the program was loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    values: [u64; Reason::COUNT],
+}
+
+impl Counters {
+    /// Builds a snapshot from values indexed by reason code.
+    pub(crate) fn from_values(values: [u64; Reason::COUNT]) -> Self {
+        Counters { values }
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: Reason) -> u64 {
+        self.values[reason.index() as usize]
+    }
+
+    /// Every reason with its count, in code order (for metrics: the names are stable labels).
+    pub fn iter(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        Reason::ALL.iter().map(|&r| (r, self.get(r)))
+    }
+
+    /// The change from `earlier` to `self`, per reason (saturating: counters only grow).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut values = [0; Reason::COUNT];
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = self.values[i].saturating_sub(earlier.values[i]);
+        }
+        Counters { values }
+    }
+
+    /// Reasons with a non-zero count (readable test failures and logs).
+    pub fn non_zero(&self) -> Vec<(&'static str, u64)> {
+        self.iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(r, v)| (r.name(), v))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_subtracts_per_reason() {
+        let mut a = [0; Reason::COUNT];
+        let mut b = [0; Reason::COUNT];
+        a[Reason::SynCookieSent.index() as usize] = 3;
+        b[Reason::SynCookieSent.index() as usize] = 5;
+        b[Reason::NotVipPass.index() as usize] = 1;
+        let d = Counters::from_values(b).since(&Counters::from_values(a));
+        assert_eq!(d.get(Reason::SynCookieSent), 2);
+        assert_eq!(
+            d.non_zero(),
+            vec![("not_vip_pass", 1), ("syn_cookie_sent", 2)]
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Loading, configuring, attaching and detaching Tier 1's XDP program.
+
+use std::{net::SocketAddrV4, time::Duration};
+
+use aya::{
+    maps::{Array, PerCpuArray},
+    programs::{xdp::XdpLinkId, TestRun, TestRunOptions, Xdp, XdpMode},
+    Ebpf,
+};
+use rauta_common::{
+    maps::{VipConfig, COUNTERS_MAP, VIP_MAP, XDP_PROGRAM},
+    reason::Reason,
+};
+
+use crate::{counters::Counters, error::DataplaneError, object::BPF_OBJECT};
+
+/// How the program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native XDP in the driver: runs before an skb exists.
+    Driver,
+    /// Generic XDP (after the skb is built): works on every device, slower. Used when the driver has no
+    /// native XDP.
+    Skb,
+}
+
+/// The action an XDP program returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAction {
+    /// `XDP_ABORTED`: a program error; the packet is dropped and a tracepoint fires.
+    Aborted,
+    /// `XDP_DROP`.
+    Drop,
+    /// `XDP_PASS`: on to the network stack.
+    Pass,
+    /// `XDP_TX`: back out of the receiving interface.
+    Tx,
+    /// `XDP_REDIRECT`.
+    Redirect,
+    /// Any other value (a program bug).
+    Other(u32),
+}
+
+impl XdpAction {
+    fn from_raw(value: u32) -> Self {
+        match value {
+            0 => XdpAction::Aborted,
+            1 => XdpAction::Drop,
+            2 => XdpAction::Pass,
+            3 => XdpAction::Tx,
+            4 => XdpAction::Redirect,
+            other => XdpAction::Other(other),
+        }
+    }
+}
+
+/// One run of the XDP program on a packet, through `BPF_PROG_RUN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketRun {
+    /// What the program returned.
+    pub action: XdpAction,
+    /// The packet as the program left it (for `XDP_PASS` and `XDP_DROP` usually the input unchanged).
+    pub output: Vec<u8>,
+    /// The kernel's measured duration of the run (includes the test harness' own overhead).
+    pub duration: Duration,
+}
+
+/// Tier 1 loaded into the kernel: the XDP program, its maps, and the interfaces it is attached to.
+/// Dropping it detaches the program from every interface and frees the maps.
+pub struct KernelTiers {
+    ebpf: Ebpf,
+    attached: Vec<(String, XdpLinkId, AttachMode)>,
+}
+
+impl std::fmt::Debug for KernelTiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelTiers")
+            .field("attached", &self.attached)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KernelTiers {
+    /// Loads the program, points it at `vip` and attaches it to each of `interfaces` (driver mode, or
+    /// generic mode where the driver has no XDP). With no interfaces the program is loaded but attached
+    /// nowhere — what packet tests need. On error nothing stays attached.
+    pub fn load(vip: SocketAddrV4, interfaces: &[String]) -> Result<KernelTiers, DataplaneError> {
+        if vip.ip().is_unspecified() || vip.port() == 0 {
+            return Err(DataplaneError::InvalidVip(vip));
+        }
+        let ebpf = Ebpf::load(BPF_OBJECT)?;
+        let mut tiers = KernelTiers {
+            ebpf,
+            attached: Vec::new(),
+        };
+
+        let map = tiers.ebpf.map_mut(VIP_MAP).ok_or(DataplaneError::Missing {
+            kind: "map",
+            name: VIP_MAP,
+        })?;
+        let mut vip_map: Array<_, VipConfig> =
+            Array::try_from(map).map_err(|source| DataplaneError::map(VIP_MAP, source))?;
+        vip_map
+            .set(0, VipConfig::new(vip.ip().octets(), vip.port()), 0)
+            .map_err(|source| DataplaneError::map(VIP_MAP, source))?;
+
+        let program = tiers.xdp_mut()?;
+        program
+            .load()
+            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))?;
+        for interface in interfaces {
+            // On error `tiers` is dropped here, which detaches what was attached so far.
+            let (link, mode) = attach(tiers.xdp_mut()?, interface)?;
+            tracing::info!(interface = %interface, mode = ?mode, vip = %vip, "attached XDP program");
+            tiers.attached.push((interface.clone(), link, mode));
+        }
+        Ok(tiers)
+    }
+
+    /// Interfaces the program is attached to, with the mode each got.
+    pub fn attachments(&self) -> impl Iterator<Item = (&str, AttachMode)> {
+        self.attached
+            .iter()
+            .map(|(name, _, mode)| (name.as_str(), *mode))
+    }
+
+    /// The counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, DataplaneError> {
+        let map = self.ebpf.map(COUNTERS_MAP).ok_or(DataplaneError::Missing {
+            kind: "map",
+            name: COUNTERS_MAP,
+        })?;
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)
+            .map_err(|source| DataplaneError::map(COUNTERS_MAP, source))?;
+        let mut values = [0u64; Reason::COUNT];
+        for reason in Reason::ALL {
+            let per_cpu = counters
+                .get(&reason.index(), 0)
+                .map_err(|source| DataplaneError::map(COUNTERS_MAP, source))?;
+            values[reason.index() as usize] =
+                per_cpu.iter().fold(0u64, |sum, v| sum.wrapping_add(*v));
+        }
+        Ok(Counters::from_values(values))
+    }
+
+    /// Runs the program once on `packet` with `BPF_PROG_RUN` (no interface involved) and returns its action
+    /// and output packet. `repeat` is always 1: the kernel re-runs a repeated test on the packet the
+    /// previous run rewrote, so repetitions would measure another path. Counters and maps change as for a
+    /// real packet.
+    pub fn run_once(&self, packet: &[u8]) -> Result<PacketRun, DataplaneError> {
+        let program = self.xdp()?;
+        // Room for growth: the SYN-ACK can be a few bytes longer than the SYN.
+        let mut output = vec![0u8; packet.len() + 256];
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut output),
+                repeat: 1,
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))?;
+        output.truncate(result.data_size_out as usize);
+        Ok(PacketRun {
+            action: XdpAction::from_raw(result.return_value),
+            output,
+            duration: result.duration,
+        })
+    }
+
+    fn xdp(&self) -> Result<&Xdp, DataplaneError> {
+        let program = self
+            .ebpf
+            .program(XDP_PROGRAM)
+            .ok_or(DataplaneError::Missing {
+                kind: "program",
+                name: XDP_PROGRAM,
+            })?;
+        program
+            .try_into()
+            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))
+    }
+
+    fn xdp_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        let program = self
+            .ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(DataplaneError::Missing {
+                kind: "program",
+                name: XDP_PROGRAM,
+            })?;
+        program
+            .try_into()
+            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))
+    }
+}
+
+/// Attaches in driver mode, falling back to generic (SKB) mode.
+fn attach(program: &mut Xdp, interface: &str) -> Result<(XdpLinkId, AttachMode), DataplaneError> {
+    let driver = match program.attach(interface, XdpMode::Driver) {
+        Ok(link) => return Ok((link, AttachMode::Driver)),
+        Err(e) => e,
+    };
+    tracing::info!(interface, error = %driver, "driver-mode XDP unavailable, trying generic (SKB) mode");
+    match program.attach(interface, XdpMode::Skb) {
+        Ok(link) => Ok((link, AttachMode::Skb)),
+        Err(skb) => Err(DataplaneError::Attach {
+            interface: interface.to_owned(),
+            driver: Box::new(driver),
+            skb: Box::new(skb),
+        }),
+    }
+}
+
+impl Drop for KernelTiers {
+    fn drop(&mut self) {
+        let attached = std::mem::take(&mut self.attached);
+        if attached.is_empty() {
+            return;
+        }
+        match self.xdp_mut() {
+            Ok(program) => {
+                for (interface, link, _) in attached {
+                    match program.detach(link) {
+                        Ok(()) => tracing::info!(interface = %interface, "detached XDP program"),
+                        // Closing the program's fds below detaches it anyway; say so rather than fail.
+                        Err(e) => {
+                            tracing::warn!(interface = %interface, error = %e, "explicit XDP detach failed")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach the XDP program to detach it"),
+        }
+    }
+}

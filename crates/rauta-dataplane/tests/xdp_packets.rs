@@ -1,0 +1,366 @@
+//! Packet-in/packet-out tests of Tier 1's XDP program through BPF_PROG_RUN.
+//!
+//! Each case names its input packet, runs the real compiled program once (`repeat = 1`: repeated runs
+//! would re-run on the rewritten packet), and asserts the action, the output packet field by field (or
+//! byte for byte when it must be untouched) and the exact counter changes. Needs root; see
+//! `support::root_or_skip`.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use rauta_dataplane::{KernelTiers, PacketRun, Reason, XdpAction};
+use support::packet::{self, Tcp4, ACK, CLIENT_MAC, FIN, RST, SERVER_MAC, SYN};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const PORT: u16 = 8080;
+
+fn tiers() -> KernelTiers {
+    KernelTiers::load(SocketAddrV4::new(VIP, PORT), &[])
+        .expect("load the XDP program (is this root?)")
+}
+
+/// Runs `input` once and checks the counter delta is exactly one packet for `reason`.
+fn run(tiers: &KernelTiers, input: &[u8], reason: Reason) -> PacketRun {
+    let before = tiers.counters().unwrap();
+    let run = tiers.run_once(input).unwrap();
+    let delta = tiers.counters().unwrap().since(&before);
+    assert_eq!(
+        delta.non_zero(),
+        vec![(reason.name(), 1)],
+        "counter changes"
+    );
+    run
+}
+
+/// Asserts the program passed (or dropped) the packet and left every byte as it was.
+fn assert_untouched(run: &PacketRun, action: XdpAction, input: &[u8]) {
+    assert_eq!(run.action, action);
+    assert!(
+        run.output == input,
+        "packet changed:\n{}",
+        packet::diff(input, &run.output)
+    );
+}
+
+/// Checks a SYN-ACK answering `syn` and returns its cookie (the SYN-ACK's sequence number).
+fn assert_cookie_synack(syn: &Tcp4, run: &PacketRun, expected_mss: u16) -> u32 {
+    assert_eq!(run.action, XdpAction::Tx);
+    assert_eq!(
+        run.output.len(),
+        58,
+        "Ethernet + IPv4 + TCP with the MSS option only"
+    );
+    let p = packet::parse(&run.output);
+    assert_eq!(p.eth_dst, CLIENT_MAC, "MACs swapped");
+    assert_eq!(p.eth_src, SERVER_MAC, "MACs swapped");
+    assert_eq!(p.ethertype, [0x08, 0x00]);
+    assert_eq!(p.ihl, 5);
+    assert_eq!(p.tot_len, 44);
+    assert_eq!(p.ttl, 64);
+    assert_eq!(p.frag_off, 0x4000, "DF, no fragment");
+    assert_eq!(p.protocol, 6);
+    assert_eq!((p.src, p.dst), (syn.dst, syn.src), "IPs swapped");
+    assert!(p.ip_csum_ok, "IPv4 header checksum");
+    assert_eq!((p.sport, p.dport), (syn.dport, syn.sport), "ports swapped");
+    assert_eq!(p.flags, SYN | ACK);
+    assert_eq!(p.ack, syn.seq.wrapping_add(1), "ack = client ISN + 1");
+    assert_eq!(p.doff, 6);
+    assert_eq!(p.window, 65535);
+    assert_eq!(p.urg, 0);
+    let mss = expected_mss.to_be_bytes();
+    assert_eq!(
+        p.tcp_options,
+        vec![2, 4, mss[0], mss[1]],
+        "only the MSS option"
+    );
+    assert_eq!(p.payload_len, 0);
+    assert!(p.tcp_csum_ok, "TCP checksum");
+    p.seq
+}
+
+macro_rules! needs_root {
+    ($name:expr) => {
+        if !support::root_or_skip($name) {
+            return;
+        }
+    };
+}
+
+#[test]
+fn syn_to_vip_is_answered_with_a_cookie_synack() {
+    needs_root!("syn_to_vip_is_answered_with_a_cookie_synack");
+    let t = tiers();
+    let syn = Tcp4::syn(VIP, PORT);
+    let run = run(&t, &syn.build(), Reason::SynCookieSent);
+    // Client MSS 1460 is in the kernel's cookie table as is.
+    assert_cookie_synack(&syn, &run, 1460);
+}
+
+#[test]
+fn syn_mss_is_rounded_down_to_the_cookie_table() {
+    needs_root!("syn_mss_is_rounded_down_to_the_cookie_table");
+    let t = tiers();
+    // 1400 is not in the table {536, 1300, 1440, 1460}: the cookie encodes 1300 and we advertise it.
+    let mut syn = Tcp4::syn(VIP, PORT);
+    syn.tcp_options = packet::linux_syn_options(1400);
+    assert_cookie_synack(&syn, &run(&t, &syn.build(), Reason::SynCookieSent), 1300);
+    // No MSS option: TCP's default of 536. The SYN is 54 bytes, so the program must grow the packet.
+    let mut bare = Tcp4::syn(VIP, PORT);
+    bare.tcp_options.clear();
+    assert_eq!(bare.build().len(), 54);
+    assert_cookie_synack(&bare, &run(&t, &bare.build(), Reason::SynCookieSent), 536);
+}
+
+#[test]
+fn padded_syn_is_cut_to_the_synack_length() {
+    needs_root!("padded_syn_is_cut_to_the_synack_length");
+    let t = tiers();
+    let mut syn = Tcp4::syn(VIP, PORT);
+    syn.tcp_options.clear();
+    syn.eth_padding = 6; // 60-byte minimum frame on the wire
+    assert_cookie_synack(&syn, &run(&t, &syn.build(), Reason::SynCookieSent), 536);
+}
+
+#[test]
+fn ack_carrying_our_cookie_passes() {
+    needs_root!("ack_carrying_our_cookie_passes");
+    let t = tiers();
+    let syn = Tcp4::syn(VIP, PORT);
+    let cookie = assert_cookie_synack(&syn, &run(&t, &syn.build(), Reason::SynCookieSent), 1460);
+    let mut ack = syn.clone();
+    ack.flags = ACK;
+    ack.seq = syn.seq.wrapping_add(1);
+    ack.ack = cookie.wrapping_add(1);
+    ack.tcp_options.clear();
+    let input = ack.build();
+    assert_untouched(
+        &run(&t, &input, Reason::AckCookieOk),
+        XdpAction::Pass,
+        &input,
+    );
+    // The same ACK carrying the request's first bytes is still the handshake's completion.
+    ack.payload = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n".to_vec();
+    let input = ack.build();
+    assert_untouched(
+        &run(&t, &input, Reason::AckCookieOk),
+        XdpAction::Pass,
+        &input,
+    );
+}
+
+#[test]
+fn ack_with_a_bad_cookie_is_dropped() {
+    needs_root!("ack_with_a_bad_cookie_is_dropped");
+    let t = tiers();
+    let syn = Tcp4::syn(VIP, PORT);
+    let cookie = assert_cookie_synack(&syn, &run(&t, &syn.build(), Reason::SynCookieSent), 1460);
+    let mut ack = syn.clone();
+    ack.flags = ACK;
+    ack.seq = syn.seq.wrapping_add(1);
+    ack.tcp_options.clear();
+    // A guessed cookie.
+    ack.ack = cookie ^ 0x0100_0000;
+    let input = ack.build();
+    assert_untouched(
+        &run(&t, &input, Reason::AckCookieBad),
+        XdpAction::Drop,
+        &input,
+    );
+    // The right cookie from another client port: bound to the 4-tuple, so invalid too.
+    ack.ack = cookie.wrapping_add(1);
+    ack.sport = 40001;
+    let input = ack.build();
+    assert_untouched(
+        &run(&t, &input, Reason::AckCookieBad),
+        XdpAction::Drop,
+        &input,
+    );
+}
+
+#[test]
+fn traffic_not_to_the_vip_passes_untouched() {
+    needs_root!("traffic_not_to_the_vip_passes_untouched");
+    let t = tiers();
+    let other_host = Tcp4::syn(Ipv4Addr::new(198, 18, 0, 9), PORT).build();
+    assert_untouched(
+        &run(&t, &other_host, Reason::NotVipPass),
+        XdpAction::Pass,
+        &other_host,
+    );
+    let other_port = Tcp4::syn(VIP, PORT + 1).build();
+    assert_untouched(
+        &run(&t, &other_port, Reason::NotVipPass),
+        XdpAction::Pass,
+        &other_port,
+    );
+    let udp = packet::udp4(VIP, PORT);
+    assert_untouched(&run(&t, &udp, Reason::NotTcpPass), XdpAction::Pass, &udp);
+    let v6 = packet::syn6(PORT);
+    assert_untouched(&run(&t, &v6, Reason::Ipv6Pass), XdpAction::Pass, &v6);
+    let mut arp = packet::ethernet([0xff; 6], CLIENT_MAC, [0x08, 0x06]);
+    arp.extend_from_slice(&[0; 28]);
+    assert_untouched(&run(&t, &arp, Reason::NotIpPass), XdpAction::Pass, &arp);
+}
+
+#[test]
+fn ip_options_and_fragments_pass_to_the_stack() {
+    needs_root!("ip_options_and_fragments_pass_to_the_stack");
+    let t = tiers();
+    let mut with_options = Tcp4::syn(VIP, PORT);
+    with_options.ip_options = vec![7, 7, 4, 0, 0, 0, 0]; // record route, one slot
+    let input = with_options.build();
+    assert_untouched(
+        &run(&t, &input, Reason::IpOptionsPass),
+        XdpAction::Pass,
+        &input,
+    );
+
+    let mut first_fragment = Tcp4::syn(VIP, PORT);
+    first_fragment.frag_off = 0x2000; // MF
+    let input = first_fragment.build();
+    assert_untouched(
+        &run(&t, &input, Reason::FragmentPass),
+        XdpAction::Pass,
+        &input,
+    );
+
+    let mut later_fragment = Tcp4::syn(VIP, PORT);
+    later_fragment.frag_off = 185; // offset 1480 bytes, last fragment
+    let input = later_fragment.build();
+    assert_untouched(
+        &run(&t, &input, Reason::FragmentPass),
+        XdpAction::Pass,
+        &input,
+    );
+}
+
+#[test]
+fn truncated_and_malformed_packets() {
+    needs_root!("truncated_and_malformed_packets");
+    let t = tiers();
+    let full = Tcp4::syn(VIP, PORT).build();
+
+    // Ethernet header only (BPF_PROG_RUN refuses frames shorter than 14 bytes).
+    let eth_only = full[..14].to_vec();
+    assert_untouched(
+        &run(&t, &eth_only, Reason::TruncatedPass),
+        XdpAction::Pass,
+        &eth_only,
+    );
+    // IPv4 header cut short: the destination cannot be read, so the packet is not ours to drop.
+    let ip_cut = full[..14 + 12].to_vec();
+    assert_untouched(
+        &run(&t, &ip_cut, Reason::TruncatedPass),
+        XdpAction::Pass,
+        &ip_cut,
+    );
+    // IHL below 5 is not an IPv4 header.
+    let mut bad_ihl = full.clone();
+    bad_ihl[14] = 0x44;
+    assert_untouched(
+        &run(&t, &bad_ihl, Reason::TruncatedPass),
+        XdpAction::Pass,
+        &bad_ihl,
+    );
+    // TCP header cut short, IP length still claiming the whole segment: to the VIP, dropped.
+    let tcp_cut = full[..14 + 20 + 10].to_vec();
+    assert_untouched(
+        &run(&t, &tcp_cut, Reason::MalformedDrop),
+        XdpAction::Drop,
+        &tcp_cut,
+    );
+    // Consistent lengths but only 10 bytes of TCP.
+    let mut short_tcp = tcp_cut.clone();
+    short_tcp[16..18].copy_from_slice(&30u16.to_be_bytes());
+    assert_untouched(
+        &run(&t, &short_tcp, Reason::MalformedDrop),
+        XdpAction::Drop,
+        &short_tcp,
+    );
+    // Data offset below 5 words.
+    let mut bad_doff = Tcp4::syn(VIP, PORT);
+    bad_doff.tcp_options.clear();
+    bad_doff.doff_override = Some(4);
+    let input = bad_doff.build();
+    assert_untouched(
+        &run(&t, &input, Reason::MalformedDrop),
+        XdpAction::Drop,
+        &input,
+    );
+    // Data offset past the segment.
+    bad_doff.doff_override = Some(15);
+    let input = bad_doff.build();
+    assert_untouched(
+        &run(&t, &input, Reason::MalformedDrop),
+        XdpAction::Drop,
+        &input,
+    );
+    // SYN with FIN or RST is never a connection request.
+    for extra in [FIN, RST] {
+        let mut syn_fin = Tcp4::syn(VIP, PORT);
+        syn_fin.flags = SYN | extra;
+        let input = syn_fin.build();
+        assert_untouched(
+            &run(&t, &input, Reason::MalformedDrop),
+            XdpAction::Drop,
+            &input,
+        );
+    }
+}
+
+#[test]
+fn syns_that_must_not_be_answered() {
+    needs_root!("syns_that_must_not_be_answered");
+    let t = tiers();
+    let mut bad_tcp_csum = Tcp4::syn(VIP, PORT);
+    bad_tcp_csum.tcp_csum_xor = 0x0100;
+    let input = bad_tcp_csum.build();
+    assert_untouched(
+        &run(&t, &input, Reason::BadChecksumDrop),
+        XdpAction::Drop,
+        &input,
+    );
+
+    let mut bad_ip_csum = Tcp4::syn(VIP, PORT).build();
+    bad_ip_csum[24] ^= 0x01; // checksum high byte
+    assert_untouched(
+        &run(&t, &bad_ip_csum, Reason::BadChecksumDrop),
+        XdpAction::Drop,
+        &bad_ip_csum,
+    );
+
+    // TCP Fast Open style SYN with data: left to the stack.
+    let mut with_data = Tcp4::syn(VIP, PORT);
+    with_data.payload = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    let input = with_data.build();
+    assert_untouched(
+        &run(&t, &input, Reason::SynWithDataPass),
+        XdpAction::Pass,
+        &input,
+    );
+}
+
+#[test]
+fn other_segments_without_a_connection_pass() {
+    needs_root!("other_segments_without_a_connection_pass");
+    let t = tiers();
+    for flags in [RST, RST | ACK, FIN, SYN | ACK, 0] {
+        let mut seg = Tcp4::syn(VIP, PORT);
+        seg.flags = flags;
+        seg.tcp_options.clear();
+        let input = seg.build();
+        assert_untouched(
+            &run(&t, &input, Reason::OtherFlagsPass),
+            XdpAction::Pass,
+            &input,
+        );
+    }
+}
+
+#[test]
+fn invalid_vips_are_refused() {
+    // No root needed: refused before anything is loaded.
+    assert!(KernelTiers::load(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), &[]).is_err());
+    assert!(KernelTiers::load(SocketAddrV4::new(VIP, 0), &[]).is_err());
+}

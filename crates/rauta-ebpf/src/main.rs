@@ -1,0 +1,42 @@
+//! RAUTA's BPF programs (first increment of Tier 1): an XDP program that answers SYNs to the VIP with
+//! SYN-cookie SYN-ACKs and validates the cookie in the client's ACK, keeping no state for half-open
+//! connections. See `docs/kernel-tiers.md` for the design and what comes next.
+//!
+//! Layout: `maps` declares every map (one purpose line each), `parse` reads headers with bounds checks,
+//! `xdp/` holds the program's decisions (`classify` for the dispatch, `syn` and `ack` for the two
+//! handshake halves).
+#![no_std]
+#![no_main]
+
+mod maps;
+mod parse;
+mod xdp;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+/// Tier 1's entry point: classify the packet, act on it, count why.
+#[xdp]
+pub fn rauta_xdp(ctx: XdpContext) -> u32 {
+    let verdict = xdp::classify::handle(&ctx);
+    maps::count(verdict.reason);
+    verdict.action
+}
+
+/// Passes every packet. veth delivers `XDP_TX` frames only if the peer has an XDP program, so test
+/// topologies attach this to the peer device.
+#[xdp]
+pub fn rauta_xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// The SYN-cookie helpers are GPL-only in the kernel; the object must declare a GPL-compatible license.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable path to here, so a program that loads never panics.
+    loop {}
+}

@@ -1,0 +1,45 @@
+//! Every map of the XDP program. Names and value layouts come from `rauta_common::maps`; the static's
+//! identifier is the map's name in the object, so it must equal the constant there (the loader's tests
+//! look each one up by that constant).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray},
+};
+use rauta_common::{
+    maps::{COUNTER_SLOTS, SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig},
+    reason::Reason,
+};
+
+/// `RAUTA_VIP`: the VIP Tier 1 answers for (one entry, written by userspace; all zero = disabled).
+#[map]
+pub static RAUTA_VIP: Array<VipConfig> = Array::with_max_entries(1, 0);
+
+/// `RAUTA_COUNTERS`: packets per reason code, per CPU (userspace sums the CPUs).
+#[map]
+pub static RAUTA_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// `RAUTA_SCRATCH`: per-CPU buffers too large for the 512-byte BPF stack.
+#[map]
+pub static RAUTA_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch space for one packet on one CPU. Valid only within one program run.
+#[repr(C)]
+pub struct Scratch {
+    /// A copy of the TCP header (the cookie helpers want a pointer to a header whose length the verifier
+    /// can bound; a copy of at most 60 bytes gives it that).
+    pub tcp: [u8; TCP_MAX_HEADER],
+    /// The SYN-ACK being built.
+    pub frame: [u8; SYNACK_V4_LEN],
+    /// Explicit padding to a multiple of 8.
+    pub _pad: [u8; 2],
+}
+
+/// Adds one to the counter of `reason` on this CPU. Per-CPU values need no atomic operation.
+#[inline(always)]
+pub fn count(reason: Reason) {
+    if let Some(slot) = RAUTA_COUNTERS.get_ptr_mut(reason.index()) {
+        // SAFETY: the pointer comes from a successful map lookup and is this CPU's own slot.
+        unsafe { *slot += 1 };
+    }
+}

@@ -1,0 +1,118 @@
+//! SYN -> SYN-cookie SYN-ACK, built in place and sent back with `XDP_TX`. No state is kept: everything the
+//! connection needs later is in the cookie (the kernel's own encoding, so the local stack can validate it).
+
+use aya_ebpf::{
+    bindings::{iphdr, tcphdr},
+    helpers::generated::{
+        bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use rauta_common::{
+    checksum::{ipv4_header_ok, tcp_v4_ok},
+    maps::{SYNACK_V4_LEN, TCP_MAX_HEADER},
+    reason::Reason,
+    synack::{SynV4, build_synack_v4},
+};
+
+use super::Verdict;
+use crate::{
+    maps::RAUTA_SCRATCH,
+    parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len, ptr_at},
+};
+
+/// Answers a SYN without payload whose IPv4 header has no options and whose TCP header is `tcp_len`
+/// bytes (20..=60, checked by the caller).
+#[inline(always)]
+pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Verdict {
+    // A corrupted SYN must not cost a SYN-ACK (nor reflect one to a corrupted address).
+    if !ipv4_header_ok(&ip.bytes()) {
+        return Verdict::drop(Reason::BadChecksumDrop);
+    }
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(0) else {
+        return Verdict::pass(Reason::InternalErrorPass);
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
+
+    // The mask restates the 0..=60 range for the verifier at the call site (LLVM may not keep the caller's
+    // checks in a register the verifier can follow); black_box stops LLVM from folding it away.
+    let len = core::hint::black_box(tcp_len) & 0x3c;
+    if len < TCP_LEN as u32 {
+        return Verdict::drop(Reason::MalformedDrop);
+    }
+    // SAFETY: the buffer holds TCP_MAX_HEADER bytes and `len` is at most 60.
+    let loaded = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            (ETH_LEN + IPV4_LEN) as u32,
+            scratch.tcp.as_mut_ptr().cast(),
+            len,
+        )
+    };
+    if loaded != 0 {
+        return Verdict::drop(Reason::MalformedDrop);
+    }
+    if !tcp_v4_ok(ip.saddr, ip.daddr, &scratch.tcp, len as usize) {
+        return Verdict::drop(Reason::BadChecksumDrop);
+    }
+
+    let Some(iph) = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN) else {
+        return Verdict::drop(Reason::MalformedDrop);
+    };
+    // SAFETY: `iph` covers a whole IPv4 header in the packet; the TCP header copy is `len` bytes long and
+    // its data offset says `len` (the helper checks both).
+    let cookie = unsafe {
+        bpf_tcp_raw_gen_syncookie_ipv4(
+            iph.cast::<iphdr>(),
+            scratch.tcp.as_mut_ptr().cast::<tcphdr>(),
+            len,
+        )
+    };
+    if cookie < 0 {
+        return Verdict::pass(Reason::InternalErrorPass);
+    }
+    // The helper returns the cookie in the low 32 bits and the MSS it encoded (the kernel's table value,
+    // never above the client's MSS) in the next 16.
+    let mss = (cookie >> 32) as u16;
+    let cookie = cookie as u32;
+
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return Verdict::drop(Reason::MalformedDrop);
+    };
+    // SAFETY: bounds checked by `ptr_at`.
+    let eth = unsafe { *eth };
+    let syn = SynV4 {
+        client_mac: eth.src,
+        server_mac: eth.dst,
+        client_ip: ip.saddr,
+        server_ip: ip.daddr,
+        client_port: tcp.source,
+        server_port: tcp.dest,
+        client_seq: u32::from_be_bytes(tcp.seq),
+    };
+    build_synack_v4(&syn, cookie, mss, &mut scratch.frame);
+
+    // Resize to exactly the SYN-ACK (this also drops Ethernet padding of short frames), then write it.
+    let delta = SYNACK_V4_LEN as i32 - frame_len(ctx) as i32;
+    // SAFETY: plain helper calls on this program's context; packet pointers are not used afterwards.
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return Verdict::pass(Reason::InternalErrorPass);
+    }
+    // SAFETY: the frame buffer holds SYNACK_V4_LEN bytes.
+    if unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            0,
+            scratch.frame.as_mut_ptr().cast(),
+            SYNACK_V4_LEN as u32,
+        )
+    } != 0
+    {
+        // The SYN is already cut to the SYN-ACK's length: the stack would discard it anyway.
+        return Verdict::drop(Reason::InternalErrorPass);
+    }
+    let _ = TCP_MAX_HEADER;
+    Verdict::tx(Reason::SynCookieSent)
+}
