@@ -15,6 +15,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::config_metrics::{ConfigMetrics, ReloadResult};
 use crate::load::{load, Loaded};
+use crate::watch::ManifestWatcher;
 
 /// Under a never-ending stream of writes, reload at least this often anyway.
 const MAX_DEBOUNCE_DELAY_FACTOR: u32 = 10;
@@ -31,11 +32,15 @@ pub struct Reloader {
     pub metrics: ConfigMetrics,
     /// Quiet time after the last change before reloading.
     pub debounce: Duration,
+    /// The current watch on `paths`, rebuilt after every reload (see [`Reloader::rewatch`]).
+    pub watcher: ManifestWatcher,
+    /// Where the watcher sends change notifications (the other end is `run`'s receiver).
+    pub changes: mpsc::Sender<()>,
 }
 
 impl Reloader {
     /// Run until `changes` closes.
-    pub async fn run(self, mut changes: mpsc::Receiver<()>) {
+    pub async fn run(mut self, mut changes: mpsc::Receiver<()>) {
         while changes.recv().await.is_some() {
             let first = Instant::now();
             let latest = first + self.debounce * MAX_DEBOUNCE_DELAY_FACTOR;
@@ -50,6 +55,20 @@ impl Reloader {
                 }
             }
             self.reload_now().await;
+            self.rewatch();
+        }
+    }
+
+    /// Replace the watcher with a fresh one. inotify watches follow inodes: a `--manifests` directory
+    /// that was deleted and re-created (or renamed over) would otherwise never report again. The new
+    /// watcher is created before the old one is dropped, so no change goes unseen in between; a duplicate
+    /// notification only costs one extra reload.
+    fn rewatch(&mut self) {
+        match crate::watch::watch(&self.paths, self.changes.clone()) {
+            Ok(watcher) => self.watcher = watcher,
+            Err(error) => {
+                tracing::warn!(%error, "cannot renew the manifest watch; keeping the current one")
+            }
         }
     }
 

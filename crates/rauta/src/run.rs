@@ -44,7 +44,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     // Watch before the first load, so that an edit made while loading triggers a reload instead of being
     // missed. A watch error is reported after the load's own errors, which explain it better (a missing path).
     let (change_tx, change_rx) = mpsc::channel(1);
-    let watcher = crate::watch::watch(&paths, change_tx);
+    let watcher = crate::watch::watch(&paths, change_tx.clone());
     let loaded = {
         let (paths, options) = (paths.clone(), options.clone());
         tokio::task::spawn_blocking(move || load(&paths, &options))
@@ -56,7 +56,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     if !loaded.read_errors.is_empty() {
         return Err(FatalError::ManifestsUnreadable(loaded.read_errors));
     }
-    let _watcher = watcher.map_err(FatalError::Watch)?;
+    let watcher = watcher.map_err(FatalError::Watch)?;
     loaded.log_problems(false);
     let clean = loaded.is_clean();
     let route_count = loaded.compiled.table.routes().len();
@@ -111,6 +111,8 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         table: table.clone(),
         metrics: config_metrics,
         debounce: args.reload_debounce,
+        watcher,
+        changes: change_tx,
     };
     let reload_task = tokio::spawn(reloader.run(change_rx));
 

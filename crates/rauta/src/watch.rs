@@ -21,7 +21,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Keeps the watch alive; dropping it stops change notifications.
 pub struct ManifestWatcher {
     /// Held only to keep the watch registered (inotify or polling).
-    _watcher: Box<dyn Watcher + Send>,
+    _watcher: Box<dyn Watcher + Send + Sync>,
 }
 
 /// What to watch for one `--manifests` path.
@@ -34,12 +34,9 @@ struct Target {
 }
 
 impl Target {
+    /// The directory watched for a file target: its parent (see the module comment).
     fn watch_root(&self) -> &Path {
-        if self.is_dir {
-            &self.path
-        } else {
-            self.path.parent().unwrap_or(Path::new("/"))
-        }
+        self.path.parent().unwrap_or(Path::new("/"))
     }
 
     /// Whether an event on `changed` concerns this target.
@@ -117,12 +114,18 @@ fn watch_with(
 
 fn add_watches(watcher: &mut dyn Watcher, targets: &[Target]) -> Result<(), notify::Error> {
     for target in targets {
-        let mode = if target.is_dir {
-            RecursiveMode::Recursive
+        if target.is_dir {
+            watcher.watch(&target.path, RecursiveMode::Recursive)?;
+            // The parent too, so that the directory being replaced as a whole (deleted and re-created,
+            // or renamed over) is seen; the reloader then builds a new watcher on the new directory.
+            if let Some(parent) = target.path.parent() {
+                if let Err(error) = watcher.watch(parent, RecursiveMode::NonRecursive) {
+                    tracing::debug!(%error, dir = %parent.display(), "cannot watch the parent of a manifest directory");
+                }
+            }
         } else {
-            RecursiveMode::NonRecursive
-        };
-        watcher.watch(target.watch_root(), mode)?;
+            watcher.watch(target.watch_root(), RecursiveMode::NonRecursive)?;
+        }
     }
     Ok(())
 }

@@ -280,3 +280,54 @@ fn an_unreadable_manifest_path_at_startup_is_fatal() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_directory_replaced_as_a_whole_is_still_watched() {
+    let (web, _w) = backend("web").await;
+    let (api, _a) = backend("api").await;
+    let parent = ManifestDir::new();
+    let dir = parent.file("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("services.yaml"), base(web, api)).unwrap();
+    std::fs::write(
+        dir.join("routes.yaml"),
+        ingress("i", &[(None, &[path("/", "Prefix", "web")])], None),
+    )
+    .unwrap();
+    let rauta = Rauta::start(&dir, &[]);
+    assert_eq!(
+        get(rauta.http, "h", "/").await.unwrap().backend(),
+        Some("web")
+    );
+
+    // Build the new tree next to it and swap it in, as a deployment tool would.
+    let staged = parent.file("staged");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::write(staged.join("services.yaml"), base(web, api)).unwrap();
+    std::fs::write(
+        staged.join("routes.yaml"),
+        ingress("i", &[(None, &[path("/", "Prefix", "api")])], None),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&staged, &dir).unwrap();
+    eventually("the replaced directory's routes", || async {
+        get(rauta.http, "h", "/")
+            .await
+            .is_ok_and(|a| a.backend() == Some("api"))
+    })
+    .await;
+
+    // Edits inside the new directory are seen too.
+    std::fs::write(
+        dir.join("routes.yaml"),
+        ingress("i", &[(None, &[path("/", "Prefix", "web")])], None),
+    )
+    .unwrap();
+    eventually("an edit inside the new directory", || async {
+        get(rauta.http, "h", "/")
+            .await
+            .is_ok_and(|a| a.backend() == Some("web"))
+    })
+    .await;
+}
