@@ -32,6 +32,9 @@ pub enum FatalError {
     /// The proxy stopped serving on its own.
     #[error("the HTTP proxy stopped: {0}")]
     Proxy(String),
+    /// A bug: a task panicked or was cancelled.
+    #[error("internal error (a bug in rauta, please report it): {0}")]
+    Internal(String),
     /// The manifest watcher could not be started at all (neither inotify nor polling).
     #[error("cannot watch the manifests for changes: {0}")]
     Watch(#[source] notify::Error),

@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 use rauta_proxy::{Proxy, ProxyConfig, ProxyMetrics};
 use rauta_routes::CompileOptions;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, AdminState};
@@ -25,6 +26,7 @@ use crate::reload::Reloader;
 /// Serve until SIGTERM/SIGINT. Returns once in-flight requests have finished (or the shutdown timeout
 /// passed).
 pub async fn run(args: RunArgs) -> Result<(), FatalError> {
+    let mut termination = Termination::install();
     match args.kernel_tiers {
         KernelTiers::Required => return Err(FatalError::KernelTiersRequired),
         KernelTiers::Auto => {
@@ -49,7 +51,9 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         let (paths, options) = (paths.clone(), options.clone());
         tokio::task::spawn_blocking(move || load(&paths, &options))
             .await
-            .map_err(|e| FatalError::Proxy(format!("loading manifests failed unexpectedly: {e}")))?
+            .map_err(|e| {
+                FatalError::Internal(format!("loading manifests failed unexpectedly: {e}"))
+            })?
     };
     // Without an old configuration to fall back on, an unreadable path is fatal: serving a partial
     // configuration silently would be worse than not starting. Parse errors are not: the valid objects serve.
@@ -147,7 +151,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     }
 
     tokio::select! {
-        signal = termination() => {
+        signal = termination.next() => {
             tracing::info!(signal, timeout = ?args.shutdown_timeout, "shutting down: no new connections, waiting for in-flight requests");
         }
         result = &mut proxy_task => {
@@ -167,7 +171,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
             Ok(_) => tracing::info!("all requests finished; bye"),
             Err(_) => tracing::warn!(timeout = ?args.shutdown_timeout, "shutdown timeout passed; closing the remaining connections"),
         },
-        signal = termination() => tracing::warn!(signal, "second signal: exiting without waiting"),
+        signal = termination.next() => tracing::warn!(signal, "second signal: exiting without waiting"),
     }
     admin_task.abort();
     Ok(())
@@ -178,19 +182,39 @@ async fn shutdown_signal(mut flag: watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await;
 }
 
-/// Resolves on SIGTERM or SIGINT, with the signal's name.
-async fn termination() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process still dies on the default action; never resolve here.
-        tracing::warn!("cannot install signal handlers; SIGTERM will not drain connections");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT handlers, installed at startup so that a signal during startup is not lost to the
+/// default action once serving has begun.
+struct Termination {
+    signals: Option<(Signal, Signal)>,
+}
+
+impl Termination {
+    fn install() -> Self {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Self {
+                signals: Some((term, int)),
+            },
+            _ => {
+                tracing::warn!(
+                    "cannot install signal handlers; SIGTERM will not drain connections"
+                );
+                Self { signals: None }
+            }
+        }
+    }
+
+    /// Resolves on the next SIGTERM or SIGINT, with the signal's name; never without handlers (the
+    /// signal's default action then ends the process).
+    async fn next(&mut self) -> &'static str {
+        let Some((term, int)) = &mut self.signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
