@@ -409,3 +409,39 @@ fn a_privileged_port_without_privileges_suggests_what_to_do() {
         "error: cannot listen on 127.0.0.1:80: permission denied (try --http-listen 127.0.0.1:8080 or run as root)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_timeout_bounds_the_drain() {
+    let (slow, _s) = backend("slow").await;
+    let dir = ManifestDir::new();
+    dir.write(
+        "a.yaml",
+        &(ingress_class()
+            + &service("slow", &[slow])
+            + &ingress("i", &[(None, &[path("/", "Prefix", "slow")])], None)),
+    );
+    let mut rauta = Rauta::start(dir.path(), &["--shutdown-timeout", "500ms"]);
+    let http = rauta.http;
+    let stuck = tokio::spawn(async move { get(http, "h", "/delay/20000").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = Instant::now();
+    rauta.signal("INT");
+    let (status, rauta) =
+        tokio::task::spawn_blocking(move || (rauta.wait_exit(Duration::from_secs(10)), rauta))
+            .await
+            .unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "logs:\n{}",
+        rauta.logs().join("\n")
+    );
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "exited after {took:?}"
+    );
+    rauta.wait_for_log("shutdown timeout passed");
+    // The request that outlived the timeout was cut, not answered.
+    assert!(stuck.await.unwrap().is_err());
+}
