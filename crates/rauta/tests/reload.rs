@@ -192,6 +192,26 @@ async fn a_bad_edit_keeps_the_old_table_and_counts_a_failed_reload() {
         Some("web")
     );
 
+    // A file that cannot be read as text fails the reload as well, and names the file.
+    std::fs::write(dir.file("binary.yaml"), [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    eventually("a third failed reload", || async {
+        rauta
+            .metric("rauta_config_reloads_total{result=\"failed\"}")
+            .await
+            == Some(3.0)
+    })
+    .await;
+    let line = rauta.wait_for_log("cannot read");
+    assert!(
+        line.contains("binary.yaml") && line.contains("ERROR"),
+        "{line}"
+    );
+    assert_eq!(
+        get(rauta.http, "h.example", "/").await.unwrap().backend(),
+        Some("web")
+    );
+    std::fs::remove_file(dir.file("binary.yaml")).unwrap();
+
     // Fixing the file applies the new content.
     dir.write(
         "routes.yaml",
@@ -259,6 +279,34 @@ async fn a_bad_manifest_at_startup_is_reported_and_the_valid_objects_serve() {
     let bad_field = rauta.wait_for_log("port.number");
     assert!(bad_field.contains(file), "{bad_field}");
     assert_eq!(rauta.admin_get("/readyz").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_are_logged_and_the_winner_serves() {
+    let (web, _w) = backend("web").await;
+    let (api, _a) = backend("api").await;
+    let dir = ManifestDir::new();
+    dir.write("services.yaml", &base(web, api));
+    // Same host, path and pathType in two Ingresses: the older wins (equal timestamps: name order).
+    dir.write(
+        "routes.yaml",
+        &(ingress(
+            "a-first",
+            &[(Some("h.example"), &[path("/", "Prefix", "web")])],
+            None,
+        ) + &ingress(
+            "b-second",
+            &[(Some("h.example"), &[path("/", "Prefix", "api")])],
+            None,
+        )),
+    );
+    let rauta = Rauta::start(dir.path(), &[]);
+    assert_eq!(
+        get(rauta.http, "h.example", "/").await.unwrap().backend(),
+        Some("web")
+    );
+    let line = rauta.wait_for_log("conflict lost to");
+    assert!(line.contains("WARN") && line.contains("b-second"), "{line}");
 }
 
 #[test]
