@@ -364,3 +364,22 @@ fn invalid_vips_are_refused() {
     assert!(KernelTiers::load(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), &[]).is_err());
     assert!(KernelTiers::load(SocketAddrV4::new(VIP, 0), &[]).is_err());
 }
+
+#[test]
+fn this_machine_can_run_the_kernel_tiers() {
+    needs_root!("this_machine_can_run_the_kernel_tiers");
+    assert_eq!(rauta_dataplane::kernel_tiers_available(), Ok(()));
+}
+
+#[test]
+fn the_object_has_every_map_and_program_common_names() {
+    needs_root!("the_object_has_every_map_and_program_common_names");
+    use rauta_common::maps::{COUNTERS_MAP, SCRATCH_MAP, VIP_MAP, XDP_PASS_PROGRAM, XDP_PROGRAM};
+    let ebpf = aya::Ebpf::load(rauta_dataplane::object::BPF_OBJECT).unwrap();
+    for map in [VIP_MAP, COUNTERS_MAP, SCRATCH_MAP] {
+        assert!(ebpf.map(map).is_some(), "map {map}");
+    }
+    for program in [XDP_PROGRAM, XDP_PASS_PROGRAM] {
+        assert!(ebpf.program(program).is_some(), "program {program}");
+    }
+}

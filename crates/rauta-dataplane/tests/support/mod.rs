@@ -3,6 +3,7 @@
 //! independently of `rauta_common::checksum` so that the tests do not trust the code they test.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod packet;
 
 /// True if the test can run (effective uid 0). Without root: panics when `CI=true` (a skipped BPF test

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use rauta_common::{
     checksum::{ipv4_header_ok, tcp_v4_ok},
-    maps::{SYNACK_V4_LEN, TCP_MAX_HEADER},
+    maps::SYNACK_V4_LEN,
     reason::Reason,
     synack::{SynV4, build_synack_v4},
 };
@@ -113,6 +113,5 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
         // The SYN is already cut to the SYN-ACK's length: the stack would discard it anyway.
         return Verdict::drop(Reason::InternalErrorPass);
     }
-    let _ = TCP_MAX_HEADER;
     Verdict::tx(Reason::SynCookieSent)
 }
