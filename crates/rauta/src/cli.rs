@@ -14,6 +14,8 @@ use rauta_routes::{PortRef, ServiceRef};
 #[derive(Debug, Parser)]
 #[command(name = "rauta", version, propagate_version = true)]
 pub struct Cli {
+    // Plain comments on clap fields: doc comments would become help text.
+    // The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,6 +51,7 @@ pub struct ConfigArgs {
 /// Flags of `rauta check`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
+    // Where configuration comes from.
     #[command(flatten)]
     pub config: ConfigArgs,
 
@@ -56,6 +59,7 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
+    // Log format and filter.
     #[command(flatten)]
     pub logging: LogArgs,
 }
@@ -75,9 +79,11 @@ pub struct LogArgs {
 /// Flags of `rauta run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    // Where configuration comes from.
     #[command(flatten)]
     pub config: ConfigArgs,
 
+    // Log format and filter.
     #[command(flatten)]
     pub logging: LogArgs,
 

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub struct ReadError {
     /// The path as it was found (relative paths stay relative).
     pub path: PathBuf,
+    /// The underlying IO error.
     #[source]
     pub source: io::Error,
 }
@@ -24,7 +25,9 @@ pub struct ReadError {
 /// One manifest file's content.
 #[derive(Debug)]
 pub struct SourceFile {
+    /// Where it was read from; names the file in every error about its documents.
     pub path: PathBuf,
+    /// The whole content.
     pub text: String,
 }
 
