@@ -7,19 +7,59 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::pool::Pooled;
+
 /// The body of a response sent to a client: the upstream's body passed through, or a static error text.
+///
+/// An upstream body owns its connection and returns it to the pool as soon as the body is complete (last
+/// data frame of a known length, trailers, or end of stream), including when hyper drops a body it never
+/// polled because it was empty. A body dropped before its end closes the connection instead: the
+/// connection would otherwise carry the rest of an unread response.
 #[derive(Debug)]
-pub enum ProxyBody {
-    /// Streamed from the upstream response.
-    Upstream(Incoming),
+pub(crate) struct ProxyBody(Kind);
+
+enum Kind {
+    Upstream {
+        body: Incoming,
+        conn: Option<Pooled>,
+    },
     /// A complete body known up front (error texts); `None` once sent.
     Static(Option<Bytes>),
 }
 
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Upstream { .. } => f.write_str("Upstream"),
+            Self::Static(_) => f.write_str("Static"),
+        }
+    }
+}
+
 impl ProxyBody {
     /// A body of static bytes (no copy).
-    pub fn from_static(bytes: &'static [u8]) -> Self {
-        Self::Static(Some(Bytes::from_static(bytes)))
+    pub(crate) fn from_static(bytes: &'static [u8]) -> Self {
+        Self(Kind::Static(Some(Bytes::from_static(bytes))))
+    }
+
+    /// An upstream body that gives `conn` back to the pool when complete.
+    pub(crate) fn upstream(body: Incoming, conn: Pooled) -> Self {
+        Self(Kind::Upstream {
+            body,
+            conn: Some(conn),
+        })
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Kind::Upstream { body, conn } = &mut self.0 {
+            if body.is_end_stream() {
+                if let Some(conn) = conn.take() {
+                    conn.release();
+                }
+            }
+        }
     }
 }
 
@@ -31,32 +71,45 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        // Both variants are Unpin, so plain `&mut` access is sound.
-        match self.get_mut() {
-            Self::Upstream(body) => Pin::new(body).poll_frame(cx),
-            Self::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        // Every field is Unpin, so plain `&mut` access is sound.
+        match &mut self.get_mut().0 {
+            Kind::Upstream { body, conn } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                let complete = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(frame))) => frame.is_trailers() || body.is_end_stream(),
+                    _ => false,
+                };
+                if complete {
+                    if let Some(conn) = conn.take() {
+                        conn.release();
+                    }
+                }
+                polled
+            }
+            Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Upstream(body) => body.is_end_stream(),
-            Self::Static(bytes) => bytes.is_none(),
+        match &self.0 {
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Static(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Upstream(body) => body.size_hint(),
-            Self::Static(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Self::Static(None) => SizeHint::with_exact(0),
+        match &self.0 {
+            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Static(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Kind::Static(None) => SizeHint::with_exact(0),
         }
     }
 }
 
 /// Why streaming a request body upstream stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum RequestBodyError {
+pub(crate) enum RequestBodyError {
     /// The client sent more than `max_body_bytes`.
     #[error("request body exceeds the configured limit")]
     TooLarge,
@@ -68,7 +121,7 @@ pub enum RequestBodyError {
 /// The body of a request sent upstream: the client's body, cut off with [`RequestBodyError::TooLarge`]
 /// once it passes the limit. The limit is checked per frame, so at most one frame beyond it is read.
 #[derive(Debug)]
-pub struct UpstreamBody {
+pub(crate) struct UpstreamBody {
     inner: Incoming,
     /// Bytes still allowed; `u64::MAX` when unlimited.
     remaining: u64,
@@ -76,7 +129,7 @@ pub struct UpstreamBody {
 
 impl UpstreamBody {
     /// Wrap a client body with an optional byte limit.
-    pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
+    pub(crate) fn new(inner: Incoming, limit: Option<u64>) -> Self {
         Self {
             inner,
             remaining: limit.unwrap_or(u64::MAX),

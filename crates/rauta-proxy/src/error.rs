@@ -24,18 +24,18 @@ pub enum ProxyError {
     /// The declared request body (Content-Length) or the streamed one exceeds `max_body_bytes`.
     #[error("request body too large")]
     BodyTooLarge,
-    /// The endpoint could not be reached (refused, unreachable, connect timeout).
+    /// The endpoint could not be reached (refused, unreachable).
     #[error("upstream connect failed: {0}")]
-    Connect(#[source] hyper_util::client::legacy::Error),
+    Connect(#[source] std::io::Error),
+    /// The TCP connect to the endpoint did not complete within `connect_timeout`.
+    #[error("upstream connect timed out")]
+    ConnectTimeout,
     /// The endpoint did not send a response head within `response_timeout`.
     #[error("upstream response timed out")]
     ResponseTimeout,
-    /// The upstream URI could not be built from the endpoint address (never expected).
-    #[error("cannot build upstream URI")]
-    UpstreamUri,
     /// The upstream connection failed after connecting (reset, closed early, invalid response).
     #[error("upstream request failed: {0}")]
-    Upstream(#[source] hyper_util::client::legacy::Error),
+    Upstream(#[source] hyper::Error),
 }
 
 impl ProxyError {
@@ -47,7 +47,7 @@ impl ProxyError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Connect(_) | Self::Upstream(_) | Self::UpstreamUri => StatusCode::BAD_GATEWAY,
+            Self::Connect(_) | Self::ConnectTimeout | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -61,7 +61,7 @@ impl ProxyError {
             Self::NoRoute => b"404 no route for host and path\n",
             Self::NoEndpoints => b"503 no ready endpoints\n",
             Self::BodyTooLarge => b"413 request body too large\n",
-            Self::Connect(_) | Self::Upstream(_) | Self::UpstreamUri => b"502 bad gateway\n",
+            Self::Connect(_) | Self::ConnectTimeout | Self::Upstream(_) => b"502 bad gateway\n",
             Self::ResponseTimeout => b"504 upstream response timeout\n",
         }
     }

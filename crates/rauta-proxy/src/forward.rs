@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Version};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri, Version};
 use http_body::Body;
 use hyper::body::Incoming;
 use rauta_routes::Match;
@@ -17,7 +18,6 @@ use crate::headers;
 use crate::metrics::ServiceMetrics;
 use crate::server::ConnContext;
 use crate::target::routing_key;
-use crate::upstream;
 
 /// Serve one request; every outcome becomes a response (the error type is `Infallible`), and every response
 /// is counted in `rauta_requests_total`.
@@ -84,43 +84,51 @@ async fn forward(
             }
         }
     }
-    parts.uri = upstream::uri(endpoint, parts.uri.path_and_query())?;
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        // HTTP/2 requests carry scheme and authority; HTTP/1.1 upstreams get origin-form. HTTP/1.x requests
+        // reaching this point are origin-form already and pass untouched.
+        let origin = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(origin);
+    }
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, UpstreamBody::new(body, limit));
 
     let started = Instant::now();
-    let response = match tokio::time::timeout(
+    let sent = tokio::time::timeout(
         proxy.config.response_timeout,
-        proxy.client.request(upstream_req),
+        proxy.pool.send(endpoint, upstream_req),
     )
-    .await
-    {
+    .await;
+    let (response, conn) = match sent {
         Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
         Ok(Err(err)) => return Err(classify(err)),
-        Ok(Ok(response)) => response,
+        Ok(Ok(sent)) => sent,
     };
     if let Some(service) = service.as_deref() {
         service.observe_latency(started.elapsed());
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+    Ok(Response::from_parts(parts, ProxyBody::upstream(body, conn)))
 }
 
-/// Sort a client error: the body limit tripping mid-stream, an unreachable endpoint, or anything else.
-fn classify(err: hyper_util::client::legacy::Error) -> ProxyError {
-    let mut source: Option<&(dyn StdError + 'static)> = err.source();
-    while let Some(e) = source {
-        if let Some(RequestBodyError::TooLarge) = e.downcast_ref::<RequestBodyError>() {
-            return ProxyError::BodyTooLarge;
+/// A request body cut off by the limit surfaces as an upstream send error whose cause is ours: report it as
+/// the 413 it is.
+fn classify(err: ProxyError) -> ProxyError {
+    if let ProxyError::Upstream(hyper_err) = &err {
+        let mut source: Option<&(dyn StdError + 'static)> = hyper_err.source();
+        while let Some(e) = source {
+            if let Some(RequestBodyError::TooLarge) = e.downcast_ref::<RequestBodyError>() {
+                return ProxyError::BodyTooLarge;
+            }
+            source = e.source();
         }
-        source = e.source();
     }
-    if err.is_connect() {
-        ProxyError::Connect(err)
-    } else {
-        ProxyError::Upstream(err)
-    }
+    err
 }
 
 /// A short static text response for an error.

@@ -38,11 +38,10 @@ mod forward;
 mod headers;
 mod listener;
 mod metrics;
+mod pool;
 mod server;
 mod target;
-mod upstream;
 
-pub use body::{ProxyBody, RequestBodyError, UpstreamBody};
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use listener::{bind_listener, Acceptor, PlainTcp, Scheme};

@@ -20,7 +20,7 @@ use crate::forward;
 use crate::headers::ip_header_value;
 use crate::listener::{Acceptor, PlainTcp, Scheme};
 use crate::metrics::ProxyMetrics;
-use crate::upstream::{self, UpstreamClient};
+use crate::pool::Pool;
 
 /// Pause after an accept error that is not about a single connection (e.g. out of file descriptors), so the
 /// loop does not spin while the condition lasts.
@@ -37,7 +37,7 @@ pub(crate) struct ProxyInner {
     pub(crate) config: ProxyConfig,
     pub(crate) routes: Arc<ArcSwap<RouteTable>>,
     pub(crate) metrics: ProxyMetrics,
-    pub(crate) client: UpstreamClient,
+    pub(crate) pool: Pool,
     /// HTTP/1.1 only for now. HTTP/2 (h2c prior knowledge, or ALPN `h2` from a TLS acceptor) is enabled by
     /// dropping `http1_only`; the request path already handles HTTP/2 requests.
     server: auto::Builder<TokioExecutor>,
@@ -76,13 +76,13 @@ impl Proxy {
             .max_buf_size(config.downstream_buf_size())
             .max_headers(config.max_headers)
             .header_read_timeout(config.header_read_timeout);
-        let client = upstream::client(&config);
+        let pool = Pool::new(&config);
         Self {
             inner: Arc::new(ProxyInner {
                 config,
                 routes,
                 metrics,
-                client,
+                pool,
                 server,
             }),
         }
@@ -108,6 +108,7 @@ impl Proxy {
         acceptor: A,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        self.inner.pool.start_sweeper();
         let acceptor = Arc::new(acceptor);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
