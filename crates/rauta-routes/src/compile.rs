@@ -335,10 +335,11 @@ impl Compiler<'_> {
             let group = hosts.entry(p.host).or_default();
             match p.spec {
                 PathSpec::Exact(path) => {
+                    group.exact_lens.insert(path.len());
                     group.exact.insert(path.into_boxed_str(), index);
                 }
                 PathSpec::Prefix { key, .. } => {
-                    group.max_prefix = group.max_prefix.max(key.len());
+                    group.prefix_lens.insert(key.len());
                     group.prefix.insert(key.into_boxed_str(), index);
                 }
                 PathSpec::Regex { pattern, regex } => {

@@ -63,14 +63,41 @@ pub(crate) struct RegexRoute {
     pub route: u32,
 }
 
+/// The set of key lengths present in a map, so that a lookup can skip hashing a path whose length no
+/// key has (most prefix candidates and most misses). Exact for lengths below 128; longer lengths are
+/// lumped together (always probed if any long key exists).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct LenSet {
+    short: u128,
+    any_long: bool,
+}
+
+impl LenSet {
+    pub fn insert(&mut self, len: usize) {
+        match u32::try_from(len) {
+            Ok(l) if l < 128 => self.short |= 1u128 << l,
+            _ => self.any_long = true,
+        }
+    }
+
+    #[inline]
+    pub fn may_contain(&self, len: usize) -> bool {
+        if len < 128 {
+            self.short & (1u128 << len) != 0
+        } else {
+            self.any_long
+        }
+    }
+}
+
 /// The routes of one host (or of the hostless rules).
 #[derive(Debug, Default)]
 pub(crate) struct HostRoutes {
     pub exact: FastMap<Box<str>, u32>,
+    pub exact_lens: LenSet,
     /// Keyed by normalised prefix (no trailing slash; `/` is the empty key).
     pub prefix: FastMap<Box<str>, u32>,
-    /// Longest prefix key: candidates longer than this are not hashed.
-    pub max_prefix: usize,
+    pub prefix_lens: LenSet,
     /// Sorted by decreasing `len`, then by route index (older Ingress first).
     pub regexes: Vec<RegexRoute>,
     /// The `spec.defaultBackend` of the oldest Ingress with rules for this host.
@@ -84,11 +111,16 @@ impl HostRoutes {
         // (precedence length, rank, route). Exact has length path.len(), which no Prefix match can
         // exceed (a matching prefix key is at most the path), so the prefix probe is skipped on a hit.
         let mut best: Option<(usize, u32)> = None;
-        if let Some(&i) = self.exact.get(path) {
+        if let Some(&i) = self
+            .exact_lens
+            .may_contain(path.len())
+            .then(|| self.exact.get(path))
+            .flatten()
+        {
             best = Some((path.len(), i));
         } else if !self.prefix.is_empty() {
             for candidate in prefix_candidates(path) {
-                if candidate.len() > self.max_prefix {
+                if !self.prefix_lens.may_contain(candidate.len()) {
                     continue;
                 }
                 if let Some(&i) = self.prefix.get(candidate) {
@@ -155,8 +187,15 @@ impl RouteTable {
     /// The rules for a Host header: exact host, else one-label wildcard, else the hostless rules.
     #[inline]
     fn select_host(&self, host: &str) -> Option<&HostRoutes> {
+        let bare = strip_port(host);
         let mut buf = [0u8; MAX_HOST_LEN];
-        if let Some(host) = lowercase_into(strip_port(host), &mut buf) {
+        // Most clients send the host in lowercase already: skip the copy then.
+        let lowered = if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowercase_into(bare, &mut buf)
+        } else {
+            (bare.len() <= MAX_HOST_LEN).then_some(bare)
+        };
+        if let Some(host) = lowered {
             if let Some(group) = self.exact_hosts.get(host) {
                 return Some(group);
             }

@@ -208,3 +208,28 @@ fn invalid_paths_are_dropped_with_a_diagnostic() {
     assert_eq!(c.table.routes().len(), 1);
     assert_eq!(resolve(&c, "h", "/ok"), "route a Exact /ok");
 }
+
+#[test]
+fn long_paths_match_past_the_length_filter() {
+    // The lookup skips path lengths no key has; lengths >= 128 share one bucket of that filter.
+    let long_prefix = format!("/{}", "a".repeat(150));
+    let long_exact = format!("/{}", "b".repeat(200));
+    let c = table(&[
+        (&long_prefix, "Prefix", "p"),
+        (&long_exact, "Exact", "e"),
+        ("/", "Prefix", "root"),
+    ]);
+    assert_eq!(
+        resolve(&c, "h", &format!("{long_prefix}/x")),
+        format!("route p Prefix {long_prefix}")
+    );
+    assert_eq!(
+        resolve(&c, "h", &long_exact),
+        format!("route e Exact {long_exact}")
+    );
+    assert_eq!(
+        resolve(&c, "h", &format!("{long_exact}x")),
+        "route root Prefix /"
+    );
+    assert_eq!(resolve(&c, "h", &"/c".repeat(100)), "route root Prefix /");
+}
