@@ -306,11 +306,13 @@ impl Compiler<'_> {
             diagnostics,
             ..
         } = self;
+        // Stable sort: routes that tie (only possible between regexes of equal pattern length, which
+        // may both match) keep the order they were added in, oldest Ingress and first declared first,
+        // and the lookup tries them in that order.
         pending.sort_by(|a, b| {
             let host = (a.host.is_none(), &a.host).cmp(&(b.host.is_none(), &b.host));
             host.then_with(|| b.spec.precedence_len().cmp(&a.spec.precedence_len()))
                 .then_with(|| a.route.path_type.rank().cmp(&b.route.path_type.rank()))
-                .then_with(|| a.route.path.cmp(&b.route.path))
         });
 
         let mut table = RouteTable::default();

@@ -233,3 +233,24 @@ fn long_paths_match_past_the_length_filter() {
     );
     assert_eq!(resolve(&c, "h", &"/c".repeat(100)), "route root Prefix /");
 }
+
+#[test]
+fn equal_length_regexes_keep_declaration_order() {
+    // The longer pattern wins even if it is less specific ("/z?.*" is 5 characters, "/a.*" 4).
+    let c = table(&[
+        ("/a.*", "ImplementationSpecific", "short"),
+        ("/z?.*", "ImplementationSpecific", "long"),
+    ]);
+    assert_eq!(resolve(&c, "h", "/abc"), "route long Regex /z?.*");
+    // Both patterns have length 7 and match "/abc": the first declared wins, whatever its spelling.
+    let c = table(&[
+        ("/[ab].*", "ImplementationSpecific", "first"),
+        ("/[a-c]*", "ImplementationSpecific", "second"),
+    ]);
+    assert_eq!(resolve(&c, "h", "/abc"), "route first Regex /[ab].*");
+    let c = table(&[
+        ("/[a-c]*", "ImplementationSpecific", "second"),
+        ("/[ab].*", "ImplementationSpecific", "first"),
+    ]);
+    assert_eq!(resolve(&c, "h", "/abc"), "route second Regex /[a-c]*");
+}
