@@ -383,3 +383,39 @@ fn the_object_has_every_map_and_program_common_names() {
         assert!(ebpf.program(program).is_some(), "program {program}");
     }
 }
+
+/// Not a pass/fail test: prints the median BPF_PROG_RUN duration per path (`cargo test -p rauta-dataplane
+/// --test xdp_packets -- --ignored --nocapture`). Each run uses `repeat = 1` on a fresh copy of the input;
+/// the figure includes the test harness's own per-run overhead, so compare paths, not absolute values.
+#[test]
+#[ignore = "measurement, run on demand"]
+fn median_cost_per_path() {
+    needs_root!("median_cost_per_path");
+    let t = tiers();
+    let syn = Tcp4::syn(VIP, PORT);
+    let cookie = packet::parse(&t.run_once(&syn.build()).unwrap().output).seq;
+    let mut ack = syn.clone();
+    ack.flags = ACK;
+    ack.seq = syn.seq.wrapping_add(1);
+    ack.ack = cookie.wrapping_add(1);
+    ack.tcp_options.clear();
+    let cases = [
+        (
+            "not_vip_pass",
+            Tcp4::syn(Ipv4Addr::new(198, 18, 0, 9), PORT).build(),
+        ),
+        ("syn_cookie_sent", syn.build()),
+        ("ack_cookie_ok", ack.build()),
+    ];
+    for (name, input) in cases {
+        let mut ns: Vec<u128> = (0..2000)
+            .map(|_| t.run_once(&input).unwrap().duration.as_nanos())
+            .collect();
+        ns.sort_unstable();
+        println!(
+            "{name:>16}: median {} ns, p90 {} ns",
+            ns[ns.len() / 2],
+            ns[ns.len() * 9 / 10]
+        );
+    }
+}
