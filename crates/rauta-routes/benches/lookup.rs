@@ -273,6 +273,17 @@ fn run<M: Measurement + 'static>(c: &mut Criterion<M>, label: &str) {
         })
     });
 
+    // One host and path over and over: the warm-cache cost, as for a proxy's few hot hosts.
+    let (hot_host, hot_path) = (&prefix[7].0, &prefix[7].1);
+    c.bench_function(&format!("{label}lookup_hot_prefix"), |b| {
+        b.iter(|| {
+            matches!(
+                table.lookup(black_box(hot_host), black_box(hot_path)),
+                Match::Route(_)
+            )
+        })
+    });
+
     let Match::Route(route) = table.lookup(&exact[0].0, &exact[0].1) else {
         panic!("no route")
     };

@@ -9,6 +9,8 @@
 //! Prefix and regex paths), [`backend`] (Service ports to endpoints and the per-client pick),
 //! `compile` (objects to table) and `lookup` (table to route).
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod class;
 mod compile;

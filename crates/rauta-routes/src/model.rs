@@ -8,20 +8,25 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
+    /// Object name.
     #[serde(default)]
     pub name: String,
     /// Empty means `default` (as `kubectl apply` does for namespaced kinds).
     #[serde(default)]
     pub namespace: Option<String>,
+    /// Labels (EndpointSlices carry `kubernetes.io/service-name`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Annotations (e.g. the legacy `kubernetes.io/ingress.class`).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     /// RFC 3339, e.g. `2024-01-02T03:04:05Z`; absent in hand-written manifests.
     #[serde(default)]
     pub creation_timestamp: Option<String>,
+    /// Opaque version of the object, as the API server sets it.
     #[serde(default)]
     pub resource_version: Option<String>,
+    /// Unique id, as the API server sets it.
     #[serde(default)]
     pub uid: Option<String>,
 }
@@ -40,66 +45,86 @@ impl ObjectMeta {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ingress {
+    /// Object metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// The desired routing.
     #[serde(default)]
     pub spec: IngressSpec,
 }
 
+/// The `spec` of an Ingress.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressSpec {
+    /// The IngressClass this Ingress belongs to.
     #[serde(default)]
     pub ingress_class_name: Option<String>,
+    /// Backend for requests that match no rule of this Ingress.
     #[serde(default)]
     pub default_backend: Option<IngressBackend>,
+    /// Hosts served over TLS and their certificates.
     #[serde(default)]
     pub tls: Vec<IngressTls>,
+    /// Host and path rules.
     #[serde(default)]
     pub rules: Vec<IngressRule>,
 }
 
+/// One `spec.tls` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressTls {
+    /// Hosts the certificate covers; empty means every host of the Ingress.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// The `kubernetes.io/tls` Secret holding the certificate and key.
     #[serde(default)]
     pub secret_name: Option<String>,
 }
 
+/// One `spec.rules` entry: a host and its paths.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressRule {
+    /// Exact host or `*.` wildcard; absent matches every host no host rule matches.
     #[serde(default)]
     pub host: Option<String>,
+    /// The paths of the rule.
     #[serde(default)]
     pub http: Option<HttpIngressRuleValue>,
 }
 
+/// The `http` of a rule.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpIngressRuleValue {
+    /// Path rules, each to a backend.
     #[serde(default)]
     pub paths: Vec<HttpIngressPath>,
 }
 
+/// One path of a rule.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpIngressPath {
+    /// The path (a regex for `ImplementationSpecific`).
     #[serde(default)]
     pub path: Option<String>,
     /// `Exact`, `Prefix` or `ImplementationSpecific`; required by the API. Kept as a string so that a bad
     /// value becomes a compiler diagnostic naming the field rather than a parse failure of the whole file.
     #[serde(default)]
     pub path_type: Option<String>,
+    /// Where matching requests go.
     #[serde(default)]
     pub backend: IngressBackend,
 }
 
+/// A backend: a Service port (resource backends are unsupported).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressBackend {
+    /// A Service port backend.
     #[serde(default)]
     pub service: Option<IngressServiceBackend>,
     /// Resource backends are not supported by RAUTA (reported as a diagnostic).
@@ -107,20 +132,26 @@ pub struct IngressBackend {
     pub resource: Option<serde_json::Value>,
 }
 
+/// A Service port backend.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressServiceBackend {
+    /// Service name, in the Ingress's namespace.
     #[serde(default)]
     pub name: String,
+    /// Service port, by number or by name.
     #[serde(default)]
     pub port: ServiceBackendPort,
 }
 
+/// A Service port by number or by name (exactly one is set).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceBackendPort {
+    /// Service port name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Service port number.
     #[serde(default)]
     pub number: Option<i32>,
 }
@@ -129,15 +160,19 @@ pub struct ServiceBackendPort {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressClass {
+    /// Object metadata (the default-class annotation lives here).
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// The controller the class belongs to.
     #[serde(default)]
     pub spec: IngressClassSpec,
 }
 
+/// The `spec` of an IngressClass.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressClassSpec {
+    /// Controller name, e.g. `rauta.io/ingress-controller`.
     #[serde(default)]
     pub controller: Option<String>,
 }
@@ -146,33 +181,43 @@ pub struct IngressClassSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
+    /// Object metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// Ports and type.
     #[serde(default)]
     pub spec: ServiceSpec,
 }
 
+/// The `spec` of a Service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
+    /// The ports the Service exposes.
     #[serde(default)]
     pub ports: Vec<ServicePort>,
+    /// `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalName`.
     #[serde(default, rename = "type")]
     pub type_: Option<String>,
+    /// The virtual IP, if any.
     #[serde(default)]
     pub cluster_ip: Option<String>,
 }
 
+/// One port of a Service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
+    /// Port name; matches the EndpointSlice port name.
     #[serde(default)]
     pub name: Option<String>,
+    /// The Service port number (what Ingress backends name by number).
     #[serde(default)]
     pub port: i32,
     /// Number or name of the container port; informational here (EndpointSlices carry the real port).
     #[serde(default)]
     pub target_port: Option<serde_json::Value>,
+    /// `TCP` (default), `UDP` or `SCTP`.
     #[serde(default)]
     pub protocol: Option<String>,
     /// e.g. `kubernetes.io/h2c`, `kubernetes.io/ws`, `kubernetes.io/wss`.
@@ -184,26 +229,34 @@ pub struct ServicePort {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSlice {
+    /// Object metadata (label `kubernetes.io/service-name` ties it to its Service).
     #[serde(default)]
     pub metadata: ObjectMeta,
     /// `IPv4`, `IPv6` or `FQDN` (FQDN slices are ignored with a diagnostic).
     #[serde(default)]
     pub address_type: String,
+    /// The endpoints of the slice.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// The ports every endpoint of the slice serves.
     #[serde(default)]
     pub ports: Vec<EndpointPort>,
 }
 
+/// One endpoint of an EndpointSlice.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
+    /// IP addresses (or FQDNs in FQDN slices) of the endpoint.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Readiness of the endpoint.
     #[serde(default)]
     pub conditions: EndpointConditions,
+    /// The node hosting the endpoint.
     #[serde(default)]
     pub node_name: Option<String>,
+    /// The zone of the endpoint.
     #[serde(default)]
     pub zone: Option<String>,
 }
@@ -212,24 +265,31 @@ pub struct Endpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointConditions {
+    /// Ready to receive traffic; `None` means ready.
     #[serde(default)]
     pub ready: Option<bool>,
+    /// Serving (may be true while terminating).
     #[serde(default)]
     pub serving: Option<bool>,
+    /// Being shut down.
     #[serde(default)]
     pub terminating: Option<bool>,
 }
 
+/// One port of an EndpointSlice.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPort {
     /// Matches the Service port's name (both empty for a single unnamed port).
     #[serde(default)]
     pub name: Option<String>,
+    /// The port number endpoints listen on.
     #[serde(default)]
     pub port: Option<i32>,
+    /// `TCP` (default), `UDP` or `SCTP`.
     #[serde(default)]
     pub protocol: Option<String>,
+    /// Application protocol, used when the Service port has none.
     #[serde(default)]
     pub app_protocol: Option<String>,
 }
@@ -238,8 +298,10 @@ pub struct EndpointPort {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Secret {
+    /// Object metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// e.g. `kubernetes.io/tls`.
     #[serde(default, rename = "type")]
     pub type_: Option<String>,
     /// Base64-encoded values, as the API serves them.
@@ -253,9 +315,14 @@ pub struct Secret {
 /// Every object the compiler reads. Order within each list does not matter: the compiler sorts.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
+    /// Ingresses (of every class; the compiler filters).
     pub ingresses: Vec<Ingress>,
+    /// IngressClasses (for the default-class rule).
     pub ingress_classes: Vec<IngressClass>,
+    /// Services referenced by Ingress backends.
     pub services: Vec<Service>,
+    /// EndpointSlices of those Services.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// TLS Secrets (not read by the route compiler; carried for the TLS loader).
     pub secrets: Vec<Secret>,
 }
