@@ -354,7 +354,7 @@ pub fn wait_ready(admin: &str, timeout: Duration, proxy: &mut Guard) -> Result<(
         if Instant::now() > deadline {
             bail!("{url} did not answer 200 within {timeout:?} (last: {code})");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
