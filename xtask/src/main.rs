@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 /// RAUTA project automation.
 #[derive(Parser)]
-#[command(name = "cargo xtask")]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +29,7 @@ enum Command {
     Setup(setup::SetupArgs),
     /// Setup, then fmt, clippy, build and the whole test suite; prints a summary, non-zero exit on failure.
     Test,
-    /// Start echo backends and RAUTA from examples/, send requests, show who answered, stop everything.
+    /// Start echo backends and RAUTA from examples/demo.yaml, send requests, show who answered, stop everything.
     Demo,
     /// Benchmarks: route lookup (criterion), HTTP/1.1 through RAUTA vs nginx (wrk), memory per route.
     Bench(bench::BenchArgs),
