@@ -298,6 +298,7 @@ items:
     let one = &parsed.inputs.services[0];
     assert_eq!(one.metadata.resource_version.as_deref(), Some("1234"));
     assert_eq!(one.spec.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(one.spec.cluster_ip.as_deref(), Some("10.96.0.10"));
     let e = only_error(&parsed);
     assert_eq!(e.document, 0);
     assert_eq!(e.kind.as_deref(), Some("Service"));

@@ -199,8 +199,8 @@ pub struct ServiceSpec {
     /// `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalName`.
     #[serde(default, rename = "type")]
     pub type_: Option<String>,
-    /// The virtual IP, if any.
-    #[serde(default)]
+    /// The virtual IP, if any. The API spells it `clusterIP`, which camelCase renaming would miss.
+    #[serde(default, rename = "clusterIP")]
     pub cluster_ip: Option<String>,
 }
 
