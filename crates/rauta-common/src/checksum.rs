@@ -75,6 +75,15 @@ pub fn tcp_v4_ok(src: [u8; 4], dst: [u8; 4], segment: &[u8; 60], len: usize) -> 
     fold(sum) == 0xffff
 }
 
+/// The TCP/IP checksum field `check` (as read, big-endian) after a 32-bit field it covers changed from
+/// `old` to `new` (RFC 1624: HC' = ~(~HC + ~m + m'), per 16-bit word). Valid for a complete checksum.
+#[inline(always)]
+pub const fn csum_replace4(check: u16, old: u32, new: u32) -> u16 {
+    let sum =
+        (!check) as u32 + (!(old >> 16) & 0xffff) + (!old & 0xffff) + (new >> 16) + (new & 0xffff);
+    !fold(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +128,23 @@ mod tests {
         assert!(tcp_v4_ok(src, dst, &seg, 21));
         seg[4] ^= 0x10;
         assert!(!tcp_v4_ok(src, dst, &seg, 21));
+    }
+
+    #[test]
+    fn incremental_update_matches_a_full_recompute() {
+        let mut h = HEADER;
+        for (old, new) in [
+            (0xc0a8_00c7u32, 0x0102_0304u32),
+            (0, 0xffff_ffff),
+            (0xffff_ffff, 0),
+        ] {
+            h[16..20].copy_from_slice(&old.to_be_bytes());
+            let before = ipv4_header(&h);
+            h[10..12].copy_from_slice(&before.to_be_bytes());
+            h[16..20].copy_from_slice(&new.to_be_bytes());
+            let updated = csum_replace4(before, old, new);
+            h[10..12].copy_from_slice(&updated.to_be_bytes());
+            assert!(ipv4_header_ok(&h), "{old:#x} -> {new:#x}");
+        }
     }
 }

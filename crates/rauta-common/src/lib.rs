@@ -14,6 +14,7 @@
 pub mod checksum;
 #[forbid(unsafe_code)]
 pub mod flow;
+pub mod handoff;
 pub mod maps;
 #[cfg(feature = "user")]
 mod pod;

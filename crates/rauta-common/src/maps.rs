@@ -24,6 +24,111 @@ pub const XDP_PROGRAM: &str = "rauta_xdp";
 /// peer device has an XDP program attached, so test topologies attach this one to the peer.
 pub const XDP_PASS_PROGRAM: &str = "rauta_xdp_pass";
 
+/// Name of the flow map (`BPF_MAP_TYPE_LRU_HASH`, [`FlowKey`] → [`FlowState`], [`FLOW_ENTRIES`]): one
+/// entry per connection Tier 1 handed to the local listener, shared by the XDP and the TC program.
+pub const FLOWS_MAP: &str = "RAUTA_FLOWS";
+
+/// Name of the pending-segment map (`BPF_MAP_TYPE_LRU_HASH`, [`FlowKey`] → [`PendingSegment`],
+/// [`PENDING_ENTRIES`]): the client's first data segment, from the moment XDP replays the SYN until TC
+/// has turned the listener's SYN-ACK into the ACK carrying it.
+pub const PENDING_MAP: &str = "RAUTA_PENDING";
+
+/// Name of the TC (clsact egress) program that completes the hand-off.
+pub const TC_EGRESS_PROGRAM: &str = "rauta_tc_egress";
+
+/// Capacity of [`FLOWS_MAP`]. LRU: when full, the least recently used flow is evicted. A flow with a
+/// zero offset (the normal case) loses nothing by eviction; one with a non-zero offset loses its
+/// translation.
+pub const FLOW_ENTRIES: u32 = 65536;
+
+/// Capacity of [`PENDING_MAP`]. An entry lives for one local round trip (SYN → SYN-ACK), so this bounds
+/// hand-offs in flight, not connections.
+pub const PENDING_ENTRIES: u32 = 4096;
+
+/// Size of [`PendingSegment::data`].
+pub const PENDING_BUF: usize = 2048;
+
+/// Largest first segment Tier 1 stores (leaves room for the zero padding the checksum reads). Clients
+/// honour the MSS of the SYN-ACK (at most 1460), so a larger first segment means a jumbo-frame client
+/// ignoring it; it is dropped and counted.
+pub const PENDING_PAYLOAD_MAX: u32 = (PENDING_BUF - 4) as u32;
+
+/// [`FlowState::state`]: the first data segment is stored and the SYN replayed to the listener.
+pub const FLOW_REPLAYED: u32 = 1;
+/// [`FlowState::state`]: the listener's SYN-ACK became the ACK with the stored data; the listener's socket
+/// exists once the stack has processed it.
+pub const FLOW_ACK_SENT: u32 = 2;
+/// [`FlowState::state`]: the listener's socket is known to exist (it sent on it, or a lookup found it).
+pub const FLOW_SPLICED: u32 = 3;
+
+/// [`FlowState::fins`] bit: the client sent FIN.
+pub const FIN_CLIENT: u32 = 1;
+/// [`FlowState::fins`] bit: the listener sent FIN.
+pub const FIN_LISTENER: u32 = 2;
+
+/// Key of [`FLOWS_MAP`] and [`PENDING_MAP`]: the connection's 4-tuple as it sits in the client's packets
+/// (network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The client's IPv4 address.
+    pub client_addr: u32,
+    /// The VIP.
+    pub vip_addr: u32,
+    /// The client's port.
+    pub client_port: u16,
+    /// The VIP's port.
+    pub vip_port: u16,
+}
+
+impl FlowKey {
+    /// The key of the connection from `client` to `vip` (octets and host-order ports).
+    pub const fn new(client: [u8; 4], client_port: u16, vip: [u8; 4], vip_port: u16) -> Self {
+        FlowKey {
+            client_addr: u32::from_ne_bytes(client),
+            vip_addr: u32::from_ne_bytes(vip),
+            client_port: u16::from_ne_bytes(client_port.to_be_bytes()),
+            vip_port: u16::from_ne_bytes(vip_port.to_be_bytes()),
+        }
+    }
+}
+
+/// A connection handed to the local listener. Sequence numbers in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    /// [`FLOW_REPLAYED`], [`FLOW_ACK_SENT`] or [`FLOW_SPLICED`].
+    pub state: u32,
+    /// The client's ISN (its first data segment's seq − 1).
+    pub client_isn: u32,
+    /// Tier 1's cookie: the ISN the client knows for us (its first ACK's ack − 1).
+    pub cookie: u32,
+    /// Listener ISN − cookie (wrapping): added to the client's ack numbers, subtracted from the
+    /// listener's seq numbers. 0 when the listener issued the same cookie (the normal case).
+    pub offset: u32,
+    /// The MSS put into the replayed SYN (decoded from the cookie, or a lower bound when it could not be).
+    pub mss: u32,
+    /// [`FIN_CLIENT`] | [`FIN_LISTENER`]: which sides have closed.
+    pub fins: u32,
+}
+
+/// The client's first data segment, waiting for the listener's SYN-ACK.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingSegment {
+    /// Payload length in bytes (1..=[`PENDING_PAYLOAD_MAX`]).
+    pub len: u32,
+    /// The segment's PSH and FIN flags (carried over to the hand-off ACK).
+    pub flags: u32,
+    /// The client's advertised window (unscaled: Tier 1 offers no window scaling).
+    pub window: u32,
+    /// One's-complement sum of the payload's big-endian 16-bit words, folded to 16 bits.
+    pub sum: u32,
+    /// The payload; bytes past `len` are undefined except the up to 3 zero bytes that pad it to a multiple
+    /// of 4.
+    pub data: [u8; PENDING_BUF],
+}
+
 /// Number of slots in the counter map. Larger than the number of reasons so that new reasons do not
 /// change the map's size (a loader and an object of neighbouring versions still agree).
 pub const COUNTER_SLOTS: u32 = 32;
@@ -76,6 +181,9 @@ impl VipConfig {
 
 // The layout is part of the kernel/userspace contract: fail the build if it changes by accident.
 const _: () = assert!(core::mem::size_of::<VipConfig>() == 12);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 12);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 24);
+const _: () = assert!(core::mem::size_of::<PendingSegment>() == 16 + PENDING_BUF);
 
 #[cfg(test)]
 mod tests {

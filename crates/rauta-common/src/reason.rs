@@ -33,8 +33,9 @@ pub enum Reason {
     SynCookieSent = 9,
     /// A SYN to the VIP that carries data (TCP Fast Open): passed to the stack.
     SynWithDataPass = 10,
-    /// An ACK to the VIP with no local connection and a valid cookie: passed (the stack, with
-    /// `tcp_syncookies=2`, turns it into a connection).
+    /// A pure ACK (no data) to the VIP with no flow and a valid cookie: the client's side of the handshake
+    /// is complete; absorbed (dropped) — the local stack never sees it, the hand-off starts with the first
+    /// data segment. (Until increment 2 these were passed to the stack.)
     AckCookieOk = 11,
     /// An ACK to the VIP with no local connection and an invalid or expired cookie: dropped (no RST yet).
     AckCookieBad = 12,
@@ -48,11 +49,44 @@ pub enum Reason {
     /// A helper failed where it should not (cookie generation, resizing or writing the packet): passed, so
     /// that a bug in Tier 1 degrades to Tier 3 instead of dropping clients.
     InternalErrorPass = 16,
+    /// The client's first data segment (valid cookie, no flow yet): stored, and the packet turned into the
+    /// client's SYN to the local listener (`XDP_PASS`).
+    HandoffSynReplayed = 17,
+    /// A retransmission of the first data segment of a flow whose listener socket does not exist yet: the
+    /// segment is stored again and the SYN replayed again (`XDP_PASS`).
+    HandoffRetransmitReplayed = 18,
+    /// A first data segment too large to store (above `PENDING_PAYLOAD_MAX`): dropped.
+    HandoffOversizeDrop = 19,
+    /// A segment of a flow whose listener socket does not exist yet (later data segments of a multi-segment
+    /// first request, duplicate ACKs, FIN, RST): dropped; the client retransmits data after its RTO. A RST
+    /// also deletes the flow.
+    HandoffPendingDrop = 20,
+    /// A segment of a handed-off flow with offset 0: passed unchanged.
+    FlowPass = 21,
+    /// A segment of a handed-off flow with a non-zero offset: ack translated into the listener's sequence
+    /// space, passed.
+    FlowTranslatedPass = 22,
+    /// TC egress: a packet that is not a flow's, or a flow's that needs no change: passed.
+    TcPass = 23,
+    /// TC egress: the listener's SYN-ACK to a replayed SYN, with the cookie Tier 1 issued (offset 0), turned
+    /// into the client's ACK carrying the stored segment and redirected to ingress.
+    TcHandoffAck = 24,
+    /// TC egress: as `tc_handoff_ack`, but the listener's ISN differs from Tier 1's cookie (minute counter
+    /// ticked, or another MSS bucket): the flow records the offset and is translated both ways.
+    TcHandoffAckOffset = 25,
+    /// TC egress: the stack's RST to a replayed SYN (nothing listens): moved into the client's sequence
+    /// space and sent to the client; the flow is deleted.
+    TcHandoffRst = 26,
+    /// TC egress: a listener segment of a flow with a non-zero offset: seq translated.
+    TcTranslated = 27,
+    /// TC egress: a helper failed or the stored segment is missing: the SYN-ACK is dropped (the client
+    /// retransmits its segment, which replays the SYN again).
+    TcInternalError = 28,
 }
 
 impl Reason {
     /// Number of reasons; every code is below it.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 29;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -73,6 +107,18 @@ impl Reason {
         Reason::OtherFlagsPass,
         Reason::VipDisabledPass,
         Reason::InternalErrorPass,
+        Reason::HandoffSynReplayed,
+        Reason::HandoffRetransmitReplayed,
+        Reason::HandoffOversizeDrop,
+        Reason::HandoffPendingDrop,
+        Reason::FlowPass,
+        Reason::FlowTranslatedPass,
+        Reason::TcPass,
+        Reason::TcHandoffAck,
+        Reason::TcHandoffAckOffset,
+        Reason::TcHandoffRst,
+        Reason::TcTranslated,
+        Reason::TcInternalError,
     ];
 
     /// The counter-map index of this reason.
@@ -101,6 +147,18 @@ impl Reason {
             Reason::OtherFlagsPass => "other_flags_pass",
             Reason::VipDisabledPass => "vip_disabled_pass",
             Reason::InternalErrorPass => "internal_error_pass",
+            Reason::HandoffSynReplayed => "handoff_syn_replayed",
+            Reason::HandoffRetransmitReplayed => "handoff_retransmit_replayed",
+            Reason::HandoffOversizeDrop => "handoff_oversize_drop",
+            Reason::HandoffPendingDrop => "handoff_pending_drop",
+            Reason::FlowPass => "flow_pass",
+            Reason::FlowTranslatedPass => "flow_translated_pass",
+            Reason::TcPass => "tc_pass",
+            Reason::TcHandoffAck => "tc_handoff_ack",
+            Reason::TcHandoffAckOffset => "tc_handoff_ack_offset",
+            Reason::TcHandoffRst => "tc_handoff_rst",
+            Reason::TcTranslated => "tc_translated",
+            Reason::TcInternalError => "tc_internal_error",
         }
     }
 }

@@ -3,12 +3,18 @@
 use std::{net::SocketAddrV4, time::Duration};
 
 use aya::{
-    maps::{Array, PerCpuArray},
-    programs::{xdp::XdpLinkId, TestRun, TestRunOptions, Xdp, XdpMode},
+    maps::{Array, HashMap, PerCpuArray},
+    programs::{
+        tc::SchedClassifierLinkId, xdp::XdpLinkId, SchedClassifier, TcAttachType, TestRun,
+        TestRunOptions, Xdp, XdpMode,
+    },
     Ebpf,
 };
 use rauta_common::{
-    maps::{VipConfig, COUNTERS_MAP, VIP_MAP, XDP_PROGRAM},
+    maps::{
+        FlowKey, FlowState, PendingSegment, VipConfig, COUNTERS_MAP, FLOWS_MAP, PENDING_MAP,
+        TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
+    },
     reason::Reason,
 };
 
@@ -65,11 +71,29 @@ pub struct PacketRun {
     pub duration: Duration,
 }
 
-/// Tier 1 loaded into the kernel: the XDP program, its maps, and the interfaces it is attached to.
-/// Dropping it detaches the program from every interface and frees the maps.
+/// One run of the TC egress program on a packet, through `BPF_PROG_RUN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcRun {
+    /// What the program returned (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2, `TC_ACT_REDIRECT` 7, ...).
+    pub action: i32,
+    /// The packet as the program left it.
+    pub output: Vec<u8>,
+}
+
+/// `TC_ACT_OK`: the packet continues.
+pub const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_SHOT`: the packet is dropped.
+pub const TC_ACT_SHOT: i32 = 2;
+/// `TC_ACT_REDIRECT`: the packet goes where `bpf_redirect` said.
+pub const TC_ACT_REDIRECT: i32 = 7;
+
+/// Tier 1 loaded into the kernel: the XDP program, the TC egress program that completes hand-offs to the
+/// local listener, their maps, and the interfaces they are attached to. Dropping it detaches both
+/// programs from every interface and frees the maps.
 pub struct KernelTiers {
     ebpf: Ebpf,
     attached: Vec<(String, XdpLinkId, AttachMode)>,
+    tc_attached: Vec<(String, SchedClassifierLinkId)>,
 }
 
 impl std::fmt::Debug for KernelTiers {
@@ -92,6 +116,7 @@ impl KernelTiers {
         let mut tiers = KernelTiers {
             ebpf,
             attached: Vec::new(),
+            tc_attached: Vec::new(),
         };
 
         let map = tiers.ebpf.map_mut(VIP_MAP).ok_or(DataplaneError::Missing {
@@ -108,8 +133,18 @@ impl KernelTiers {
         program
             .load()
             .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))?;
+        tiers
+            .tc_mut()?
+            .load()
+            .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))?;
         for interface in interfaces {
-            // On error `tiers` is dropped here, which detaches what was attached so far.
+            // On error `tiers` is dropped here, which detaches what was attached so far. TC first: an XDP
+            // program that replays SYNs without the egress half would leave clients hanging.
+            let tc_link = tiers
+                .tc_mut()?
+                .attach(interface, TcAttachType::Egress)
+                .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))?;
+            tiers.tc_attached.push((interface.clone(), tc_link));
             let (link, mode) = attach(tiers.xdp_mut()?, interface)?;
             tracing::info!(interface = %interface, mode = ?mode, vip = %vip, "attached XDP program");
             tiers.attached.push((interface.clone(), link, mode));
@@ -167,6 +202,83 @@ impl KernelTiers {
         })
     }
 
+    /// Runs the TC egress program once on `packet` (an Ethernet frame) with `BPF_PROG_RUN`. Maps change as
+    /// for a real packet; a redirect is returned as [`TC_ACT_REDIRECT`] but goes nowhere.
+    pub fn run_tc_once(&self, packet: &[u8]) -> Result<TcRun, DataplaneError> {
+        let program = self.tc()?;
+        // Room for growth: a SYN-ACK becomes an ACK with up to PENDING_BUF bytes of payload.
+        let mut output = vec![0u8; packet.len() + rauta_common::maps::PENDING_BUF + 64];
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut output),
+                repeat: 1,
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))?;
+        output.truncate(result.data_size_out as usize);
+        Ok(TcRun {
+            action: result.return_value as i32,
+            output,
+        })
+    }
+
+    /// The flow-table entry for `key`, if any (tests and diagnostics).
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowState>, DataplaneError> {
+        let map = self.ebpf.map(FLOWS_MAP).ok_or(DataplaneError::Missing {
+            kind: "map",
+            name: FLOWS_MAP,
+        })?;
+        let flows: HashMap<_, FlowKey, FlowState> =
+            HashMap::try_from(map).map_err(|source| DataplaneError::map(FLOWS_MAP, source))?;
+        match flows.get(key, 0) {
+            Ok(state) => Ok(Some(state)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::map(FLOWS_MAP, source)),
+        }
+    }
+
+    /// Number of entries in the flow table and in the pending-segment table (tests and diagnostics:
+    /// walks both maps).
+    pub fn table_sizes(&self) -> Result<(usize, usize), DataplaneError> {
+        let map = |name: &'static str| {
+            self.ebpf
+                .map(name)
+                .ok_or(DataplaneError::Missing { kind: "map", name })
+        };
+        let flows: HashMap<_, FlowKey, FlowState> = HashMap::try_from(map(FLOWS_MAP)?)
+            .map_err(|source| DataplaneError::map(FLOWS_MAP, source))?;
+        let pending: HashMap<_, FlowKey, PendingSegment> = HashMap::try_from(map(PENDING_MAP)?)
+            .map_err(|source| DataplaneError::map(PENDING_MAP, source))?;
+        Ok((flows.keys().count(), pending.keys().count()))
+    }
+
+    fn tc(&self) -> Result<&SchedClassifier, DataplaneError> {
+        let program = self
+            .ebpf
+            .program(TC_EGRESS_PROGRAM)
+            .ok_or(DataplaneError::Missing {
+                kind: "program",
+                name: TC_EGRESS_PROGRAM,
+            })?;
+        program
+            .try_into()
+            .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))
+    }
+
+    fn tc_mut(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
+        let program = self
+            .ebpf
+            .program_mut(TC_EGRESS_PROGRAM)
+            .ok_or(DataplaneError::Missing {
+                kind: "program",
+                name: TC_EGRESS_PROGRAM,
+            })?;
+        program
+            .try_into()
+            .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))
+    }
+
     fn xdp(&self) -> Result<&Xdp, DataplaneError> {
         let program = self
             .ebpf
@@ -213,6 +325,24 @@ fn attach(program: &mut Xdp, interface: &str) -> Result<(XdpLinkId, AttachMode),
 
 impl Drop for KernelTiers {
     fn drop(&mut self) {
+        let tc_attached = std::mem::take(&mut self.tc_attached);
+        if !tc_attached.is_empty() {
+            match self.tc_mut() {
+                Ok(program) => {
+                    for (interface, link) in tc_attached {
+                        match program.detach(link) {
+                            Ok(()) => {
+                                tracing::info!(interface = %interface, "detached TC egress program")
+                            }
+                            Err(e) => {
+                                tracing::warn!(interface = %interface, error = %e, "explicit TC detach failed")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reach the TC program to detach it"),
+            }
+        }
         let attached = std::mem::take(&mut self.attached);
         if attached.is_empty() {
             return;

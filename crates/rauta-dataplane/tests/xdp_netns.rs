@@ -1,190 +1,597 @@
-//! End to end: Tier 1's XDP program on a veth in a network namespace, a real client in another, a real
-//! listener (with `tcp_syncookies=2`) behind the program. Needs root, `ip` and `ethtool`.
+//! End to end: Tier 1 (XDP + TC egress) on a veth in a network namespace, real clients in another, an
+//! UNPRIMED local listener (with `tcp_syncookies=2`) behind it. Needs root, `ip`, `ethtool`, `curl` and
+//! `python3`.
 //!
-//! What this increment delivers and what it does not, both asserted:
-//! - the client's SYN is answered in XDP with a cookie SYN-ACK, the client's kernel accepts it and sends
-//!   its ACK, and XDP validates that ACK's cookie and passes it up;
-//! - the local stack accepts a cookie ACK only if the listener itself issued a cookie in the last two
-//!   minutes (`tcp_synq_no_recent_overflow`). Its SYN never reached it, so it resets the connection —
-//!   unless a local connection "primed" it. The next increment removes the dependency (the kernel tier
-//!   replays the handshake to the listener itself, see docs/kernel-tiers.md).
+//! What is asserted: the client's SYN is answered in XDP, its pure ACK absorbed, its first data segment
+//! replayed to the listener as the client's SYN, the listener's SYN-ACK turned into the client's ACK with
+//! the request (TC egress) — so `accept()` returns a normal socket whose peer is the real client, with the
+//! request queued, no retransmission on either side, a 1 MB response intact, 20 parallel clients served,
+//! the flow table empty after clean closes. Multi-segment first requests and "nothing listens" are
+//! asserted as they behave today (see docs/kernel-tiers.md).
 
 mod support;
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream},
-    sync::mpsc,
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rauta_common::maps::XDP_PASS_PROGRAM;
 use rauta_dataplane::{object::BPF_OBJECT, Counters, KernelTiers, Reason};
 use support::netns::{self, Pair, CLIENT_IP, SERVER_IP};
 
-/// What one client connection through the namespace pair saw.
-struct Outcome {
-    /// The client's result: the echoed bytes and its local address, or the I/O error it got.
-    client: Result<([u8; 5], SocketAddr), std::io::Error>,
-    /// The peer address `accept()` returned for the client's connection, if it did.
-    accepted_peer: Option<SocketAddr>,
-    counters: Counters,
-}
-
 fn can_run(test: &str) -> bool {
     if !support::root_or_skip(test) {
         return false;
     }
-    if !netns::tools_present() {
+    let tools = netns::tools_present()
+        && ["curl", "python3"]
+            .iter()
+            .all(|t| Command::new(t).arg("--version").output().is_ok());
+    if !tools {
         assert_ne!(
             std::env::var("CI").as_deref(),
             Ok("true"),
-            "CI=true but `ip`/`ethtool` are missing"
+            "CI=true but `ip`/`ethtool`/`curl`/`python3` are missing"
         );
-        println!("{test}: skipped: needs ip and ethtool");
+        println!("{test}: skipped: needs ip, ethtool, curl and python3");
         return false;
     }
     true
 }
 
-/// Runs one echo exchange from the client namespace to a listener behind Tier 1. With `prime`, the server
-/// first connects to its own listener over loopback (no XDP there), so the listener issues a cookie itself.
-fn exchange(tag: &str, prime: bool) -> Outcome {
-    let pair = Pair::create(tag).expect("create the namespace pair");
+/// The body the test server sends for `/size/N`: N bytes of a position-dependent pattern, so that a
+/// lost, duplicated or reordered segment shows.
+fn body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
+}
 
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let server_ns = pair.server_ns.clone();
-    let server_dev = pair.server_dev.clone();
-    let server = thread::spawn(move || {
-        netns::enter(&server_ns).unwrap();
-        // Port 0: the kernel picks; Tier 1 is then pointed at exactly that VIP.
-        let listener = TcpListener::bind((SERVER_IP, 0)).unwrap();
-        let SocketAddr::V4(vip) = listener.local_addr().unwrap() else {
-            unreachable!()
-        };
-        if prime {
-            let local = TcpStream::connect(vip).unwrap();
-            let _ = listener.accept().unwrap();
-            drop(local);
-        }
-        let tiers = KernelTiers::load(vip, &[server_dev]).expect("load and attach XDP");
-        assert_eq!(tiers.attachments().count(), 1);
-        listener.set_nonblocking(true).unwrap();
-        ready_tx.send(vip).unwrap();
-        // Serve until the client is done; a reset connection never shows up in accept().
-        let mut accepted_peer = None;
-        loop {
-            match listener.accept() {
-                Ok((mut conn, peer)) => {
-                    accepted_peer = Some(peer);
-                    conn.set_nonblocking(false).unwrap();
-                    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    let mut buf = [0u8; 5];
-                    if conn.read_exact(&mut buf).is_ok() {
-                        let _ = conn.write_all(&buf);
-                    }
-                    let mut rest = Vec::new();
-                    let _ = conn.read_to_end(&mut rest);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if done_rx.try_recv().is_ok() {
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-            if accepted_peer.is_some() {
-                break;
-            }
-        }
-        // Let the last segments (the client's FIN) cross the program before counting.
-        thread::sleep(Duration::from_millis(100));
-        (accepted_peer, tiers.counters().unwrap())
-    });
-    let vip: SocketAddrV4 = ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server ready");
+/// Runs `f` on a thread inside the namespace `ns` and returns its result.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_owned();
+    thread::spawn(move || {
+        netns::enter(&ns).unwrap();
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
 
-    let client_ns = pair.client_ns.clone();
-    let client_dev = pair.client_dev.clone();
-    let client = thread::spawn(move || {
-        netns::enter(&client_ns).unwrap();
+/// `TcpRetransSegs` of a namespace.
+fn retransmissions(ns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "RetransSegs")
+        .unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// A namespace pair with Tier 1 on the server side and the pass program on the client side.
+struct Lab {
+    tiers: Option<KernelTiers>,
+    _client_xdp: aya::Ebpf,
+    pair: Pair,
+    vip: SocketAddrV4,
+}
+
+impl Lab {
+    /// Creates the pair; `bind` runs in the server namespace and returns the port the listener uses.
+    fn start(tag: &str, bind: impl FnOnce() -> u16 + Send + 'static) -> Lab {
+        let pair = Pair::create(tag).expect("create the namespace pair");
+        let port = in_ns(&pair.server_ns, bind);
+        let vip = SocketAddrV4::new(SERVER_IP, port);
+        let dev = pair.server_dev.clone();
+        let tiers = in_ns(&pair.server_ns, move || {
+            KernelTiers::load(vip, &[dev]).expect("load and attach XDP and TC")
+        });
+        let dev = pair.client_dev.clone();
         // veth delivers XDP_TX frames only to a peer that runs an XDP program: attach the pass program.
-        let mut ebpf = aya::Ebpf::load(BPF_OBJECT).unwrap();
-        let pass: &mut aya::programs::Xdp = ebpf
-            .program_mut(XDP_PASS_PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        pass.load().unwrap();
-        pass.attach(&client_dev, aya::programs::XdpMode::Driver)
-            .unwrap();
-        let result = (|| {
-            let mut stream =
-                TcpStream::connect_timeout(&SocketAddr::V4(vip), Duration::from_secs(5))?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            let local = stream.local_addr()?;
-            stream.write_all(b"hello")?;
-            let mut echo = [0u8; 5];
-            stream.read_exact(&mut echo)?;
-            Ok((echo, local))
-        })();
-        thread::sleep(Duration::from_millis(50));
-        result
-    });
+        let client_xdp = in_ns(&pair.client_ns, move || {
+            let mut ebpf = aya::Ebpf::load(BPF_OBJECT).unwrap();
+            let pass: &mut aya::programs::Xdp = ebpf
+                .program_mut(XDP_PASS_PROGRAM)
+                .unwrap()
+                .try_into()
+                .unwrap();
+            pass.load().unwrap();
+            pass.attach(&dev, aya::programs::XdpMode::Driver).unwrap();
+            ebpf
+        });
+        Lab {
+            tiers: Some(tiers),
+            _client_xdp: client_xdp,
+            pair,
+            vip,
+        }
+    }
 
-    let client = client.join().expect("client thread");
-    done_tx.send(()).unwrap();
-    let (accepted_peer, counters) = server.join().expect("server thread");
-    drop(pair);
-    Outcome {
-        client,
-        accepted_peer,
-        counters,
+    fn tiers(&self) -> &KernelTiers {
+        self.tiers.as_ref().unwrap()
+    }
+
+    fn counters(&self) -> Counters {
+        self.tiers().counters().unwrap()
+    }
+
+    /// `curl` in the client namespace: (HTTP status, seconds, body).
+    fn curl(&self, path: &str) -> (String, f64, Vec<u8>) {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.pair.client_ns,
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+            ])
+            .args(["-w", "\n%{http_code} %{time_total}"])
+            .arg(format!("http://{}{path}", self.vip))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let split = out.stdout.iter().rposition(|&b| b == b'\n').unwrap();
+        let tail = String::from_utf8_lossy(&out.stdout[split + 1..]).into_owned();
+        let (code, secs) = tail.split_once(' ').unwrap();
+        (
+            code.to_owned(),
+            secs.parse().unwrap(),
+            out.stdout[..split].to_vec(),
+        )
     }
 }
 
-#[test]
-fn cookie_handshake_completes_to_a_primed_listener() {
-    if !can_run("cookie_handshake_completes_to_a_primed_listener") {
-        return;
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Detach before the namespaces go away.
+        self.tiers.take();
     }
-    let out = exchange("primed", true);
-    let summary = out.counters.non_zero();
-    let (echo, client_addr) = out.client.expect("the client's exchange");
-    assert_eq!(&echo, b"hello");
-    assert_eq!(
-        out.accepted_peer,
-        Some(client_addr),
-        "accept() sees the client's real address and port"
+}
+
+/// A minimal HTTP/1.1 server on a real listener: `/size/N` answers N bytes of [`body`], anything else
+/// "hello". One thread per connection, `Connection: close`. Records each accepted peer.
+struct TestServer {
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TestServer {
+    /// Binds on the server address, port 0; call inside the server namespace.
+    fn bind() -> (TestServer, u16) {
+        let listener = TcpListener::bind((SERVER_IP, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let server = TestServer {
+            peers: Arc::default(),
+            requests: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (peers, requests, stop) = (
+            server.peers.clone(),
+            server.requests.clone(),
+            server.stop.clone(),
+        );
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, peer)) => {
+                        peers.lock().unwrap().push(peer);
+                        let requests = requests.clone();
+                        thread::spawn(move || serve(conn, requests));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        });
+        (server, port)
+    }
+
+    fn peers(&self) -> Vec<SocketAddr> {
+        self.peers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(mut conn: TcpStream, requests: Arc<Mutex<Vec<String>>>) {
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    requests.lock().unwrap().push(head);
+    let content = match path.strip_prefix("/size/") {
+        Some(n) => body(n.parse().unwrap_or(0)),
+        None => b"hello".to_vec(),
+    };
+    let header = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        content.len()
     );
-    assert_eq!(client_addr.ip(), std::net::IpAddr::V4(CLIENT_IP));
-    assert_eq!(out.counters.get(Reason::SynCookieSent), 1, "{summary:?}");
-    assert_eq!(out.counters.get(Reason::AckCookieOk), 1, "{summary:?}");
-    assert_eq!(out.counters.get(Reason::AckCookieBad), 0, "{summary:?}");
-    // The request, the ACK of the response and the FIN travel on the socket the stack made of the cookie.
-    assert!(out.counters.get(Reason::SocketPass) >= 2, "{summary:?}");
+    let _ = conn.write_all(header.as_bytes());
+    let _ = conn.write_all(&content);
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    // Wait for the client's close so that the whole teardown crosses the programs.
+    let _ = conn.read(&mut buf);
+}
+
+/// A std client in the client namespace: sends `request`, reads to the end. Returns (response, local
+/// address, seconds).
+fn std_client(lab: &Lab, request: Vec<u8>) -> (Vec<u8>, SocketAddr, f64) {
+    let vip = lab.vip;
+    in_ns(&lab.pair.client_ns, move || {
+        let started = Instant::now();
+        let mut s =
+            TcpStream::connect_timeout(&SocketAddr::V4(vip), Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let local = s.local_addr().unwrap();
+        s.write_all(&request).unwrap();
+        let mut response = Vec::new();
+        s.read_to_end(&mut response).unwrap();
+        (response, local, started.elapsed().as_secs_f64())
+    })
+}
+
+fn body_of(response: &[u8]) -> &[u8] {
+    let at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header");
+    &response[at + 4..]
+}
+
+fn handoffs(c: &Counters) -> u64 {
+    c.get(Reason::TcHandoffAck) + c.get(Reason::TcHandoffAckOffset)
 }
 
 #[test]
-fn unprimed_listener_resets_the_validated_cookie_ack() {
-    if !can_run("unprimed_listener_resets_the_validated_cookie_ack") {
+fn curl_gets_its_response_from_an_unprimed_listener() {
+    if !can_run("curl_gets_its_response_from_an_unprimed_listener") {
         return;
     }
-    let out = exchange("unprimed", false);
-    let summary = out.counters.non_zero();
-    // XDP did its part: the SYN-ACK reached the client, whose ACK carried a cookie XDP accepted...
-    assert_eq!(out.counters.get(Reason::SynCookieSent), 1, "{summary:?}");
-    assert_eq!(out.counters.get(Reason::AckCookieOk), 1, "{summary:?}");
-    assert_eq!(out.counters.get(Reason::AckCookieBad), 0, "{summary:?}");
-    // ...but the listener, which never issued a cookie, refused it: this is the gap the next increment
-    // closes. If this starts passing, the kernel's behaviour changed: update docs/kernel-tiers.md.
-    let err = out
-        .client
-        .expect_err("the stack resets a cookie ACK its listener did not expect");
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
-    assert_eq!(out.accepted_peer, None);
+    let server = Arc::new(Mutex::new(None));
+    let slot = server.clone();
+    let lab = Lab::start("curl", move || {
+        let (s, port) = TestServer::bind();
+        *slot.lock().unwrap() = Some(s);
+        port
+    });
+    let retrans = (
+        retransmissions(&lab.pair.client_ns),
+        retransmissions(&lab.pair.server_ns),
+    );
+    let (code, secs, body) = lab.curl("/size/100");
+    let c = lab.counters();
+    let summary = c.non_zero();
+    assert_eq!(code, "200", "{summary:?}");
+    assert_eq!(body, self::body(100));
+    assert!(
+        secs < 0.05,
+        "took {secs} s: a retransmission timeout? {summary:?}"
+    );
+    let peers = server.lock().unwrap().as_ref().unwrap().peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(
+        peers[0].ip(),
+        IpAddr::V4(CLIENT_IP),
+        "accept() sees the real client"
+    );
+    assert_eq!(c.get(Reason::SynCookieSent), 1, "{summary:?}");
+    assert_eq!(
+        c.get(Reason::AckCookieOk),
+        1,
+        "the pure ACK is absorbed: {summary:?}"
+    );
+    assert_eq!(c.get(Reason::HandoffSynReplayed), 1, "{summary:?}");
+    assert_eq!(handoffs(&c), 1, "{summary:?}");
+    assert_eq!(c.get(Reason::HandoffPendingDrop), 0, "{summary:?}");
+    assert_eq!(c.get(Reason::TcInternalError), 0, "{summary:?}");
+    assert_eq!(
+        (
+            retransmissions(&lab.pair.client_ns),
+            retransmissions(&lab.pair.server_ns)
+        ),
+        retrans,
+        "no retransmission on either side"
+    );
+}
+
+#[test]
+fn one_megabyte_download_is_intact_and_the_peer_is_real() {
+    if !can_run("one_megabyte_download_is_intact_and_the_peer_is_real") {
+        return;
+    }
+    let server = Arc::new(Mutex::new(None));
+    let slot = server.clone();
+    let lab = Lab::start("mb", move || {
+        let (s, port) = TestServer::bind();
+        *slot.lock().unwrap() = Some(s);
+        port
+    });
+    let retrans = retransmissions(&lab.pair.client_ns);
+    let n = 1 << 20;
+    let request = format!("GET /size/{n} HTTP/1.1\r\nHost: rauta.test\r\n\r\n").into_bytes();
+    let (response, local, secs) = std_client(&lab, request.clone());
+    let summary = lab.counters().non_zero();
+    assert!(
+        body_of(&response) == body(n),
+        "1 MB body differs: {summary:?}"
+    );
+    let peers = server.lock().unwrap().as_ref().unwrap().peers();
+    assert_eq!(
+        peers,
+        vec![local],
+        "accept() returns the client's own address and port"
+    );
+    let requests = server
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .requests
+        .lock()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        requests,
+        vec![String::from_utf8(request).unwrap()],
+        "request bytes intact"
+    );
+    assert_eq!(retransmissions(&lab.pair.client_ns), retrans, "{summary:?}");
+    println!("1 MB in {secs:.3} s; {summary:?}");
+    // Clean close on both sides: nothing left in the tables.
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(lab.tiers().table_sizes().unwrap(), (0, 0), "{summary:?}");
+}
+
+#[test]
+fn twenty_parallel_clients() {
+    if !can_run("twenty_parallel_clients") {
+        return;
+    }
+    let server = Arc::new(Mutex::new(None));
+    let slot = server.clone();
+    let lab = Lab::start("par", move || {
+        let (s, port) = TestServer::bind();
+        *slot.lock().unwrap() = Some(s);
+        port
+    });
+    let lab = Arc::new(lab);
+    let clients: Vec<_> = (0..20)
+        .map(|i| {
+            let lab = lab.clone();
+            thread::spawn(move || {
+                let n = 1000 * (i + 1);
+                let req = format!("GET /size/{n} HTTP/1.1\r\nHost: c{i}\r\n\r\n").into_bytes();
+                let (response, local, _) = std_client(&lab, req);
+                assert!(body_of(&response) == body(n), "client {i}");
+                local
+            })
+        })
+        .collect();
+    let mut locals: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let mut peers = server.lock().unwrap().as_ref().unwrap().peers();
+    locals.sort();
+    peers.sort();
+    assert_eq!(peers, locals, "every client accepted under its own address");
+    let c = lab.counters();
+    assert_eq!(handoffs(&c), 20, "{:?}", c.non_zero());
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        lab.tiers().table_sizes().unwrap().1,
+        0,
+        "no stored segment left"
+    );
+}
+
+#[test]
+fn python_server_and_client_unmodified() {
+    if !can_run("python_server_and_client_unmodified") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rauta-py-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = body(1 << 20);
+    std::fs::write(dir.join("blob"), &file).unwrap();
+    let child: Arc<Mutex<Option<Child>>> = Arc::default();
+    let slot = child.clone();
+    let dir2 = dir.clone();
+    let lab = Lab::start("py", move || {
+        let mut c = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                &SERVER_IP.to_string(),
+                "0",
+            ])
+            .current_dir(&dir2)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(c.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        *slot.lock().unwrap() = Some(c);
+        // "Serving HTTP on 198.18.0.1 port 12345 (http://198.18.0.1:12345/) ..."
+        line.split_whitespace().nth(5).unwrap().parse().unwrap()
+    });
+    struct Kill(Arc<Mutex<Option<Child>>>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.0.lock().unwrap().take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let kill = Kill(child.clone());
+
+    let (code, secs, got) = lab.curl("/blob");
+    assert_eq!(code, "200");
+    assert!(got == file, "1 MB file intact through python's http.server");
+    // A plain Python socket client.
+    let script = format!(
+        "import socket\ns=socket.create_connection(('{}',{}))\ns.sendall(b'GET /blob HTTP/1.0\\r\\n\\r\\n')\nd=b''\nwhile True:\n    b=s.recv(65536)\n    if not b: break\n    d+=b\nprint(len(d.split(b'\\r\\n\\r\\n',1)[1]))\n",
+        lab.vip.ip(),
+        lab.vip.port()
+    );
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.pair.client_ns,
+            "python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        (1 << 20).to_string(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = lab.counters();
+    assert_eq!(handoffs(&c), 2, "{:?}", c.non_zero());
+    let mut py = child.lock().unwrap().take().unwrap();
+    drop(kill);
+    let _ = py.kill();
+    let _ = py.wait();
+    let mut log = String::new();
+    py.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.starts_with(&format!("{CLIENT_IP} - - ")))
+            .count(),
+        2,
+        "python's access log shows the real client for both requests:\n{log}"
+    );
+    println!("curl 1 MB from python http.server in {secs:.3} s");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn multi_segment_first_request_completes_after_the_clients_retransmission() {
+    if !can_run("multi_segment_first_request_completes_after_the_clients_retransmission") {
+        return;
+    }
+    let server = Arc::new(Mutex::new(None));
+    let slot = server.clone();
+    let lab = Lab::start("multi", move || {
+        let (s, port) = TestServer::bind();
+        *slot.lock().unwrap() = Some(s);
+        port
+    });
+    // A 4 KB header: three segments at MSS 1460, sent back to back (the SYN-ACK offered 64 KB).
+    let request = format!(
+        "GET /size/10 HTTP/1.1\r\nHost: rauta.test\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(4000)
+    )
+    .into_bytes();
+    let (response, _, secs) = std_client(&lab, request.clone());
+    let c = lab.counters();
+    assert_eq!(body_of(&response), body(10), "{:?}", c.non_zero());
+    let requests = server
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .requests
+        .lock()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        requests,
+        vec![String::from_utf8(request).unwrap()],
+        "request bytes intact and in order"
+    );
+    // Today segments 2..n that arrive before the listener's socket exists are dropped and the client
+    // retransmits them after its RTO (docs/kernel-tiers.md). Pin what happened so a change shows.
+    println!(
+        "multi-segment request: {secs:.3} s, held back {} segment(s)",
+        c.get(Reason::HandoffPendingDrop)
+    );
+    if c.get(Reason::HandoffPendingDrop) > 0 {
+        assert!(secs >= 0.15, "dropped segments come back only after an RTO");
+    }
+}
+
+#[test]
+fn nothing_listening_resets_the_client_at_once() {
+    if !can_run("nothing_listening_resets_the_client_at_once") {
+        return;
+    }
+    // Bind to learn a free port, then close: Tier 1 answers the handshake, the stack has no listener.
+    let lab = Lab::start("nolisten", || {
+        TcpListener::bind((SERVER_IP, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    });
+    let vip = lab.vip;
+    let (err, secs) = in_ns(&lab.pair.client_ns, move || {
+        let started = Instant::now();
+        let mut s =
+            TcpStream::connect_timeout(&SocketAddr::V4(vip), Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = [0u8; 16];
+        let err = s
+            .read(&mut buf)
+            .expect_err("no listener: the connection is reset");
+        (err.kind(), started.elapsed().as_secs_f64())
+    });
+    let c = lab.counters();
+    assert_eq!(
+        err,
+        std::io::ErrorKind::ConnectionReset,
+        "{:?}",
+        c.non_zero()
+    );
+    assert!(
+        secs < 0.05,
+        "the RST arrives at once, not after a timeout ({secs} s)"
+    );
+    assert_eq!(c.get(Reason::TcHandoffRst), 1, "{:?}", c.non_zero());
+    assert_eq!(lab.tiers().table_sizes().unwrap(), (0, 0));
 }

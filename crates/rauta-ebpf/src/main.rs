@@ -10,14 +10,28 @@
 
 mod maps;
 mod parse;
+mod tc;
 mod xdp;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 
 /// Tier 1's entry point: classify the packet, act on it, count why.
 #[xdp]
 pub fn rauta_xdp(ctx: XdpContext) -> u32 {
     let verdict = xdp::classify::handle(&ctx);
+    maps::count(verdict.reason);
+    verdict.action
+}
+
+/// The hand-off's other half, at TC (clsact) egress of the same interfaces: turns the listener's SYN-ACK
+/// to a replayed SYN into the client's ACK with the stored request, and translates handed-off flows.
+#[classifier]
+pub fn rauta_tc_egress(ctx: TcContext) -> i32 {
+    let verdict = tc::egress::handle(&ctx);
     maps::count(verdict.reason);
     verdict.action
 }

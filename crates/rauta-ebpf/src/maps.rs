@@ -4,10 +4,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
 };
 use rauta_common::{
-    maps::{COUNTER_SLOTS, SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig},
+    handoff::HANDOFF_ACK_V4_HEADERS,
+    maps::{
+        COUNTER_SLOTS, FLOW_ENTRIES, FlowKey, FlowState, PENDING_ENTRIES, PendingSegment,
+        SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig,
+    },
     reason::Reason,
 };
 
@@ -19,9 +23,26 @@ pub static RAUTA_VIP: Array<VipConfig> = Array::with_max_entries(1, 0);
 #[map]
 pub static RAUTA_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
-/// `RAUTA_SCRATCH`: per-CPU buffers too large for the 512-byte BPF stack.
+/// `RAUTA_SCRATCH`: per-CPU buffers too large for the 512-byte BPF stack. Entry [`SCRATCH_XDP`] belongs to
+/// the XDP program, [`SCRATCH_TC`] to the TC program, so that neither can overwrite the other's buffers
+/// even if one ran nested in the other on the same CPU.
 #[map]
-pub static RAUTA_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+pub static RAUTA_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(2, 0);
+
+/// The XDP program's entry of [`RAUTA_SCRATCH`].
+pub const SCRATCH_XDP: u32 = 0;
+/// The TC program's entry of [`RAUTA_SCRATCH`].
+pub const SCRATCH_TC: u32 = 1;
+
+/// `RAUTA_FLOWS`: connections handed to the local listener (state, cookie, seq offset), by 4-tuple.
+#[map]
+pub static RAUTA_FLOWS: LruHashMap<FlowKey, FlowState> =
+    LruHashMap::with_max_entries(FLOW_ENTRIES, 0);
+
+/// `RAUTA_PENDING`: the client's first data segment, from SYN replay until the listener's SYN-ACK.
+#[map]
+pub static RAUTA_PENDING: LruHashMap<FlowKey, PendingSegment> =
+    LruHashMap::with_max_entries(PENDING_ENTRIES, 0);
 
 /// Scratch space for one packet on one CPU. Valid only within one program run.
 #[repr(C)]
@@ -29,10 +50,17 @@ pub struct Scratch {
     /// A copy of the TCP header (the cookie helpers want a pointer to a header whose length the verifier
     /// can bound; a copy of at most 60 bytes gives it that).
     pub tcp: [u8; TCP_MAX_HEADER],
-    /// The SYN-ACK being built.
+    /// The SYN-ACK (or replayed SYN) being built.
     pub frame: [u8; SYNACK_V4_LEN],
     /// Explicit padding to a multiple of 8.
     pub _pad: [u8; 2],
+    /// The first data segment being stored (copied into `RAUTA_PENDING` from here: 2 KB do not fit the
+    /// stack).
+    pub segment: PendingSegment,
+    /// The headers of the hand-off ACK being built (TC).
+    pub ack: [u8; HANDOFF_ACK_V4_HEADERS],
+    /// Explicit padding to a multiple of 8.
+    pub _pad2: [u8; 2],
 }
 
 /// Adds one to the counter of `reason` on this CPU. Per-CPU values need no atomic operation.

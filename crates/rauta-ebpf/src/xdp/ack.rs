@@ -1,9 +1,10 @@
-//! Every non-SYN segment to the VIP: a segment of a connection the local stack owns passes; an ACK with
-//! no connection must carry a valid cookie (it completes a handshake we answered) or it is dropped.
-//!
-//! This increment has no flow table yet: the local stack's socket table stands in for it
-//! (`bpf_skc_lookup_tcp`), which is also what lets connections completed by a valid cookie keep working
-//! once the stack (with `tcp_syncookies=2`) has made a socket of them.
+//! Every non-SYN segment to the VIP. In order:
+//! 1. a segment of a flow Tier 1 handed to the listener goes to `flow` (pass, translate, or hold back);
+//! 2. a segment of a connection the local stack owns (not through Tier 1: e.g. older than the program)
+//!    passes;
+//! 3. otherwise it must be an ACK carrying a valid cookie, or it is dropped. A valid pure ACK is
+//!    absorbed (the client's handshake is complete; the stack never needs to see it); a valid ACK with
+//!    data is the first data segment and starts the hand-off (`handoff`).
 
 use aya_ebpf::{
     bindings::{BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_sock_tuple, iphdr, tcphdr},
@@ -11,19 +12,82 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_common::{
+    maps::FlowKey,
     reason::Reason,
     synack::{TCP_ACK, TCP_RST, TCP_SYN},
 };
 
-use super::Verdict;
-use crate::parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at};
+use super::{Verdict, flow, handoff};
+use crate::{
+    maps::RAUTA_FLOWS,
+    parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
+};
 
 /// Size of the IPv4 member of `struct bpf_sock_tuple`.
 const TUPLE_V4_LEN: u32 = 12;
 
-/// Decides a non-SYN segment to the VIP.
+/// Decides a non-SYN segment to the VIP whose TCP header is `tcp_len` bytes and which carries
+/// `payload_len` bytes of data (both checked against the packet by the caller).
 #[inline(always)]
-pub fn check(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr) -> Verdict {
+pub fn check(
+    ctx: &XdpContext,
+    ip: &Ipv4Hdr,
+    tcp: &TcpHdr,
+    tcp_len: u32,
+    payload_len: u32,
+) -> Verdict {
+    let key = FlowKey {
+        client_addr: u32::from_ne_bytes(ip.saddr),
+        vip_addr: u32::from_ne_bytes(ip.daddr),
+        client_port: u16::from_ne_bytes(tcp.source),
+        vip_port: u16::from_ne_bytes(tcp.dest),
+    };
+    if let Some(state) = RAUTA_FLOWS.get_ptr_mut(key) {
+        return flow::segment(ctx, &key, state, ip, tcp, tcp_len, payload_len);
+    }
+    if stack_owns(ctx, ip, tcp) {
+        return Verdict::pass(Reason::SocketPass);
+    }
+
+    if tcp.flags & (TCP_SYN | TCP_RST | TCP_ACK) != TCP_ACK {
+        return Verdict::pass(Reason::OtherFlagsPass);
+    }
+    if !cookie_valid(ctx) {
+        // No RST in this increment: the client times out or retransmits, as with a lost SYN-ACK.
+        return Verdict::drop(Reason::AckCookieBad);
+    }
+    if payload_len == 0 {
+        return Verdict::drop(Reason::AckCookieOk);
+    }
+    handoff::replay(
+        ctx,
+        &key,
+        ip,
+        tcp,
+        tcp_len,
+        payload_len,
+        Reason::HandoffSynReplayed,
+    )
+}
+
+/// True if the cookie in the packet's ACK is valid for its 4-tuple and ISN (right secret, at most two
+/// minutes old). The helper reads seq − 1 as the client's ISN and ack − 1 as the cookie.
+#[inline(always)]
+pub fn cookie_valid(ctx: &XdpContext) -> bool {
+    let (Some(iph), Some(th)) = (
+        ptr_at::<Ipv4Hdr>(ctx, ETH_LEN),
+        ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN),
+    ) else {
+        return false;
+    };
+    // SAFETY: both pointers cover whole headers inside the packet (checked by `ptr_at`).
+    unsafe { bpf_tcp_raw_check_syncookie_ipv4(iph.cast::<iphdr>(), th.cast::<tcphdr>()) == 0 }
+}
+
+/// True if the local stack has a socket for the segment's 4-tuple that is not a listener (established,
+/// closing, time-wait, request socket).
+#[inline(always)]
+pub fn stack_owns(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr) -> bool {
     // SAFETY: an all-zero tuple is a valid value of this plain C union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
     // SAFETY: writing the IPv4 member of the union; the helper reads TUPLE_V4_LEN bytes of it.
@@ -45,32 +109,12 @@ pub fn check(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr) -> Verdict {
             0,
         )
     };
-    if !sk.is_null() {
-        // SAFETY: `sk` is a live socket reference until released.
-        let state = unsafe { (*sk).state };
-        // SAFETY: releasing the reference the lookup took.
-        unsafe { bpf_sk_release(sk.cast()) };
-        if state != BPF_TCP_LISTEN {
-            return Verdict::pass(Reason::SocketPass);
-        }
+    if sk.is_null() {
+        return false;
     }
-
-    if tcp.flags & (TCP_SYN | TCP_RST | TCP_ACK) != TCP_ACK {
-        return Verdict::pass(Reason::OtherFlagsPass);
-    }
-    let (Some(iph), Some(th)) = (
-        ptr_at::<Ipv4Hdr>(ctx, ETH_LEN),
-        ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN),
-    ) else {
-        return Verdict::drop(Reason::MalformedDrop);
-    };
-    // SAFETY: both pointers cover whole headers inside the packet (checked by `ptr_at`).
-    let valid =
-        unsafe { bpf_tcp_raw_check_syncookie_ipv4(iph.cast::<iphdr>(), th.cast::<tcphdr>()) } == 0;
-    if valid {
-        Verdict::pass(Reason::AckCookieOk)
-    } else {
-        // No RST in this increment: the client times out or retransmits, as with a lost SYN-ACK.
-        Verdict::drop(Reason::AckCookieBad)
-    }
+    // SAFETY: `sk` is a live socket reference until released.
+    let state = unsafe { (*sk).state };
+    // SAFETY: releasing the reference the lookup took.
+    unsafe { bpf_sk_release(sk.cast()) };
+    state != BPF_TCP_LISTEN
 }

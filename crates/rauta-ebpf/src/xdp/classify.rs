@@ -96,5 +96,6 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
         }
         return syn::answer(ctx, &ip, &tcp, tcp_len as u32);
     }
-    ack::check(ctx, &ip, &tcp)
+    let payload_len = (tot_len - IPV4_LEN - tcp_len) as u32;
+    ack::check(ctx, &ip, &tcp, tcp_len as u32, payload_len)
 }

@@ -2,6 +2,8 @@
 
 pub mod ack;
 pub mod classify;
+pub mod flow;
+pub mod handoff;
 pub mod syn;
 
 use rauta_common::reason::Reason;

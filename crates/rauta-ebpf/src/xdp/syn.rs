@@ -18,7 +18,7 @@ use rauta_common::{
 
 use super::Verdict;
 use crate::{
-    maps::RAUTA_SCRATCH,
+    maps::{RAUTA_SCRATCH, SCRATCH_XDP},
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len, ptr_at},
 };
 
@@ -30,7 +30,7 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
     if !ipv4_header_ok(&ip.bytes()) {
         return Verdict::drop(Reason::BadChecksumDrop);
     }
-    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
         return Verdict::pass(Reason::InternalErrorPass);
     };
     // SAFETY: this CPU's scratch entry, valid for this run.

@@ -1,0 +1,409 @@
+//! Packet-in/packet-out tests of the hand-off to the local listener through BPF_PROG_RUN: the XDP
+//! program turns the client's first data segment into the client's SYN, the TC egress program turns the
+//! listener's SYN-ACK into the client's ACK carrying the stored segment, and both translate sequence
+//! numbers when the listener's ISN differs from Tier 1's cookie. The two programs share their maps, so
+//! running them in turn walks a flow through its states without any socket. Needs root.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use rauta_common::maps::{
+    FlowKey, FLOW_ACK_SENT, FLOW_REPLAYED, FLOW_SPLICED, PENDING_PAYLOAD_MAX,
+};
+use rauta_dataplane::{
+    KernelTiers, PacketRun, Reason, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT,
+};
+use support::packet::{self, Tcp4, ACK, CLIENT_MAC, FIN, RST, SERVER_MAC, SYN};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const PORT: u16 = 8080;
+const PSH: u8 = 0x08;
+const REQUEST: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: example\r\nUser-Agent: t\r\n\r\n";
+
+macro_rules! needs_root {
+    ($name:expr) => {
+        if !support::root_or_skip($name) {
+            return;
+        }
+    };
+}
+
+fn tiers() -> KernelTiers {
+    KernelTiers::load(SocketAddrV4::new(VIP, PORT), &[]).expect("load the programs (is this root?)")
+}
+
+fn key(sport: u16) -> FlowKey {
+    FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT)
+}
+
+/// Asserts that exactly one counter moved, by one, for `reason`.
+fn one_count(t: &KernelTiers, before: rauta_dataplane::Counters, reason: Reason) {
+    let delta = t.counters().unwrap().since(&before);
+    assert_eq!(
+        delta.non_zero(),
+        vec![(reason.name(), 1)],
+        "counter changes"
+    );
+}
+
+fn xdp(t: &KernelTiers, input: &[u8], reason: Reason) -> PacketRun {
+    let before = t.counters().unwrap();
+    let run = t.run_once(input).unwrap();
+    one_count(t, before, reason);
+    run
+}
+
+fn tc(t: &KernelTiers, input: &[u8], reason: Reason) -> TcRun {
+    let before = t.counters().unwrap();
+    let run = t.run_tc_once(input).unwrap();
+    one_count(t, before, reason);
+    run
+}
+
+/// A client on `sport` whose SYN (MSS `mss`) Tier 1 answered; returns its SYN and the cookie.
+fn handshake(t: &KernelTiers, sport: u16, mss: u16) -> (Tcp4, u32) {
+    let mut syn = Tcp4::syn(VIP, PORT);
+    syn.sport = sport;
+    syn.tcp_options = packet::linux_syn_options(mss);
+    let run = xdp(t, &syn.build(), Reason::SynCookieSent);
+    assert_eq!(run.action, XdpAction::Tx);
+    (syn.clone(), packet::parse(&run.output).seq)
+}
+
+/// The client's segment `offset` bytes into its stream, acknowledging `ack`.
+fn client_segment(syn: &Tcp4, offset: u32, ack: u32, flags: u8, payload: &[u8]) -> Tcp4 {
+    let mut seg = syn.clone();
+    seg.flags = flags;
+    seg.seq = syn.seq.wrapping_add(1).wrapping_add(offset);
+    seg.ack = ack;
+    seg.tcp_options.clear();
+    seg.window = 502;
+    seg.payload = payload.to_vec();
+    seg
+}
+
+/// The listener's segment to the client: seq `seq`, ack `ack`.
+fn listener_segment(syn: &Tcp4, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Tcp4 {
+    let mut seg = Tcp4::syn(CLIENT, syn.sport);
+    seg.src = VIP;
+    seg.sport = PORT;
+    seg.src_mac = SERVER_MAC;
+    seg.dst_mac = CLIENT_MAC;
+    seg.seq = seq;
+    seg.ack = ack;
+    seg.flags = flags;
+    seg.window = 65535;
+    seg.tcp_options = if flags & SYN != 0 {
+        vec![2, 4, 0x05, 0xb4]
+    } else {
+        Vec::new()
+    };
+    seg.payload = payload.to_vec();
+    seg
+}
+
+/// Sends the first data segment and checks it became the client's SYN with `mss`.
+fn first_segment(t: &KernelTiers, syn: &Tcp4, cookie: u32, payload: &[u8], mss: u16) {
+    let data = client_segment(syn, 0, cookie.wrapping_add(1), PSH | ACK, payload);
+    let run = xdp(t, &data.build(), Reason::HandoffSynReplayed);
+    assert_replayed_syn(syn, &run, mss);
+}
+
+fn assert_replayed_syn(syn: &Tcp4, run: &PacketRun, mss: u16) {
+    assert_eq!(
+        run.action,
+        XdpAction::Pass,
+        "the SYN goes to the local stack"
+    );
+    assert_eq!(run.output.len(), 58);
+    let p = packet::parse(&run.output);
+    assert_eq!((p.eth_dst, p.eth_src), (SERVER_MAC, CLIENT_MAC));
+    assert_eq!(
+        (p.src, p.dst),
+        (CLIENT, VIP),
+        "from the client's own address"
+    );
+    assert_eq!((p.sport, p.dport), (syn.sport, PORT));
+    assert_eq!(p.seq, syn.seq, "the client's ISN");
+    assert_eq!(p.ack, 0);
+    assert_eq!(p.flags, SYN);
+    assert_eq!(p.window, 502, "the client's window");
+    let m = mss.to_be_bytes();
+    assert_eq!(p.tcp_options, vec![2, 4, m[0], m[1]], "MSS only");
+    assert_eq!(p.payload_len, 0);
+    assert!(p.ip_csum_ok && p.tcp_csum_ok, "complete checksums");
+}
+
+/// Runs the listener's SYN-ACK (ISN `listener_isn`) through TC and checks the hand-off ACK.
+fn handoff(t: &KernelTiers, syn: &Tcp4, listener_isn: u32, payload: &[u8], reason: Reason) {
+    let synack = listener_segment(syn, listener_isn, syn.seq.wrapping_add(1), SYN | ACK, &[]);
+    let run = tc(t, &synack.build(), reason);
+    assert_eq!(run.action, TC_ACT_REDIRECT, "back into the stack");
+    let p = packet::parse(&run.output);
+    assert_eq!(run.output.len(), 54 + payload.len());
+    assert_eq!(
+        (p.eth_dst, p.eth_src),
+        (SERVER_MAC, CLIENT_MAC),
+        "addressed to us"
+    );
+    assert_eq!((p.src, p.dst), (CLIENT, VIP));
+    assert_eq!((p.sport, p.dport), (syn.sport, PORT));
+    assert_eq!(p.seq, syn.seq.wrapping_add(1));
+    assert_eq!(
+        p.ack,
+        listener_isn.wrapping_add(1),
+        "acknowledges the listener's SYN"
+    );
+    assert_eq!(p.flags, PSH | ACK);
+    assert_eq!(p.window, 502);
+    assert_eq!(p.doff, 5);
+    assert!(p.tcp_options.is_empty());
+    assert_eq!(&run.output[54..], payload, "the stored segment");
+    assert!(p.ip_csum_ok, "IPv4 checksum");
+    assert!(p.tcp_csum_ok, "TCP checksum over the payload");
+}
+
+#[test]
+fn first_data_segment_becomes_the_clients_syn() {
+    needs_root!("first_data_segment_becomes_the_clients_syn");
+    let t = tiers();
+    let (syn, cookie) = handshake(&t, 41000, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    let flow = t.flow(&key(41000)).unwrap().expect("a flow entry");
+    assert_eq!(flow.state, FLOW_REPLAYED);
+    assert_eq!(flow.client_isn, syn.seq);
+    assert_eq!(flow.cookie, cookie);
+    assert_eq!(flow.mss, 1460);
+    assert_eq!(t.table_sizes().unwrap(), (1, 1));
+
+    // MSS 1400 is encoded as 1300: the program decodes the cookie's MSS by regenerating it, so the
+    // listener's cookie (same inputs) equals ours.
+    let (syn, cookie) = handshake(&t, 41001, 1400);
+    first_segment(&t, &syn, cookie, REQUEST, 1300);
+    let (syn, cookie) = handshake(&t, 41002, 500);
+    first_segment(&t, &syn, cookie, b"x", 536);
+}
+
+#[test]
+fn listener_synack_becomes_the_ack_carrying_the_request() {
+    needs_root!("listener_synack_becomes_the_ack_carrying_the_request");
+    let t = tiers();
+    // Payloads: a request, a full 1460-byte segment, an odd length (checksum padding over three
+    // bpf_csum_diff chunks).
+    let big: Vec<u8> = (0..1460u32).map(|i| (i * 7 + 3) as u8).collect();
+    for (i, payload) in [REQUEST, &big[..], &big[..1459]].into_iter().enumerate() {
+        let sport = 42000 + i as u16;
+        let (syn, cookie) = handshake(&t, sport, 1460);
+        first_segment(&t, &syn, cookie, payload, 1460);
+        // tcp_syncookies=2: the listener answers with the same cookie.
+        handoff(&t, &syn, cookie, payload, Reason::TcHandoffAck);
+        let flow = t.flow(&key(sport)).unwrap().expect("the flow stays");
+        assert_eq!((flow.state, flow.offset), (FLOW_ACK_SENT, 0));
+    }
+    assert_eq!(t.table_sizes().unwrap(), (3, 0), "stored segments freed");
+}
+
+#[test]
+fn a_different_listener_isn_is_translated_both_ways() {
+    needs_root!("a_different_listener_isn_is_translated_both_ways");
+    let t = tiers();
+    let (syn, cookie) = handshake(&t, 43000, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    // The minute counter ticked between the two cookies: the listener's ISN differs.
+    let listener_isn = cookie.wrapping_add(0x8000_0123);
+    handoff(&t, &syn, listener_isn, REQUEST, Reason::TcHandoffAckOffset);
+    assert_eq!(t.flow(&key(43000)).unwrap().unwrap().offset, 0x8000_0123);
+
+    // The response: seq moves into the sequence space the client knows.
+    let client_end = syn.seq.wrapping_add(1 + REQUEST.len() as u32);
+    let response = listener_segment(
+        &syn,
+        listener_isn.wrapping_add(1),
+        client_end,
+        PSH | ACK,
+        b"HTTP/1.1 200 OK\r\n\r\n",
+    );
+    let run = tc(&t, &response.build(), Reason::TcTranslated);
+    assert_eq!(run.action, TC_ACT_OK);
+    let p = packet::parse(&run.output);
+    assert_eq!(p.seq, cookie.wrapping_add(1));
+    assert_eq!(p.ack, client_end, "the client's own numbers are untouched");
+    assert!(p.tcp_csum_ok, "checksum updated with the seq");
+    assert_eq!(t.flow(&key(43000)).unwrap().unwrap().state, FLOW_SPLICED);
+
+    // The client's ACK of it: ack moves into the listener's space.
+    let ack = client_segment(
+        &syn,
+        REQUEST.len() as u32,
+        cookie.wrapping_add(20),
+        ACK,
+        &[],
+    );
+    let run = xdp(&t, &ack.build(), Reason::FlowTranslatedPass);
+    assert_eq!(run.action, XdpAction::Pass);
+    let p = packet::parse(&run.output);
+    assert_eq!(p.ack, listener_isn.wrapping_add(20));
+    assert_eq!(p.seq, ack.seq);
+    assert!(p.tcp_csum_ok, "checksum updated with the ack");
+}
+
+#[test]
+fn segments_before_the_listener_socket_exists_are_held_back() {
+    needs_root!("segments_before_the_listener_socket_exists_are_held_back");
+    let t = tiers();
+    let (syn, cookie) = handshake(&t, 44000, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    // The second segment of a multi-segment request, a duplicate ACK, a FIN: the listener has no socket
+    // yet and would reset the connection.
+    for (offset, flags, payload) in [
+        (REQUEST.len() as u32, PSH | ACK, &b"more"[..]),
+        (0, ACK, &b""[..]),
+        (REQUEST.len() as u32, FIN | ACK, &b""[..]),
+    ] {
+        let seg = client_segment(&syn, offset, cookie.wrapping_add(1), flags, payload);
+        let run = xdp(&t, &seg.build(), Reason::HandoffPendingDrop);
+        assert_eq!(run.action, XdpAction::Drop);
+    }
+    // A retransmission of the first segment replays the SYN again.
+    let again = client_segment(&syn, 0, cookie.wrapping_add(1), PSH | ACK, REQUEST);
+    let run = xdp(&t, &again.build(), Reason::HandoffRetransmitReplayed);
+    assert_replayed_syn(&syn, &run, 1460);
+    assert_eq!(t.flow(&key(44000)).unwrap().unwrap().state, FLOW_REPLAYED);
+    // After the hand-off ACK (socket not confirmed: no stack in a test run), still held back.
+    handoff(&t, &syn, cookie, REQUEST, Reason::TcHandoffAck);
+    let seg = client_segment(
+        &syn,
+        REQUEST.len() as u32,
+        cookie.wrapping_add(1),
+        PSH | ACK,
+        b"more",
+    );
+    assert_eq!(
+        xdp(&t, &seg.build(), Reason::HandoffPendingDrop).action,
+        XdpAction::Drop
+    );
+    // A client RST forgets the flow.
+    let rst = client_segment(&syn, REQUEST.len() as u32, 0, RST, &[]);
+    assert_eq!(
+        xdp(&t, &rst.build(), Reason::HandoffPendingDrop).action,
+        XdpAction::Drop
+    );
+    assert_eq!(t.table_sizes().unwrap(), (0, 0));
+}
+
+#[test]
+fn rst_to_a_replayed_syn_reaches_the_client_in_its_sequence_space() {
+    needs_root!("rst_to_a_replayed_syn_reaches_the_client_in_its_sequence_space");
+    let t = tiers();
+    let (syn, cookie) = handshake(&t, 45000, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    // Nothing listens on the VIP: the stack answers the SYN with RST|ACK, seq 0.
+    let rst = listener_segment(&syn, 0, syn.seq.wrapping_add(1), RST | ACK, &[]);
+    let run = tc(&t, &rst.build(), Reason::TcHandoffRst);
+    assert_eq!(run.action, TC_ACT_OK);
+    let p = packet::parse(&run.output);
+    assert_eq!(
+        p.seq,
+        cookie.wrapping_add(1),
+        "the next seq the client expects from us"
+    );
+    assert_eq!(p.flags, RST | ACK);
+    assert!(p.tcp_csum_ok);
+    assert_eq!(
+        t.table_sizes().unwrap(),
+        (0, 0),
+        "flow and stored segment deleted"
+    );
+}
+
+#[test]
+fn a_closed_flow_is_deleted() {
+    needs_root!("a_closed_flow_is_deleted");
+    let t = tiers();
+    let (syn, cookie) = handshake(&t, 46000, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    handoff(&t, &syn, cookie, REQUEST, Reason::TcHandoffAck);
+    let end = REQUEST.len() as u32;
+    let client_next = syn.seq.wrapping_add(1 + end);
+    // Listener: response with FIN (its socket exists: the flow becomes spliced).
+    let fin = listener_segment(
+        &syn,
+        cookie.wrapping_add(1),
+        client_next,
+        FIN | PSH | ACK,
+        b"ok",
+    );
+    assert_eq!(tc(&t, &fin.build(), Reason::TcPass).action, TC_ACT_OK);
+    // Client: FIN, then the listener's last ACK ends the flow.
+    let cfin = client_segment(&syn, end, cookie.wrapping_add(4), FIN | ACK, &[]);
+    assert_eq!(
+        xdp(&t, &cfin.build(), Reason::FlowPass).action,
+        XdpAction::Pass
+    );
+    assert!(t.flow(&key(46000)).unwrap().is_some());
+    let last = listener_segment(
+        &syn,
+        cookie.wrapping_add(4),
+        client_next.wrapping_add(1),
+        ACK,
+        &[],
+    );
+    assert_eq!(tc(&t, &last.build(), Reason::TcPass).action, TC_ACT_OK);
+    assert_eq!(t.table_sizes().unwrap(), (0, 0));
+
+    // A RST from the client ends a spliced flow at once.
+    let (syn, cookie) = handshake(&t, 46001, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    handoff(&t, &syn, cookie, REQUEST, Reason::TcHandoffAck);
+    let data = listener_segment(
+        &syn,
+        cookie.wrapping_add(1),
+        syn.seq.wrapping_add(1 + end),
+        ACK,
+        b"x",
+    );
+    tc(&t, &data.build(), Reason::TcPass);
+    let rst = client_segment(&syn, end, 0, RST, &[]);
+    assert_eq!(
+        xdp(&t, &rst.build(), Reason::FlowPass).action,
+        XdpAction::Pass
+    );
+    assert_eq!(t.table_sizes().unwrap(), (0, 0));
+}
+
+#[test]
+fn oversize_first_segment_is_dropped() {
+    needs_root!("oversize_first_segment_is_dropped");
+    let t = tiers();
+    let (syn, cookie) = handshake(&t, 47000, 1460);
+    let payload = vec![b'a'; PENDING_PAYLOAD_MAX as usize + 1];
+    let seg = client_segment(&syn, 0, cookie.wrapping_add(1), PSH | ACK, &payload);
+    assert_eq!(
+        xdp(&t, &seg.build(), Reason::HandoffOversizeDrop).action,
+        XdpAction::Drop
+    );
+    assert_eq!(t.table_sizes().unwrap(), (0, 0));
+}
+
+#[test]
+fn egress_traffic_of_other_connections_is_untouched() {
+    needs_root!("egress_traffic_of_other_connections_is_untouched");
+    let t = tiers();
+    let (syn, _) = handshake(&t, 48000, 1460);
+    // A SYN-ACK for a 4-tuple without a flow, and one from another port.
+    for seg in [
+        listener_segment(&syn, 7, syn.seq.wrapping_add(1), SYN | ACK, &[]),
+        {
+            let mut s = listener_segment(&syn, 7, 1, ACK, b"x");
+            s.sport = 9999;
+            s
+        },
+    ] {
+        let input = seg.build();
+        let run = tc(&t, &input, Reason::TcPass);
+        assert_eq!(run.action, TC_ACT_OK);
+        assert!(run.output == input, "{}", packet::diff(&input, &run.output));
+    }
+}

@@ -1,0 +1,221 @@
+//! Packets the local stack sends from the VIP, at TC egress:
+//! - the listener's SYN-ACK to a replayed SYN becomes the client's ACK carrying the stored first segment
+//!   and goes back into the stack (`bpf_redirect(ifindex, BPF_F_INGRESS)`); the client never sees it;
+//! - the stack's RST to a replayed SYN (nothing listens) is moved into the client's sequence space;
+//! - segments of a flow with a non-zero offset get their seq moved into the client's sequence space.
+//!
+//! Packets here may be CHECKSUM_PARTIAL clones that share data with the retransmit queue: they are changed
+//! only through `bpf_skb_store_bytes` (which unclones) and `bpf_l4_csum_replace` (which knows about partial
+//! checksums). The hand-off ACK is written whole, with complete checksums.
+
+use aya_ebpf::{
+    bindings::BPF_F_INGRESS,
+    helpers::generated::{bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes},
+    programs::TcContext,
+};
+use rauta_common::{
+    handoff::{HANDOFF_ACK_V4_HEADERS, build_handoff_ack_v4, seq_offset},
+    maps::{
+        FIN_CLIENT, FIN_LISTENER, FLOW_ACK_SENT, FLOW_REPLAYED, FLOW_SPLICED, FlowKey, PENDING_BUF,
+        VIP_ENABLED,
+    },
+    reason::Reason,
+    synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
+
+use super::TcVerdict;
+use crate::maps::{RAUTA_FLOWS, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_TC};
+
+/// Offsets in an Ethernet + IPv4 (no options) + TCP frame.
+const IP_AT: usize = 14;
+const TCP_AT: usize = 34;
+const SEQ_AT: usize = TCP_AT + 4;
+const CHECK_AT: usize = TCP_AT + 16;
+/// Ethernet + IPv4 + TCP without options.
+const HEADERS: usize = 54;
+
+/// Decides one packet leaving an interface Tier 1 is attached to.
+#[inline(always)]
+pub fn handle(ctx: &TcContext) -> TcVerdict {
+    let Ok(h) = ctx.load::<[u8; HEADERS]>(0) else {
+        return TcVerdict::ok(Reason::TcPass);
+    };
+    if h[12..14] != [0x08, 0x00] || h[IP_AT] != 0x45 || h[IP_AT + 9] != 6 {
+        return TcVerdict::ok(Reason::TcPass);
+    }
+    let Some(vip) = RAUTA_VIP.get(0) else {
+        return TcVerdict::ok(Reason::TcPass);
+    };
+    let (saddr, daddr) = (field4(&h, IP_AT + 12), field4(&h, IP_AT + 16));
+    let (sport, dport) = (field2(&h, TCP_AT), field2(&h, TCP_AT + 2));
+    if vip.enabled != VIP_ENABLED
+        || u32::from_ne_bytes(saddr) != vip.addr_be
+        || u16::from_ne_bytes(sport) != vip.port_be
+    {
+        return TcVerdict::ok(Reason::TcPass);
+    }
+    let key = FlowKey {
+        client_addr: u32::from_ne_bytes(daddr),
+        vip_addr: u32::from_ne_bytes(saddr),
+        client_port: u16::from_ne_bytes(dport),
+        vip_port: u16::from_ne_bytes(sport),
+    };
+    let Some(flow) = RAUTA_FLOWS.get_ptr_mut(key) else {
+        return TcVerdict::ok(Reason::TcPass);
+    };
+    // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
+    let flow = unsafe { &mut *flow };
+    let flags = h[TCP_AT + 13];
+    let seq = u32::from_be_bytes(field4(&h, SEQ_AT));
+    let ack = u32::from_be_bytes(field4(&h, TCP_AT + 8));
+
+    if flow.state == FLOW_REPLAYED {
+        if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK
+            && ack == flow.client_isn.wrapping_add(1)
+        {
+            return handoff(ctx, &key, &h, seq);
+        }
+        if flags & TCP_RST != 0 {
+            // Nothing listens on the VIP: the client must learn it as a RST at the sequence number it
+            // expects from us (cookie + 1); the stack's RST carries seq 0.
+            let verdict = rewrite_seq(ctx, seq, flow.cookie.wrapping_add(1), Reason::TcHandoffRst);
+            let _ = RAUTA_FLOWS.remove(key);
+            let _ = RAUTA_PENDING.remove(key);
+            return verdict;
+        }
+        return TcVerdict::ok(Reason::TcPass);
+    }
+    if flow.state == FLOW_ACK_SENT && flags & TCP_SYN == 0 {
+        // The listener sends on the connection: its socket exists.
+        flow.state = FLOW_SPLICED;
+    }
+
+    let offset = flow.offset;
+    if flags & TCP_RST != 0 {
+        let _ = RAUTA_FLOWS.remove(key);
+    } else if flags & TCP_FIN != 0 {
+        flow.fins |= FIN_LISTENER;
+    } else if flow.fins == FIN_CLIENT | FIN_LISTENER
+        && ctx.len() as usize <= TCP_AT + (h[TCP_AT + 12] >> 4) as usize * 4
+    {
+        // The listener's last ACK of the close (no payload).
+        let _ = RAUTA_FLOWS.remove(key);
+    }
+    if offset == 0 {
+        return TcVerdict::ok(Reason::TcPass);
+    }
+    rewrite_seq(ctx, seq, seq.wrapping_sub(offset), Reason::TcTranslated)
+}
+
+/// Turns the listener's SYN-ACK (seq = its ISN) into the client's ACK carrying the stored segment, and
+/// redirects it to the ingress of the interface it was leaving.
+#[inline(always)]
+fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32) -> TcVerdict {
+    let Some(flow) = RAUTA_FLOWS.get_ptr_mut(key) else {
+        return TcVerdict::shot(Reason::TcInternalError);
+    };
+    let Some(pending) = RAUTA_PENDING.get_ptr(key) else {
+        return TcVerdict::shot(Reason::TcInternalError);
+    };
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC) else {
+        return TcVerdict::shot(Reason::TcInternalError);
+    };
+    // SAFETY: pointers from successful map lookups, valid for this run; the scratch entry is this CPU's.
+    let (flow, pending, scratch) = unsafe { (&mut *flow, &*pending, &mut *scratch) };
+
+    let client = SynV4 {
+        // The SYN-ACK goes to the client: its Ethernet destination is the client's side.
+        client_mac: [h[0], h[1], h[2], h[3], h[4], h[5]],
+        server_mac: [h[6], h[7], h[8], h[9], h[10], h[11]],
+        client_ip: field4(h, IP_AT + 16),
+        server_ip: field4(h, IP_AT + 12),
+        client_port: field2(h, TCP_AT + 2),
+        server_port: field2(h, TCP_AT),
+        client_seq: flow.client_isn,
+    };
+    // Restate 1..=PENDING_BUF for the verifier (black_box keeps LLVM from folding the mask away).
+    let len = ((core::hint::black_box(pending.len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
+    build_handoff_ack_v4(
+        &client,
+        listener_isn.wrapping_add(1),
+        pending.window as u16,
+        pending.flags as u8,
+        len as u16,
+        pending.sum as u16,
+        &mut scratch.ack,
+    );
+    let skb = ctx.skb.skb;
+    // SAFETY: helper calls on this program's skb with buffers of the stated sizes (`ack` holds
+    // HANDOFF_ACK_V4_HEADERS bytes, `data` PENDING_BUF >= len); no packet pointer is held across them.
+    let written = unsafe {
+        bpf_skb_change_tail(skb, HANDOFF_ACK_V4_HEADERS as u32 + len, 0) == 0
+            && bpf_skb_store_bytes(
+                skb,
+                0,
+                scratch.ack.as_ptr().cast(),
+                HANDOFF_ACK_V4_HEADERS as u32,
+                0,
+            ) == 0
+            && bpf_skb_store_bytes(
+                skb,
+                HANDOFF_ACK_V4_HEADERS as u32,
+                pending.data.as_ptr().cast(),
+                len,
+                0,
+            ) == 0
+    };
+    if !written {
+        // The SYN-ACK may be half rewritten: never let it out. The client retransmits its segment, which
+        // replays the SYN again.
+        return TcVerdict::shot(Reason::TcInternalError);
+    }
+    let offset = seq_offset(listener_isn, flow.cookie);
+    flow.offset = offset;
+    flow.state = FLOW_ACK_SENT;
+    if pending.flags & u32::from(TCP_FIN) != 0 {
+        flow.fins |= FIN_CLIENT;
+    }
+    let _ = RAUTA_PENDING.remove(key);
+    // SAFETY: reading the ifindex field of this program's context.
+    let ifindex = unsafe { (*skb).ifindex };
+    // SAFETY: plain helper call; its return value is the TC action (TC_ACT_REDIRECT).
+    let action = unsafe { bpf_redirect(ifindex, u64::from(BPF_F_INGRESS)) } as i32;
+    TcVerdict {
+        action,
+        reason: if offset == 0 {
+            Reason::TcHandoffAck
+        } else {
+            Reason::TcHandoffAckOffset
+        },
+    }
+}
+
+/// Writes `new` over the TCP sequence number `old` and updates the checksum (partial or complete).
+#[inline(always)]
+fn rewrite_seq(ctx: &TcContext, old: u32, new: u32, reason: Reason) -> TcVerdict {
+    let (old_be, new_be) = (old.to_be_bytes(), new.to_be_bytes());
+    if ctx.store(SEQ_AT, &new_be, 0).is_err()
+        || ctx
+            .l4_csum_replace(
+                CHECK_AT,
+                u64::from(u32::from_ne_bytes(old_be)),
+                u64::from(u32::from_ne_bytes(new_be)),
+                4,
+            )
+            .is_err()
+    {
+        // A segment with a seq the client does not expect would be worse than none.
+        return TcVerdict::shot(Reason::TcInternalError);
+    }
+    TcVerdict::ok(reason)
+}
+
+#[inline(always)]
+fn field4(h: &[u8; HEADERS], at: usize) -> [u8; 4] {
+    [h[at], h[at + 1], h[at + 2], h[at + 3]]
+}
+
+#[inline(always)]
+fn field2(h: &[u8; HEADERS], at: usize) -> [u8; 2] {
+    [h[at], h[at + 1]]
+}

@@ -1,0 +1,90 @@
+//! Client segments of a flow Tier 1 handed (or is handing) to the local listener.
+//!
+//! Until the listener's socket is known to exist, nothing but the first data segment may reach the stack:
+//! the listener would answer any other segment with a RST that kills the client's connection. Once it
+//! exists, segments pass; with a non-zero offset their ack is moved into the listener's sequence space.
+
+use aya_ebpf::programs::XdpContext;
+use rauta_common::{
+    checksum::csum_replace4,
+    maps::{FIN_CLIENT, FIN_LISTENER, FLOW_ACK_SENT, FLOW_SPLICED, FlowKey, FlowState},
+    reason::Reason,
+    synack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
+
+use super::{Verdict, ack, handoff};
+use crate::{
+    maps::{RAUTA_FLOWS, RAUTA_PENDING},
+    parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
+};
+
+/// Decides a client segment of the flow `key`, whose state is at `state` (an entry of `RAUTA_FLOWS`).
+#[inline(always)]
+pub fn segment(
+    ctx: &XdpContext,
+    key: &FlowKey,
+    state: *mut FlowState,
+    ip: &Ipv4Hdr,
+    tcp: &TcpHdr,
+    tcp_len: u32,
+    payload_len: u32,
+) -> Verdict {
+    // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
+    let flow = unsafe { &mut *state };
+    let flags = tcp.flags;
+
+    if flow.state != FLOW_SPLICED {
+        // The hand-off ACK may still be queued behind this segment: only the stack can tell.
+        if flow.state == FLOW_ACK_SENT && ack::stack_owns(ctx, ip, tcp) {
+            flow.state = FLOW_SPLICED;
+        } else {
+            if flags & TCP_RST != 0 {
+                // The listener has no state for a replayed SYN (it answered with a cookie): forget it too.
+                let _ = RAUTA_FLOWS.remove(key);
+                let _ = RAUTA_PENDING.remove(key);
+                return Verdict::drop(Reason::HandoffPendingDrop);
+            }
+            let first = u32::from_be_bytes(tcp.seq) == flow.client_isn.wrapping_add(1)
+                && u32::from_be_bytes(tcp.ack_seq) == flow.cookie.wrapping_add(1)
+                && flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
+            if first && payload_len > 0 {
+                // The client retransmitted its first segment: the replayed SYN or the hand-off ACK was
+                // lost (e.g. the listener's accept queue was full). Replay again.
+                return handoff::replay(
+                    ctx,
+                    key,
+                    ip,
+                    tcp,
+                    tcp_len,
+                    payload_len,
+                    Reason::HandoffRetransmitReplayed,
+                );
+            }
+            return Verdict::drop(Reason::HandoffPendingDrop);
+        }
+    }
+
+    let offset = flow.offset;
+    if flags & TCP_RST != 0 {
+        let _ = RAUTA_FLOWS.remove(key);
+    } else if flags & TCP_FIN != 0 {
+        flow.fins |= FIN_CLIENT;
+    } else if flow.fins == FIN_CLIENT | FIN_LISTENER && payload_len == 0 {
+        // The last ACK of the close: nothing of this flow needs translating after it (a retransmitted FIN
+        // finds no entry; with offset 0 that changes nothing, otherwise the LRU would have to anyway).
+        let _ = RAUTA_FLOWS.remove(key);
+    }
+    if offset == 0 || flags & TCP_ACK == 0 {
+        return Verdict::pass(Reason::FlowPass);
+    }
+    let Some(th) = ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN) else {
+        return Verdict::drop(Reason::MalformedDrop);
+    };
+    // SAFETY: `th` covers the whole TCP header (checked by `ptr_at`); alignment 1.
+    let th = unsafe { &mut *th };
+    let old = u32::from_be_bytes(th.ack_seq);
+    let new = old.wrapping_add(offset);
+    th.ack_seq = new.to_be_bytes();
+    th.check = csum_replace4(u16::from_be_bytes(th.check), old, new).to_be_bytes();
+    Verdict::pass(Reason::FlowTranslatedPass)
+}

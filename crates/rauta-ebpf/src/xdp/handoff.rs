@@ -1,0 +1,256 @@
+//! The first data segment of a cookie connection: store it and turn the packet into the client's SYN to
+//! the local listener (the TC egress program finishes the hand-off when the listener answers). See
+//! `rauta_common::handoff` for the whole exchange.
+
+use aya_ebpf::{
+    bindings::{iphdr, tcphdr},
+    helpers::generated::{
+        bpf_csum_diff, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use rauta_common::{
+    checksum::fold,
+    handoff::{COOKIE_MSS_TABLE, REPLAY_SYN_V4_LEN, build_replay_syn_v4, mss_covering},
+    maps::{FLOW_REPLAYED, FlowKey, FlowState, PENDING_BUF, PENDING_PAYLOAD_MAX},
+    reason::Reason,
+    synack::{SynV4, TCP_FIN, TCP_SYN, TCPOPT_MSS},
+};
+
+use super::Verdict;
+use crate::{
+    maps::{RAUTA_FLOWS, RAUTA_PENDING, RAUTA_SCRATCH, SCRATCH_XDP},
+    parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TcpHdr, frame_len, ptr_at},
+};
+
+/// TCP PSH flag.
+const TCP_PSH: u8 = 0x08;
+/// Length of the SYN header the cookie's MSS is decoded with (20 + the MSS option).
+const PROBE_LEN: u32 = 24;
+/// `bpf_csum_diff` sums at most this many bytes per call on older kernels.
+const CSUM_CHUNK: usize = 512;
+
+/// Stores the segment (payload `payload_len` bytes after a `tcp_len`-byte header) under `key`, records the
+/// flow as [`FLOW_REPLAYED`] and rewrites the packet into the client's SYN (ISN = seq − 1, the MSS the
+/// cookie encodes), passed to the stack. `reason` says whether this is the first time or a retransmission.
+#[inline(always)]
+pub fn replay(
+    ctx: &XdpContext,
+    key: &FlowKey,
+    ip: &Ipv4Hdr,
+    tcp: &TcpHdr,
+    tcp_len: u32,
+    payload_len: u32,
+    reason: Reason,
+) -> Verdict {
+    if payload_len > PENDING_PAYLOAD_MAX {
+        return Verdict::drop(Reason::HandoffOversizeDrop);
+    }
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+        return Verdict::drop(Reason::InternalErrorPass);
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
+    let segment = &mut scratch.segment;
+
+    // Restate 1..=PENDING_BUF for the verifier where the helper is called (black_box: LLVM must not fold
+    // the mask into the caller's range check, which the verifier cannot follow).
+    let n = ((core::hint::black_box(payload_len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
+    // SAFETY: the buffer holds PENDING_BUF bytes and 1 <= n <= PENDING_BUF.
+    let loaded = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            ETH_LEN as u32 + IPV4_LEN as u32 + tcp_len,
+            segment.data.as_mut_ptr().cast(),
+            n,
+        )
+    };
+    if loaded != 0 {
+        return Verdict::drop(Reason::MalformedDrop);
+    }
+    let Some(sum) = payload_sum(&mut segment.data, payload_len) else {
+        return Verdict::drop(Reason::InternalErrorPass);
+    };
+    segment.len = payload_len;
+    segment.flags = u32::from(tcp.flags & (TCP_PSH | TCP_FIN));
+    segment.window = u32::from(u16::from_be_bytes(tcp.window));
+    segment.sum = u32::from(sum);
+
+    let client_isn = u32::from_be_bytes(tcp.seq).wrapping_sub(1);
+    let cookie = u32::from_be_bytes(tcp.ack_seq).wrapping_sub(1);
+    let mss = match cookie_mss(ctx, &mut scratch.tcp, tcp, client_isn, cookie) {
+        Some(mss) => mss,
+        // The cookie is from the previous minute (the helper accepts two): its MSS cannot be recomputed.
+        // The listener's cookie will differ; TC records the offset.
+        None => mss_covering(payload_len),
+    };
+
+    // By reference on purpose: passing the 2 KB value by value would copy it onto the 512-byte stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let stored = RAUTA_PENDING.insert(key, &*segment, 0);
+    if stored.is_err() {
+        return Verdict::drop(Reason::InternalErrorPass);
+    }
+    let state = FlowState {
+        state: FLOW_REPLAYED,
+        client_isn,
+        cookie,
+        offset: 0,
+        mss: u32::from(mss),
+        fins: 0,
+    };
+    if RAUTA_FLOWS.insert(key, state, 0).is_err() {
+        return Verdict::drop(Reason::InternalErrorPass);
+    }
+
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return Verdict::drop(Reason::MalformedDrop);
+    };
+    // SAFETY: bounds checked by `ptr_at`.
+    let eth = unsafe { *eth };
+    let flow = SynV4 {
+        client_mac: eth.src,
+        server_mac: eth.dst,
+        client_ip: ip.saddr,
+        server_ip: ip.daddr,
+        client_port: tcp.source,
+        server_port: tcp.dest,
+        client_seq: client_isn,
+    };
+    build_replay_syn_v4(
+        &flow,
+        u16::from_be_bytes(tcp.window),
+        mss,
+        &mut scratch.frame,
+    );
+    let delta = REPLAY_SYN_V4_LEN as i32 - frame_len(ctx) as i32;
+    // SAFETY: plain helper calls on this program's context; packet pointers are not used afterwards.
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return Verdict::drop(Reason::InternalErrorPass);
+    }
+    // SAFETY: the frame buffer holds REPLAY_SYN_V4_LEN bytes.
+    if unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            0,
+            scratch.frame.as_mut_ptr().cast(),
+            REPLAY_SYN_V4_LEN as u32,
+        )
+    } != 0
+    {
+        return Verdict::drop(Reason::InternalErrorPass);
+    }
+    Verdict::pass(reason)
+}
+
+/// The MSS the cookie encodes, found by regenerating the cookie for each MSS the kernel can encode (the
+/// check helper validates but does not decode). `None` if none matches: the cookie was issued in the
+/// previous minute.
+#[inline(always)]
+fn cookie_mss(
+    ctx: &XdpContext,
+    probe: &mut [u8; 60],
+    tcp: &TcpHdr,
+    client_isn: u32,
+    cookie: u32,
+) -> Option<u16> {
+    let iph = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN)?;
+    // The SYN the client sent, as far as the cookie depends on it: ports, ISN, MSS option.
+    let seq = client_isn.to_be_bytes();
+    let head = [
+        tcp.source[0],
+        tcp.source[1],
+        tcp.dest[0],
+        tcp.dest[1],
+        seq[0],
+        seq[1],
+        seq[2],
+        seq[3],
+        0,
+        0,
+        0,
+        0,
+        (PROBE_LEN as u8 / 4) << 4,
+        TCP_SYN,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        TCPOPT_MSS,
+        4,
+    ];
+    let mut i = 0;
+    while i < head.len() {
+        probe[i] = head[i];
+        i += 1;
+    }
+    let mut k = 0;
+    while k < COOKIE_MSS_TABLE.len() {
+        let mss = COOKIE_MSS_TABLE[k].to_be_bytes();
+        probe[22] = mss[0];
+        probe[23] = mss[1];
+        // SAFETY: `iph` covers a whole IPv4 header in the packet; the probe is PROBE_LEN bytes long and its
+        // data offset says so.
+        let generated = unsafe {
+            bpf_tcp_raw_gen_syncookie_ipv4(
+                iph.cast::<iphdr>(),
+                probe.as_mut_ptr().cast::<tcphdr>(),
+                PROBE_LEN,
+            )
+        };
+        if generated >= 0 && generated as u32 == cookie {
+            return Some(COOKIE_MSS_TABLE[k]);
+        }
+        k += 1;
+    }
+    None
+}
+
+/// The payload's one's-complement sum of big-endian 16-bit words, folded (odd length padded with zero).
+/// Zeroes up to 3 bytes after the payload so that `bpf_csum_diff`, which sums whole 32-bit words, reads
+/// zeros there. `len` is at most [`PENDING_PAYLOAD_MAX`].
+#[inline(always)]
+fn payload_sum(data: &mut [u8; PENDING_BUF], len: u32) -> Option<u16> {
+    let mut k = 0;
+    while k < 3 {
+        if let Some(b) = data.get_mut(len as usize + k) {
+            *b = 0;
+        }
+        k += 1;
+    }
+    let padded = ((len + 3) & !3) as usize;
+    let mut wsum: u32 = 0;
+    let mut chunk = 0;
+    while chunk < PENDING_BUF / CSUM_CHUNK {
+        let at = chunk * CSUM_CHUNK;
+        if at < padded {
+            let left = padded - at;
+            let size = if left > CSUM_CHUNK { CSUM_CHUNK } else { left };
+            // Restate 1..=CSUM_CHUNK for the verifier (see `replay`).
+            let size = ((core::hint::black_box(size as u32).wrapping_sub(1))
+                & (CSUM_CHUNK as u32 - 1))
+                + 1;
+            // SAFETY: `at + size <= PENDING_BUF`; the helper only reads `data`.
+            let r = unsafe {
+                bpf_csum_diff(
+                    core::ptr::null_mut(),
+                    0,
+                    data.as_mut_ptr().add(at).cast(),
+                    size,
+                    wsum,
+                )
+            };
+            if r < 0 {
+                return None;
+            }
+            wsum = r as u32;
+        }
+        chunk += 1;
+    }
+    // The helper sums 16-bit words as loaded by this little-endian machine, i.e. byte-swapped; the
+    // one's-complement sum of swapped words is the swapped sum.
+    Some(fold(wsum).swap_bytes())
+}
