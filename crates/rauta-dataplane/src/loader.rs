@@ -109,6 +109,17 @@ impl KernelTiers {
     /// generic mode where the driver has no XDP). With no interfaces the program is loaded but attached
     /// nowhere — what packet tests need. On error nothing stays attached.
     pub fn load(vip: SocketAddrV4, interfaces: &[String]) -> Result<KernelTiers, DataplaneError> {
+        Self::load_in_mode(vip, interfaces, None)
+    }
+
+    /// As [`KernelTiers::load`], but with `Some(mode)` XDP is attached in exactly that mode (no
+    /// fallback): generic mode on a device with native XDP, for tests and for drivers whose native mode
+    /// misbehaves.
+    pub fn load_in_mode(
+        vip: SocketAddrV4,
+        interfaces: &[String],
+        mode: Option<AttachMode>,
+    ) -> Result<KernelTiers, DataplaneError> {
         if vip.ip().is_unspecified() || vip.port() == 0 {
             return Err(DataplaneError::InvalidVip(vip));
         }
@@ -145,7 +156,7 @@ impl KernelTiers {
                 .attach(interface, TcAttachType::Egress)
                 .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))?;
             tiers.tc_attached.push((interface.clone(), tc_link));
-            let (link, mode) = attach(tiers.xdp_mut()?, interface)?;
+            let (link, mode) = attach(tiers.xdp_mut()?, interface, mode)?;
             tracing::info!(interface = %interface, mode = ?mode, vip = %vip, "attached XDP program");
             tiers.attached.push((interface.clone(), link, mode));
         }
@@ -306,8 +317,22 @@ impl KernelTiers {
     }
 }
 
-/// Attaches in driver mode, falling back to generic (SKB) mode.
-fn attach(program: &mut Xdp, interface: &str) -> Result<(XdpLinkId, AttachMode), DataplaneError> {
+/// Attaches in driver mode, falling back to generic (SKB) mode; or in exactly `forced` mode.
+fn attach(
+    program: &mut Xdp,
+    interface: &str,
+    forced: Option<AttachMode>,
+) -> Result<(XdpLinkId, AttachMode), DataplaneError> {
+    if let Some(mode) = forced {
+        let xdp_mode = match mode {
+            AttachMode::Driver => XdpMode::Driver,
+            AttachMode::Skb => XdpMode::Skb,
+        };
+        return program
+            .attach(interface, xdp_mode)
+            .map(|link| (link, mode))
+            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source));
+    }
     let driver = match program.attach(interface, XdpMode::Driver) {
         Ok(link) => return Ok((link, AttachMode::Driver)),
         Err(e) => e,

@@ -407,3 +407,47 @@ fn egress_traffic_of_other_connections_is_untouched() {
         assert!(run.output == input, "{}", packet::diff(&input, &run.output));
     }
 }
+
+#[test]
+fn first_segment_after_the_handoff_ack_passes() {
+    needs_root!("first_segment_after_the_handoff_ack_passes");
+    let t = tiers();
+    // Offset 0: the hand-off ACK itself (generic-mode XDP sees redirected packets again) and the
+    // client's retransmission of its first segment are the same packet: it passes untouched.
+    let (syn, cookie) = handshake(&t, 49000, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    let synack = listener_segment(&syn, cookie, syn.seq.wrapping_add(1), SYN | ACK, &[]);
+    let handoff_ack = tc(&t, &synack.build(), Reason::TcHandoffAck).output;
+    let run = xdp(&t, &handoff_ack, Reason::FlowPass);
+    assert_eq!(run.action, XdpAction::Pass);
+    assert!(
+        run.output == handoff_ack,
+        "{}",
+        packet::diff(&handoff_ack, &run.output)
+    );
+
+    // Offset != 0: the hand-off ACK (listener's space) passes untouched; the client's retransmission
+    // (its own space) is translated.
+    let (syn, cookie) = handshake(&t, 49001, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    let listener_isn = cookie.wrapping_add(77);
+    let synack = listener_segment(&syn, listener_isn, syn.seq.wrapping_add(1), SYN | ACK, &[]);
+    let handoff_ack = tc(&t, &synack.build(), Reason::TcHandoffAckOffset).output;
+    let run = xdp(&t, &handoff_ack, Reason::FlowPass);
+    assert!(
+        run.output == handoff_ack,
+        "{}",
+        packet::diff(&handoff_ack, &run.output)
+    );
+    let again = client_segment(&syn, 0, cookie.wrapping_add(1), PSH | ACK, REQUEST);
+    let run = xdp(&t, &again.build(), Reason::FlowTranslatedPass);
+    let p = packet::parse(&run.output);
+    assert_eq!(p.ack, listener_isn.wrapping_add(1));
+    assert!(p.tcp_csum_ok);
+    // Anything else is still held back until the socket exists.
+    let later = client_segment(&syn, 5, cookie.wrapping_add(1), PSH | ACK, b"x");
+    assert_eq!(
+        xdp(&t, &later.build(), Reason::HandoffPendingDrop).action,
+        XdpAction::Drop
+    );
+}

@@ -24,7 +24,7 @@ use std::{
 };
 
 use rauta_common::maps::XDP_PASS_PROGRAM;
-use rauta_dataplane::{object::BPF_OBJECT, Counters, KernelTiers, Reason};
+use rauta_dataplane::{object::BPF_OBJECT, AttachMode, Counters, KernelTiers, Reason};
 use support::netns::{self, Pair, CLIENT_IP, SERVER_IP};
 
 fn can_run(test: &str) -> bool {
@@ -91,12 +91,21 @@ struct Lab {
 impl Lab {
     /// Creates the pair; `bind` runs in the server namespace and returns the port the listener uses.
     fn start(tag: &str, bind: impl FnOnce() -> u16 + Send + 'static) -> Lab {
+        Lab::start_in_mode(tag, None, bind)
+    }
+
+    /// As `start`, with the XDP attach mode forced (`None`: driver, falling back to generic).
+    fn start_in_mode(
+        tag: &str,
+        mode: Option<AttachMode>,
+        bind: impl FnOnce() -> u16 + Send + 'static,
+    ) -> Lab {
         let pair = Pair::create(tag).expect("create the namespace pair");
         let port = in_ns(&pair.server_ns, bind);
         let vip = SocketAddrV4::new(SERVER_IP, port);
         let dev = pair.server_dev.clone();
         let tiers = in_ns(&pair.server_ns, move || {
-            KernelTiers::load(vip, &[dev]).expect("load and attach XDP and TC")
+            KernelTiers::load_in_mode(vip, &[dev], mode).expect("load and attach XDP and TC")
         });
         let dev = pair.client_dev.clone();
         // veth delivers XDP_TX frames only to a peer that runs an XDP program: attach the pass program.
@@ -594,4 +603,101 @@ fn nothing_listening_resets_the_client_at_once() {
     );
     assert_eq!(c.get(Reason::TcHandoffRst), 1, "{:?}", c.non_zero());
     assert_eq!(lab.tiers().table_sizes().unwrap(), (0, 0));
+}
+
+#[test]
+fn generic_mode_xdp_sees_the_handoff_ack_again_and_lets_it_pass() {
+    if !can_run("generic_mode_xdp_sees_the_handoff_ack_again_and_lets_it_pass") {
+        return;
+    }
+    let server = Arc::new(Mutex::new(None));
+    let slot = server.clone();
+    let lab = Lab::start_in_mode("skb", Some(AttachMode::Skb), move || {
+        let (s, port) = TestServer::bind();
+        *slot.lock().unwrap() = Some(s);
+        port
+    });
+    assert_eq!(
+        lab.tiers()
+            .attachments()
+            .map(|(_, m)| m)
+            .collect::<Vec<_>>(),
+        vec![AttachMode::Skb]
+    );
+    let retrans = retransmissions(&lab.pair.client_ns);
+    let (code, secs, body) = lab.curl("/size/200000");
+    let c = lab.counters();
+    assert_eq!(code, "200", "{:?}", c.non_zero());
+    assert!(body == self::body(200_000));
+    assert!(secs < 0.05, "took {secs} s: {:?}", c.non_zero());
+    assert_eq!(handoffs(&c), 1, "{:?}", c.non_zero());
+    assert_eq!(
+        c.get(Reason::HandoffSynReplayed),
+        1,
+        "replayed once, not again: {:?}",
+        c.non_zero()
+    );
+    assert_eq!(retransmissions(&lab.pair.client_ns), retrans);
+    let peers = server.lock().unwrap().as_ref().unwrap().peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].ip(), IpAddr::V4(CLIENT_IP));
+}
+
+#[test]
+fn random_listener_isn_is_translated_end_to_end() {
+    if !can_run("random_listener_isn_is_translated_end_to_end") {
+        return;
+    }
+    let server = Arc::new(Mutex::new(None));
+    let slot = server.clone();
+    let lab = Lab::start("xlate", move || {
+        let (s, port) = TestServer::bind();
+        *slot.lock().unwrap() = Some(s);
+        port
+    });
+    // tcp_syncookies=1: the listener keeps a request socket and picks a random ISN, so every
+    // connection has a non-zero offset and is translated both ways for its whole life.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.pair.server_ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.tcp_syncookies=1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let retrans = retransmissions(&lab.pair.client_ns);
+    let n = 1 << 20;
+    let request = format!("GET /size/{n} HTTP/1.1\r\nHost: rauta.test\r\n\r\n").into_bytes();
+    let (response, local, secs) = std_client(&lab, request);
+    let c = lab.counters();
+    assert!(
+        body_of(&response) == body(n),
+        "1 MB intact: {:?}",
+        c.non_zero()
+    );
+    assert_eq!(
+        server.lock().unwrap().as_ref().unwrap().peers(),
+        vec![local]
+    );
+    assert_eq!(c.get(Reason::TcHandoffAckOffset), 1, "{:?}", c.non_zero());
+    assert!(c.get(Reason::TcTranslated) > 0, "{:?}", c.non_zero());
+    assert!(c.get(Reason::FlowTranslatedPass) > 0, "{:?}", c.non_zero());
+    assert_eq!(
+        retransmissions(&lab.pair.client_ns),
+        retrans,
+        "{:?}",
+        c.non_zero()
+    );
+    assert!(secs < 0.5, "took {secs} s");
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        lab.tiers().table_sizes().unwrap(),
+        (0, 0),
+        "{:?}",
+        c.non_zero()
+    );
 }

@@ -33,6 +33,11 @@ pub fn segment(
     let flow = unsafe { &mut *state };
     let flags = tcp.flags;
 
+    let seq = u32::from_be_bytes(tcp.seq);
+    let ack_seq = u32::from_be_bytes(tcp.ack_seq);
+    // Whether this segment's ack is in the client's sequence space and must be moved to the listener's.
+    let mut translate = flow.offset != 0 && flags & TCP_ACK != 0;
+
     if flow.state != FLOW_SPLICED {
         // The hand-off ACK may still be queued behind this segment: only the stack can tell.
         if flow.state == FLOW_ACK_SENT && ack::stack_owns(ctx, ip, tcp) {
@@ -44,12 +49,18 @@ pub fn segment(
                 let _ = RAUTA_PENDING.remove(key);
                 return Verdict::drop(Reason::HandoffPendingDrop);
             }
-            let first = u32::from_be_bytes(tcp.seq) == flow.client_isn.wrapping_add(1)
-                && u32::from_be_bytes(tcp.ack_seq) == flow.cookie.wrapping_add(1)
-                && flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
-            if first && payload_len > 0 {
-                // The client retransmitted its first segment: the replayed SYN or the hand-off ACK was
-                // lost (e.g. the listener's accept queue was full). Replay again.
+            let first = seq == flow.client_isn.wrapping_add(1)
+                && flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
+                && payload_len > 0;
+            if !first {
+                return Verdict::drop(Reason::HandoffPendingDrop);
+            }
+            if flow.state != FLOW_ACK_SENT {
+                if ack_seq != flow.cookie.wrapping_add(1) {
+                    return Verdict::drop(Reason::HandoffPendingDrop);
+                }
+                // The client retransmitted its first segment before the listener answered (the replayed
+                // SYN was lost, e.g. a full accept queue). Replay again.
                 return handoff::replay(
                     ctx,
                     key,
@@ -60,7 +71,15 @@ pub fn segment(
                     Reason::HandoffRetransmitReplayed,
                 );
             }
-            return Verdict::drop(Reason::HandoffPendingDrop);
+            // ACK_SENT and the first segment again: either the hand-off ACK itself, seen a second time
+            // because generic-mode XDP runs on redirected packets too (its ack is already the
+            // listener's), or the client's retransmission (ack in its own space). Both may pass: the
+            // replayed SYN made the listener issue this very cookie, so it accepts the ACK itself.
+            if ack_seq == flow.cookie.wrapping_add(1).wrapping_add(flow.offset) {
+                translate = false;
+            } else if ack_seq != flow.cookie.wrapping_add(1) {
+                return Verdict::drop(Reason::HandoffPendingDrop);
+            }
         }
     }
 
@@ -74,7 +93,7 @@ pub fn segment(
         // finds no entry; with offset 0 that changes nothing, otherwise the LRU would have to anyway).
         let _ = RAUTA_FLOWS.remove(key);
     }
-    if offset == 0 || flags & TCP_ACK == 0 {
+    if !translate {
         return Verdict::pass(Reason::FlowPass);
     }
     let Some(th) = ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN) else {
