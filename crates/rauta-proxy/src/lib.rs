@@ -44,6 +44,6 @@ mod target;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
-pub use listener::{bind_listener, Acceptor, PlainTcp, Scheme};
+pub use listener::{bind_listener, bind_listener_group, Acceptor, PlainTcp, Scheme};
 pub use metrics::ProxyMetrics;
 pub use server::Proxy;

@@ -108,7 +108,7 @@ pub struct RunArgs {
     #[arg(long = "interface", value_name = "IFACE")]
     pub interfaces: Vec<String>,
 
-    /// Tokio worker threads [default: one per CPU].
+    /// Serving threads, each with its own runtime and listening socket (SO_REUSEPORT) [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
 

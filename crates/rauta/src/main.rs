@@ -15,6 +15,7 @@ mod routes_view;
 mod run;
 mod sources;
 mod watch;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -42,17 +43,15 @@ fn main() -> ExitCode {
                 return usage_error("Kubernetes mode is not implemented yet; use --manifests");
             }
             logging::init(&args.logging);
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            runtime.enable_all().thread_name("rauta-worker");
-            if let Some(workers) = args.workers {
-                runtime.worker_threads(usize::from(workers));
-            }
-            let result = runtime
+            // The control runtime: loading, reloads, the admin server and signals. Requests are served by
+            // the worker threads `run` starts, each with its own runtime (see `workers`).
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
                 .build()
                 .map_err(error::FatalError::Runtime)
                 .and_then(|runtime| {
                     let result = runtime.block_on(run::run(*args));
-                    // Connections still open after the shutdown timeout are dropped here, not waited for.
+                    // Connections still open after the shutdown timeout are cut when the process exits.
                     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
                     result
                 });

@@ -22,6 +22,7 @@ use crate::config_metrics::ConfigMetrics;
 use crate::error::FatalError;
 use crate::load::load;
 use crate::reload::Reloader;
+use crate::workers;
 
 /// Serve until SIGTERM/SIGINT. Returns once in-flight requests have finished (or the shutdown timeout
 /// passed).
@@ -81,11 +82,17 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     }
     let proxy_metrics = ProxyMetrics::register(&mut registry);
 
-    let http_listener =
-        rauta_proxy::bind_listener(args.http_listen).map_err(|source| FatalError::Listen {
-            flag: "--http-listen",
-            addr: args.http_listen,
-            source,
+    let workers = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let http_listeners =
+        rauta_proxy::bind_listener_group(args.http_listen, workers).map_err(|source| {
+            FatalError::Listen {
+                flag: "--http-listen",
+                addr: args.http_listen,
+                source,
+            }
         })?;
     let admin_listener = TcpListener::bind(args.admin_listen)
         .await
@@ -94,7 +101,10 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
             addr: args.admin_listen,
             source,
         })?;
-    let http_addr = http_listener.local_addr().unwrap_or(args.http_listen);
+    let http_addr = http_listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(args.http_listen);
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);
     tracing::info!(
         "HTTPS on {} is not served yet: TLS arrives in a later release (--https-listen accepted)",
@@ -129,16 +139,15 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         idle_timeout: args.upstream_idle_timeout,
         ..ProxyConfig::default()
     };
-    let proxy = Proxy::new(config, table, proxy_metrics);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut proxy_task = tokio::spawn(async move {
-        proxy
-            .serve_http(http_listener, shutdown_signal(shutdown_rx))
-            .await
-    });
+    let mut workers = workers::start(
+        http_listeners,
+        || Proxy::new(config.clone(), table.clone(), proxy_metrics.clone()),
+        &shutdown_rx,
+    )?;
 
     ready.store(true, Ordering::Release);
-    tracing::info!(http = %http_addr, admin = %admin_addr, "serving");
+    tracing::info!(http = %http_addr, admin = %admin_addr, workers = workers.count(), "serving");
     if args.print_listen_addrs {
         // One line on stdout for scripts and tests listening on port 0; logs go to stderr. A closed stdout
         // must not stop the proxy (println! would panic), so write errors are only logged.
@@ -154,12 +163,9 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         signal = termination.next() => {
             tracing::info!(signal, timeout = ?args.shutdown_timeout, "shutting down: no new connections, waiting for in-flight requests");
         }
-        result = &mut proxy_task => {
-            return Err(FatalError::Proxy(match result {
-                Ok(Ok(())) => "it exited without being asked to".to_string(),
-                Ok(Err(error)) => error.to_string(),
-                Err(error) => error.to_string(),
-            }));
+        finished = workers.next_finished() => {
+            let why = finished.result.err().unwrap_or_else(|| "it exited without being asked to".to_string());
+            return Err(FatalError::Proxy(format!("worker {}: {why}", finished.index)));
         }
     }
     ready.store(false, Ordering::Release);
@@ -167,7 +173,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     reload_task.abort();
 
     tokio::select! {
-        finished = tokio::time::timeout(args.shutdown_timeout, &mut proxy_task) => match finished {
+        finished = tokio::time::timeout(args.shutdown_timeout, workers.all_finished()) => match finished {
             Ok(_) => tracing::info!("all requests finished; bye"),
             Err(_) => tracing::warn!(timeout = ?args.shutdown_timeout, "shutdown timeout passed; closing the remaining connections"),
         },
@@ -175,11 +181,6 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     }
     admin_task.abort();
     Ok(())
-}
-
-/// Resolves when the shutdown flag turns true (or its sender is gone).
-async fn shutdown_signal(mut flag: watch::Receiver<bool>) {
-    let _ = flag.wait_for(|stop| *stop).await;
 }
 
 /// SIGTERM and SIGINT handlers, installed at startup so that a signal during startup is not lost to the
