@@ -33,6 +33,18 @@ pub const FLOWS_MAP: &str = "RAUTA_FLOWS";
 /// has turned the listener's SYN-ACK into the ACK carrying it.
 pub const PENDING_MAP: &str = "RAUTA_PENDING";
 
+/// Name of the held-segment map (`BPF_MAP_TYPE_LRU_HASH`, [`HeldKey`] → [`PendingSegment`],
+/// [`HELD_ENTRIES`]): segments 2..=[`HELD_MAX`]+1 of a first request that arrive before the listener's
+/// socket exists, until TC injects them behind the hand-off ACK.
+pub const HELD_MAP: &str = "RAUTA_HELD";
+
+/// Most segments held per flow after the first one (a request head of up to 5 × 1460 bytes is handed off
+/// without waiting for the client's retransmission; later segments are dropped and retransmitted).
+pub const HELD_MAX: u32 = 4;
+
+/// Capacity of [`HELD_MAP`].
+pub const HELD_ENTRIES: u32 = 4096;
+
 /// Name of the TC (clsact egress) program that completes the hand-off.
 pub const TC_EGRESS_PROGRAM: &str = "rauta_tc_egress";
 
@@ -110,6 +122,21 @@ pub struct FlowState {
     pub mss: u32,
     /// [`FIN_CLIENT`] | [`FIN_LISTENER`]: which sides have closed.
     pub fins: u32,
+    /// The client's sequence number after the first segment and every held one: the next segment Tier 1
+    /// may hold.
+    pub next_seq: u32,
+    /// Segments held in [`HELD_MAP`] under indexes `0..held`, not injected yet.
+    pub held: u32,
+}
+
+/// Key of [`HELD_MAP`]: the flow and the held segment's index (0-based, in sequence order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HeldKey {
+    /// The flow.
+    pub flow: FlowKey,
+    /// 0..[`HELD_MAX`].
+    pub index: u32,
 }
 
 /// The client's first data segment, waiting for the listener's SYN-ACK.
@@ -124,6 +151,10 @@ pub struct PendingSegment {
     pub window: u32,
     /// One's-complement sum of the payload's big-endian 16-bit words, folded to 16 bits.
     pub sum: u32,
+    /// The segment's sequence number (host order).
+    pub seq: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
     /// The payload; bytes past `len` are undefined except the up to 3 zero bytes that pad it to a multiple
     /// of 4.
     pub data: [u8; PENDING_BUF],
@@ -182,8 +213,9 @@ impl VipConfig {
 // The layout is part of the kernel/userspace contract: fail the build if it changes by accident.
 const _: () = assert!(core::mem::size_of::<VipConfig>() == 12);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 12);
-const _: () = assert!(core::mem::size_of::<FlowState>() == 24);
-const _: () = assert!(core::mem::size_of::<PendingSegment>() == 16 + PENDING_BUF);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 32);
+const _: () = assert!(core::mem::size_of::<HeldKey>() == 16);
+const _: () = assert!(core::mem::size_of::<PendingSegment>() == 24 + PENDING_BUF);
 
 #[cfg(test)]
 mod tests {

@@ -5,9 +5,10 @@
 //! and copying its bytes to and from a BPF map is sound.
 #![allow(unsafe_code)]
 
-use crate::maps::{FlowKey, FlowState, PendingSegment, VipConfig};
+use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, VipConfig};
 
 unsafe impl aya::Pod for VipConfig {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowState {}
 unsafe impl aya::Pod for PendingSegment {}
+unsafe impl aya::Pod for HeldKey {}

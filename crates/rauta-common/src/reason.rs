@@ -82,11 +82,17 @@ pub enum Reason {
     /// TC egress: a helper failed or the stored segment is missing: the SYN-ACK is dropped (the client
     /// retransmits its segment, which replays the SYN again).
     TcInternalError = 28,
+    /// A later segment of a first request (seq right after the stored data) arriving before the listener's
+    /// socket exists: held in `RAUTA_HELD` (dropped here, injected by TC behind the hand-off ACK).
+    HandoffSegmentHeld = 29,
+    /// TC egress: the listener's first pure ACK on the new socket, turned into the held segments (all but
+    /// the last cloned) and redirected to ingress; the listener's next ACK covers them all.
+    TcHeldInjected = 30,
 }
 
 impl Reason {
     /// Number of reasons; every code is below it.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 31;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -119,6 +125,8 @@ impl Reason {
         Reason::TcHandoffRst,
         Reason::TcTranslated,
         Reason::TcInternalError,
+        Reason::HandoffSegmentHeld,
+        Reason::TcHeldInjected,
     ];
 
     /// The counter-map index of this reason.
@@ -159,6 +167,8 @@ impl Reason {
             Reason::TcHandoffRst => "tc_handoff_rst",
             Reason::TcTranslated => "tc_translated",
             Reason::TcInternalError => "tc_internal_error",
+            Reason::HandoffSegmentHeld => "handoff_segment_held",
+            Reason::TcHeldInjected => "tc_held_injected",
         }
     }
 }

@@ -15,6 +15,7 @@ pub use capability::{kernel_tiers_available, Unavailable};
 pub use counters::Counters;
 pub use error::DataplaneError;
 pub use loader::{
-    AttachMode, KernelTiers, PacketRun, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
+    AttachMode, KernelTiers, PacketRun, TableSizes, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT,
+    TC_ACT_SHOT,
 };
 pub use rauta_common::reason::Reason;

@@ -12,8 +12,8 @@ use aya::{
 };
 use rauta_common::{
     maps::{
-        FlowKey, FlowState, PendingSegment, VipConfig, COUNTERS_MAP, FLOWS_MAP, PENDING_MAP,
-        TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
+        FlowKey, FlowState, HeldKey, PendingSegment, VipConfig, COUNTERS_MAP, FLOWS_MAP, HELD_MAP,
+        PENDING_MAP, TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
     },
     reason::Reason,
 };
@@ -78,6 +78,17 @@ pub struct TcRun {
     pub action: i32,
     /// The packet as the program left it.
     pub output: Vec<u8>,
+}
+
+/// Entries in the hand-off tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// `RAUTA_FLOWS`: connections handed to the listener.
+    pub flows: usize,
+    /// `RAUTA_PENDING`: first segments waiting for the listener's SYN-ACK.
+    pub pending: usize,
+    /// `RAUTA_HELD`: later segments waiting for the listener's socket.
+    pub held: usize,
 }
 
 /// `TC_ACT_OK`: the packet continues.
@@ -249,9 +260,9 @@ impl KernelTiers {
         }
     }
 
-    /// Number of entries in the flow table and in the pending-segment table (tests and diagnostics:
-    /// walks both maps).
-    pub fn table_sizes(&self) -> Result<(usize, usize), DataplaneError> {
+    /// Number of entries in the flow, pending-segment and held-segment tables (tests and diagnostics:
+    /// walks the maps).
+    pub fn table_sizes(&self) -> Result<TableSizes, DataplaneError> {
         let map = |name: &'static str| {
             self.ebpf
                 .map(name)
@@ -261,7 +272,13 @@ impl KernelTiers {
             .map_err(|source| DataplaneError::map(FLOWS_MAP, source))?;
         let pending: HashMap<_, FlowKey, PendingSegment> = HashMap::try_from(map(PENDING_MAP)?)
             .map_err(|source| DataplaneError::map(PENDING_MAP, source))?;
-        Ok((flows.keys().count(), pending.keys().count()))
+        let held: HashMap<_, HeldKey, PendingSegment> = HashMap::try_from(map(HELD_MAP)?)
+            .map_err(|source| DataplaneError::map(HELD_MAP, source))?;
+        Ok(TableSizes {
+            flows: flows.keys().count(),
+            pending: pending.keys().count(),
+            held: held.keys().count(),
+        })
     }
 
     fn tc(&self) -> Result<&SchedClassifier, DataplaneError> {

@@ -12,7 +12,7 @@ use rauta_common::maps::{
     FlowKey, FLOW_ACK_SENT, FLOW_REPLAYED, FLOW_SPLICED, PENDING_PAYLOAD_MAX,
 };
 use rauta_dataplane::{
-    KernelTiers, PacketRun, Reason, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT,
+    KernelTiers, PacketRun, Reason, TableSizes, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT,
 };
 use support::packet::{self, Tcp4, ACK, CLIENT_MAC, FIN, RST, SERVER_MAC, SYN};
 
@@ -176,7 +176,14 @@ fn first_data_segment_becomes_the_clients_syn() {
     assert_eq!(flow.client_isn, syn.seq);
     assert_eq!(flow.cookie, cookie);
     assert_eq!(flow.mss, 1460);
-    assert_eq!(t.table_sizes().unwrap(), (1, 1));
+    assert_eq!(
+        t.table_sizes().unwrap(),
+        TableSizes {
+            flows: 1,
+            pending: 1,
+            held: 0
+        }
+    );
 
     // MSS 1400 is encoded as 1300: the program decodes the cookie's MSS by regenerating it, so the
     // listener's cookie (same inputs) equals ours.
@@ -202,7 +209,15 @@ fn listener_synack_becomes_the_ack_carrying_the_request() {
         let flow = t.flow(&key(sport)).unwrap().expect("the flow stays");
         assert_eq!((flow.state, flow.offset), (FLOW_ACK_SENT, 0));
     }
-    assert_eq!(t.table_sizes().unwrap(), (3, 0), "stored segments freed");
+    assert_eq!(
+        t.table_sizes().unwrap(),
+        TableSizes {
+            flows: 3,
+            pending: 0,
+            held: 0
+        },
+        "stored segments freed"
+    );
 }
 
 #[test]
@@ -255,42 +270,147 @@ fn segments_before_the_listener_socket_exists_are_held_back() {
     let t = tiers();
     let (syn, cookie) = handshake(&t, 44000, 1460);
     first_segment(&t, &syn, cookie, REQUEST, 1460);
-    // The second segment of a multi-segment request, a duplicate ACK, a FIN: the listener has no socket
-    // yet and would reset the connection.
+    let end = REQUEST.len() as u32;
+    // The listener has no socket yet and would reset the connection: a duplicate ACK, a bare FIN and a
+    // segment past a gap are dropped (the client retransmits them).
     for (offset, flags, payload) in [
-        (REQUEST.len() as u32, PSH | ACK, &b"more"[..]),
         (0, ACK, &b""[..]),
-        (REQUEST.len() as u32, FIN | ACK, &b""[..]),
+        (end, FIN | ACK, &b""[..]),
+        (end + 100, PSH | ACK, &b"after a gap"[..]),
     ] {
         let seg = client_segment(&syn, offset, cookie.wrapping_add(1), flags, payload);
         let run = xdp(&t, &seg.build(), Reason::HandoffPendingDrop);
         assert_eq!(run.action, XdpAction::Drop);
     }
-    // A retransmission of the first segment replays the SYN again.
+    // The next segment in sequence is held.
+    let next = client_segment(&syn, end, cookie.wrapping_add(1), PSH | ACK, b"more");
+    assert_eq!(
+        xdp(&t, &next.build(), Reason::HandoffSegmentHeld).action,
+        XdpAction::Drop
+    );
+    assert_eq!(
+        t.table_sizes().unwrap(),
+        TableSizes {
+            flows: 1,
+            pending: 1,
+            held: 1
+        }
+    );
+    // Its retransmission is not held twice.
+    assert_eq!(
+        xdp(&t, &next.build(), Reason::HandoffPendingDrop).action,
+        XdpAction::Drop
+    );
+    // A retransmission of the first segment replays the SYN again (and starts holding afresh).
     let again = client_segment(&syn, 0, cookie.wrapping_add(1), PSH | ACK, REQUEST);
     let run = xdp(&t, &again.build(), Reason::HandoffRetransmitReplayed);
     assert_replayed_syn(&syn, &run, 1460);
-    assert_eq!(t.flow(&key(44000)).unwrap().unwrap().state, FLOW_REPLAYED);
+    let flow = t.flow(&key(44000)).unwrap().unwrap();
+    assert_eq!((flow.state, flow.held), (FLOW_REPLAYED, 0));
     // After the hand-off ACK (socket not confirmed: no stack in a test run), still held back.
     handoff(&t, &syn, cookie, REQUEST, Reason::TcHandoffAck);
-    let seg = client_segment(
-        &syn,
-        REQUEST.len() as u32,
-        cookie.wrapping_add(1),
-        PSH | ACK,
-        b"more",
-    );
+    let gap = client_segment(&syn, end + 4, cookie.wrapping_add(1), PSH | ACK, b"x");
     assert_eq!(
-        xdp(&t, &seg.build(), Reason::HandoffPendingDrop).action,
+        xdp(&t, &gap.build(), Reason::HandoffPendingDrop).action,
         XdpAction::Drop
     );
-    // A client RST forgets the flow.
-    let rst = client_segment(&syn, REQUEST.len() as u32, 0, RST, &[]);
+    // A client RST forgets the flow and everything held for it.
+    assert_eq!(
+        xdp(&t, &next.build(), Reason::HandoffSegmentHeld).action,
+        XdpAction::Drop
+    );
+    let rst = client_segment(&syn, end, 0, RST, &[]);
     assert_eq!(
         xdp(&t, &rst.build(), Reason::HandoffPendingDrop).action,
         XdpAction::Drop
     );
-    assert_eq!(t.table_sizes().unwrap(), (0, 0));
+    assert_eq!(t.table_sizes().unwrap(), TableSizes::default());
+}
+
+#[test]
+fn held_segments_are_injected_behind_the_listeners_first_ack() {
+    needs_root!("held_segments_are_injected_behind_the_listeners_first_ack");
+    // bpf_clone_redirect really sends the clones to the ingress of the test run's device (the loopback
+    // of the current namespace): give this thread a namespace of its own so they go nowhere.
+    // SAFETY: unshare affects only the calling thread's namespaces.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+    // A device that is down refuses redirected packets; `ip` forked from this thread runs in its namespace.
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(up.success());
+    let t = tiers();
+    let (syn, cookie) = handshake(&t, 44500, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    let big: Vec<u8> = (0..1460u32).map(|i| (i * 13 + 1) as u8).collect();
+    let end = REQUEST.len() as u32;
+    // Two segments before the listener's SYN-ACK, one after the hand-off ACK.
+    let segments = [
+        (end, &b"second"[..]),
+        (end + 6, &big[..]),
+        (end + 6 + 1460, &b"last one"[..]),
+    ];
+    for (i, (offset, payload)) in segments.iter().enumerate() {
+        if i == 2 {
+            handoff(&t, &syn, cookie, REQUEST, Reason::TcHandoffAck);
+        }
+        let seg = client_segment(&syn, *offset, cookie.wrapping_add(1), PSH | ACK, payload);
+        assert_eq!(
+            xdp(&t, &seg.build(), Reason::HandoffSegmentHeld).action,
+            XdpAction::Drop
+        );
+    }
+    assert_eq!(
+        t.table_sizes().unwrap(),
+        TableSizes {
+            flows: 1,
+            pending: 0,
+            held: 3
+        }
+    );
+    let flow = t.flow(&key(44500)).unwrap().unwrap();
+    assert_eq!(flow.held, 3);
+    assert_eq!(flow.next_seq, syn.seq.wrapping_add(1 + end + 6 + 1460 + 8));
+
+    // The listener's ACK of the first segment: its socket exists. It becomes the held segments; the
+    // last one is the packet itself (the others went to ingress as clones).
+    let listener_ack = listener_segment(
+        &syn,
+        cookie.wrapping_add(1),
+        syn.seq.wrapping_add(1 + end),
+        ACK,
+        &[],
+    );
+    let run = tc(&t, &listener_ack.build(), Reason::TcHeldInjected);
+    assert_eq!(run.action, TC_ACT_REDIRECT);
+    let p = packet::parse(&run.output);
+    assert_eq!((p.src, p.dst), (CLIENT, VIP));
+    assert_eq!((p.eth_dst, p.eth_src), (SERVER_MAC, CLIENT_MAC));
+    assert_eq!(p.seq, syn.seq.wrapping_add(1 + end + 6 + 1460));
+    assert_eq!(
+        p.ack,
+        cookie.wrapping_add(1),
+        "acknowledges what the listener sent"
+    );
+    assert_eq!(p.flags, PSH | ACK);
+    assert_eq!(&run.output[54..], b"last one");
+    assert!(p.ip_csum_ok && p.tcp_csum_ok);
+    let flow = t.flow(&key(44500)).unwrap().unwrap();
+    assert_eq!((flow.state, flow.held), (FLOW_SPLICED, 0));
+    assert_eq!(
+        t.table_sizes().unwrap(),
+        TableSizes {
+            flows: 1,
+            pending: 0,
+            held: 0
+        }
+    );
+    // The listener's next ACK goes to the client as usual.
+    let next_ack = listener_segment(&syn, cookie.wrapping_add(1), flow.next_seq, ACK, &[]);
+    let input = next_ack.build();
+    let run = tc(&t, &input, Reason::TcPass);
+    assert!(run.output == input);
 }
 
 #[test]
@@ -313,7 +433,7 @@ fn rst_to_a_replayed_syn_reaches_the_client_in_its_sequence_space() {
     assert!(p.tcp_csum_ok);
     assert_eq!(
         t.table_sizes().unwrap(),
-        (0, 0),
+        TableSizes::default(),
         "flow and stored segment deleted"
     );
 }
@@ -351,7 +471,7 @@ fn a_closed_flow_is_deleted() {
         &[],
     );
     assert_eq!(tc(&t, &last.build(), Reason::TcPass).action, TC_ACT_OK);
-    assert_eq!(t.table_sizes().unwrap(), (0, 0));
+    assert_eq!(t.table_sizes().unwrap(), TableSizes::default());
 
     // A RST from the client ends a spliced flow at once.
     let (syn, cookie) = handshake(&t, 46001, 1460);
@@ -370,7 +490,7 @@ fn a_closed_flow_is_deleted() {
         xdp(&t, &rst.build(), Reason::FlowPass).action,
         XdpAction::Pass
     );
-    assert_eq!(t.table_sizes().unwrap(), (0, 0));
+    assert_eq!(t.table_sizes().unwrap(), TableSizes::default());
 }
 
 #[test]
@@ -384,7 +504,7 @@ fn oversize_first_segment_is_dropped() {
         xdp(&t, &seg.build(), Reason::HandoffOversizeDrop).action,
         XdpAction::Drop
     );
-    assert_eq!(t.table_sizes().unwrap(), (0, 0));
+    assert_eq!(t.table_sizes().unwrap(), TableSizes::default());
 }
 
 #[test]

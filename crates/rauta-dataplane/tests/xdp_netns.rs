@@ -24,7 +24,7 @@ use std::{
 };
 
 use rauta_common::maps::XDP_PASS_PROGRAM;
-use rauta_dataplane::{object::BPF_OBJECT, AttachMode, Counters, KernelTiers, Reason};
+use rauta_dataplane::{object::BPF_OBJECT, AttachMode, Counters, KernelTiers, Reason, TableSizes};
 use support::netns::{self, Pair, CLIENT_IP, SERVER_IP};
 
 fn can_run(test: &str) -> bool {
@@ -384,7 +384,11 @@ fn one_megabyte_download_is_intact_and_the_peer_is_real() {
     println!("1 MB in {secs:.3} s; {summary:?}");
     // Clean close on both sides: nothing left in the tables.
     thread::sleep(Duration::from_millis(100));
-    assert_eq!(lab.tiers().table_sizes().unwrap(), (0, 0), "{summary:?}");
+    assert_eq!(
+        lab.tiers().table_sizes().unwrap(),
+        TableSizes::default(),
+        "{summary:?}"
+    );
 }
 
 #[test]
@@ -421,7 +425,7 @@ fn twenty_parallel_clients() {
     assert_eq!(handoffs(&c), 20, "{:?}", c.non_zero());
     thread::sleep(Duration::from_millis(100));
     assert_eq!(
-        lab.tiers().table_sizes().unwrap().1,
+        lab.tiers().table_sizes().unwrap().pending,
         0,
         "no stored segment left"
     );
@@ -519,8 +523,8 @@ fn python_server_and_client_unmodified() {
 }
 
 #[test]
-fn multi_segment_first_request_completes_after_the_clients_retransmission() {
-    if !can_run("multi_segment_first_request_completes_after_the_clients_retransmission") {
+fn multi_segment_first_request_is_held_and_injected_without_retransmission() {
+    if !can_run("multi_segment_first_request_is_held_and_injected_without_retransmission") {
         return;
     }
     let server = Arc::new(Mutex::new(None));
@@ -530,7 +534,9 @@ fn multi_segment_first_request_completes_after_the_clients_retransmission() {
         *slot.lock().unwrap() = Some(s);
         port
     });
-    // A 4 KB header: three segments at MSS 1460, sent back to back (the SYN-ACK offered 64 KB).
+    let retrans = retransmissions(&lab.pair.client_ns);
+    // A 4 KB header: three segments at MSS 1460, sent back to back (the SYN-ACK offered 64 KB). Segments
+    // 2 and 3 reach XDP before the listener's socket exists.
     let request = format!(
         "GET /size/10 HTTP/1.1\r\nHost: rauta.test\r\nX-Big: {}\r\n\r\n",
         "b".repeat(4000)
@@ -538,7 +544,8 @@ fn multi_segment_first_request_completes_after_the_clients_retransmission() {
     .into_bytes();
     let (response, _, secs) = std_client(&lab, request.clone());
     let c = lab.counters();
-    assert_eq!(body_of(&response), body(10), "{:?}", c.non_zero());
+    let summary = c.non_zero();
+    assert_eq!(body_of(&response), body(10), "{summary:?}");
     let requests = server
         .lock()
         .unwrap()
@@ -553,15 +560,17 @@ fn multi_segment_first_request_completes_after_the_clients_retransmission() {
         vec![String::from_utf8(request).unwrap()],
         "request bytes intact and in order"
     );
-    // Today segments 2..n that arrive before the listener's socket exists are dropped and the client
-    // retransmits them after its RTO (docs/kernel-tiers.md). Pin what happened so a change shows.
-    println!(
-        "multi-segment request: {secs:.3} s, held back {} segment(s)",
-        c.get(Reason::HandoffPendingDrop)
+    assert_eq!(c.get(Reason::HandoffSegmentHeld), 2, "{summary:?}");
+    assert_eq!(c.get(Reason::TcHeldInjected), 1, "{summary:?}");
+    assert_eq!(c.get(Reason::HandoffPendingDrop), 0, "{summary:?}");
+    assert_eq!(retransmissions(&lab.pair.client_ns), retrans, "{summary:?}");
+    assert!(secs < 0.05, "took {secs} s: {summary:?}");
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        lab.tiers().table_sizes().unwrap(),
+        TableSizes::default(),
+        "{summary:?}"
     );
-    if c.get(Reason::HandoffPendingDrop) > 0 {
-        assert!(secs >= 0.15, "dropped segments come back only after an RTO");
-    }
 }
 
 #[test]
@@ -602,7 +611,7 @@ fn nothing_listening_resets_the_client_at_once() {
         "the RST arrives at once, not after a timeout ({secs} s)"
     );
     assert_eq!(c.get(Reason::TcHandoffRst), 1, "{:?}", c.non_zero());
-    assert_eq!(lab.tiers().table_sizes().unwrap(), (0, 0));
+    assert_eq!(lab.tiers().table_sizes().unwrap(), TableSizes::default());
 }
 
 #[test]
@@ -696,7 +705,7 @@ fn random_listener_isn_is_translated_end_to_end() {
     thread::sleep(Duration::from_millis(100));
     assert_eq!(
         lab.tiers().table_sizes().unwrap(),
-        (0, 0),
+        TableSizes::default(),
         "{:?}",
         c.non_zero()
     );

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use rauta_common::{
     handoff::HANDOFF_ACK_V4_HEADERS,
     maps::{
-        COUNTER_SLOTS, FLOW_ENTRIES, FlowKey, FlowState, PENDING_ENTRIES, PendingSegment,
-        SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig,
+        COUNTER_SLOTS, FLOW_ENTRIES, FlowKey, FlowState, HELD_ENTRIES, HELD_MAX, HeldKey,
+        PENDING_ENTRIES, PendingSegment, SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig,
     },
     reason::Reason,
 };
@@ -44,6 +44,11 @@ pub static RAUTA_FLOWS: LruHashMap<FlowKey, FlowState> =
 pub static RAUTA_PENDING: LruHashMap<FlowKey, PendingSegment> =
     LruHashMap::with_max_entries(PENDING_ENTRIES, 0);
 
+/// `RAUTA_HELD`: later segments of a first request, held until the listener's socket exists.
+#[map]
+pub static RAUTA_HELD: LruHashMap<HeldKey, PendingSegment> =
+    LruHashMap::with_max_entries(HELD_ENTRIES, 0);
+
 /// Scratch space for one packet on one CPU. Valid only within one program run.
 #[repr(C)]
 pub struct Scratch {
@@ -61,6 +66,19 @@ pub struct Scratch {
     pub ack: [u8; HANDOFF_ACK_V4_HEADERS],
     /// Explicit padding to a multiple of 8.
     pub _pad2: [u8; 2],
+}
+
+/// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held
+/// segments.
+#[inline(always)]
+pub fn forget(key: &FlowKey) {
+    let _ = RAUTA_FLOWS.remove(key);
+    let _ = RAUTA_PENDING.remove(key);
+    let mut index = 0;
+    while index < HELD_MAX {
+        let _ = RAUTA_HELD.remove(HeldKey { flow: *key, index });
+        index += 1;
+    }
 }
 
 /// Adds one to the counter of `reason` on this CPU. Per-CPU values need no atomic operation.

@@ -10,21 +10,23 @@
 
 use aya_ebpf::{
     bindings::BPF_F_INGRESS,
-    helpers::generated::{bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes},
+    helpers::generated::{
+        bpf_clone_redirect, bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes,
+    },
     programs::TcContext,
 };
 use rauta_common::{
     handoff::{HANDOFF_ACK_V4_HEADERS, build_handoff_ack_v4, seq_offset},
     maps::{
-        FIN_CLIENT, FIN_LISTENER, FLOW_ACK_SENT, FLOW_REPLAYED, FLOW_SPLICED, FlowKey, PENDING_BUF,
-        VIP_ENABLED,
+        FIN_CLIENT, FIN_LISTENER, FLOW_ACK_SENT, FLOW_REPLAYED, FLOW_SPLICED, FlowKey, FlowState,
+        HELD_MAX, HeldKey, PENDING_BUF, VIP_ENABLED,
     },
     reason::Reason,
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use super::TcVerdict;
-use crate::maps::{RAUTA_FLOWS, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_TC};
+use crate::maps::{RAUTA_FLOWS, RAUTA_HELD, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_TC};
 
 /// Offsets in an Ethernet + IPv4 (no options) + TCP frame.
 const IP_AT: usize = 14;
@@ -79,8 +81,7 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
             // Nothing listens on the VIP: the client must learn it as a RST at the sequence number it
             // expects from us (cookie + 1); the stack's RST carries seq 0.
             let verdict = rewrite_seq(ctx, seq, flow.cookie.wrapping_add(1), Reason::TcHandoffRst);
-            let _ = RAUTA_FLOWS.remove(key);
-            let _ = RAUTA_PENDING.remove(key);
+            crate::maps::forget(&key);
             return verdict;
         }
         return TcVerdict::ok(Reason::TcPass);
@@ -90,14 +91,19 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
         flow.state = FLOW_SPLICED;
     }
 
+    let payload = (ctx.len() as usize).saturating_sub(TCP_AT + (h[TCP_AT + 12] >> 4) as usize * 4);
+    if flow.held != 0 && flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0 && payload == 0 {
+        // The listener's socket exists and this is its ACK of the first segment: the moment to inject
+        // what Tier 1 held. Its next ACK (it is in quick-ack mode) covers everything.
+        return inject_held(ctx, &key, flow, &h, seq);
+    }
+
     let offset = flow.offset;
     if flags & TCP_RST != 0 {
         let _ = RAUTA_FLOWS.remove(key);
     } else if flags & TCP_FIN != 0 {
         flow.fins |= FIN_LISTENER;
-    } else if flow.fins == FIN_CLIENT | FIN_LISTENER
-        && ctx.len() as usize <= TCP_AT + (h[TCP_AT + 12] >> 4) as usize * 4
-    {
+    } else if flow.fins == FIN_CLIENT | FIN_LISTENER && payload == 0 {
         // The listener's last ACK of the close (no payload).
         let _ = RAUTA_FLOWS.remove(key);
     }
@@ -188,6 +194,109 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
             Reason::TcHandoffAckOffset
         },
     }
+}
+
+/// Turns the listener's pure ACK (seq `listener_seq`, in the listener's space) into the held client
+/// segments: each is written over the packet and sent to ingress, all but the last with
+/// `bpf_clone_redirect`, the last with `bpf_redirect`. The listener's ACK itself is consumed; the
+/// listener acknowledges again when the segments arrive.
+#[inline(always)]
+fn inject_held(
+    ctx: &TcContext,
+    key: &FlowKey,
+    flow: &mut FlowState,
+    h: &[u8; HEADERS],
+    listener_seq: u32,
+) -> TcVerdict {
+    let held = flow.held;
+    // At most once, whatever happens below.
+    flow.held = 0;
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC) else {
+        return TcVerdict::ok(Reason::TcInternalError);
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
+    let skb = ctx.skb.skb;
+    // SAFETY: reading the ifindex field of this program's context.
+    let ifindex = unsafe { (*skb).ifindex };
+    let mut i = 0;
+    while i < HELD_MAX {
+        if i >= held {
+            break;
+        }
+        let held_key = HeldKey {
+            flow: *key,
+            index: i,
+        };
+        let Some(segment) = RAUTA_HELD.get_ptr(held_key) else {
+            // Evicted: the client retransmits it. Before the first rewrite the ACK can still go out;
+            // after, the packet is a copy of a segment already injected.
+            return if i == 0 {
+                TcVerdict::ok(Reason::TcInternalError)
+            } else {
+                TcVerdict::shot(Reason::TcInternalError)
+            };
+        };
+        // SAFETY: a pointer from a successful map lookup, valid for this run.
+        let segment = unsafe { &*segment };
+        let client = SynV4 {
+            client_mac: [h[0], h[1], h[2], h[3], h[4], h[5]],
+            server_mac: [h[6], h[7], h[8], h[9], h[10], h[11]],
+            client_ip: field4(h, IP_AT + 16),
+            server_ip: field4(h, IP_AT + 12),
+            client_port: field2(h, TCP_AT + 2),
+            server_port: field2(h, TCP_AT),
+            // The builder writes client_seq + 1.
+            client_seq: segment.seq.wrapping_sub(1),
+        };
+        let len =
+            ((core::hint::black_box(segment.len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
+        build_handoff_ack_v4(
+            &client,
+            listener_seq,
+            segment.window as u16,
+            segment.flags as u8,
+            len as u16,
+            segment.sum as u16,
+            &mut scratch.ack,
+        );
+        // SAFETY: as in `handoff`.
+        let written = unsafe {
+            bpf_skb_change_tail(skb, HANDOFF_ACK_V4_HEADERS as u32 + len, 0) == 0
+                && bpf_skb_store_bytes(
+                    skb,
+                    0,
+                    scratch.ack.as_ptr().cast(),
+                    HANDOFF_ACK_V4_HEADERS as u32,
+                    0,
+                ) == 0
+                && bpf_skb_store_bytes(
+                    skb,
+                    HANDOFF_ACK_V4_HEADERS as u32,
+                    segment.data.as_ptr().cast(),
+                    len,
+                    0,
+                ) == 0
+        };
+        let _ = RAUTA_HELD.remove(held_key);
+        if !written {
+            return TcVerdict::shot(Reason::TcInternalError);
+        }
+        if i + 1 == held {
+            // SAFETY: plain helper call; its return value is the TC action (TC_ACT_REDIRECT).
+            let action = unsafe { bpf_redirect(ifindex, u64::from(BPF_F_INGRESS)) } as i32;
+            return TcVerdict {
+                action,
+                reason: Reason::TcHeldInjected,
+            };
+        }
+        // SAFETY: plain helper call on this program's skb.
+        if unsafe { bpf_clone_redirect(skb, ifindex, u64::from(BPF_F_INGRESS)) } != 0 {
+            return TcVerdict::shot(Reason::TcInternalError);
+        }
+        i += 1;
+    }
+    TcVerdict::shot(Reason::TcInternalError)
 }
 
 /// Writes `new` over the TCP sequence number `old` and updates the checksum (partial or complete).

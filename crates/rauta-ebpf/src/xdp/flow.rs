@@ -14,7 +14,7 @@ use rauta_common::{
 
 use super::{Verdict, ack, handoff};
 use crate::{
-    maps::{RAUTA_FLOWS, RAUTA_PENDING},
+    maps::RAUTA_FLOWS,
     parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
 };
 
@@ -45,14 +45,21 @@ pub fn segment(
         } else {
             if flags & TCP_RST != 0 {
                 // The listener has no state for a replayed SYN (it answered with a cookie): forget it too.
-                let _ = RAUTA_FLOWS.remove(key);
-                let _ = RAUTA_PENDING.remove(key);
+                crate::maps::forget(key);
                 return Verdict::drop(Reason::HandoffPendingDrop);
             }
             let first = seq == flow.client_isn.wrapping_add(1)
                 && flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
                 && payload_len > 0;
             if !first {
+                if payload_len > 0
+                    && seq == flow.next_seq
+                    && flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
+                {
+                    // The next segment of a multi-segment first request: hold it for TC to inject once the
+                    // listener's socket exists, instead of costing the client an RTO.
+                    return handoff::hold(ctx, key, flow, tcp, tcp_len, payload_len);
+                }
                 return Verdict::drop(Reason::HandoffPendingDrop);
             }
             if flow.state != FLOW_ACK_SENT {
@@ -83,6 +90,10 @@ pub fn segment(
         }
     }
 
+    if flow.held != 0 && payload_len > 0 && (seq.wrapping_sub(flow.next_seq) as i32) < 0 {
+        // The client retransmits data Tier 1 still holds: the stack gets it this way; stop injecting.
+        flow.held = 0;
+    }
     let offset = flow.offset;
     if flags & TCP_RST != 0 {
         let _ = RAUTA_FLOWS.remove(key);

@@ -13,14 +13,17 @@ use aya_ebpf::{
 use rauta_common::{
     checksum::fold,
     handoff::{COOKIE_MSS_TABLE, REPLAY_SYN_V4_LEN, build_replay_syn_v4, mss_covering},
-    maps::{FLOW_REPLAYED, FlowKey, FlowState, PENDING_BUF, PENDING_PAYLOAD_MAX},
+    maps::{
+        FLOW_REPLAYED, FlowKey, FlowState, HELD_MAX, HeldKey, PENDING_BUF, PENDING_PAYLOAD_MAX,
+        PendingSegment,
+    },
     reason::Reason,
     synack::{SynV4, TCP_FIN, TCP_SYN, TCPOPT_MSS},
 };
 
 use super::Verdict;
 use crate::{
-    maps::{RAUTA_FLOWS, RAUTA_PENDING, RAUTA_SCRATCH, SCRATCH_XDP},
+    maps::{RAUTA_FLOWS, RAUTA_HELD, RAUTA_PENDING, RAUTA_SCRATCH, SCRATCH_XDP},
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TcpHdr, frame_len, ptr_at},
 };
 
@@ -53,29 +56,9 @@ pub fn replay(
     // SAFETY: this CPU's scratch entry, valid for this run.
     let scratch = unsafe { &mut *scratch };
     let segment = &mut scratch.segment;
-
-    // Restate 1..=PENDING_BUF for the verifier where the helper is called (black_box: LLVM must not fold
-    // the mask into the caller's range check, which the verifier cannot follow).
-    let n = ((core::hint::black_box(payload_len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
-    // SAFETY: the buffer holds PENDING_BUF bytes and 1 <= n <= PENDING_BUF.
-    let loaded = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            ETH_LEN as u32 + IPV4_LEN as u32 + tcp_len,
-            segment.data.as_mut_ptr().cast(),
-            n,
-        )
-    };
-    if loaded != 0 {
-        return Verdict::drop(Reason::MalformedDrop);
+    if let Err(reason) = capture(ctx, segment, tcp, tcp_len, payload_len) {
+        return Verdict::drop(reason);
     }
-    let Some(sum) = payload_sum(&mut segment.data, payload_len) else {
-        return Verdict::drop(Reason::InternalErrorPass);
-    };
-    segment.len = payload_len;
-    segment.flags = u32::from(tcp.flags & (TCP_PSH | TCP_FIN));
-    segment.window = u32::from(u16::from_be_bytes(tcp.window));
-    segment.sum = u32::from(sum);
 
     let client_isn = u32::from_be_bytes(tcp.seq).wrapping_sub(1);
     let cookie = u32::from_be_bytes(tcp.ack_seq).wrapping_sub(1);
@@ -99,6 +82,8 @@ pub fn replay(
         offset: 0,
         mss: u32::from(mss),
         fins: 0,
+        next_seq: client_isn.wrapping_add(1).wrapping_add(payload_len),
+        held: 0,
     };
     if RAUTA_FLOWS.insert(key, state, 0).is_err() {
         return Verdict::drop(Reason::InternalErrorPass);
@@ -142,6 +127,84 @@ pub fn replay(
         return Verdict::drop(Reason::InternalErrorPass);
     }
     Verdict::pass(reason)
+}
+
+/// Holds a later segment of the first request (its seq is the flow's `next_seq`) until the listener's
+/// socket exists; TC injects it behind the hand-off ACK. The packet itself is dropped.
+#[inline(always)]
+pub fn hold(
+    ctx: &XdpContext,
+    key: &FlowKey,
+    flow: &mut FlowState,
+    tcp: &TcpHdr,
+    tcp_len: u32,
+    payload_len: u32,
+) -> Verdict {
+    if flow.held >= HELD_MAX {
+        // Beyond what Tier 1 holds: the client retransmits it once the socket exists.
+        return Verdict::drop(Reason::HandoffPendingDrop);
+    }
+    if payload_len > PENDING_PAYLOAD_MAX {
+        return Verdict::drop(Reason::HandoffOversizeDrop);
+    }
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+        return Verdict::drop(Reason::InternalErrorPass);
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let segment = unsafe { &mut (*scratch).segment };
+    if let Err(reason) = capture(ctx, segment, tcp, tcp_len, payload_len) {
+        return Verdict::drop(reason);
+    }
+    let held = HeldKey {
+        flow: *key,
+        index: flow.held,
+    };
+    // By reference on purpose: the 2 KB value must not be copied onto the stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let stored = RAUTA_HELD.insert(&held, &*segment, 0);
+    if stored.is_err() {
+        return Verdict::drop(Reason::InternalErrorPass);
+    }
+    flow.held += 1;
+    flow.next_seq = flow.next_seq.wrapping_add(payload_len);
+    Verdict::drop(Reason::HandoffSegmentHeld)
+}
+
+/// Copies the segment's payload (`payload_len` bytes, 1..=[`PENDING_PAYLOAD_MAX`], after a `tcp_len`-byte
+/// header) into `segment` with its length, seq, PSH/FIN flags, window and payload sum.
+#[inline(always)]
+fn capture(
+    ctx: &XdpContext,
+    segment: &mut PendingSegment,
+    tcp: &TcpHdr,
+    tcp_len: u32,
+    payload_len: u32,
+) -> Result<(), Reason> {
+    // Restate 1..=PENDING_BUF for the verifier where the helper is called (black_box: LLVM must not fold
+    // the mask into the caller's range check, which the verifier cannot follow).
+    let n = ((core::hint::black_box(payload_len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
+    // SAFETY: the buffer holds PENDING_BUF bytes and 1 <= n <= PENDING_BUF.
+    let loaded = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            ETH_LEN as u32 + IPV4_LEN as u32 + tcp_len,
+            segment.data.as_mut_ptr().cast(),
+            n,
+        )
+    };
+    if loaded != 0 {
+        return Err(Reason::MalformedDrop);
+    }
+    let Some(sum) = payload_sum(&mut segment.data, payload_len) else {
+        return Err(Reason::InternalErrorPass);
+    };
+    segment.len = payload_len;
+    segment.flags = u32::from(tcp.flags & (TCP_PSH | TCP_FIN));
+    segment.window = u32::from(u16::from_be_bytes(tcp.window));
+    segment.sum = u32::from(sum);
+    segment.seq = u32::from_be_bytes(tcp.seq);
+    segment._pad = 0;
+    Ok(())
 }
 
 /// The MSS the cookie encodes, found by regenerating the cookie for each MSS the kernel can encode (the
