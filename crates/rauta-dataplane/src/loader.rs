@@ -78,6 +78,8 @@ pub struct TcRun {
     pub action: i32,
     /// The packet as the program left it.
     pub output: Vec<u8>,
+    /// The kernel's measured duration of the run (includes the test harness' own overhead).
+    pub duration: Duration,
 }
 
 /// Entries in the hand-off tables.
@@ -242,6 +244,7 @@ impl KernelTiers {
         Ok(TcRun {
             action: result.return_value as i32,
             output,
+            duration: result.duration,
         })
     }
 
