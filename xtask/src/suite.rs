@@ -68,9 +68,10 @@ pub fn run() -> Result<()> {
     if built {
         timed("tests", &mut || {
             if succeeds(cargo().args(["nextest", "--version"])) {
-                cmd::run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))?;
-                // nextest does not run doctests.
-                cmd::run(cargo().args(["test", "--workspace", "--doc"]))
+                // nextest does not run doctests. They go first so that nextest's summary line
+                // ("N tests run: N passed") is the runner's closing line that CI reads.
+                cmd::run(cargo().args(["test", "--workspace", "--doc"]))?;
+                cmd::run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
             } else {
                 println!("(cargo-nextest not found; using cargo test)");
                 cmd::run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
