@@ -571,3 +571,42 @@ fn first_segment_after_the_handoff_ack_passes() {
         XdpAction::Drop
     );
 }
+
+#[test]
+fn injected_segments_seen_again_are_not_translated_twice() {
+    needs_root!("injected_segments_seen_again_are_not_translated_twice");
+    let t = tiers();
+    let (syn, cookie) = handshake(&t, 49500, 1460);
+    first_segment(&t, &syn, cookie, REQUEST, 1460);
+    let end = REQUEST.len() as u32;
+    let second = client_segment(&syn, end, cookie.wrapping_add(1), PSH | ACK, b"second");
+    xdp(&t, &second.build(), Reason::HandoffSegmentHeld);
+    let listener_isn = cookie.wrapping_add(0x1234);
+    handoff(&t, &syn, listener_isn, REQUEST, Reason::TcHandoffAckOffset);
+    // One held segment: the listener's ACK itself becomes it (no clone).
+    let listener_ack = listener_segment(
+        &syn,
+        listener_isn.wrapping_add(1),
+        syn.seq.wrapping_add(1 + end),
+        ACK,
+        &[],
+    );
+    let injected = tc(&t, &listener_ack.build(), Reason::TcHeldInjected).output;
+    let p = packet::parse(&injected);
+    assert_eq!(
+        p.ack,
+        listener_isn.wrapping_add(1),
+        "already in the listener's space"
+    );
+    assert_eq!(&injected[54..], b"second");
+    // Generic-mode XDP sees it again: it passes as it is.
+    let run = xdp(&t, &injected, Reason::FlowPass);
+    assert!(
+        run.output == injected,
+        "{}",
+        packet::diff(&injected, &run.output)
+    );
+    // The client's own retransmission of it is translated.
+    let run = xdp(&t, &second.build(), Reason::FlowTranslatedPass);
+    assert_eq!(packet::parse(&run.output).ack, listener_isn.wrapping_add(1));
+}

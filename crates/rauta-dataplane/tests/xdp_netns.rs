@@ -522,30 +522,28 @@ fn python_server_and_client_unmodified() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn multi_segment_first_request_is_held_and_injected_without_retransmission() {
-    if !can_run("multi_segment_first_request_is_held_and_injected_without_retransmission") {
-        return;
-    }
+/// A 4 KB request head: three segments at MSS 1460, sent back to back (the SYN-ACK offered 64 KB), so
+/// segments 2 and 3 reach XDP before the listener's socket exists. Asserts they are held and injected:
+/// intact, in order, no retransmission, fast.
+fn multi_segment(tag: &str, mode: Option<AttachMode>, syncookies: u8) {
     let server = Arc::new(Mutex::new(None));
     let slot = server.clone();
-    let lab = Lab::start("multi", move || {
+    let lab = Lab::start_in_mode(tag, mode, move || {
         let (s, port) = TestServer::bind();
         *slot.lock().unwrap() = Some(s);
         port
     });
+    set_syncookies(&lab, syncookies);
     let retrans = retransmissions(&lab.pair.client_ns);
-    // A 4 KB header: three segments at MSS 1460, sent back to back (the SYN-ACK offered 64 KB). Segments
-    // 2 and 3 reach XDP before the listener's socket exists.
     let request = format!(
-        "GET /size/10 HTTP/1.1\r\nHost: rauta.test\r\nX-Big: {}\r\n\r\n",
+        "GET /size/100000 HTTP/1.1\r\nHost: rauta.test\r\nX-Big: {}\r\n\r\n",
         "b".repeat(4000)
     )
     .into_bytes();
     let (response, _, secs) = std_client(&lab, request.clone());
     let c = lab.counters();
     let summary = c.non_zero();
-    assert_eq!(body_of(&response), body(10), "{summary:?}");
+    assert!(body_of(&response) == body(100_000), "{summary:?}");
     let requests = server
         .lock()
         .unwrap()
@@ -560,8 +558,14 @@ fn multi_segment_first_request_is_held_and_injected_without_retransmission() {
         vec![String::from_utf8(request).unwrap()],
         "request bytes intact and in order"
     );
-    assert_eq!(c.get(Reason::HandoffSegmentHeld), 2, "{summary:?}");
-    assert_eq!(c.get(Reason::TcHeldInjected), 1, "{summary:?}");
+    if mode.is_none() {
+        // Native XDP on veth: the rest of the NAPI batch runs before the queued hand-off ACK.
+        assert_eq!(c.get(Reason::HandoffSegmentHeld), 2, "{summary:?}");
+    }
+    // Generic mode runs XDP per packet in the stack, so the socket may already exist: whatever was held
+    // was injected, once.
+    let injected = u64::from(c.get(Reason::HandoffSegmentHeld) > 0);
+    assert_eq!(c.get(Reason::TcHeldInjected), injected, "{summary:?}");
     assert_eq!(c.get(Reason::HandoffPendingDrop), 0, "{summary:?}");
     assert_eq!(retransmissions(&lab.pair.client_ns), retrans, "{summary:?}");
     assert!(secs < 0.05, "took {secs} s: {summary:?}");
@@ -571,6 +575,33 @@ fn multi_segment_first_request_is_held_and_injected_without_retransmission() {
         TableSizes::default(),
         "{summary:?}"
     );
+}
+
+fn set_syncookies(lab: &Lab, value: u8) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.pair.server_ns, "sysctl", "-qw"])
+        .arg(format!("net.ipv4.tcp_syncookies={value}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn multi_segment_first_request_is_held_and_injected_without_retransmission() {
+    if !can_run("multi_segment_first_request_is_held_and_injected_without_retransmission") {
+        return;
+    }
+    multi_segment("multi", None, 2);
+}
+
+#[test]
+fn multi_segment_first_request_in_generic_mode_with_translation() {
+    if !can_run("multi_segment_first_request_in_generic_mode_with_translation") {
+        return;
+    }
+    // Generic-mode XDP sees the hand-off ACK and the injected segments a second time; with
+    // tcp_syncookies=1 their acks are already translated and must not be translated again.
+    multi_segment("multig", Some(AttachMode::Skb), 1);
 }
 
 #[test]
@@ -666,18 +697,7 @@ fn random_listener_isn_is_translated_end_to_end() {
     });
     // tcp_syncookies=1: the listener keeps a request socket and picks a random ISN, so every
     // connection has a non-zero offset and is translated both ways for its whole life.
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.pair.server_ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.tcp_syncookies=1",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    set_syncookies(&lab, 1);
     let retrans = retransmissions(&lab.pair.client_ns);
     let n = 1 << 20;
     let request = format!("GET /size/{n} HTTP/1.1\r\nHost: rauta.test\r\n\r\n").into_bytes();

@@ -35,8 +35,15 @@ pub fn segment(
 
     let seq = u32::from_be_bytes(tcp.seq);
     let ack_seq = u32::from_be_bytes(tcp.ack_seq);
+    let first_seq = flow.client_isn.wrapping_add(1);
+    // A segment within the hand-off range (the first segment and the held ones) whose ack already is the
+    // listener's is one of Tier 1's own packets seen a second time: generic-mode XDP also runs on what TC
+    // redirects to ingress. It passes as it is. (A client's own ack equals this only if it has received
+    // exactly `offset` bytes by then: with offset 0 that is the same packet anyway.)
+    let ours = seq_in(seq, first_seq, flow.next_seq)
+        && ack_seq == flow.cookie.wrapping_add(1).wrapping_add(flow.offset);
     // Whether this segment's ack is in the client's sequence space and must be moved to the listener's.
-    let mut translate = flow.offset != 0 && flags & TCP_ACK != 0;
+    let translate = flow.offset != 0 && flags & TCP_ACK != 0 && !ours;
 
     if flow.state != FLOW_SPLICED {
         // The hand-off ACK may still be queued behind this segment: only the stack can tell.
@@ -48,7 +55,7 @@ pub fn segment(
                 crate::maps::forget(key);
                 return Verdict::drop(Reason::HandoffPendingDrop);
             }
-            let first = seq == flow.client_isn.wrapping_add(1)
+            let first = seq == first_seq
                 && flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
                 && payload_len > 0;
             if !first {
@@ -82,16 +89,20 @@ pub fn segment(
             // because generic-mode XDP runs on redirected packets too (its ack is already the
             // listener's), or the client's retransmission (ack in its own space). Both may pass: the
             // replayed SYN made the listener issue this very cookie, so it accepts the ACK itself.
-            if ack_seq == flow.cookie.wrapping_add(1).wrapping_add(flow.offset) {
-                translate = false;
-            } else if ack_seq != flow.cookie.wrapping_add(1) {
+            if !ours && ack_seq != flow.cookie.wrapping_add(1) {
                 return Verdict::drop(Reason::HandoffPendingDrop);
             }
         }
     }
 
-    if flow.held != 0 && payload_len > 0 && (seq.wrapping_sub(flow.next_seq) as i32) < 0 {
+    if flow.held != 0
+        && payload_len > 0
+        && !ours
+        && seq != first_seq
+        && seq_in(seq, first_seq, flow.next_seq)
+    {
         // The client retransmits data Tier 1 still holds: the stack gets it this way; stop injecting.
+        // (Injecting anyway would only deliver duplicates, which the listener discards.)
         flow.held = 0;
     }
     let offset = flow.offset;
@@ -117,4 +128,10 @@ pub fn segment(
     th.ack_seq = new.to_be_bytes();
     th.check = csum_replace4(u16::from_be_bytes(th.check), old, new).to_be_bytes();
     Verdict::pass(Reason::FlowTranslatedPass)
+}
+
+/// True if `seq` is in `[start, end)`, modulo 2^32.
+#[inline(always)]
+fn seq_in(seq: u32, start: u32, end: u32) -> bool {
+    seq.wrapping_sub(start) < end.wrapping_sub(start)
 }
