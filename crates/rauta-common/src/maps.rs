@@ -1,4 +1,4 @@
-//! Map names, layouts and limits shared by the XDP program and its loader.
+//! Map names, layouts and limits shared by the BPF programs (XDP and TC) and their loader.
 //!
 //! Every value type is `#[repr(C)]` with explicit padding fields (zeroed by the constructors) so that the
 //! layout the kernel stores is exactly the one both sides compile, and flags are `u32`, never `bool`

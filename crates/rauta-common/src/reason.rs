@@ -1,4 +1,4 @@
-//! Stable reason codes: what the XDP program did with a packet and why.
+//! Stable reason codes: what the BPF programs (XDP and TC egress) did with a packet and why.
 //!
 //! Each code indexes the per-CPU counter map ([`crate::maps::COUNTERS_MAP`]) and doubles as a bounded
 //! metric label ([`Reason::name`]). The numbers are part of the kernel/userspace contract: append new

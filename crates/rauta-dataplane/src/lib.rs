@@ -1,7 +1,8 @@
 //! Userspace side of RAUTA's kernel tiers.
 //!
-//! This first increment loads Tier 1's XDP program (SYN-cookie handshake for one IPv4 VIP), writes its VIP
-//! map, attaches it to interfaces, reads its counters and detaches it on drop. Nothing here is wired into
+//! Loads Tier 1's programs for one IPv4 VIP — XDP (SYN-cookie handshake, first segment replayed to the
+//! local listener) and TC egress (completes the hand-off) — writes the VIP map, attaches both to
+//! interfaces, reads the counters and flow tables, and detaches on drop. Nothing here is wired into
 //! the `rauta` binary yet. The programs themselves live in `crates/rauta-ebpf`; the types both sides share
 //! (map layouts, reason codes) in `rauta-common`. Design: `docs/kernel-tiers.md`.
 

@@ -1,4 +1,4 @@
-//! Loading, configuring, attaching and detaching Tier 1's XDP program.
+//! Loading, configuring, attaching and detaching Tier 1's XDP and TC egress programs.
 
 use std::{net::SocketAddrV4, time::Duration};
 

@@ -1,10 +1,12 @@
-//! RAUTA's BPF programs (first increment of Tier 1): an XDP program that answers SYNs to the VIP with
-//! SYN-cookie SYN-ACKs and validates the cookie in the client's ACK, keeping no state for half-open
-//! connections. See `docs/kernel-tiers.md` for the design and what comes next.
+//! RAUTA's BPF programs (Tier 1, increment 2): an XDP program that answers SYNs to the VIP with SYN-cookie
+//! SYN-ACKs (no state for half-open connections), validates the cookie in the client's ACK and hands the
+//! connection to the local (Tier 3) listener by replaying the handshake; and a TC egress program that
+//! completes that hand-off and translates handed-off flows. See `docs/kernel-tiers.md`.
 //!
 //! Layout: `maps` declares every map (one purpose line each), `parse` reads headers with bounds checks,
-//! `xdp/` holds the program's decisions (`classify` for the dispatch, `syn` and `ack` for the two
-//! handshake halves).
+//! `xdp/` holds the XDP decisions (`classify` for the dispatch, `syn` for the SYN-ACK, `ack` for every
+//! other segment, `handoff` for storing and replaying, `flow` for segments of handed-off flows), `tc/`
+//! the egress side.
 #![no_std]
 #![no_main]
 

@@ -1,4 +1,4 @@
-//! Every map of the XDP program. Names and value layouts come from `rauta_common::maps`; the static's
+//! Every map of the BPF programs (XDP and TC share them). Names and value layouts come from `rauta_common::maps`; the static's
 //! identifier is the map's name in the object, so it must equal the constant there (the loader's tests
 //! look each one up by that constant).
 
