@@ -15,62 +15,95 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Fixed hop-by-hop fields (RFC 9110 §7.6.1 plus the de-facto `Keep-Alive` and `Proxy-Connection`). `TE` is
-/// handled separately because `TE: trailers` is forwarded.
-fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::PROXY_AUTHORIZATION
-        || name == header::TE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+/// Fixed hop-by-hop fields (RFC 9110 §7.6.1 plus the de-facto `Keep-Alive` and `Proxy-Connection`), as a
+/// bit each, so one scan over the map finds which are present. `TE` is handled separately because
+/// `TE: trailers` is forwarded.
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        CONNECTION
+    } else if name == header::TRANSFER_ENCODING {
+        1 << 1
+    } else if name == header::UPGRADE {
+        1 << 2
+    } else if name == header::PROXY_AUTHENTICATE {
+        1 << 3
+    } else if name == header::PROXY_AUTHORIZATION {
+        1 << 4
+    } else if name == header::TE {
+        TE
+    } else if name == KEEP_ALIVE {
+        1 << 6
+    } else if name == PROXY_CONNECTION {
+        1 << 7
+    } else {
+        0
+    }
 }
+
+const CONNECTION: u8 = 1;
+const TE: u8 = 1 << 5;
 
 /// Remove hop-by-hop fields: the fixed list and every field the `Connection` header names. `TE` survives as
 /// `TE: trailers` when it lists `trailers` (the only value meaningful end to end). `Host` is never removed,
 /// even if `Connection` names it: the upstream must see the Host the client sent.
+///
+/// Runs on every request and response, so it scans the map once and removes only what is there: most
+/// messages carry none of these fields, and most others only `Connection: keep-alive`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Fast path: one scan over a handful of names; most requests and responses carry none of these.
-    if !headers.keys().any(is_fixed_hop_by_hop) {
+    let present = headers
+        .keys()
+        .fold(0u8, |bits, name| bits | hop_by_hop_bit(name));
+    if present == 0 {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present & CONNECTION != 0 {
+        // `keep-alive` and `close` are connection options, not field names to look up (and `Keep-Alive`
+        // is removed anyway); collecting nothing does not allocate.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
             .filter(|name| name != header::HOST)
             .collect();
         for name in named {
             headers.remove(name);
         }
-        headers.remove(header::CONNECTION);
     }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            // A TE member may carry parameters (`trailers;q=1` is not valid, but be lenient).
-            t.split(';')
-                .next()
-                .is_some_and(|name| name.trim().eq_ignore_ascii_case("trailers"))
-        });
-    headers.remove(header::TE);
-    if te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if present & TE != 0 {
+        let te_trailers = headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| {
+                // A TE member may carry parameters (`trailers;q=1` is not valid, but be lenient).
+                t.split(';')
+                    .next()
+                    .is_some_and(|name| name.trim().eq_ignore_ascii_case("trailers"))
+            });
+        headers.remove(header::TE);
+        if te_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::UPGRADE);
-    headers.remove(header::PROXY_AUTHENTICATE);
-    headers.remove(header::PROXY_AUTHORIZATION);
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
+    for (bit, name) in [
+        (CONNECTION, &header::CONNECTION),
+        (1 << 1, &header::TRANSFER_ENCODING),
+        (1 << 2, &header::UPGRADE),
+        (1 << 3, &header::PROXY_AUTHENTICATE),
+        (1 << 4, &header::PROXY_AUTHORIZATION),
+        (1 << 6, &KEEP_ALIVE),
+        (1 << 7, &PROXY_CONNECTION),
+    ] {
+        // A field named by `Connection` may have been one of these and be gone already: remove is a no-op.
+        if present & bit != 0 {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Add the forwarding headers to a request going upstream.
@@ -148,6 +181,21 @@ mod tests {
         names.sort();
         assert_eq!(names, ["host", "te", "trailer", "x-keep"]);
         assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn connection_options_are_not_taken_for_field_names() {
+        // The common upstream answer: only `Connection: keep-alive` goes; a field that happens to be
+        // called like an option is only removed when Connection names it as a field.
+        let mut h = map(&[
+            ("connection", "Keep-Alive, close"),
+            ("content-length", "3"),
+            ("x-other", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["content-length", "x-other"]);
     }
 
     #[test]
