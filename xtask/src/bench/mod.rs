@@ -2,7 +2,8 @@
 //!
 //! 1. Route lookup: `cargo bench -p rauta-routes` (criterion), shortened measurement times.
 //! 2. Tier 3, HTTP/1.1 keep-alive on loopback, wrk against: the backend directly, RAUTA (`--workers 1`),
-//!    nginx (`worker_processes 1`, pooled upstream keep-alive). The backend is the same for all three: an
+//!    nginx (`worker_processes 1`, pooled upstream keep-alive, the same forwarding headers as RAUTA), and
+//!    nginx without those headers (less work than RAUTA, the earlier baseline). The backend is the same for all three: an
 //!    nginx answering `return 200` (bench/nginx-backend.conf), the cheapest backend available, so the
 //!    comparison is about the proxies. With 2+ cores the proxy under test gets core 0 to itself and wrk and
 //!    the backend share the other core(s).
@@ -392,27 +393,30 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
         )?
     };
 
-    let nginx_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let via_nginx = {
-        let _g = start_nginx(
-            nginx,
-            "nginx-proxy.conf",
-            &out.join("nginx-proxy"),
-            nginx_addr,
-            Some(backend_addr),
-            &pin.proxy,
-        )?;
-        measure(
-            "nginx (worker_processes 1)",
-            &format!("http://{nginx_addr}/"),
-            args,
-            &pin,
-        )?
-    };
+    let via_nginx = measure_nginx(
+        nginx,
+        "nginx-proxy.conf",
+        "nginx (worker_processes 1)",
+        out,
+        backend_addr,
+        args,
+        &pin,
+    )?;
+    let via_nginx_minimal = measure_nginx(
+        nginx,
+        "nginx-proxy-minimal.conf",
+        "nginx, no X-Forwarded-*",
+        out,
+        backend_addr,
+        args,
+        &pin,
+    )?;
 
     let ratio = via_rauta.rps / via_nginx.rps.max(1.0);
+    let ratio_minimal = via_rauta.rps / via_nginx_minimal.rps.max(1.0);
     println!(
-        "  RAUTA/nginx: {ratio:.2}x throughput, p99 {:.3} ms vs {:.3} ms",
+        "  RAUTA/nginx: {ratio:.2}x throughput, p99 {:.3} ms vs {:.3} ms; \
+         against nginx without X-Forwarded-*: {ratio_minimal:.2}x",
         via_rauta.p99_ms, via_nginx.p99_ms
     );
     let mut md = String::new();
@@ -428,6 +432,7 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
         ("direct to backend", &direct),
         ("RAUTA (`--workers 1`)", &via_rauta),
         ("nginx (`worker_processes 1`)", &via_nginx),
+        ("nginx, no `X-Forwarded-*`", &via_nginx_minimal),
     ] {
         let _ = writeln!(
             md,
@@ -435,8 +440,28 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
             r.rps, r.p50_ms, r.p99_ms, r.errors
         );
     }
-    let _ = writeln!(md, "\nRAUTA/nginx throughput: **{ratio:.2}x**\n");
+    let _ = writeln!(
+        md,
+        "\nRAUTA/nginx throughput: **{ratio:.2}x** (same headers); {ratio_minimal:.2}x against nginx \
+         without X-Forwarded-*\n"
+    );
     Ok(md)
+}
+
+/// Starts nginx as a proxy from `template` in front of the backend, on the proxy's core, and measures it.
+fn measure_nginx(
+    nginx: &Path,
+    template: &str,
+    label: &str,
+    out: &Path,
+    backend: SocketAddr,
+    args: &BenchArgs,
+    pin: &Pinning,
+) -> Result<WrkResult> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let prefix = out.join(template.trim_end_matches(".conf"));
+    let _g = start_nginx(nginx, template, &prefix, addr, Some(backend), &pin.proxy)?;
+    measure(label, &format!("http://{addr}/"), args, pin)
 }
 
 fn memory_bench(rauta: &Path, out: &Path) -> Result<String> {
