@@ -19,4 +19,5 @@ pub mod maps;
 #[cfg(feature = "user")]
 mod pod;
 pub mod reason;
+pub mod route;
 pub mod synack;

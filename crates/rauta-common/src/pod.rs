@@ -6,9 +6,16 @@
 #![allow(unsafe_code)]
 
 use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, VipConfig};
+use crate::route::{Endpoint, RouteDecision, RouteKey, RouteValue, ServiceEntry, SlotKey};
 
 unsafe impl aya::Pod for VipConfig {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowState {}
 unsafe impl aya::Pod for PendingSegment {}
 unsafe impl aya::Pod for HeldKey {}
+unsafe impl aya::Pod for RouteKey {}
+unsafe impl aya::Pod for RouteValue {}
+unsafe impl aya::Pod for ServiceEntry {}
+unsafe impl aya::Pod for SlotKey {}
+unsafe impl aya::Pod for Endpoint {}
+unsafe impl aya::Pod for RouteDecision {}

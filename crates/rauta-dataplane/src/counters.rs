@@ -1,6 +1,6 @@
 //! A snapshot of the XDP program's per-reason packet counters, summed over CPUs.
 
-use rauta_common::reason::Reason;
+use rauta_common::{reason::Reason, route::RouteReason};
 
 /// Packets counted per [`Reason`] since the program was loaded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,6 +38,42 @@ impl Counters {
         self.iter()
             .filter(|(_, v)| *v != 0)
             .map(|(r, v)| (r.name(), v))
+            .collect()
+    }
+}
+
+/// Routing decisions of first data segments per [`RouteReason`] since the program was loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteCounters {
+    values: [u64; RouteReason::COUNT],
+}
+
+impl RouteCounters {
+    /// Builds a snapshot from values indexed by reason code.
+    pub(crate) fn from_values(values: [u64; RouteReason::COUNT]) -> Self {
+        RouteCounters { values }
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: RouteReason) -> u64 {
+        self.values[reason.index() as usize]
+    }
+
+    /// The change from `earlier` to `self`, per reason (saturating).
+    pub fn since(&self, earlier: &RouteCounters) -> RouteCounters {
+        let mut values = [0; RouteReason::COUNT];
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = self.values[i].saturating_sub(earlier.values[i]);
+        }
+        RouteCounters { values }
+    }
+
+    /// Reasons with a non-zero count, by name.
+    pub fn non_zero(&self) -> Vec<(&'static str, u64)> {
+        RouteReason::ALL
+            .iter()
+            .map(|&r| (r.name(), self.get(r)))
+            .filter(|(_, v)| *v != 0)
             .collect()
     }
 }

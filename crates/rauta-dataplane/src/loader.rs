@@ -1,6 +1,6 @@
 //! Loading, configuring, attaching and detaching Tier 1's XDP and TC egress programs.
 
-use std::{net::SocketAddrV4, time::Duration};
+use std::{collections::HashSet, net::SocketAddrV4, time::Duration};
 
 use aya::{
     maps::{Array, HashMap, PerCpuArray},
@@ -16,9 +16,20 @@ use rauta_common::{
         PENDING_MAP, TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
     },
     reason::Reason,
+    route::{
+        Endpoint, RouteDecision, RouteKey, RouteReason, RouteValue, ServiceEntry, SlotKey,
+        DECISIONS_MAP, METHOD_GET, METHOD_HEAD, ROUTES_MAP, ROUTE_COUNTERS_MAP, SERVICES_MAP,
+        SERVICE_BANK_BIT, SLOTS_MAP,
+    },
 };
+use rauta_routes::RouteTable;
 
-use crate::{counters::Counters, error::DataplaneError, object::BPF_OBJECT};
+use crate::{
+    counters::{Counters, RouteCounters},
+    error::DataplaneError,
+    object::BPF_OBJECT,
+    routes::{route_maps_from_table, Skipped},
+};
 
 /// How the program is attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +104,21 @@ pub struct TableSizes {
     pub held: usize,
 }
 
+/// What [`KernelTiers::apply_routes`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedRoutes {
+    /// Routes now in the kernel.
+    pub routes: usize,
+    /// Services (Maglev tables) now in the kernel.
+    pub services: usize,
+    /// Maglev slots now in the kernel.
+    pub slots: usize,
+    /// Route keys removed because the table no longer has them.
+    pub removed_routes: usize,
+    /// Routes left to Tier 3 only, and why.
+    pub skipped: Vec<Skipped>,
+}
+
 /// `TC_ACT_OK`: the packet continues.
 pub const TC_ACT_OK: i32 = 0;
 /// `TC_ACT_SHOT`: the packet is dropped.
@@ -105,6 +131,8 @@ pub const TC_ACT_REDIRECT: i32 = 7;
 /// programs from every interface and frees the maps.
 pub struct KernelTiers {
     ebpf: Ebpf,
+    /// The service-id bank the route map points at now (0 or 1); `apply_routes` writes the other.
+    bank: u32,
     attached: Vec<(String, XdpLinkId, AttachMode)>,
     tc_attached: Vec<(String, SchedClassifierLinkId)>,
 }
@@ -139,6 +167,7 @@ impl KernelTiers {
         let ebpf = Ebpf::load(BPF_OBJECT)?;
         let mut tiers = KernelTiers {
             ebpf,
+            bank: 0,
             attached: Vec::new(),
             tc_attached: Vec::new(),
         };
@@ -200,6 +229,215 @@ impl KernelTiers {
                 per_cpu.iter().fold(0u64, |sum, v| sum.wrapping_add(*v));
         }
         Ok(Counters::from_values(values))
+    }
+
+    /// The routing decisions of first data segments, per reason, summed over CPUs.
+    pub fn route_counters(&self) -> Result<RouteCounters, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(ROUTE_COUNTERS_MAP)
+            .ok_or(DataplaneError::Missing {
+                kind: "map",
+                name: ROUTE_COUNTERS_MAP,
+            })?;
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)
+            .map_err(|source| DataplaneError::map(ROUTE_COUNTERS_MAP, source))?;
+        let mut values = [0u64; RouteReason::COUNT];
+        for reason in RouteReason::ALL {
+            let per_cpu = counters
+                .get(&reason.index(), 0)
+                .map_err(|source| DataplaneError::map(ROUTE_COUNTERS_MAP, source))?;
+            values[reason.index() as usize] =
+                per_cpu.iter().fold(0u64, |sum, v| sum.wrapping_add(*v));
+        }
+        Ok(RouteCounters::from_values(values))
+    }
+
+    /// The routing decision recorded for the flow `key`'s first data segment, if any.
+    pub fn decision(&self, key: &FlowKey) -> Result<Option<RouteDecision>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(DECISIONS_MAP)
+            .ok_or(DataplaneError::Missing {
+                kind: "map",
+                name: DECISIONS_MAP,
+            })?;
+        let decisions: HashMap<_, FlowKey, RouteDecision> =
+            HashMap::try_from(map).map_err(|source| DataplaneError::map(DECISIONS_MAP, source))?;
+        match decisions.get(key, 0) {
+            Ok(d) => Ok(Some(d)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::map(DECISIONS_MAP, source)),
+        }
+    }
+
+    /// Writes the kernel-eligible routes of `table` into the route maps (see `routes` for which ones)
+    /// and removes every other entry.
+    ///
+    /// Order, so that a packet routed during the update always finds a complete service: (1) clear the
+    /// inactive bank of service ids (left-overs of a failed update); (2) write every service's Maglev
+    /// slots, then its table entry, under the inactive bank's ids; (3) point each route at its new id
+    /// (one hash update per key: a reader sees the old or the new value, never a mix); (4) delete route
+    /// keys the table no longer has; (5) delete the previously active bank. A packet that read an old
+    /// route value and then finds its service deleted by (5) counts `route_no_endpoint` — a miss that
+    /// Tier 3 serves, never another service's endpoint. On error the maps may hold a mix of the old
+    /// and the new table, each route still consistent with its own service; calling again repairs it.
+    pub fn apply_routes(&mut self, table: &RouteTable) -> Result<AppliedRoutes, DataplaneError> {
+        let image = route_maps_from_table(table);
+        let old_bank = self.bank;
+        let new_bank = old_bank ^ 1;
+        let id = |index: usize| (new_bank * SERVICE_BANK_BIT) | index as u32;
+
+        self.delete_bank(new_bank)?;
+        {
+            let mut slots: HashMap<_, SlotKey, Endpoint> = HashMap::try_from(
+                self.ebpf
+                    .map_mut(SLOTS_MAP)
+                    .ok_or(DataplaneError::Missing {
+                        kind: "map",
+                        name: SLOTS_MAP,
+                    })?,
+            )
+            .map_err(|source| DataplaneError::map(SLOTS_MAP, source))?;
+            for (index, service) in image.services.iter().enumerate() {
+                for (slot, endpoint) in service.slots.iter().enumerate() {
+                    let key = SlotKey {
+                        service: id(index),
+                        slot: slot as u32,
+                    };
+                    slots
+                        .insert(key, endpoint, 0)
+                        .map_err(|source| DataplaneError::map(SLOTS_MAP, source))?;
+                }
+            }
+        }
+        {
+            let mut services: HashMap<_, u32, ServiceEntry> =
+                HashMap::try_from(self.ebpf.map_mut(SERVICES_MAP).ok_or(
+                    DataplaneError::Missing {
+                        kind: "map",
+                        name: SERVICES_MAP,
+                    },
+                )?)
+                .map_err(|source| DataplaneError::map(SERVICES_MAP, source))?;
+            for (index, service) in image.services.iter().enumerate() {
+                let entry = ServiceEntry {
+                    table_size: service.slots.len() as u32,
+                    endpoints: service.endpoints,
+                };
+                services
+                    .insert(id(index), entry, 0)
+                    .map_err(|source| DataplaneError::map(SERVICES_MAP, source))?;
+            }
+        }
+        let removed_routes = {
+            let mut routes: HashMap<_, RouteKey, RouteValue> =
+                HashMap::try_from(self.ebpf.map_mut(ROUTES_MAP).ok_or(
+                    DataplaneError::Missing {
+                        kind: "map",
+                        name: ROUTES_MAP,
+                    },
+                )?)
+                .map_err(|source| DataplaneError::map(ROUTES_MAP, source))?;
+            for (key, index) in &image.routes {
+                let value = RouteValue {
+                    service: id(*index),
+                    methods: METHOD_GET | METHOD_HEAD,
+                };
+                routes
+                    .insert(key, value, 0)
+                    .map_err(|source| DataplaneError::map(ROUTES_MAP, source))?;
+            }
+            let wanted: HashSet<RouteKey> = image.routes.iter().map(|(k, _)| *k).collect();
+            let stale: Vec<RouteKey> = routes
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !wanted.contains(k))
+                .collect();
+            for key in &stale {
+                match routes.remove(key) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(source) => return Err(DataplaneError::map(ROUTES_MAP, source)),
+                }
+            }
+            stale.len()
+        };
+        self.bank = new_bank;
+        self.delete_bank(old_bank)?;
+        Ok(AppliedRoutes {
+            routes: image.routes.len(),
+            services: image.services.len(),
+            slots: image.slot_count(),
+            removed_routes,
+            skipped: image.skipped,
+        })
+    }
+
+    /// Deletes every service and slot entry whose id is in `bank`.
+    fn delete_bank(&mut self, bank: u32) -> Result<(), DataplaneError> {
+        let in_bank = |service: u32| (service & SERVICE_BANK_BIT != 0) == (bank == 1);
+        {
+            let mut services: HashMap<_, u32, ServiceEntry> =
+                HashMap::try_from(self.ebpf.map_mut(SERVICES_MAP).ok_or(
+                    DataplaneError::Missing {
+                        kind: "map",
+                        name: SERVICES_MAP,
+                    },
+                )?)
+                .map_err(|source| DataplaneError::map(SERVICES_MAP, source))?;
+            let ids: Vec<u32> = services
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|&k| in_bank(k))
+                .collect();
+            for k in ids {
+                match services.remove(&k) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(source) => return Err(DataplaneError::map(SERVICES_MAP, source)),
+                }
+            }
+        }
+        let mut slots: HashMap<_, SlotKey, Endpoint> = HashMap::try_from(
+            self.ebpf
+                .map_mut(SLOTS_MAP)
+                .ok_or(DataplaneError::Missing {
+                    kind: "map",
+                    name: SLOTS_MAP,
+                })?,
+        )
+        .map_err(|source| DataplaneError::map(SLOTS_MAP, source))?;
+        let keys: Vec<SlotKey> = slots
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| in_bank(k.service))
+            .collect();
+        for k in keys {
+            match slots.remove(&k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(DataplaneError::map(SLOTS_MAP, source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries in the route, service and slot maps (tests and diagnostics: walks the maps).
+    pub fn route_map_sizes(&self) -> Result<(usize, usize, usize), DataplaneError> {
+        let map = |name: &'static str| {
+            self.ebpf
+                .map(name)
+                .ok_or(DataplaneError::Missing { kind: "map", name })
+        };
+        let routes: HashMap<_, RouteKey, RouteValue> = HashMap::try_from(map(ROUTES_MAP)?)
+            .map_err(|source| DataplaneError::map(ROUTES_MAP, source))?;
+        let services: HashMap<_, u32, ServiceEntry> = HashMap::try_from(map(SERVICES_MAP)?)
+            .map_err(|source| DataplaneError::map(SERVICES_MAP, source))?;
+        let slots: HashMap<_, SlotKey, Endpoint> = HashMap::try_from(map(SLOTS_MAP)?)
+            .map_err(|source| DataplaneError::map(SLOTS_MAP, source))?;
+        Ok((
+            routes.keys().count(),
+            services.keys().count(),
+            slots.keys().count(),
+        ))
     }
 
     /// Runs the program once on `packet` with `BPF_PROG_RUN` (no interface involved) and returns its action

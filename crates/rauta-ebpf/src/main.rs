@@ -26,7 +26,16 @@ use aya_ebpf::{
 pub fn rauta_xdp(ctx: XdpContext) -> u32 {
     let verdict = xdp::classify::handle(&ctx);
     maps::count(verdict.reason);
-    verdict.action
+    let action = verdict.action;
+    // A first data segment was stored: take the routing decision on it (see `decide_stored`).
+    if matches!(
+        verdict.reason,
+        rauta_common::reason::Reason::HandoffSynReplayed
+            | rauta_common::reason::Reason::HandoffRetransmitReplayed
+    ) {
+        xdp::route::decide_stored();
+    }
+    action
 }
 
 /// The hand-off's other half, at TC (clsact) egress of the same interfaces: turns the listener's SYN-ACK

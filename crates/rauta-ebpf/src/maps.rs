@@ -3,8 +3,9 @@
 //! look each one up by that constant).
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use rauta_common::{
     handoff::HANDOFF_ACK_V4_HEADERS,
@@ -13,7 +14,13 @@ use rauta_common::{
         PENDING_ENTRIES, PendingSegment, SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig,
     },
     reason::Reason,
+    route::{
+        Endpoint, ROUTE_COUNTER_SLOTS, ROUTE_ENTRIES, RouteDecision, RouteKey, RouteReason,
+        RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry, SlotKey,
+    },
 };
+
+use crate::xdp::route::RouteScratch;
 
 /// `RAUTA_VIP`: the VIP Tier 1 answers for (one entry, written by userspace; all zero = disabled).
 #[map]
@@ -49,6 +56,31 @@ pub static RAUTA_PENDING: LruHashMap<FlowKey, PendingSegment> =
 pub static RAUTA_HELD: LruHashMap<HeldKey, PendingSegment> =
     LruHashMap::with_max_entries(HELD_ENTRIES, 0);
 
+/// `RAUTA_ROUTES`: (lowercased host, Exact path) → service id and methods, written from the route table.
+#[map]
+pub static RAUTA_ROUTES: HashMap<RouteKey, RouteValue> =
+    HashMap::with_max_entries(ROUTE_ENTRIES, 0);
+
+/// `RAUTA_SERVICES`: service id → its Maglev table's size and endpoint count (two banks of ids).
+#[map]
+pub static RAUTA_SERVICES: HashMap<u32, ServiceEntry> =
+    HashMap::with_max_entries(SERVICE_ENTRIES, 0);
+
+/// `RAUTA_SLOTS`: (service id, Maglev slot) → IPv4 endpoint; allocated on demand (tables vary in size).
+#[map]
+pub static RAUTA_SLOTS: HashMap<SlotKey, Endpoint> =
+    HashMap::with_max_entries(SLOT_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// `RAUTA_ROUTE_COUNTERS`: routing decisions per reason, per CPU.
+#[map]
+pub static RAUTA_ROUTE_COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(ROUTE_COUNTER_SLOTS, 0);
+
+/// `RAUTA_DECISIONS`: the routing decision for each flow's first data segment (the splice starts here).
+#[map]
+pub static RAUTA_DECISIONS: LruHashMap<FlowKey, RouteDecision> =
+    LruHashMap::with_max_entries(FLOW_ENTRIES, 0);
+
 /// Scratch space for one packet on one CPU. Valid only within one program run.
 #[repr(C)]
 pub struct Scratch {
@@ -66,6 +98,8 @@ pub struct Scratch {
     pub ack: [u8; HANDOFF_ACK_V4_HEADERS],
     /// Explicit padding to a multiple of 8.
     pub _pad2: [u8; 2],
+    /// The request parser's state and the route key it builds (XDP).
+    pub route: RouteScratch,
 }
 
 /// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held
@@ -74,6 +108,7 @@ pub struct Scratch {
 pub fn forget(key: &FlowKey) {
     let _ = RAUTA_FLOWS.remove(key);
     let _ = RAUTA_PENDING.remove(key);
+    let _ = RAUTA_DECISIONS.remove(key);
     let mut index = 0;
     while index < HELD_MAX {
         let _ = RAUTA_HELD.remove(HeldKey { flow: *key, index });
@@ -85,6 +120,15 @@ pub fn forget(key: &FlowKey) {
 #[inline(always)]
 pub fn count(reason: Reason) {
     if let Some(slot) = RAUTA_COUNTERS.get_ptr_mut(reason.index()) {
+        // SAFETY: the pointer comes from a successful map lookup and is this CPU's own slot.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Adds one to the routing-decision counter of `reason` on this CPU.
+#[inline(always)]
+pub fn count_route(reason: RouteReason) {
+    if let Some(slot) = RAUTA_ROUTE_COUNTERS.get_ptr_mut(reason.index()) {
         // SAFETY: the pointer comes from a successful map lookup and is this CPU's own slot.
         unsafe { *slot += 1 };
     }

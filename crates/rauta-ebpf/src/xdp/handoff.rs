@@ -60,6 +60,10 @@ pub fn replay(
         return Verdict::drop(reason);
     }
 
+    // Whom the routing decision is for: `route::decide_stored` runs on this segment after the verdict.
+    scratch.route.flow = *key;
+    scratch.route.len = payload_len;
+
     let client_isn = u32::from_be_bytes(tcp.seq).wrapping_sub(1);
     let cookie = u32::from_be_bytes(tcp.ack_seq).wrapping_sub(1);
     let mss = match cookie_mss(ctx, &mut scratch.tcp, tcp, client_isn, cookie) {

@@ -4,6 +4,7 @@ pub mod ack;
 pub mod classify;
 pub mod flow;
 pub mod handoff;
+pub mod route;
 pub mod syn;
 
 use rauta_common::reason::Reason;
