@@ -1,0 +1,409 @@
+//! The routing decision on a first data segment, through BPF_PROG_RUN: route maps written from a table
+//! compiled from YAML (`KernelTiers::apply_routes`), a cookie handshake, then the first data segment.
+//! Each case asserts the decision recorded for the flow, that exactly one routing counter moved, and that
+//! the packet itself was still handed to Tier 3 (the splice to the backend is the next increment). Hits
+//! must choose the endpoint Tier 3's `Backend::pick_by_hash(flow_hash_v4(client))` chooses. Needs root.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use rauta_common::{flow::flow_hash_v4, maps::FlowKey, route::RouteDecision};
+use rauta_dataplane::{KernelTiers, Reason, RouteReason, XdpAction};
+use rauta_routes::{compile, model::Inputs, CompileOptions, Match, RouteTable};
+use support::packet::{self, Tcp4, ACK};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const PORT: u16 = 8080;
+const PSH: u8 = 0x08;
+
+macro_rules! needs_root {
+    ($name:expr) => {
+        if !support::root_or_skip($name) {
+            return;
+        }
+    };
+}
+
+fn table(yaml: &str) -> RouteTable {
+    let mut inputs = Inputs::default();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
+        match value.get("kind").and_then(|k| k.as_str()).unwrap() {
+            "Ingress" => inputs
+                .ingresses
+                .push(serde_yaml::from_value(value).unwrap()),
+            "Service" => inputs.services.push(serde_yaml::from_value(value).unwrap()),
+            "EndpointSlice" => inputs
+                .endpoint_slices
+                .push(serde_yaml::from_value(value).unwrap()),
+            other => panic!("unknown kind {other}"),
+        }
+    }
+    compile(&inputs, &CompileOptions::default()).table
+}
+
+fn service(name: &str, addresses: &[&str]) -> String {
+    let endpoints: Vec<String> = addresses
+        .iter()
+        .map(|a| format!("{{addresses: [\"{a}\"]}}"))
+        .collect();
+    format!(
+        r#"
+---
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080}}]
+endpoints: [{}]
+"#,
+        endpoints.join(", ")
+    )
+}
+
+const INGRESS: &str = r#"
+---
+kind: Ingress
+metadata: {name: web, namespace: default}
+spec:
+  ingressClassName: rauta
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {path: /cart, pathType: Exact, backend: {service: {name: shop, port: {number: 80}}}}
+      - {path: /static, pathType: Prefix, backend: {service: {name: shop, port: {number: 80}}}}
+      - {path: /about, pathType: Exact, backend: {service: {name: info, port: {number: 80}}}}
+"#;
+
+fn fixture() -> RouteTable {
+    table(&format!(
+        "{INGRESS}{}{}",
+        service(
+            "shop",
+            &["198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"]
+        ),
+        service("info", &["198.18.2.1"]),
+    ))
+}
+
+fn loaded(table: &RouteTable) -> KernelTiers {
+    let mut t = KernelTiers::load(SocketAddrV4::new(VIP, PORT), &[]).expect("load (root?)");
+    let applied = t.apply_routes(table).unwrap();
+    assert_eq!(applied.routes, 2, "shop.example /cart and /about");
+    t
+}
+
+/// Completes a cookie handshake from `sport` and sends `payload` as the first data segment; returns
+/// the recorded decision after asserting the packet was still handed off and one routing counter moved.
+fn first_segment(t: &KernelTiers, sport: u16, payload: &[u8]) -> RouteDecision {
+    let mut syn = Tcp4::syn(VIP, PORT);
+    syn.sport = sport;
+    syn.tcp_options = packet::linux_syn_options(1460);
+    let run = t.run_once(&syn.build()).unwrap();
+    assert_eq!(run.action, XdpAction::Tx);
+    let cookie = packet::parse(&run.output).seq;
+
+    let mut data = syn.clone();
+    data.flags = PSH | ACK;
+    data.seq = syn.seq.wrapping_add(1);
+    data.ack = cookie.wrapping_add(1);
+    data.tcp_options.clear();
+    data.window = 502;
+    data.payload = payload.to_vec();
+
+    let before = (t.counters().unwrap(), t.route_counters().unwrap());
+    let run = t.run_once(&data.build()).unwrap();
+    assert_eq!(run.action, XdpAction::Pass, "still handed to Tier 3");
+    let moved = t.counters().unwrap().since(&before.0);
+    assert_eq!(
+        moved.non_zero(),
+        vec![(Reason::HandoffSynReplayed.name(), 1)]
+    );
+    let decision = t
+        .decision(&FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT))
+        .unwrap()
+        .expect("a decision is recorded");
+    let reason = RouteReason::from_code(decision.reason).expect("a known code");
+    let routed = t.route_counters().unwrap().since(&before.1);
+    assert_eq!(routed.non_zero(), vec![(reason.name(), 1)]);
+    decision
+}
+
+fn expect_endpoint(table: &RouteTable, path: &str, sport: u16, decision: &RouteDecision) {
+    let Match::Route(route) = table.lookup("shop.example", path) else {
+        panic!("{path} is routed")
+    };
+    let tier3 = route
+        .backend
+        .pick_by_hash(flow_hash_v4(CLIENT.octets(), sport))
+        .unwrap();
+    let kernel = SocketAddr::V4(SocketAddrV4::new(
+        decision.endpoint.octets().into(),
+        decision.endpoint.port(),
+    ));
+    assert_eq!(kernel, tier3, "client port {sport}");
+}
+
+#[test]
+fn get_and_head_hits_pick_the_endpoint_tier_3_picks() {
+    needs_root!("get_and_head_hits_pick_the_endpoint_tier_3_picks");
+    let table = fixture();
+    let t = loaded(&table);
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..24u16 {
+        let sport = 41000 + i * 37;
+        let (method, path) = if i % 2 == 0 {
+            ("GET", "/cart")
+        } else {
+            ("HEAD", "/cart")
+        };
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\n\r\n");
+        let d = first_segment(&t, sport, request.as_bytes());
+        assert_eq!(d.reason, RouteReason::Hit as u32, "{method} from {sport}");
+        assert_ne!(d.service, 0, "a bank-1 service id");
+        expect_endpoint(&table, path, sport, &d);
+        seen.insert(d.endpoint);
+    }
+    assert!(seen.len() > 1, "24 clients spread over the 4 endpoints");
+    // Another service behind another path of the same host.
+    let d = first_segment(
+        &t,
+        42999,
+        b"GET /about HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+    );
+    assert_eq!(d.reason, RouteReason::Hit as u32);
+    assert_eq!(
+        (d.endpoint.octets(), d.endpoint.port()),
+        ([198, 18, 2, 1], 8080)
+    );
+}
+
+#[test]
+fn every_miss_has_its_reason() {
+    needs_root!("every_miss_has_its_reason");
+    let table = fixture();
+    let t = loaded(&table);
+    let long_path = format!(
+        "GET /{} HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+        "a".repeat(200)
+    );
+    let long_head = format!(
+        "GET /cart HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(1100)
+    );
+    let long_host = format!(
+        "GET /cart HTTP/1.1\r\nHost: {}.example\r\n\r\n",
+        "h".repeat(70)
+    );
+    let cases: Vec<(&str, Vec<u8>, RouteReason)> = vec![
+        (
+            "host with port and uppercase",
+            b"GET /cart HTTP/1.1\r\nHOST:  Shop.EXAMPLE:8080 \r\n\r\n".to_vec(),
+            RouteReason::Hit,
+        ),
+        (
+            "trailing dot",
+            b"GET /cart HTTP/1.1\r\nhost: shop.example.\r\n\r\n".to_vec(),
+            RouteReason::Hit,
+        ),
+        (
+            "query string ignored",
+            b"GET /cart?id=7&x=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
+            RouteReason::Hit,
+        ),
+        (
+            "POST",
+            b"POST /cart HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            RouteReason::OtherMethod,
+        ),
+        (
+            "unknown host",
+            b"GET /cart HTTP/1.1\r\nHost: other.example\r\n\r\n".to_vec(),
+            RouteReason::NoRoute,
+        ),
+        (
+            "Prefix route is not Tier 1",
+            b"GET /static HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
+            RouteReason::NoRoute,
+        ),
+        (
+            "path case matters",
+            b"GET /CART HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
+            RouteReason::NoRoute,
+        ),
+        (
+            "missing Host",
+            b"GET /cart HTTP/1.1\r\nAccept: */*\r\n\r\n".to_vec(),
+            RouteReason::HostMissing,
+        ),
+        (
+            "two Host headers",
+            b"GET /cart HTTP/1.1\r\nHost: shop.example\r\nHost: evil.example\r\n\r\n".to_vec(),
+            RouteReason::HostDuplicate,
+        ),
+        (
+            "request line split across segments",
+            b"GET /cart HT".to_vec(),
+            RouteReason::HeadIncomplete,
+        ),
+        (
+            "headers split across segments",
+            b"GET /cart HTTP/1.1\r\nHost: shop.exa".to_vec(),
+            RouteReason::HeadIncomplete,
+        ),
+        ("four bytes", b"GET ".to_vec(), RouteReason::HeadIncomplete),
+        (
+            "HTTP/1.0",
+            b"GET /cart HTTP/1.0\r\nHost: shop.example\r\n\r\n".to_vec(),
+            RouteReason::NotHttp11,
+        ),
+        (
+            "absolute form",
+            b"GET http://shop.example/cart HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
+            RouteReason::NotOriginForm,
+        ),
+        (
+            "IPv6 literal host",
+            b"GET /cart HTTP/1.1\r\nHost: [::1]:80\r\n\r\n".to_vec(),
+            RouteReason::HostUnsupported,
+        ),
+        (
+            "empty host",
+            b"GET /cart HTTP/1.1\r\nHost: \r\n\r\n".to_vec(),
+            RouteReason::HostUnsupported,
+        ),
+        (
+            "host too long",
+            long_host.into_bytes(),
+            RouteReason::HostUnsupported,
+        ),
+        (
+            "path too long",
+            long_path.into_bytes(),
+            RouteReason::PathTooLong,
+        ),
+        (
+            "head too long",
+            long_head.into_bytes(),
+            RouteReason::HeadTooLong,
+        ),
+        (
+            "bare LF",
+            b"GET /cart HTTP/1.1\nHost: shop.example\n\n".to_vec(),
+            RouteReason::ParseError,
+        ),
+        (
+            "obsolete fold",
+            b"GET /cart HTTP/1.1\r\nHost: shop.example\r\n x\r\n\r\n".to_vec(),
+            RouteReason::ParseError,
+        ),
+        (
+            "three spaces",
+            b"GET /cart x HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
+            RouteReason::ParseError,
+        ),
+        (
+            "NUL byte",
+            b"GET /ca\0rt HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
+            RouteReason::ParseError,
+        ),
+        (
+            "garbage",
+            vec![
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+            ],
+            RouteReason::ParseError,
+        ),
+    ];
+    for (i, (name, payload, want)) in cases.iter().enumerate() {
+        let sport = 43000 + i as u16;
+        let d = first_segment(&t, sport, payload);
+        assert_eq!(
+            RouteReason::from_code(d.reason),
+            Some(*want),
+            "case {name:?}"
+        );
+        if *want == RouteReason::Hit {
+            expect_endpoint(&table, "/cart", sport, &d);
+        } else {
+            assert_eq!((d.service, d.endpoint.addr_be), (0, 0), "case {name:?}");
+        }
+    }
+}
+
+#[test]
+fn apply_routes_switches_banks_and_removes_stale_entries() {
+    needs_root!("apply_routes_switches_banks_and_removes_stale_entries");
+    let first = fixture();
+    let mut t = loaded(&first);
+    let (routes, services, slots) = t.route_map_sizes().unwrap();
+    assert_eq!((routes, services), (2, 2));
+    let size = |path: &str| match first.lookup("shop.example", path) {
+        Match::Route(r) => r.backend.maglev().size() as usize,
+        _ => panic!("{path} is routed"),
+    };
+    assert_eq!(
+        slots,
+        size("/cart") + size("/about"),
+        "one slot entry per Maglev slot"
+    );
+
+    // /about disappears, shop's endpoints change: the kernel follows, nothing stale stays.
+    let ingress = INGRESS.replace(
+        "      - {path: /about, pathType: Exact, backend: {service: {name: info, port: {number: 80}}}}\n",
+        "",
+    );
+    let second = table(&format!(
+        "{ingress}{}",
+        service("shop", &["198.18.3.1", "198.18.3.2"])
+    ));
+    let applied = t.apply_routes(&second).unwrap();
+    assert_eq!(
+        (applied.routes, applied.services, applied.removed_routes),
+        (1, 1, 1)
+    );
+    assert_eq!(t.route_map_sizes().unwrap(), (1, 1, 251));
+    let d = first_segment(
+        &t,
+        44000,
+        b"GET /cart HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+    );
+    assert_eq!(d.reason, RouteReason::Hit as u32);
+    assert_eq!(d.service, 0, "bank 0 after the second apply");
+    assert_eq!(d.endpoint.octets()[..3], [198, 18, 3]);
+    let Match::Route(route) = second.lookup("shop.example", "/cart") else {
+        panic!()
+    };
+    assert_eq!(
+        SocketAddr::V4(SocketAddrV4::new(
+            d.endpoint.octets().into(),
+            d.endpoint.port()
+        )),
+        route
+            .backend
+            .pick_by_hash(flow_hash_v4(CLIENT.octets(), 44000))
+            .unwrap()
+    );
+    let d = first_segment(
+        &t,
+        44001,
+        b"GET /about HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+    );
+    assert_eq!(d.reason, RouteReason::NoRoute as u32);
+
+    // An empty table empties the maps.
+    let applied = t.apply_routes(&RouteTable::default()).unwrap();
+    assert_eq!((applied.routes, applied.removed_routes), (0, 1));
+    assert_eq!(t.route_map_sizes().unwrap(), (0, 0, 0));
+}
