@@ -407,3 +407,53 @@ fn apply_routes_switches_banks_and_removes_stale_entries() {
     assert_eq!((applied.routes, applied.removed_routes), (0, 1));
     assert_eq!(t.route_map_sizes().unwrap(), (0, 0, 0));
 }
+
+/// Not a pass/fail test: median `BPF_PROG_RUN` duration of a first data segment (cookie check, store,
+/// replayed SYN and the routing decision) for a curl-sized and a browser-sized head, hit and miss
+/// (`cargo test -p rauta-dataplane --test route_packets -- --ignored --nocapture`).
+#[test]
+#[ignore = "measurement, run on demand"]
+fn median_cost_of_the_decision() {
+    needs_root!("median_cost_of_the_decision");
+    let table = fixture();
+    let t = loaded(&table);
+    let browser = format!(
+        "GET /cart HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br, zstd\r\nConnection: keep-alive\r\nCookie: {}\r\nUpgrade-Insecure-Requests: 1\r\nPriority: u=0, i\r\n\r\n",
+        "c".repeat(120)
+    );
+    let cases: [(&str, Vec<u8>); 3] = [
+        (
+            "curl hit",
+            b"GET /cart HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n"
+                .to_vec(),
+        ),
+        ("browser hit", browser.into_bytes()),
+        (
+            "curl no route",
+            b"GET /none HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n"
+                .to_vec(),
+        ),
+    ];
+    for (c, (name, payload)) in cases.iter().enumerate() {
+        let mut ns = Vec::new();
+        for i in 0..1000u16 {
+            let mut syn = Tcp4::syn(VIP, PORT);
+            syn.sport = 10000 + (c as u16) * 1000 + i;
+            let cookie = packet::parse(&t.run_once(&syn.build()).unwrap().output).seq;
+            let mut data = syn.clone();
+            data.flags = PSH | ACK;
+            data.seq = syn.seq.wrapping_add(1);
+            data.ack = cookie.wrapping_add(1);
+            data.tcp_options.clear();
+            data.payload = payload.clone();
+            ns.push(t.run_once(&data.build()).unwrap().duration.as_nanos());
+        }
+        ns.sort_unstable();
+        println!(
+            "{name:>14} ({} bytes): median {} ns, p90 {} ns",
+            payload.len(),
+            ns[ns.len() / 2],
+            ns[ns.len() * 9 / 10]
+        );
+    }
+}

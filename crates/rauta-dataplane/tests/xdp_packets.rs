@@ -378,7 +378,22 @@ fn the_object_has_every_map_and_program_common_names() {
         XDP_PASS_PROGRAM, XDP_PROGRAM,
     };
     let ebpf = aya::Ebpf::load(rauta_dataplane::object::BPF_OBJECT).unwrap();
-    for map in [VIP_MAP, COUNTERS_MAP, SCRATCH_MAP, FLOWS_MAP, PENDING_MAP] {
+    use rauta_common::route::{
+        DECISIONS_MAP, ROUTES_MAP, ROUTE_COUNTERS_MAP, SERVICES_MAP, SLOTS_MAP,
+    };
+    for map in [
+        VIP_MAP,
+        COUNTERS_MAP,
+        SCRATCH_MAP,
+        FLOWS_MAP,
+        PENDING_MAP,
+        rauta_common::maps::HELD_MAP,
+        ROUTES_MAP,
+        SERVICES_MAP,
+        SLOTS_MAP,
+        ROUTE_COUNTERS_MAP,
+        DECISIONS_MAP,
+    ] {
         assert!(ebpf.map(map).is_some(), "map {map}");
     }
     for program in [XDP_PROGRAM, XDP_PASS_PROGRAM, TC_EGRESS_PROGRAM] {
