@@ -317,16 +317,68 @@ fn check_serves(url: &str) -> Result<()> {
     Ok(())
 }
 
-fn measure(label: &str, url: &str, args: &BenchArgs, pin: &Pinning) -> Result<WrkResult> {
+/// One measured target: wrk's numbers and, when the proxy's pid is known, its CPU time per request.
+struct Measured {
+    wrk: WrkResult,
+    /// Process CPU time (user + system, the process and its children) per request in microseconds.
+    /// With the proxy alone on its core this is what bounds its throughput, and it depends much less on
+    /// other work on the machine than requests/s.
+    cpu_us_per_req: Option<f64>,
+}
+
+fn measure(
+    label: &str,
+    url: &str,
+    args: &BenchArgs,
+    pin: &Pinning,
+    pid: Option<u32>,
+) -> Result<Measured> {
     check_serves(url)?;
     // Warm-up: connections, pools and caches; its numbers are discarded.
     wrk::run(url, 1, args.connections, 1, pin.wrk.as_deref())?;
+    let before = pid.and_then(cpu_ticks);
     let r = wrk::run(url, 1, args.connections, args.duration, pin.wrk.as_deref())?;
+    let cpu_us_per_req = match (before, pid.and_then(cpu_ticks)) {
+        (Some(before), Some(after)) if r.requests > 0 => {
+            Some((after - before) as f64 * 1e6 / clock_ticks_per_second() / r.requests as f64)
+        }
+        _ => None,
+    };
+    let cpu = cpu_us_per_req.map_or(String::new(), |us| format!("   CPU {us:>5.1} us/req"));
     println!(
-        "  {label:<28} {:>10.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   errors {}",
+        "  {label:<28} {:>10.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   errors {}{cpu}",
         r.rps, r.p50_ms, r.p99_ms, r.errors
     );
-    Ok(r)
+    Ok(Measured {
+        wrk: r,
+        cpu_us_per_req,
+    })
+}
+
+/// User + system CPU ticks of `pid` and its direct children (nginx's worker is a child of its master).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    fn own(pid: &str) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name, which may contain spaces: state is field 3, utime 14,
+        // stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let mut total = own(&pid.to_string())?;
+    for child in children.split_whitespace() {
+        total += own(child).unwrap_or(0);
+    }
+    Some(total)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    output(Command::new("getconf").arg("CLK_TCK"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<String> {
@@ -354,6 +406,7 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
         &format!("http://{backend_addr}/"),
         args,
         &pin,
+        None,
     )?;
 
     let rauta_dir = out.join("rauta-http");
@@ -390,6 +443,7 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
             &format!("http://{http}/"),
             args,
             &pin,
+            Some(g.pid()),
         )?
     };
 
@@ -412,12 +466,12 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
         &pin,
     )?;
 
-    let ratio = via_rauta.rps / via_nginx.rps.max(1.0);
-    let ratio_minimal = via_rauta.rps / via_nginx_minimal.rps.max(1.0);
+    let ratio = via_rauta.wrk.rps / via_nginx.wrk.rps.max(1.0);
+    let ratio_minimal = via_rauta.wrk.rps / via_nginx_minimal.wrk.rps.max(1.0);
     println!(
         "  RAUTA/nginx: {ratio:.2}x throughput, p99 {:.3} ms vs {:.3} ms; \
          against nginx without X-Forwarded-*: {ratio_minimal:.2}x",
-        via_rauta.p99_ms, via_nginx.p99_ms
+        via_rauta.wrk.p99_ms, via_nginx.wrk.p99_ms
     );
     let mut md = String::new();
     let _ = writeln!(
@@ -425,7 +479,7 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
         "## Tier 3: HTTP/1.1 keep-alive on loopback\n\n\
          wrk -t1 -c{} -d{}s --latency (after a 1 s warm-up); backend: nginx `return 200 \"ok\\n\"`; {}; \
          1-minute load average before the runs: {load1}.\n\n\
-         | target | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|",
+         | target | req/s | p50 ms | p99 ms | errors | proxy CPU µs/request |\n|---|---:|---:|---:|---:|---:|",
         args.connections, args.duration, pin.note
     );
     for (label, r) in [
@@ -434,10 +488,14 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
         ("nginx (`worker_processes 1`)", &via_nginx),
         ("nginx, no `X-Forwarded-*`", &via_nginx_minimal),
     ] {
+        let cpu = r
+            .cpu_us_per_req
+            .map_or("-".to_owned(), |us| format!("{us:.1}"));
+        let w = &r.wrk;
         let _ = writeln!(
             md,
-            "| {label} | {:.0} | {:.3} | {:.3} | {} |",
-            r.rps, r.p50_ms, r.p99_ms, r.errors
+            "| {label} | {:.0} | {:.3} | {:.3} | {} | {cpu} |",
+            w.rps, w.p50_ms, w.p99_ms, w.errors
         );
     }
     let _ = writeln!(
@@ -457,11 +515,11 @@ fn measure_nginx(
     backend: SocketAddr,
     args: &BenchArgs,
     pin: &Pinning,
-) -> Result<WrkResult> {
+) -> Result<Measured> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let prefix = out.join(template.trim_end_matches(".conf"));
-    let _g = start_nginx(nginx, template, &prefix, addr, Some(backend), &pin.proxy)?;
-    measure(label, &format!("http://{addr}/"), args, pin)
+    let g = start_nginx(nginx, template, &prefix, addr, Some(backend), &pin.proxy)?;
+    measure(label, &format!("http://{addr}/"), args, pin, Some(g.pid()))
 }
 
 fn memory_bench(rauta: &Path, out: &Path) -> Result<String> {

@@ -17,6 +17,8 @@ pub struct WrkResult {
     pub p99_ms: f64,
     /// Socket errors plus non-2xx/3xx answers: a run with errors measured something else.
     pub errors: u64,
+    /// Requests completed in the run.
+    pub requests: u64,
 }
 
 /// Runs `wrk --latency` against `url`, pinned to `cpus` (a taskset list) when given.
@@ -60,6 +62,7 @@ pub fn parse(out: &str) -> Result<WrkResult> {
                 r.rps = v.parse()?;
                 have_rps = true;
             }
+            [n, "requests", "in", ..] => r.requests = n.parse()?,
             ["50%", v] => r.p50_ms = millis(v)?,
             ["99%", v] => r.p99_ms = millis(v)?,
             ["Non-2xx", "or", "3xx", "responses:", n] => r.errors += n.parse::<u64>()?,
@@ -112,5 +115,6 @@ mod tests {
         assert!((r.p50_ms - 0.812).abs() < 1e-9);
         assert!((r.p99_ms - 2.01).abs() < 1e-9);
         assert_eq!(r.errors, 7);
+        assert_eq!(r.requests, 500000);
     }
 }
