@@ -309,6 +309,16 @@ fn every_miss_has_its_reason() {
             RouteReason::ParseError,
         ),
         (
+            "space before the colon",
+            b"GET /cart HTTP/1.1\r\nHost : evil.example\r\nHost: shop.example\r\n\r\n".to_vec(),
+            RouteReason::ParseError,
+        ),
+        (
+            "header line without a colon",
+            b"GET /cart HTTP/1.1\r\nHost: shop.example\r\nnonsense\r\n\r\n".to_vec(),
+            RouteReason::ParseError,
+        ),
+        (
             "three spaces",
             b"GET /cart x HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
             RouteReason::ParseError,

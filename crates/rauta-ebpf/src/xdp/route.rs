@@ -30,6 +30,11 @@ const PATH_MASK: u32 = ROUTE_PATH_MAX as u32 - 1;
 const _: () = assert!(PENDING_BUF.is_power_of_two());
 const _: () = assert!(ROUTE_HOST_MAX.is_power_of_two() && ROUTE_PATH_MAX.is_power_of_two());
 
+/// Head scanner modes.
+const HEAD_REQUEST_LINE: u32 = 0;
+const HEAD_NAME: u32 = 1;
+const HEAD_VALUE: u32 = 2;
+
 /// Host value scanner modes.
 const MODE_LEADING: u32 = 0;
 const MODE_HOST: u32 = 1;
@@ -61,7 +66,9 @@ pub struct RouteScratch {
     head_end: u32,
     /// A [`RouteReason`] code + 1 when the scan failed, else 0.
     fail: u32,
-    /// Host scanner mode, then the host length.
+    /// Head scanner mode: request line, header name, header value.
+    head_mode: u32,
+    /// Host scanner mode.
     mode: u32,
     /// Host bytes written to the key.
     host_len: u32,
@@ -104,6 +111,29 @@ fn st(p: &mut u32, v: u32) {
 #[inline(always)]
 fn at(data: &[u8; PENDING_BUF], i: u32) -> u8 {
     data[(i & MASK) as usize]
+}
+
+/// A `tchar` of RFC 9110 (header field names are tokens).
+#[inline(always)]
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 #[inline(always)]
@@ -296,6 +326,7 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
     st(&mut s.host_end, 0);
     st(&mut s.head_end, 0);
     st(&mut s.fail, 0);
+    st(&mut s.head_mode, HEAD_REQUEST_LINE);
     let mut i = 0u32;
     while i < HEAD_SCAN_MAX {
         if i >= len {
@@ -314,13 +345,12 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
                 st(&mut s.head_end, i + 1);
                 break;
             } else {
-                let c0 = at(data, start);
-                if c0 == b' ' || c0 == b'\t' {
-                    // Obsolete line folding: Tier 3 decides.
+                if ld(&s.head_mode) != HEAD_VALUE {
+                    // A header line without `name:` (or an obsolete fold, which starts with a space).
                     st(&mut s.fail, RouteReason::ParseError as u32 + 1);
                     break;
                 }
-                if lower(c0) == b'h'
+                if lower(at(data, start)) == b'h'
                     && lower(at(data, start + 1)) == b'o'
                     && lower(at(data, start + 2)) == b's'
                     && lower(at(data, start + 3)) == b't'
@@ -332,6 +362,7 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
                     st(&mut s.host_end, i - 1);
                 }
             }
+            st(&mut s.head_mode, HEAD_NAME);
             st(&mut s.line_start, i + 1);
         } else if b == b'\r' {
             if i + 1 < len && at(data, i + 1) != b'\n' {
@@ -341,9 +372,22 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
         } else if (b < 0x20 && b != b'\t') || b == 0x7f {
             st(&mut s.fail, RouteReason::ParseError as u32 + 1);
             break;
-        } else if b == b' ' && ld(&s.request_lf) == 0 {
-            let n = ld(&s.spaces);
-            st(&mut s.spaces, n + 1);
+        } else {
+            let mode = ld(&s.head_mode);
+            if mode == HEAD_REQUEST_LINE {
+                if b == b' ' {
+                    let n = ld(&s.spaces);
+                    st(&mut s.spaces, n + 1);
+                }
+            } else if mode == HEAD_NAME {
+                if b == b':' && i != ld(&s.line_start) {
+                    st(&mut s.head_mode, HEAD_VALUE);
+                } else if !tchar(b) {
+                    // Empty name, whitespace before the colon, a fold: Tier 3 rejects or decides.
+                    st(&mut s.fail, RouteReason::ParseError as u32 + 1);
+                    break;
+                }
+            }
         }
         i += 1;
     }
