@@ -271,6 +271,20 @@ impl KernelTiers {
         }
     }
 
+    /// Number of recorded routing decisions (tests and diagnostics: walks the map).
+    pub fn decision_count(&self) -> Result<usize, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(DECISIONS_MAP)
+            .ok_or(DataplaneError::Missing {
+                kind: "map",
+                name: DECISIONS_MAP,
+            })?;
+        let decisions: HashMap<_, FlowKey, RouteDecision> =
+            HashMap::try_from(map).map_err(|source| DataplaneError::map(DECISIONS_MAP, source))?;
+        Ok(decisions.keys().count())
+    }
+
     /// Writes the kernel-eligible routes of `table` into the route maps (see `routes` for which ones)
     /// and removes every other entry.
     ///

@@ -325,6 +325,11 @@ fn segments_before_the_listener_socket_exists_are_held_back() {
         XdpAction::Drop
     );
     assert_eq!(t.table_sizes().unwrap(), TableSizes::default());
+    assert_eq!(
+        t.decision_count().unwrap(),
+        0,
+        "routing decisions go with the flow"
+    );
 }
 
 #[test]
@@ -463,6 +468,11 @@ fn a_closed_flow_is_deleted() {
         XdpAction::Pass
     );
     assert!(t.flow(&key(46000)).unwrap().is_some());
+    assert_eq!(
+        t.decision_count().unwrap(),
+        1,
+        "the first segment's routing decision"
+    );
     let last = listener_segment(
         &syn,
         cookie.wrapping_add(4),
@@ -472,6 +482,11 @@ fn a_closed_flow_is_deleted() {
     );
     assert_eq!(tc(&t, &last.build(), Reason::TcPass).action, TC_ACT_OK);
     assert_eq!(t.table_sizes().unwrap(), TableSizes::default());
+    assert_eq!(
+        t.decision_count().unwrap(),
+        0,
+        "routing decisions go with the flow"
+    );
 
     // A RST from the client ends a spliced flow at once.
     let (syn, cookie) = handshake(&t, 46001, 1460);
@@ -491,6 +506,11 @@ fn a_closed_flow_is_deleted() {
         XdpAction::Pass
     );
     assert_eq!(t.table_sizes().unwrap(), TableSizes::default());
+    assert_eq!(
+        t.decision_count().unwrap(),
+        0,
+        "routing decisions go with the flow"
+    );
 }
 
 #[test]
@@ -505,6 +525,11 @@ fn oversize_first_segment_is_dropped() {
         XdpAction::Drop
     );
     assert_eq!(t.table_sizes().unwrap(), TableSizes::default());
+    assert_eq!(
+        t.decision_count().unwrap(),
+        0,
+        "routing decisions go with the flow"
+    );
 }
 
 #[test]

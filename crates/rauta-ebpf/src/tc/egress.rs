@@ -101,11 +101,13 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
     let offset = flow.offset;
     if flags & TCP_RST != 0 {
         let _ = RAUTA_FLOWS.remove(key);
+        let _ = crate::maps::RAUTA_DECISIONS.remove(key);
     } else if flags & TCP_FIN != 0 {
         flow.fins |= FIN_LISTENER;
     } else if flow.fins == FIN_CLIENT | FIN_LISTENER && payload == 0 {
         // The listener's last ACK of the close (no payload).
         let _ = RAUTA_FLOWS.remove(key);
+        let _ = crate::maps::RAUTA_DECISIONS.remove(key);
     }
     if offset == 0 {
         return TcVerdict::ok(Reason::TcPass);

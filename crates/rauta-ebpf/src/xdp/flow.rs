@@ -108,12 +108,14 @@ pub fn segment(
     let offset = flow.offset;
     if flags & TCP_RST != 0 {
         let _ = RAUTA_FLOWS.remove(key);
+        let _ = crate::maps::RAUTA_DECISIONS.remove(key);
     } else if flags & TCP_FIN != 0 {
         flow.fins |= FIN_CLIENT;
     } else if flow.fins == FIN_CLIENT | FIN_LISTENER && payload_len == 0 {
         // The last ACK of the close: nothing of this flow needs translating after it (a retransmitted FIN
         // finds no entry; with offset 0 that changes nothing, otherwise the LRU would have to anyway).
         let _ = RAUTA_FLOWS.remove(key);
+        let _ = crate::maps::RAUTA_DECISIONS.remove(key);
     }
     if !translate {
         return Verdict::pass(Reason::FlowPass);
