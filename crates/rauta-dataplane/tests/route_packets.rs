@@ -10,8 +10,11 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use rauta_common::{flow::flow_hash_v4, maps::FlowKey, route::RouteDecision};
 use rauta_dataplane::{KernelTiers, Reason, RouteReason, XdpAction};
-use rauta_routes::{compile, model::Inputs, CompileOptions, Match, RouteTable};
-use support::packet::{self, Tcp4, ACK};
+use rauta_routes::{Match, RouteTable};
+use support::{
+    packet::{self, Tcp4, ACK},
+    routes::{service, table},
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -24,50 +27,6 @@ macro_rules! needs_root {
             return;
         }
     };
-}
-
-fn table(yaml: &str) -> RouteTable {
-    let mut inputs = Inputs::default();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
-        match value.get("kind").and_then(|k| k.as_str()).unwrap() {
-            "Ingress" => inputs
-                .ingresses
-                .push(serde_yaml::from_value(value).unwrap()),
-            "Service" => inputs.services.push(serde_yaml::from_value(value).unwrap()),
-            "EndpointSlice" => inputs
-                .endpoint_slices
-                .push(serde_yaml::from_value(value).unwrap()),
-            other => panic!("unknown kind {other}"),
-        }
-    }
-    compile(&inputs, &CompileOptions::default()).table
-}
-
-fn service(name: &str, addresses: &[&str]) -> String {
-    let endpoints: Vec<String> = addresses
-        .iter()
-        .map(|a| format!("{{addresses: [\"{a}\"]}}"))
-        .collect();
-    format!(
-        r#"
----
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-kind: EndpointSlice
-metadata:
-  name: {name}-1
-  namespace: default
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports: [{{name: http, port: 8080}}]
-endpoints: [{}]
-"#,
-        endpoints.join(", ")
-    )
 }
 
 const INGRESS: &str = r#"

@@ -339,6 +339,77 @@ fn curl_gets_its_response_from_an_unprimed_listener() {
     );
 }
 
+/// With routes applied, real curl requests are decided in the kernel (a hit for the routed Exact path
+/// with a Host header naming the route's host, a miss for another path) and still served by Tier 3.
+#[test]
+fn real_requests_are_routed_in_the_kernel_and_still_served_by_tier_3() {
+    if !can_run("real_requests_are_routed_in_the_kernel_and_still_served_by_tier_3") {
+        return;
+    }
+    let server = Arc::new(Mutex::new(None));
+    let slot = server.clone();
+    let mut lab = Lab::start("route", move || {
+        let (s, port) = TestServer::bind();
+        *slot.lock().unwrap() = Some(s);
+        port
+    });
+    let table = support::routes::table(&format!(
+        r#"
+---
+kind: Ingress
+metadata: {{name: web, namespace: default}}
+spec:
+  ingressClassName: rauta
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {{path: /size/100, pathType: Exact, backend: {{service: {{name: shop, port: {{number: 80}}}}}}}}
+{}"#,
+        support::routes::service("shop", &["198.18.9.1", "198.18.9.2"])
+    ));
+    let applied = lab.tiers.as_mut().unwrap().apply_routes(&table).unwrap();
+    assert_eq!(applied.routes, 1, "{:?}", applied.skipped);
+    let curl = |path: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lab.pair.client_ns, "curl", "-sS"])
+            .args([
+                "--max-time",
+                "10",
+                "-H",
+                "Host: Shop.Example",
+                "-o",
+                "/dev/null",
+            ])
+            .args(["-w", "%{http_code} %{time_total}"])
+            .arg(format!("http://{}{path}", lab.vip))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = lab.tiers().route_counters().unwrap();
+    let hit = curl("/size/100");
+    let miss = curl("/size/7");
+    assert!(
+        hit.starts_with("200 ") && miss.starts_with("200 "),
+        "{hit} / {miss}"
+    );
+    let routed = lab.tiers().route_counters().unwrap().since(&before);
+    assert_eq!(
+        routed.non_zero(),
+        vec![("tier1_route_hit", 1), ("route_no_route", 1)],
+        "{:?}",
+        lab.counters().non_zero()
+    );
+    assert_eq!(handoffs(&lab.counters()), 2, "both still handed to Tier 3");
+    assert_eq!(server.lock().unwrap().as_ref().unwrap().peers().len(), 2);
+}
+
 #[test]
 fn one_megabyte_download_is_intact_and_the_peer_is_real() {
     if !can_run("one_megabyte_download_is_intact_and_the_peer_is_real") {

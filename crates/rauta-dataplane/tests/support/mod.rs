@@ -5,6 +5,7 @@
 
 pub mod netns;
 pub mod packet;
+pub mod routes;
 
 /// True if the test can run (effective uid 0). Without root: panics when `CI=true` (a skipped BPF test
 /// must not pass in CI), else prints a skip line and returns false.
