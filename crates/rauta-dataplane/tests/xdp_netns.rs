@@ -65,6 +65,11 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
 }
 
 /// `TcpRetransSegs` of a namespace.
+/// Upper bound for "served without waiting for a retransmission": Linux's minimum RTO is 200 ms, so anything
+/// under 150 ms was not a retransmission, while leaving room for a loaded 2-core CI machine (a 50 ms bound
+/// flaked under load). The TcpRetransSegs counters are the exact check; this is the user-visible one.
+const FASTER_THAN_AN_RTO_S: f64 = 0.15;
+
 fn retransmissions(ns: &str) -> u64 {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
@@ -309,7 +314,7 @@ fn curl_gets_its_response_from_an_unprimed_listener() {
     assert_eq!(code, "200", "{summary:?}");
     assert_eq!(body, self::body(100));
     assert!(
-        secs < 0.05,
+        secs < FASTER_THAN_AN_RTO_S,
         "took {secs} s: a retransmission timeout? {summary:?}"
     );
     let peers = server.lock().unwrap().as_ref().unwrap().peers();
@@ -639,7 +644,7 @@ fn multi_segment(tag: &str, mode: Option<AttachMode>, syncookies: u8) {
     assert_eq!(c.get(Reason::TcHeldInjected), injected, "{summary:?}");
     assert_eq!(c.get(Reason::HandoffPendingDrop), 0, "{summary:?}");
     assert_eq!(retransmissions(&lab.pair.client_ns), retrans, "{summary:?}");
-    assert!(secs < 0.05, "took {secs} s: {summary:?}");
+    assert!(secs < FASTER_THAN_AN_RTO_S, "took {secs} s: {summary:?}");
     thread::sleep(Duration::from_millis(100));
     assert_eq!(
         lab.tiers().table_sizes().unwrap(),
@@ -709,7 +714,7 @@ fn nothing_listening_resets_the_client_at_once() {
         c.non_zero()
     );
     assert!(
-        secs < 0.05,
+        secs < FASTER_THAN_AN_RTO_S,
         "the RST arrives at once, not after a timeout ({secs} s)"
     );
     assert_eq!(c.get(Reason::TcHandoffRst), 1, "{:?}", c.non_zero());
@@ -740,7 +745,7 @@ fn generic_mode_xdp_sees_the_handoff_ack_again_and_lets_it_pass() {
     let c = lab.counters();
     assert_eq!(code, "200", "{:?}", c.non_zero());
     assert!(body == self::body(200_000));
-    assert!(secs < 0.05, "took {secs} s: {:?}", c.non_zero());
+    assert!(secs < FASTER_THAN_AN_RTO_S, "took {secs} s: {:?}", c.non_zero());
     assert_eq!(handoffs(&c), 1, "{:?}", c.non_zero());
     assert_eq!(
         c.get(Reason::HandoffSynReplayed),
