@@ -745,7 +745,11 @@ fn generic_mode_xdp_sees_the_handoff_ack_again_and_lets_it_pass() {
     let c = lab.counters();
     assert_eq!(code, "200", "{:?}", c.non_zero());
     assert!(body == self::body(200_000));
-    assert!(secs < FASTER_THAN_AN_RTO_S, "took {secs} s: {:?}", c.non_zero());
+    assert!(
+        secs < FASTER_THAN_AN_RTO_S,
+        "took {secs} s: {:?}",
+        c.non_zero()
+    );
     assert_eq!(handoffs(&c), 1, "{:?}", c.non_zero());
     assert_eq!(
         c.get(Reason::HandoffSynReplayed),
