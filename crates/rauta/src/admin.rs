@@ -27,6 +27,8 @@ pub struct AdminState {
     pub registry: Registry,
     /// The serving table.
     pub table: Arc<ArcSwap<RouteTable>>,
+    /// The kernel tiers, if loaded (for `/routes`' `inKernel`).
+    pub kernel: Option<Arc<crate::kernel::KernelState>>,
     /// True once the first table is loaded and the proxy listener is bound; false again while shutting down.
     pub ready: Arc<AtomicBool>,
 }
@@ -92,7 +94,7 @@ fn respond_to(state: &AdminState, method: &Method, path: &str) -> Response<Full<
         }
         _ => {
             let table = state.table.load();
-            let json = crate::routes_view::to_json(&table);
+            let json = crate::routes_view::to_json_with_kernel(&table, state.kernel.as_deref());
             match serde_json::to_string_pretty(&json) {
                 Ok(mut body) => {
                     body.push('\n');
@@ -134,6 +136,7 @@ mod tests {
         AdminState {
             registry: Registry::default(),
             table: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
+            kernel: None,
             ready: Arc::new(AtomicBool::new(ready)),
         }
     }

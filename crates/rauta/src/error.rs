@@ -20,12 +20,12 @@ pub enum FatalError {
     /// Manifests could not be read at startup, so there is no configuration to serve.
     #[error("{}", join_read_errors(.0))]
     ManifestsUnreadable(Vec<ReadError>),
-    /// `--kernel-tiers required` but this build has no kernel tiers.
+    /// `--kernel-tiers required` but the kernel tiers cannot run here.
     #[error(
-        "--kernel-tiers required: the kernel tiers (XDP/TC) are not built into this version of rauta yet; \
-         use --kernel-tiers auto (serve with Tier 3 only) or off"
+        "--kernel-tiers required: the kernel tiers (XDP/TC) cannot run: {0} \
+         (use --kernel-tiers auto to serve with Tier 3 alone)"
     )]
-    KernelTiersRequired,
+    KernelTiersRequired(#[source] crate::kernel::Off),
     /// The tokio runtime could not be built (thread creation failed).
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] io::Error),

@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod config_metrics;
 mod error;
+mod kernel;
 mod load;
 mod logging;
 mod reload;

@@ -28,6 +28,8 @@ pub struct Reloader {
     pub options: CompileOptions,
     /// The serving table.
     pub table: Arc<ArcSwap<RouteTable>>,
+    /// The kernel tiers, if loaded: their route maps follow every table swap.
+    pub kernel: Option<Arc<crate::kernel::KernelState>>,
     /// Reload counters.
     pub metrics: ConfigMetrics,
     /// Quiet time after the last change before reloading.
@@ -99,7 +101,11 @@ impl Reloader {
             return false;
         }
         let routes = loaded.compiled.table.routes().len();
-        self.table.store(Arc::new(loaded.compiled.table));
+        let table = Arc::new(loaded.compiled.table);
+        self.table.store(table.clone());
+        if let Some(kernel) = &self.kernel {
+            kernel.apply_routes(&table);
+        }
         self.metrics.record_reload(ReloadResult::Ok);
         self.metrics.record_clean_load();
         self.metrics.set_routes(routes);

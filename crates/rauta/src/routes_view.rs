@@ -3,6 +3,8 @@
 use rauta_routes::{Backend, DefaultScope, RouteTable, Tier};
 use serde_json::Value;
 
+use crate::kernel::KernelState;
+
 /// The tier as shown to people: number and name.
 pub fn tier_label(tier: Tier) -> &'static str {
     match tier {
@@ -15,6 +17,22 @@ pub fn tier_label(tier: Tier) -> &'static str {
 /// The `/routes` document: [`RouteTable::to_json`], which names the tier each route is eligible for.
 pub fn to_json(table: &RouteTable) -> Value {
     table.to_json()
+}
+
+/// The `/routes` document of a running proxy: [`to_json`] plus, per route, `inKernel`: whether the
+/// kernel tiers' route maps hold it (always false when they are off).
+pub fn to_json_with_kernel(table: &RouteTable, kernel: Option<&KernelState>) -> Value {
+    let mut document = to_json(table);
+    if let Some(Value::Array(routes)) = document.get_mut("routes") {
+        // `RouteTable::to_json` lists routes in `table.routes()` order.
+        for (json, route) in routes.iter_mut().zip(table.routes()) {
+            let live = kernel.is_some_and(|k| k.is_live(route.host.as_deref(), &route.path));
+            if let Value::Object(map) = json {
+                map.insert("inKernel".into(), Value::Bool(live));
+            }
+        }
+    }
+    document
 }
 
 /// A readable table of every route and default backend, one per line, columns aligned.

@@ -17,9 +17,10 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, AdminState};
-use crate::cli::{KernelTiers, RunArgs};
+use crate::cli::RunArgs;
 use crate::config_metrics::ConfigMetrics;
 use crate::error::FatalError;
+use crate::kernel;
 use crate::load::load;
 use crate::reload::Reloader;
 use crate::workers;
@@ -28,16 +29,12 @@ use crate::workers;
 /// passed).
 pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     let mut termination = Termination::install();
-    match args.kernel_tiers {
-        KernelTiers::Required => return Err(FatalError::KernelTiersRequired),
-        KernelTiers::Auto => {
-            tracing::info!("kernel tiers unavailable: not built yet; serving with Tier 3 only")
-        }
-        KernelTiers::Off => {}
-    }
-    if !args.interfaces.is_empty() {
-        tracing::debug!(interfaces = ?args.interfaces, "--interface is used by the kernel tiers only");
-    }
+    // First, so that `--kernel-tiers required` fails before anything else starts. Owned by this function
+    // (and shared with the admin server and the reloader) until it returns: dropping the last reference
+    // detaches the programs.
+    let kernel = kernel::start(args.kernel_tiers, &args.interfaces, args.http_listen)
+        .map_err(FatalError::KernelTiersRequired)?
+        .map(Arc::new);
 
     let options = CompileOptions {
         ingress_class: args.config.ingress_class.clone(),
@@ -73,6 +70,9 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         "configuration loaded"
     );
     let table = Arc::new(ArcSwap::from_pointee(loaded.compiled.table));
+    if let Some(kernel) = &kernel {
+        kernel.apply_routes(&table.load());
+    }
 
     let mut registry = Registry::default();
     let config_metrics = ConfigMetrics::register(&mut registry);
@@ -81,6 +81,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         config_metrics.record_clean_load();
     }
     let proxy_metrics = ProxyMetrics::register(&mut registry);
+    kernel::register_metrics(&mut registry, kernel.clone());
 
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -115,6 +116,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     let admin_state = Arc::new(AdminState {
         registry,
         table: table.clone(),
+        kernel: kernel.clone(),
         ready: ready.clone(),
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
@@ -123,6 +125,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         paths,
         options,
         table: table.clone(),
+        kernel: kernel.clone(),
         metrics: config_metrics,
         debounce: args.reload_debounce,
         watcher,
@@ -180,6 +183,11 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         signal = termination.next() => tracing::warn!(signal, "second signal: exiting without waiting"),
     }
     admin_task.abort();
+    // Wait for both tasks to be gone so that their references to the kernel tiers are dropped: the
+    // last one, `kernel` here, then detaches the programs before the process exits.
+    let _ = admin_task.await;
+    let _ = reload_task.await;
+    drop(kernel);
     Ok(())
 }
 

@@ -205,51 +205,88 @@ fn usage_errors_exit_2_with_a_clear_message() {
 fn kernel_tiers_required_exits_1_and_auto_says_why_it_serves_tier_3() {
     let dir = ManifestDir::new();
     dir.write("a.yaml", &ingress_class());
-    let (status, _, stderr) = run_to_end(&[
-        "run",
-        "--manifests",
-        dir.path().to_str().unwrap(),
-        "--kernel-tiers",
-        "required",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("--kernel-tiers required") && stderr.contains("not built"),
-        "{stderr}"
-    );
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "expected one clear line:\n{stderr}"
-    );
+    // The VIP must be one IPv4 address; this is refused before anything touches the kernel, so it needs
+    // no privileges.
+    for (listen, interface, needle) in [
+        (
+            "0.0.0.0:8080",
+            Some("lo"),
+            "is not one specific IPv4 address",
+        ),
+        ("[::1]:8080", Some("lo"), "is not one specific IPv4 address"),
+        ("127.0.0.1:0", None, "no --interface given"),
+    ] {
+        let mut args = vec![
+            "run",
+            "--manifests",
+            dir.path().to_str().unwrap(),
+            "--kernel-tiers",
+            "required",
+            "--http-listen",
+            listen,
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        if let Some(interface) = interface {
+            args.extend(["--interface", interface]);
+        }
+        let (status, _, stderr) = run_to_end(&args);
+        assert_eq!(status.code(), Some(1), "{listen}: {stderr}");
+        assert!(
+            stderr.contains("--kernel-tiers required") && stderr.contains(needle),
+            "{listen}: {stderr}"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "expected one clear line:\n{stderr}"
+        );
+    }
 
-    let rauta = Rauta::start(dir.path(), &["--kernel-tiers", "auto"]);
-    let line = rauta.wait_for_log("kernel tiers unavailable");
-    assert!(
-        line.contains("not built yet; serving with Tier 3 only"),
-        "{line}"
-    );
-    assert_eq!(
-        rauta
+    let one_kernel_line = |rauta: &Rauta, expected: &str| {
+        let line = rauta.wait_for_log("kernel tiers");
+        assert!(line.contains(expected), "{line}");
+        rauta.wait_for_log("serving");
+        let lines: Vec<String> = rauta
             .logs()
-            .iter()
+            .into_iter()
             .filter(|l| l.contains("kernel tiers"))
-            .count(),
-        1
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+    };
+    let rauta = Rauta::start(dir.path(), &["--kernel-tiers", "auto"]);
+    one_kernel_line(
+        &rauta,
+        "kernel tiers off: no --interface given; serving with Tier 3 only",
+    );
+    drop(rauta);
+
+    // auto falls back with the reason: a port-0 listener is not a VIP.
+    let rauta = Rauta::start(dir.path(), &["--kernel-tiers", "auto", "--interface", "lo"]);
+    one_kernel_line(
+        &rauta,
+        "kernel tiers off: --http-listen 127.0.0.1:0 is not one specific IPv4 address",
     );
     drop(rauta);
 
     let rauta = Rauta::start(dir.path(), &["--kernel-tiers", "off"]);
-    rauta.wait_for_log("serving");
+    one_kernel_line(&rauta, "kernel tiers off: --kernel-tiers off");
+    let metrics = rauta_metrics(&rauta);
     assert!(
-        !rauta.logs().iter().any(|l| l.contains("kernel tiers")),
-        "{:?}",
-        rauta.logs()
+        metrics.contains("rauta_kernel_tiers_enabled 0"),
+        "{metrics}"
     );
+}
+
+fn rauta_metrics(rauta: &Rauta) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(get(rauta.admin, "localhost", "/metrics"))
+        .unwrap()
+        .text()
 }
 
 #[test]

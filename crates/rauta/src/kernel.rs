@@ -1,0 +1,318 @@
+//! The kernel tiers in the binary: decide at startup whether they run, load and attach them, keep their
+//! route maps in step with the serving table, and report their state (log, `/metrics`, `/routes`).
+//!
+//! Invariants:
+//! - exactly one log line at startup says whether the kernel tiers are on, and if not, why;
+//! - under `--kernel-tiers auto` every failure falls back to Tier 3 alone; under `required` it is fatal;
+//! - a failed route-map update never stops Tier 3: it is logged and counted, and the next reload retries;
+//! - dropping [`KernelState`] detaches the programs (`KernelTiers`' own `Drop`), so the process must drop
+//!   it on every exit path — `run` owns it for its whole life.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use rauta_dataplane::{route_maps_from_table, KernelTiers, RouteReason};
+use rauta_routes::RouteTable;
+
+use crate::cli::KernelTiers as Mode;
+
+/// Where `net.ipv4.tcp_syncookies` lives for the current network namespace.
+const SYNCOOKIES_SYSCTL: &str = "/proc/sys/net/ipv4/tcp_syncookies";
+
+/// Why the kernel tiers are not running (the text of the one startup log line, or of the fatal error).
+#[derive(Debug, thiserror::Error)]
+pub enum Off {
+    /// `--kernel-tiers off`.
+    #[error("--kernel-tiers off")]
+    Disabled,
+    /// No `--interface` to attach to.
+    #[error("no --interface given")]
+    NoInterface,
+    /// The VIP must be one IPv4 address: the XDP program matches a single address and port.
+    #[error(
+        "--http-listen {0} is not one specific IPv4 address and port (the kernel tiers serve one IPv4 VIP, e.g. --http-listen 192.0.2.10:80)"
+    )]
+    NotSpecificIpv4(SocketAddr),
+    /// Privileges, BTF or kernel version.
+    #[error("{0}")]
+    Unavailable(#[from] rauta_dataplane::Unavailable),
+    /// The sysctl could not be read or set.
+    #[error("cannot set net.ipv4.tcp_syncookies=2 ({SYNCOOKIES_SYSCTL}): {0}")]
+    Syncookies(std::io::Error),
+    /// Loading or attaching failed.
+    #[error("{0}")]
+    Load(#[from] rauta_dataplane::DataplaneError),
+}
+
+/// The loaded kernel tiers and what the binary knows about them.
+pub struct KernelState {
+    tiers: Mutex<KernelTiers>,
+    /// (host, path) of the routes the last successful `apply_routes` wrote, for `/routes`.
+    live: Mutex<HashSet<(Option<String>, String)>>,
+    /// Route-map updates that failed.
+    apply_errors: Counter,
+}
+
+impl std::fmt::Debug for KernelState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelState").finish_non_exhaustive()
+    }
+}
+
+/// Decides whether the kernel tiers run and loads them. Logs exactly one line about their state; returns
+/// `Err` only under `--kernel-tiers required` (the reason, for a fatal error).
+pub fn start(
+    mode: Mode,
+    interfaces: &[String],
+    http_listen: SocketAddr,
+) -> Result<Option<KernelState>, Off> {
+    match try_start(mode, interfaces, http_listen) {
+        Ok(state) => Ok(Some(state)),
+        Err(Off::Disabled) => {
+            tracing::info!("kernel tiers off: --kernel-tiers off; serving with Tier 3 only");
+            Ok(None)
+        }
+        Err(why) if mode == Mode::Required => Err(why),
+        Err(why) => {
+            tracing::info!("kernel tiers off: {why}; serving with Tier 3 only");
+            Ok(None)
+        }
+    }
+}
+
+fn try_start(
+    mode: Mode,
+    interfaces: &[String],
+    http_listen: SocketAddr,
+) -> Result<KernelState, Off> {
+    if mode == Mode::Off {
+        return Err(Off::Disabled);
+    }
+    if interfaces.is_empty() {
+        return Err(Off::NoInterface);
+    }
+    let vip = match http_listen {
+        SocketAddr::V4(v4) if !v4.ip().is_unspecified() && v4.port() != 0 => v4,
+        other => return Err(Off::NotSpecificIpv4(other)),
+    };
+    rauta_dataplane::kernel_tiers_available()?;
+    ensure_syncookies_2()?;
+    let tiers = KernelTiers::load(vip, interfaces)?;
+    log_on(&tiers, vip);
+    Ok(KernelState {
+        tiers: Mutex::new(tiers),
+        live: Mutex::new(HashSet::new()),
+        apply_errors: Counter::default(),
+    })
+}
+
+/// The one "on" line: mode per interface and the VIP.
+fn log_on(tiers: &KernelTiers, vip: SocketAddrV4) {
+    let attached = tiers
+        .attachments()
+        .map(|(interface, mode)| {
+            let mode = match mode {
+                rauta_dataplane::AttachMode::Driver => "driver mode",
+                rauta_dataplane::AttachMode::Skb => "generic mode",
+            };
+            format!("XDP ({mode}) on {interface}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    tracing::info!("kernel tiers on: {attached}, VIP {vip}; TC egress attached");
+}
+
+/// With `tcp_syncookies=2` the listener answers a replayed SYN with the same cookie Tier 1 sent, so a
+/// handed-off connection needs no sequence translation (docs/kernel-tiers.md, "Sequence numbers").
+/// Setting it affects only this network namespace; it is logged because it changes the host's TCP.
+fn ensure_syncookies_2() -> Result<(), Off> {
+    let current = std::fs::read_to_string(SYNCOOKIES_SYSCTL).map_err(Off::Syncookies)?;
+    if current.trim() == "2" {
+        return Ok(());
+    }
+    std::fs::write(SYNCOOKIES_SYSCTL, "2\n").map_err(Off::Syncookies)?;
+    tracing::info!(
+        previous = current.trim(),
+        "set net.ipv4.tcp_syncookies=2 in this network namespace, so that the listener's SYN cookies match XDP's"
+    );
+    Ok(())
+}
+
+impl KernelState {
+    /// Writes `table`'s Tier 1 routes into the kernel. An error is logged and counted; Tier 3 keeps
+    /// serving the whole table either way.
+    pub fn apply_routes(&self, table: &RouteTable) {
+        let mut tiers = match self.tiers.lock() {
+            Ok(tiers) => tiers,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match tiers.apply_routes(table) {
+            Ok(applied) => {
+                tracing::debug!(
+                    routes = applied.routes,
+                    services = applied.services,
+                    slots = applied.slots,
+                    removed_routes = applied.removed_routes,
+                    skipped = applied.skipped.len(),
+                    "kernel route maps updated"
+                );
+                // The same pure function apply_routes wrote from: its routes are the live ones.
+                let image = route_maps_from_table(table);
+                let skipped: HashSet<(Option<String>, String)> = image
+                    .skipped
+                    .iter()
+                    .map(|s| (s.host.clone(), s.path.clone()))
+                    .collect();
+                let live = table
+                    .routes()
+                    .iter()
+                    .map(|r| (r.host.clone(), r.path.clone()))
+                    .filter(|key| !skipped.contains(key))
+                    .collect();
+                *self.live_lock() = live;
+            }
+            Err(error) => {
+                self.apply_errors.inc();
+                // The maps may hold a mix of old and new routes: claim none live until a retry succeeds.
+                self.live_lock().clear();
+                tracing::warn!(%error, "cannot update the kernel route maps; Tier 3 serves every route");
+            }
+        }
+    }
+
+    /// Whether the route for (host, path) is in the kernel's route maps.
+    pub fn is_live(&self, host: Option<&str>, path: &str) -> bool {
+        self.live_lock()
+            .contains(&(host.map(str::to_owned), path.to_owned()))
+    }
+
+    fn live_lock(&self) -> std::sync::MutexGuard<'_, HashSet<(Option<String>, String)>> {
+        match self.live.lock() {
+            Ok(live) => live,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// Registers the kernel metrics. `state` is `None` when the kernel tiers are off: the gauge says 0 and
+/// no counters are exported.
+pub fn register_metrics(registry: &mut Registry, state: Option<Arc<KernelState>>) {
+    registry.register_collector(Box::new(KernelCollector { state }));
+}
+
+/// Reads the kernel's counters at scrape time (they live in per-CPU BPF maps, not in this process).
+#[derive(Debug)]
+struct KernelCollector {
+    state: Option<Arc<KernelState>>,
+}
+
+impl Collector for KernelCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let enabled = ConstGauge::new(i64::from(self.state.is_some()));
+        enabled.encode(encoder.encode_descriptor(
+            "rauta_kernel_tiers_enabled",
+            "1 if the kernel tiers (XDP/TC) are loaded and attached, else 0",
+            None,
+            enabled.metric_type(),
+        )?)?;
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let errors = ConstCounter::new(state.apply_errors.get());
+        errors.encode(encoder.encode_descriptor(
+            "rauta_kernel_route_update_errors",
+            "Kernel route-map updates that failed (Tier 3 keeps serving every route)",
+            None,
+            errors.metric_type(),
+        )?)?;
+        let (packets, routes) = {
+            let tiers = match state.tiers.lock() {
+                Ok(tiers) => tiers,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            (tiers.counters(), tiers.route_counters())
+        };
+        match packets {
+            Ok(counters) => {
+                let mut family = encoder.encode_descriptor(
+                    "rauta_kernel_packets",
+                    "Packets seen by the kernel tiers' XDP and TC programs, by what they did",
+                    None,
+                    prometheus_client::metrics::MetricType::Counter,
+                )?;
+                // Labels: Reason::ALL's stable names, a bounded set.
+                for (reason, value) in counters.iter() {
+                    let labels = [("reason", reason.name())];
+                    ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the kernel packet counters"),
+        }
+        match routes {
+            Ok(counters) => {
+                let mut family = encoder.encode_descriptor(
+                    "rauta_kernel_route_decisions",
+                    "First requests the kernel tiers routed, by outcome (tier1_route_hit: a Tier 1 route matched)",
+                    None,
+                    prometheus_client::metrics::MetricType::Counter,
+                )?;
+                for reason in RouteReason::ALL {
+                    let labels = [("reason", reason.name())];
+                    ConstCounter::new(counters.get(reason))
+                        .encode(family.encode_family(&labels)?)?;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the kernel route counters"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_and_missing_interface_are_reasons_not_errors_under_auto() {
+        assert!(matches!(
+            start(Mode::Off, &[], "192.0.2.1:80".parse().unwrap()),
+            Ok(None)
+        ));
+        assert!(matches!(
+            start(Mode::Auto, &[], "192.0.2.1:80".parse().unwrap()),
+            Ok(None)
+        ));
+        assert!(matches!(
+            start(Mode::Required, &[], "192.0.2.1:80".parse().unwrap()),
+            Err(Off::NoInterface)
+        ));
+    }
+
+    #[test]
+    fn the_vip_must_be_one_ipv4_address() {
+        let lo = vec!["lo".to_string()];
+        for addr in ["0.0.0.0:80", "[::1]:80", "[::]:80"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert!(matches!(
+                try_start(Mode::Required, &lo, addr),
+                Err(Off::NotSpecificIpv4(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn metrics_say_disabled_without_state() {
+        let mut registry = Registry::default();
+        register_metrics(&mut registry, None);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("rauta_kernel_tiers_enabled 0"), "{text}");
+        assert!(!text.contains("rauta_kernel_packets"), "{text}");
+    }
+}

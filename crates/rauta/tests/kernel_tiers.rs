@@ -1,0 +1,394 @@
+//! The real `rauta` binary with `--kernel-tiers required` on one end of a veth pair: a client in another
+//! network namespace gets its answer from the backend through XDP's SYN cookie, the hand-off to Tier 3,
+//! and Tier 3's proxying; `/metrics` shows what the kernel counted; SIGTERM detaches XDP.
+//!
+//! Needs root, `ip`, `ethtool` and `curl`. Without them it prints "skipped" and passes, unless CI=true,
+//! where it fails. Topology (198.18.0.0/15, namespaces named with the process id, deleted on drop):
+//! client ns `198.18.0.1/30` ── veth ── `198.18.0.2/30` server ns (rauta on :8080, echo backend on :0).
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SERVER_IP: &str = "198.18.0.2";
+const CLIENT_IP: &str = "198.18.0.1";
+const HOST: &str = "kernel.test";
+
+/// Runs a command, returning its stdout, or a message with its stderr.
+fn run(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// True if the test can run; panics under CI=true when it cannot.
+fn can_run(test: &str) -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["ip", "ethtool", "curl"]
+        .iter()
+        .all(|t| Command::new(t).arg("-V").output().is_ok());
+    match (root, tools) {
+        (true, true) => true,
+        _ if ci => panic!(
+            "{test}: CI=true but this test cannot run: needs root (got root={root}) and ip, ethtool, curl (found={tools})"
+        ),
+        _ => {
+            println!("{test}: skipped: needs root and ip, ethtool, curl");
+            false
+        }
+    }
+}
+
+/// Two namespaces and a veth between them; both namespaces deleted on drop (and with them the veth).
+struct Pair {
+    server_ns: String,
+    client_ns: String,
+    server_dev: String,
+    client_dev: String,
+}
+
+impl Pair {
+    fn create() -> Pair {
+        let id = std::process::id();
+        let pair = Pair {
+            server_ns: format!("rauta-bin-s-{id}"),
+            client_ns: format!("rauta-bin-c-{id}"),
+            server_dev: format!("rbs{id}"),
+            client_dev: format!("rbc{id}"),
+        };
+        let (s, c, sd, cd) = (
+            pair.server_ns.as_str(),
+            pair.client_ns.as_str(),
+            pair.server_dev.as_str(),
+            pair.client_dev.as_str(),
+        );
+        let server = format!("{SERVER_IP}/30");
+        let client = format!("{CLIENT_IP}/30");
+        for cmd in [
+            vec!["ip", "netns", "add", s],
+            vec!["ip", "netns", "add", c],
+            vec![
+                "ip", "link", "add", sd, "netns", s, "type", "veth", "peer", "name", cd, "netns", c,
+            ],
+            vec!["ip", "-n", s, "addr", "add", &server, "dev", sd],
+            vec!["ip", "-n", c, "addr", "add", &client, "dev", cd],
+            // XDP rewrites packets and needs full checksums, not offloaded partial ones.
+            vec!["ip", "netns", "exec", s, "ethtool", "-K", sd, "tx", "off"],
+            vec!["ip", "netns", "exec", c, "ethtool", "-K", cd, "tx", "off"],
+            vec!["ip", "-n", s, "link", "set", "lo", "up"],
+            vec!["ip", "-n", c, "link", "set", "lo", "up"],
+            vec!["ip", "-n", s, "link", "set", sd, "up"],
+            vec!["ip", "-n", c, "link", "set", cd, "up"],
+        ] {
+            run(&cmd).unwrap();
+        }
+        pair
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.server_ns, &self.client_ns] {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+    }
+}
+
+/// Moves the calling thread into the named network namespace.
+fn enter(ns: &str) {
+    let file = File::open(format!("/var/run/netns/{ns}")).unwrap();
+    // SAFETY: setns with a valid namespace fd; affects only the calling thread.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
+/// veth delivers XDP_TX frames only to a peer that runs an XDP program: attach the pass program from
+/// the same BPF object to the client's end. Detached when the returned value drops.
+fn client_xdp_pass(pair: &Pair) -> aya::Ebpf {
+    let (ns, dev) = (pair.client_ns.clone(), pair.client_dev.clone());
+    std::thread::spawn(move || {
+        enter(&ns);
+        let mut ebpf = aya::Ebpf::load(rauta_dataplane::object::BPF_OBJECT).unwrap();
+        let pass: &mut aya::programs::Xdp = ebpf
+            .program_mut(rauta_common::maps::XDP_PASS_PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        pass.load().unwrap();
+        pass.attach(&dev, aya::programs::XdpMode::Driver).unwrap();
+        ebpf
+    })
+    .join()
+    .unwrap()
+}
+
+/// The echo backend on a thread inside the server namespace, bound to port 0 of the server address.
+fn backend_in(ns: &str) -> SocketAddr {
+    let ns = ns.to_owned();
+    let (tx, rx) = mpsc::channel();
+    // The thread lives until the test process exits; the namespace goes away after its socket closes.
+    std::thread::spawn(move || {
+        enter(&ns);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (addr, task) =
+                echo::spawn(format!("{SERVER_IP}:0").parse().unwrap(), "kernel-backend")
+                    .await
+                    .unwrap();
+            tx.send(addr).unwrap();
+            let _ = task.await;
+        });
+    });
+    rx.recv_timeout(PATIENCE).unwrap()
+}
+
+/// The real binary inside the server namespace; killed on drop if still running.
+struct Server {
+    child: Child,
+    admin: SocketAddr,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(pair: &Pair, manifests: &std::path::Path) -> Server {
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pair.server_ns,
+                RAUTA,
+                "run",
+                "--manifests",
+            ])
+            .arg(manifests)
+            .args([
+                "--http-listen",
+                &format!("{SERVER_IP}:8080"),
+                "--interface",
+                &pair.server_dev,
+                "--kernel-tiers",
+                "required",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--print-listen-addrs",
+                "--workers",
+                "1",
+                "--log-level",
+                "rauta=debug,info",
+                "--shutdown-timeout",
+                "2s",
+            ])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let logs = logs.clone();
+            let stderr = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("[rauta] {line}");
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let admin = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("admin="))
+            .unwrap_or_else(|| {
+                panic!(
+                    "rauta did not start ({line:?}); stderr:\n{}",
+                    logs.lock().unwrap().join("\n")
+                )
+            })
+            .parse()
+            .unwrap();
+        Server { child, admin, logs }
+    }
+
+    fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl inside `ns`: (status code, body).
+fn curl(ns: &str, url: &str, host: Option<&str>) -> (String, String) {
+    let mut args = vec!["netns", "exec", ns, "curl", "-sS", "--max-time", "10"];
+    let header;
+    if let Some(host) = host {
+        header = format!("Host: {host}");
+        args.extend(["-H", &header]);
+    }
+    args.extend(["-w", "\n%{http_code}", url]);
+    let out = Command::new("ip").args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.to_owned(), body.to_owned())
+}
+
+/// The value of one sample line `name{labels} value` in an OpenMetrics text.
+fn sample(metrics: &str, series: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+fn xdp_attached(pair: &Pair) -> bool {
+    run(&[
+        "ip",
+        "-n",
+        &pair.server_ns,
+        "link",
+        "show",
+        "dev",
+        &pair.server_dev,
+    ])
+    .unwrap()
+    .contains("xdp")
+}
+
+#[test]
+fn real_binary_serves_through_the_kernel_tiers_and_detaches_on_sigterm() {
+    if !can_run("real_binary_serves_through_the_kernel_tiers_and_detaches_on_sigterm") {
+        return;
+    }
+    let pair = Pair::create();
+    let _client_xdp = client_xdp_pass(&pair);
+    let backend = backend_in(&pair.server_ns);
+
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", &ingress_class());
+    dir.write("svc.yaml", &service("web", &[backend]));
+    dir.write(
+        "ing.yaml",
+        &ingress(
+            "web",
+            &[(Some(HOST), &[path("/headers", "Exact", "web")])],
+            None,
+        ),
+    );
+    let server = Server::start(&pair, dir.path());
+    let on: Vec<String> = server
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("kernel tiers"))
+        .collect();
+    assert_eq!(on.len(), 1, "{on:?}");
+    assert!(
+        on[0].contains("kernel tiers on: XDP (")
+            && on[0].contains(&pair.server_dev)
+            && on[0].contains(&format!("VIP {SERVER_IP}:8080")),
+        "{on:?}"
+    );
+    assert!(
+        xdp_attached(&pair),
+        "no XDP program on the server's veth end"
+    );
+
+    // A Tier 1 route: the kernel routes the first request (counted), Tier 3 serves it.
+    let (code, body) = curl(
+        &pair.client_ns,
+        &format!("http://{SERVER_IP}:8080/headers"),
+        Some(HOST),
+    );
+    assert_eq!(code, "200", "{body}");
+    let headers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The hand-off keeps the client's own address: Tier 3's peer is the real client.
+    assert_eq!(headers["x-real-ip"], CLIENT_IP, "{headers}");
+    assert_eq!(headers["x-forwarded-for"], CLIENT_IP, "{headers}");
+
+    let admin = format!("http://{}", server.admin);
+    let (code, metrics) = curl(&pair.server_ns, &format!("{admin}/metrics"), None);
+    assert_eq!(code, "200");
+    assert!(
+        metrics.contains("rauta_kernel_tiers_enabled 1"),
+        "{metrics}"
+    );
+    for reason in ["syn_cookie_sent", "ack_cookie_ok", "handoff_syn_replayed"] {
+        let series = format!("rauta_kernel_packets_total{{reason=\"{reason}\"}}");
+        assert!(
+            sample(&metrics, &series).unwrap_or(0) > 0,
+            "{series}:\n{metrics}"
+        );
+    }
+    let hit = "rauta_kernel_route_decisions_total{reason=\"tier1_route_hit\"}";
+    assert!(sample(&metrics, hit).unwrap_or(0) > 0, "{hit}:\n{metrics}");
+    let errors = sample(&metrics, "rauta_kernel_route_update_errors_total");
+    assert_eq!(errors, Some(0), "{metrics}");
+
+    let (code, routes) = curl(&pair.server_ns, &format!("{admin}/routes"), None);
+    assert_eq!(code, "200");
+    let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
+    assert_eq!(routes["routes"][0]["path"], "/headers", "{routes}");
+    assert_eq!(routes["routes"][0]["inKernel"], true, "{routes}");
+
+    // SIGTERM: a clean exit, and nothing left on the interface.
+    let mut server = server;
+    run(&["kill", "-TERM", &server.child.id().to_string()]).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rauta did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}: {:?}", server.logs());
+    assert!(
+        !xdp_attached(&pair),
+        "XDP still attached after exit: {}",
+        run(&[
+            "ip",
+            "-n",
+            &pair.server_ns,
+            "link",
+            "show",
+            "dev",
+            &pair.server_dev
+        ])
+        .unwrap()
+    );
+}
