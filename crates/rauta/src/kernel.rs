@@ -17,8 +17,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use rauta_dataplane::{route_maps_from_table, KernelTiers, RouteReason};
-use rauta_routes::RouteTable;
+use rauta_dataplane::{KernelTiers, RouteReason, SkipReason, Skipped};
+use rauta_routes::{RouteTable, Tier};
 
 use crate::cli::KernelTiers as Mode;
 
@@ -162,20 +162,7 @@ impl KernelState {
                     skipped = applied.skipped.len(),
                     "kernel route maps updated"
                 );
-                // The same pure function apply_routes wrote from: its routes are the live ones.
-                let image = route_maps_from_table(table);
-                let skipped: HashSet<(Option<String>, String)> = image
-                    .skipped
-                    .iter()
-                    .map(|s| (s.host.clone(), s.path.clone()))
-                    .collect();
-                let live = table
-                    .routes()
-                    .iter()
-                    .map(|r| (r.host.clone(), r.path.clone()))
-                    .filter(|key| !skipped.contains(key))
-                    .collect();
-                *self.live_lock() = live;
+                *self.live_lock() = live_routes(table, &applied.skipped);
             }
             Err(error) => {
                 self.apply_errors.inc();
@@ -198,6 +185,25 @@ impl KernelState {
             Err(poisoned) => poisoned.into_inner(),
         }
     }
+}
+
+/// (host, path) of the routes `apply_routes` wrote: the Tier 1 (XDP) routes it did not skip. Skips of
+/// other tiers' routes are ignored, so that a Prefix route with the same host and path as an Exact one
+/// does not hide the Exact one. (Two Exact routes with the same host and path, one shadowed, share a key
+/// and show as not live: a rare conflict the compiler already reports.)
+fn live_routes(table: &RouteTable, skipped: &[Skipped]) -> HashSet<(Option<String>, String)> {
+    let skipped: HashSet<(Option<String>, String)> = skipped
+        .iter()
+        .filter(|s| s.why != SkipReason::NotXdpTier)
+        .map(|s| (s.host.clone(), s.path.clone()))
+        .collect();
+    table
+        .routes()
+        .iter()
+        .filter(|r| r.tier == Tier::Xdp)
+        .map(|r| (r.host.clone(), r.path.clone()))
+        .filter(|key| !skipped.contains(key))
+        .collect()
 }
 
 /// Registers the kernel metrics. `state` is `None` when the kernel tiers are off: the gauge says 0 and

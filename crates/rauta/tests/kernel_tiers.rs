@@ -273,6 +273,15 @@ fn sample(metrics: &str, series: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
+/// `inKernel` of the route with `path` in a `/routes` document (`None`: no such route).
+fn in_kernel(routes: &serde_json::Value, path: &str) -> Option<bool> {
+    routes["routes"]
+        .as_array()?
+        .iter()
+        .find(|r| r["path"] == path)?["inKernel"]
+        .as_bool()
+}
+
 fn xdp_attached(pair: &Pair) -> bool {
     run(&[
         "ip",
@@ -299,14 +308,13 @@ fn real_binary_serves_through_the_kernel_tiers_and_detaches_on_sigterm() {
     let dir = ManifestDir::new();
     dir.write("class.yaml", &ingress_class());
     dir.write("svc.yaml", &service("web", &[backend]));
-    dir.write(
-        "ing.yaml",
-        &ingress(
-            "web",
-            &[(Some(HOST), &[path("/headers", "Exact", "web")])],
-            None,
-        ),
-    );
+    let write_ingress = |exact: &[&str]| {
+        // A Prefix route stays in Tier 3; each Exact path with this host goes into the kernel.
+        let mut rules = vec![path("/tier3", "Prefix", "web")];
+        rules.extend(exact.iter().map(|p| path(p, "Exact", "web")));
+        dir.write("ing.yaml", &ingress("web", &[(Some(HOST), &rules)], None));
+    };
+    write_ingress(&["/headers"]);
     let server = Server::start(&pair, dir.path());
     let on: Vec<String> = server
         .logs()
@@ -359,8 +367,41 @@ fn real_binary_serves_through_the_kernel_tiers_and_detaches_on_sigterm() {
     let (code, routes) = curl(&pair.server_ns, &format!("{admin}/routes"), None);
     assert_eq!(code, "200");
     let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
-    assert_eq!(routes["routes"][0]["path"], "/headers", "{routes}");
-    assert_eq!(routes["routes"][0]["inKernel"], true, "{routes}");
+    assert_eq!(in_kernel(&routes, "/headers"), Some(true), "{routes}");
+    assert_eq!(in_kernel(&routes, "/tier3"), Some(false), "{routes}");
+
+    // A reload rewrites the route maps: the new Exact route is live, the removed one gone.
+    write_ingress(&["/echo"]);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, routes) = curl(&pair.server_ns, &format!("{admin}/routes"), None);
+        let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
+        if in_kernel(&routes, "/echo") == Some(true) {
+            assert_eq!(in_kernel(&routes, "/headers"), None, "{routes}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "reload not applied: {routes}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = sample(
+        &curl(&pair.server_ns, &format!("{admin}/metrics"), None).1,
+        hit,
+    );
+    let (code, body) = curl(
+        &pair.client_ns,
+        &format!("http://{SERVER_IP}:8080/echo"),
+        Some(HOST),
+    );
+    assert_eq!(code, "200", "{body}");
+    let after = sample(
+        &curl(&pair.server_ns, &format!("{admin}/metrics"), None).1,
+        hit,
+    );
+    assert_eq!(
+        after,
+        before.map(|n| n + 1),
+        "the reloaded route was not hit in the kernel"
+    );
 
     // SIGTERM: a clean exit, and nothing left on the interface.
     let mut server = server;
