@@ -183,8 +183,9 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         signal = termination.next() => tracing::warn!(signal, "second signal: exiting without waiting"),
     }
     admin_task.abort();
-    // Wait for both tasks to be gone so that their references to the kernel tiers are dropped: the
-    // last one, `kernel` here, then detaches the programs before the process exits.
+    // Wait for both tasks to be gone so that their references to the kernel tiers are dropped; dropping
+    // the last one detaches the programs. That is usually `kernel` here; an admin connection still open
+    // holds one until `main` shuts the runtime down, which drops it before the process exits.
     let _ = admin_task.await;
     let _ = reload_task.await;
     drop(kernel);
