@@ -7,33 +7,24 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::pool::Pooled;
+use crate::upstream::ResponseBody;
 
 /// The body of a response sent to a client: the upstream's body passed through, or a static error text.
 ///
-/// An upstream body owns its connection and returns it to the pool as soon as the body is complete (last
-/// data frame of a known length, trailers, or end of stream), including when hyper drops a body it never
-/// polled because it was empty. A body dropped before its end closes the connection instead: the
-/// connection would otherwise carry the rest of an unread response.
+/// An upstream body owns its connection and returns it to the pool itself once the response is complete
+/// (see `upstream::ResponseBody`); a body dropped before its end closes the connection instead, which would
+/// otherwise carry the rest of an unread response.
 #[derive(Debug)]
 pub(crate) struct ProxyBody(Kind);
 
+// Upstream bodies are the common case and error texts the rare one: boxing the large variant would add an
+// allocation to every proxied response.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Kind {
-    Upstream {
-        body: Incoming,
-        conn: Option<Pooled>,
-    },
+    Upstream(ResponseBody),
     /// A complete body known up front (error texts); `None` once sent.
     Static(Option<Bytes>),
-}
-
-impl std::fmt::Debug for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Upstream { .. } => f.write_str("Upstream"),
-            Self::Static(_) => f.write_str("Static"),
-        }
-    }
 }
 
 impl ProxyBody {
@@ -42,65 +33,37 @@ impl ProxyBody {
         Self(Kind::Static(Some(Bytes::from_static(bytes))))
     }
 
-    /// An upstream body that gives `conn` back to the pool when complete.
-    pub(crate) fn upstream(body: Incoming, conn: Pooled) -> Self {
-        Self(Kind::Upstream {
-            body,
-            conn: Some(conn),
-        })
-    }
-}
-
-impl Drop for ProxyBody {
-    fn drop(&mut self) {
-        if let Kind::Upstream { body, conn } = &mut self.0 {
-            if body.is_end_stream() {
-                if let Some(conn) = conn.take() {
-                    conn.release();
-                }
-            }
-        }
+    /// An upstream response body, streamed from its connection.
+    pub(crate) fn upstream(body: ResponseBody) -> Self {
+        Self(Kind::Upstream(body))
     }
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         // Every field is Unpin, so plain `&mut` access is sound.
         match &mut self.get_mut().0 {
-            Kind::Upstream { body, conn } => {
-                let polled = Pin::new(&mut *body).poll_frame(cx);
-                let complete = match &polled {
-                    Poll::Ready(None) => true,
-                    Poll::Ready(Some(Ok(frame))) => frame.is_trailers() || body.is_end_stream(),
-                    _ => false,
-                };
-                if complete {
-                    if let Some(conn) = conn.take() {
-                        conn.release();
-                    }
-                }
-                polled
-            }
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream(body) => body.is_end_stream(),
             Kind::Static(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream(body) => body.size_hint(),
             Kind::Static(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Static(None) => SizeHint::with_exact(0),
         }

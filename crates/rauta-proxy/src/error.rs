@@ -33,9 +33,10 @@ pub enum ProxyError {
     /// The endpoint did not send a response head within `response_timeout`.
     #[error("upstream response timed out")]
     ResponseTimeout,
-    /// The upstream connection failed after connecting (reset, closed early, invalid response).
+    /// The upstream connection failed after connecting (reset, closed early, invalid or oversized
+    /// response head), or the client's body failed while it was being sent.
     #[error("upstream request failed: {0}")]
-    Upstream(#[source] hyper::Error),
+    Upstream(#[source] std::io::Error),
 }
 
 impl ProxyError {

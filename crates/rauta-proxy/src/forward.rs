@@ -1,7 +1,6 @@
 //! One request: route it, rewrite it, send it upstream, stream the answer back.
 
 use std::convert::Infallible;
-use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +11,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use rauta_routes::Match;
 
-use crate::body::{ProxyBody, RequestBodyError, UpstreamBody};
+use crate::body::{ProxyBody, UpstreamBody};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::ServiceMetrics;
@@ -95,40 +94,24 @@ async fn forward(
         parts.uri = Uri::from(origin);
     }
     parts.version = Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, UpstreamBody::new(body, limit));
+    let body = UpstreamBody::new(body, limit);
 
     let started = Instant::now();
     let sent = tokio::time::timeout(
         proxy.config.response_timeout,
-        proxy.pool.send(endpoint, upstream_req),
+        proxy.pool.send(endpoint, &parts, body),
     )
     .await;
-    let (response, conn) = match sent {
+    let response = match sent {
         Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
-        Ok(Err(err)) => return Err(classify(err)),
-        Ok(Ok(sent)) => sent,
+        Ok(result) => result?,
     };
     if let Some(service) = service.as_deref() {
         service.observe_latency(started.elapsed());
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ProxyBody::upstream(body, conn)))
-}
-
-/// A request body cut off by the limit surfaces as an upstream send error whose cause is ours: report it as
-/// the 413 it is.
-fn classify(err: ProxyError) -> ProxyError {
-    if let ProxyError::Upstream(hyper_err) = &err {
-        let mut source: Option<&(dyn StdError + 'static)> = hyper_err.source();
-        while let Some(e) = source {
-            if let Some(RequestBodyError::TooLarge) = e.downcast_ref::<RequestBodyError>() {
-                return ProxyError::BodyTooLarge;
-            }
-            source = e.source();
-        }
-    }
-    err
+    Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
 }
 
 /// A short static text response for an error.

@@ -12,10 +12,11 @@
 //! | 503 | the backend has no ready endpoint |
 //! | 413 | body over `max_body_bytes` (declared: before connecting upstream; chunked: when the limit trips, if no response started) |
 //! | 431 | request head over `max_header_bytes` or more than `max_headers` headers (hyper answers this itself) |
-//! | 502 | connect refused, unreachable or timed out; upstream connection failed |
+//! | 502 | connect refused, unreachable or timed out; upstream connection failed; invalid or oversized response head |
 //! | 504 | no response head within `response_timeout` |
 //!
-//! Upstream connections are pooled per endpoint address and kept alive. Requests lose hop-by-hop headers and
+//! Upstream connections are pooled per endpoint address and kept alive; the upstream side speaks HTTP/1.1
+//! through the proxy's own codec (`upstream`), on the request's own task. Requests lose hop-by-hop headers and
 //! gain `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Real-IP`; the Host header passes
 //! unchanged; responses lose hop-by-hop headers. Trailers pass in both directions.
 //!
@@ -41,6 +42,7 @@ mod metrics;
 mod pool;
 mod server;
 mod target;
+mod upstream;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;

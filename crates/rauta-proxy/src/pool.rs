@@ -1,30 +1,28 @@
 //! Upstream HTTP/1.1 connections, kept alive and pooled per endpoint address.
 //!
 //! A connection is checked out for one request and goes back to the pool only when its response body has
-//! been read to the end (see [`Pooled`] and `body::ProxyBody`); a connection whose response was abandoned is
-//! dropped, which closes it. Idle connections expire after `idle_timeout` (checked at checkout and by a
-//! periodic sweep) and at most `max_idle_per_endpoint` are kept per endpoint.
+//! been read to the end (see [`Pooled`] and `upstream::ResponseBody`); a connection whose response was
+//! abandoned is dropped, which closes it. Idle connections expire after `idle_timeout` (checked at checkout
+//! and by a periodic sweep) and at most `max_idle_per_endpoint` are kept per endpoint. Each serving worker
+//! has its own proxy and so its own pool: the lock is never contended.
 //!
-//! This replaces `hyper_util`'s legacy client on the request path: it keys by `SocketAddr` (no URI
-//! authority to render per request), sends origin-form targets as received, and needs no task spawn per
-//! request to return a connection.
+//! Pooled connections are plain `TcpStream`s with their read and write buffers; the exchange itself (the
+//! HTTP/1.1 codec) is in `upstream`, run on the request's own task.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use bytes::BytesMut;
+use http::{request, Response};
 use tokio::net::TcpStream;
 
-use crate::body::UpstreamBody;
+use crate::body::{RequestBodyError, UpstreamBody};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
+use crate::upstream::{self, Attempt, ResponseBody, SendError};
 
 /// Shortest interval between idle sweeps.
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -40,17 +38,26 @@ struct PoolInner {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
+    /// Largest upstream response head accepted; larger ones answer 502.
+    max_head: usize,
     sweeper_started: std::sync::atomic::AtomicBool,
 }
 
 struct Idle {
-    sender: SendRequest<UpstreamBody>,
+    stream: TcpStream,
+    read_buf: BytesMut,
+    write_buf: Vec<u8>,
     since: Instant,
 }
 
-/// A connection checked out for one request.
+/// A connection checked out for one request, with its buffers (kept across requests so an exchange
+/// allocates nothing for them).
 pub(crate) struct Pooled {
-    sender: SendRequest<UpstreamBody>,
+    pub(crate) stream: TcpStream,
+    /// Bytes read from the upstream and not consumed yet.
+    pub(crate) read_buf: BytesMut,
+    /// Request bytes (head, framing, small body frames) queued for writing.
+    pub(crate) write_buf: Vec<u8>,
     endpoint: SocketAddr,
     /// Taken from the pool rather than freshly connected (a failed send may then be retried).
     reused: bool,
@@ -58,23 +65,47 @@ pub(crate) struct Pooled {
 }
 
 impl Pooled {
-    /// Give the connection back for reuse. Call only once its response body has been read to the end; the
-    /// pool keeps it if it is still open and the endpoint's idle list has room.
+    /// Whether the connection came from the pool rather than a fresh connect.
+    pub(crate) fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Give the connection back for reuse. Call only once its exchange ended cleanly with nothing left
+    /// unread; the pool keeps it if the endpoint's idle list has room.
     pub(crate) fn release(self) {
         let Some(pool) = self.pool.upgrade() else {
             return;
         };
-        if self.sender.is_closed() || pool.max_idle == 0 {
+        if pool.max_idle == 0 || !self.read_buf.is_empty() {
             return;
         }
+        let mut write_buf = self.write_buf;
+        write_buf.clear();
         let mut idle = pool.lock();
         let list = idle.entry(self.endpoint).or_default();
         if list.len() < pool.max_idle {
             list.push(Idle {
-                sender: self.sender,
+                stream: self.stream,
+                read_buf: self.read_buf,
+                write_buf,
                 since: Instant::now(),
             });
         }
+    }
+}
+
+/// Whether an idle connection still looks usable: the upstream has neither closed it nor sent anything
+/// (an idle HTTP/1.1 connection has nothing to say). Uses the readiness tokio already recorded, so the
+/// common case costs no syscall; a recorded readiness is confirmed with a one-byte non-blocking read.
+fn idle_is_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => matches!(
+            stream.try_read(&mut [0u8; 1]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        ),
     }
 }
 
@@ -85,37 +116,21 @@ impl PoolInner {
     }
 
     /// Pop the most recently used idle connection of `endpoint` that is not expired or closed.
-    fn take_idle(&self, endpoint: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
+    fn take_idle(&self, endpoint: SocketAddr) -> Option<Idle> {
         let mut idle = self.lock();
         let list = idle.get_mut(&endpoint)?;
         while let Some(entry) = list.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
-                return Some(entry.sender);
+            if entry.since.elapsed() < self.idle_timeout && idle_is_open(&entry.stream) {
+                return Some(entry);
             }
         }
         None
     }
 
-    /// Put back a connection that is open but not yet idle (its previous exchange is finishing) at the cold
-    /// end of the list, so it is tried last.
-    fn put_back_cold(&self, endpoint: SocketAddr, sender: SendRequest<UpstreamBody>) {
-        let mut idle = self.lock();
-        let list = idle.entry(endpoint).or_default();
-        if list.len() < self.max_idle {
-            list.insert(
-                0,
-                Idle {
-                    sender,
-                    since: Instant::now(),
-                },
-            );
-        }
-    }
-
     fn sweep(&self) {
         let mut idle = self.lock();
         idle.retain(|_, list| {
-            list.retain(|e| !e.sender.is_closed() && e.since.elapsed() < self.idle_timeout);
+            list.retain(|e| e.since.elapsed() < self.idle_timeout && idle_is_open(&e.stream));
             !list.is_empty()
         });
     }
@@ -129,6 +144,7 @@ impl Pool {
                 connect_timeout: config.connect_timeout,
                 idle_timeout: config.idle_timeout,
                 max_idle: config.max_idle_per_endpoint,
+                max_head: config.downstream_buf_size(),
                 sweeper_started: Default::default(),
             }),
         }
@@ -157,83 +173,73 @@ impl Pool {
     }
 
     /// A connection to `endpoint` ready for a request: a pooled one if any is idle, else a new one.
-    pub(crate) async fn checkout(&self, endpoint: SocketAddr) -> Result<Pooled, ProxyError> {
-        // Bounded: each pass removes one entry from the list or returns.
-        while let Some(mut sender) = self.inner.take_idle(endpoint) {
-            match poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await {
-                Poll::Ready(Ok(())) => return Ok(self.pooled(sender, endpoint, true)),
-                Poll::Ready(Err(_closed)) => continue,
-                Poll::Pending => {
-                    // Still finishing its previous exchange (e.g. a request body the upstream did not wait
-                    // for): keep it for later and connect anew rather than wait behind it.
-                    self.inner.put_back_cold(endpoint, sender);
-                    break;
-                }
-            }
+    async fn checkout(&self, endpoint: SocketAddr) -> Result<Pooled, ProxyError> {
+        if let Some(idle) = self.inner.take_idle(endpoint) {
+            return Ok(Pooled {
+                stream: idle.stream,
+                read_buf: idle.read_buf,
+                write_buf: idle.write_buf,
+                endpoint,
+                reused: true,
+                pool: Arc::downgrade(&self.inner),
+            });
         }
-        let sender = self.connect(endpoint).await?;
-        Ok(self.pooled(sender, endpoint, false))
+        self.connect(endpoint).await
     }
 
-    fn pooled(
-        &self,
-        sender: SendRequest<UpstreamBody>,
-        endpoint: SocketAddr,
-        reused: bool,
-    ) -> Pooled {
-        Pooled {
-            sender,
-            endpoint,
-            reused,
-            pool: Arc::downgrade(&self.inner),
-        }
-    }
-
-    async fn connect(&self, endpoint: SocketAddr) -> Result<SendRequest<UpstreamBody>, ProxyError> {
-        let tcp =
+    async fn connect(&self, endpoint: SocketAddr) -> Result<Pooled, ProxyError> {
+        let stream =
             match tokio::time::timeout(self.inner.connect_timeout, TcpStream::connect(endpoint))
                 .await
             {
                 Err(_elapsed) => return Err(ProxyError::ConnectTimeout),
                 Ok(Err(err)) => return Err(ProxyError::Connect(err)),
-                Ok(Ok(tcp)) => tcp,
+                Ok(Ok(stream)) => stream,
             };
         // Small requests must not wait for Nagle; failure only costs latency.
-        let _ = tcp.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(ProxyError::Upstream)?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%endpoint, error = %err, "upstream connection ended with error");
-            }
-        });
-        Ok(sender)
+        let _ = stream.set_nodelay(true);
+        Ok(Pooled {
+            stream,
+            read_buf: BytesMut::new(),
+            write_buf: Vec::with_capacity(1024),
+            endpoint,
+            reused: false,
+            pool: Arc::downgrade(&self.inner),
+        })
     }
 
-    /// Send `req` on a connection to `endpoint`. A pooled connection that turns out to be closed before the
-    /// request was written (the upstream dropped it while idle) is replaced by a fresh one, once.
+    /// Send a request (head `parts`, body `body`) to `endpoint` and return the response once its head has
+    /// arrived; the body streams from the connection. A pooled connection that the upstream closed while it
+    /// was idle (it closes without a byte of response while nothing of the request body was consumed) is
+    /// replaced by a fresh one, once.
     pub(crate) async fn send(
         &self,
         endpoint: SocketAddr,
-        req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Pooled), ProxyError> {
-        let mut pooled = self.checkout(endpoint).await?;
-        match pooled.sender.try_send_request(req).await {
-            Ok(response) => Ok((response, pooled)),
-            Err(mut err) => match err.take_message() {
-                Some(req) if pooled.reused => {
-                    let mut fresh = self.pooled(self.connect(endpoint).await?, endpoint, false);
-                    let response = fresh
-                        .sender
-                        .send_request(req)
-                        .await
-                        .map_err(ProxyError::Upstream)?;
-                    Ok((response, fresh))
+        parts: &request::Parts,
+        body: UpstreamBody,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let conn = self.checkout(endpoint).await?;
+        let max_head = self.inner.max_head;
+        let result = match upstream::exchange(conn, parts, Some(body), max_head).await {
+            Attempt::Done(result) => result,
+            Attempt::Retry(body) => {
+                let fresh = self.connect(endpoint).await?;
+                match upstream::exchange(fresh, parts, body, max_head).await {
+                    Attempt::Done(result) => result,
+                    // Only reused connections are retried; a fresh one never asks.
+                    Attempt::Retry(_) => Err(SendError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "upstream closed a fresh connection before responding",
+                    ))),
                 }
-                _ => Err(ProxyError::Upstream(err.into_error())),
-            },
-        }
+            }
+        };
+        result.map_err(|err| match err {
+            SendError::Body(RequestBodyError::TooLarge) => ProxyError::BodyTooLarge,
+            SendError::Body(err @ RequestBodyError::Downstream(_)) => {
+                ProxyError::Upstream(std::io::Error::other(err))
+            }
+            SendError::Io(err) => ProxyError::Upstream(err),
+        })
     }
 }
