@@ -2,8 +2,9 @@
 //!
 //! Loads Tier 1's programs for one IPv4 VIP — XDP (SYN-cookie handshake, first segment replayed to the
 //! local listener) and TC egress (completes the hand-off) — writes the VIP map, attaches both to
-//! interfaces, reads the counters and flow tables, and detaches on drop. Nothing here is wired into
-//! the `rauta` binary yet. The programs themselves live in `crates/rauta-ebpf`; the types both sides share
+//! interfaces, writes the route maps from the compiled table, reads the counters and flow tables, and
+//! detaches on drop. `rauta run --kernel-tiers auto|required --interface IFACE` drives it
+//! (`crates/rauta/src/kernel.rs`). The programs themselves live in `crates/rauta-ebpf`; the types both sides share
 //! (map layouts, reason codes) in `rauta-common`. Design: `docs/kernel-tiers.md`.
 
 mod capability;
