@@ -172,12 +172,7 @@ impl KernelTiers {
             tc_attached: Vec::new(),
         };
 
-        let map = tiers.ebpf.map_mut(VIP_MAP).ok_or(DataplaneError::Missing {
-            kind: "map",
-            name: VIP_MAP,
-        })?;
-        let mut vip_map: Array<_, VipConfig> =
-            Array::try_from(map).map_err(|source| DataplaneError::map(VIP_MAP, source))?;
+        let mut vip_map: Array<_, VipConfig> = tiers.typed_map_mut(VIP_MAP)?;
         vip_map
             .set(0, VipConfig::new(vip.ip().octets(), vip.port()), 0)
             .map_err(|source| DataplaneError::map(VIP_MAP, source))?;
@@ -214,12 +209,7 @@ impl KernelTiers {
 
     /// The counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, DataplaneError> {
-        let map = self.ebpf.map(COUNTERS_MAP).ok_or(DataplaneError::Missing {
-            kind: "map",
-            name: COUNTERS_MAP,
-        })?;
-        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)
-            .map_err(|source| DataplaneError::map(COUNTERS_MAP, source))?;
+        let counters: PerCpuArray<_, u64> = self.typed_map(COUNTERS_MAP)?;
         let mut values = [0u64; Reason::COUNT];
         for reason in Reason::ALL {
             let per_cpu = counters
@@ -233,15 +223,7 @@ impl KernelTiers {
 
     /// The routing decisions of first data segments, per reason, summed over CPUs.
     pub fn route_counters(&self) -> Result<RouteCounters, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(ROUTE_COUNTERS_MAP)
-            .ok_or(DataplaneError::Missing {
-                kind: "map",
-                name: ROUTE_COUNTERS_MAP,
-            })?;
-        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)
-            .map_err(|source| DataplaneError::map(ROUTE_COUNTERS_MAP, source))?;
+        let counters: PerCpuArray<_, u64> = self.typed_map(ROUTE_COUNTERS_MAP)?;
         let mut values = [0u64; RouteReason::COUNT];
         for reason in RouteReason::ALL {
             let per_cpu = counters
@@ -255,15 +237,7 @@ impl KernelTiers {
 
     /// The routing decision recorded for the flow `key`'s first data segment, if any.
     pub fn decision(&self, key: &FlowKey) -> Result<Option<RouteDecision>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(DECISIONS_MAP)
-            .ok_or(DataplaneError::Missing {
-                kind: "map",
-                name: DECISIONS_MAP,
-            })?;
-        let decisions: HashMap<_, FlowKey, RouteDecision> =
-            HashMap::try_from(map).map_err(|source| DataplaneError::map(DECISIONS_MAP, source))?;
+        let decisions: HashMap<_, FlowKey, RouteDecision> = self.typed_map(DECISIONS_MAP)?;
         match decisions.get(key, 0) {
             Ok(d) => Ok(Some(d)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
@@ -273,15 +247,7 @@ impl KernelTiers {
 
     /// Number of recorded routing decisions (tests and diagnostics: walks the map).
     pub fn decision_count(&self) -> Result<usize, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(DECISIONS_MAP)
-            .ok_or(DataplaneError::Missing {
-                kind: "map",
-                name: DECISIONS_MAP,
-            })?;
-        let decisions: HashMap<_, FlowKey, RouteDecision> =
-            HashMap::try_from(map).map_err(|source| DataplaneError::map(DECISIONS_MAP, source))?;
+        let decisions: HashMap<_, FlowKey, RouteDecision> = self.typed_map(DECISIONS_MAP)?;
         Ok(decisions.keys().count())
     }
 
@@ -304,15 +270,7 @@ impl KernelTiers {
 
         self.delete_bank(new_bank)?;
         {
-            let mut slots: HashMap<_, SlotKey, Endpoint> = HashMap::try_from(
-                self.ebpf
-                    .map_mut(SLOTS_MAP)
-                    .ok_or(DataplaneError::Missing {
-                        kind: "map",
-                        name: SLOTS_MAP,
-                    })?,
-            )
-            .map_err(|source| DataplaneError::map(SLOTS_MAP, source))?;
+            let mut slots: HashMap<_, SlotKey, Endpoint> = self.typed_map_mut(SLOTS_MAP)?;
             for (index, service) in image.services.iter().enumerate() {
                 for (slot, endpoint) in service.slots.iter().enumerate() {
                     let key = SlotKey {
@@ -326,14 +284,7 @@ impl KernelTiers {
             }
         }
         {
-            let mut services: HashMap<_, u32, ServiceEntry> =
-                HashMap::try_from(self.ebpf.map_mut(SERVICES_MAP).ok_or(
-                    DataplaneError::Missing {
-                        kind: "map",
-                        name: SERVICES_MAP,
-                    },
-                )?)
-                .map_err(|source| DataplaneError::map(SERVICES_MAP, source))?;
+            let mut services: HashMap<_, u32, ServiceEntry> = self.typed_map_mut(SERVICES_MAP)?;
             for (index, service) in image.services.iter().enumerate() {
                 let entry = ServiceEntry {
                     table_size: service.slots.len() as u32,
@@ -345,14 +296,7 @@ impl KernelTiers {
             }
         }
         let removed_routes = {
-            let mut routes: HashMap<_, RouteKey, RouteValue> =
-                HashMap::try_from(self.ebpf.map_mut(ROUTES_MAP).ok_or(
-                    DataplaneError::Missing {
-                        kind: "map",
-                        name: ROUTES_MAP,
-                    },
-                )?)
-                .map_err(|source| DataplaneError::map(ROUTES_MAP, source))?;
+            let mut routes: HashMap<_, RouteKey, RouteValue> = self.typed_map_mut(ROUTES_MAP)?;
             for (key, index) in &image.routes {
                 let value = RouteValue {
                     service: id(*index),
@@ -391,14 +335,7 @@ impl KernelTiers {
     fn delete_bank(&mut self, bank: u32) -> Result<(), DataplaneError> {
         let in_bank = |service: u32| (service & SERVICE_BANK_BIT != 0) == (bank == 1);
         {
-            let mut services: HashMap<_, u32, ServiceEntry> =
-                HashMap::try_from(self.ebpf.map_mut(SERVICES_MAP).ok_or(
-                    DataplaneError::Missing {
-                        kind: "map",
-                        name: SERVICES_MAP,
-                    },
-                )?)
-                .map_err(|source| DataplaneError::map(SERVICES_MAP, source))?;
+            let mut services: HashMap<_, u32, ServiceEntry> = self.typed_map_mut(SERVICES_MAP)?;
             let ids: Vec<u32> = services
                 .keys()
                 .filter_map(Result::ok)
@@ -411,15 +348,7 @@ impl KernelTiers {
                 }
             }
         }
-        let mut slots: HashMap<_, SlotKey, Endpoint> = HashMap::try_from(
-            self.ebpf
-                .map_mut(SLOTS_MAP)
-                .ok_or(DataplaneError::Missing {
-                    kind: "map",
-                    name: SLOTS_MAP,
-                })?,
-        )
-        .map_err(|source| DataplaneError::map(SLOTS_MAP, source))?;
+        let mut slots: HashMap<_, SlotKey, Endpoint> = self.typed_map_mut(SLOTS_MAP)?;
         let keys: Vec<SlotKey> = slots
             .keys()
             .filter_map(Result::ok)
@@ -436,17 +365,9 @@ impl KernelTiers {
 
     /// Entries in the route, service and slot maps (tests and diagnostics: walks the maps).
     pub fn route_map_sizes(&self) -> Result<(usize, usize, usize), DataplaneError> {
-        let map = |name: &'static str| {
-            self.ebpf
-                .map(name)
-                .ok_or(DataplaneError::Missing { kind: "map", name })
-        };
-        let routes: HashMap<_, RouteKey, RouteValue> = HashMap::try_from(map(ROUTES_MAP)?)
-            .map_err(|source| DataplaneError::map(ROUTES_MAP, source))?;
-        let services: HashMap<_, u32, ServiceEntry> = HashMap::try_from(map(SERVICES_MAP)?)
-            .map_err(|source| DataplaneError::map(SERVICES_MAP, source))?;
-        let slots: HashMap<_, SlotKey, Endpoint> = HashMap::try_from(map(SLOTS_MAP)?)
-            .map_err(|source| DataplaneError::map(SLOTS_MAP, source))?;
+        let routes: HashMap<_, RouteKey, RouteValue> = self.typed_map(ROUTES_MAP)?;
+        let services: HashMap<_, u32, ServiceEntry> = self.typed_map(SERVICES_MAP)?;
+        let slots: HashMap<_, SlotKey, Endpoint> = self.typed_map(SLOTS_MAP)?;
         Ok((
             routes.keys().count(),
             services.keys().count(),
@@ -502,12 +423,7 @@ impl KernelTiers {
 
     /// The flow-table entry for `key`, if any (tests and diagnostics).
     pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowState>, DataplaneError> {
-        let map = self.ebpf.map(FLOWS_MAP).ok_or(DataplaneError::Missing {
-            kind: "map",
-            name: FLOWS_MAP,
-        })?;
-        let flows: HashMap<_, FlowKey, FlowState> =
-            HashMap::try_from(map).map_err(|source| DataplaneError::map(FLOWS_MAP, source))?;
+        let flows: HashMap<_, FlowKey, FlowState> = self.typed_map(FLOWS_MAP)?;
         match flows.get(key, 0) {
             Ok(state) => Ok(Some(state)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
@@ -518,17 +434,9 @@ impl KernelTiers {
     /// Number of entries in the flow, pending-segment and held-segment tables (tests and diagnostics:
     /// walks the maps).
     pub fn table_sizes(&self) -> Result<TableSizes, DataplaneError> {
-        let map = |name: &'static str| {
-            self.ebpf
-                .map(name)
-                .ok_or(DataplaneError::Missing { kind: "map", name })
-        };
-        let flows: HashMap<_, FlowKey, FlowState> = HashMap::try_from(map(FLOWS_MAP)?)
-            .map_err(|source| DataplaneError::map(FLOWS_MAP, source))?;
-        let pending: HashMap<_, FlowKey, PendingSegment> = HashMap::try_from(map(PENDING_MAP)?)
-            .map_err(|source| DataplaneError::map(PENDING_MAP, source))?;
-        let held: HashMap<_, HeldKey, PendingSegment> = HashMap::try_from(map(HELD_MAP)?)
-            .map_err(|source| DataplaneError::map(HELD_MAP, source))?;
+        let flows: HashMap<_, FlowKey, FlowState> = self.typed_map(FLOWS_MAP)?;
+        let pending: HashMap<_, FlowKey, PendingSegment> = self.typed_map(PENDING_MAP)?;
+        let held: HashMap<_, HeldKey, PendingSegment> = self.typed_map(HELD_MAP)?;
         Ok(TableSizes {
             flows: flows.keys().count(),
             pending: pending.keys().count(),
@@ -536,56 +444,75 @@ impl KernelTiers {
         })
     }
 
-    fn tc(&self) -> Result<&SchedClassifier, DataplaneError> {
-        let program = self
+    /// A map of the loaded object, as the typed view `T` (`HashMap`, `PerCpuArray`, ...).
+    fn typed_map<'a, T>(&'a self, name: &'static str) -> Result<T, DataplaneError>
+    where
+        T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self
             .ebpf
-            .program(TC_EGRESS_PROGRAM)
-            .ok_or(DataplaneError::Missing {
-                kind: "program",
-                name: TC_EGRESS_PROGRAM,
-            })?;
+            .map(name)
+            .ok_or(DataplaneError::Missing { kind: "map", name })?;
+        T::try_from(map).map_err(|source| DataplaneError::map(name, source))
+    }
+
+    /// Like [`Self::typed_map`], writable.
+    fn typed_map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, DataplaneError>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::Missing { kind: "map", name })?;
+        T::try_from(map).map_err(|source| DataplaneError::map(name, source))
+    }
+
+    /// A program of the loaded object, as its program type `T` (`Xdp`, `SchedClassifier`).
+    fn typed_program<'a, T>(&'a self, name: &'static str) -> Result<&'a T, DataplaneError>
+    where
+        &'a T: TryFrom<&'a aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let program = self.ebpf.program(name).ok_or(DataplaneError::Missing {
+            kind: "program",
+            name,
+        })?;
         program
             .try_into()
-            .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))
+            .map_err(|source| DataplaneError::program(name, source))
+    }
+
+    /// Like [`Self::typed_program`], mutable (to load and attach).
+    fn typed_program_mut<'a, T>(
+        &'a mut self,
+        name: &'static str,
+    ) -> Result<&'a mut T, DataplaneError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let program = self.ebpf.program_mut(name).ok_or(DataplaneError::Missing {
+            kind: "program",
+            name,
+        })?;
+        program
+            .try_into()
+            .map_err(|source| DataplaneError::program(name, source))
+    }
+
+    fn tc(&self) -> Result<&SchedClassifier, DataplaneError> {
+        self.typed_program(TC_EGRESS_PROGRAM)
     }
 
     fn tc_mut(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
-        let program = self
-            .ebpf
-            .program_mut(TC_EGRESS_PROGRAM)
-            .ok_or(DataplaneError::Missing {
-                kind: "program",
-                name: TC_EGRESS_PROGRAM,
-            })?;
-        program
-            .try_into()
-            .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))
+        self.typed_program_mut(TC_EGRESS_PROGRAM)
     }
 
     fn xdp(&self) -> Result<&Xdp, DataplaneError> {
-        let program = self
-            .ebpf
-            .program(XDP_PROGRAM)
-            .ok_or(DataplaneError::Missing {
-                kind: "program",
-                name: XDP_PROGRAM,
-            })?;
-        program
-            .try_into()
-            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))
+        self.typed_program(XDP_PROGRAM)
     }
 
     fn xdp_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
-        let program = self
-            .ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(DataplaneError::Missing {
-                kind: "program",
-                name: XDP_PROGRAM,
-            })?;
-        program
-            .try_into()
-            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))
+        self.typed_program_mut(XDP_PROGRAM)
     }
 }
 
