@@ -50,6 +50,13 @@ pub trait Acceptor: Send + Sync + 'static {
     /// Prepare the stream (e.g. a TLS handshake). Runs on the connection's task; an error closes only that
     /// connection.
     fn accept(&self, tcp: TcpStream) -> impl Future<Output = io::Result<Self::Io>> + Send;
+
+    /// Whether the connection setup chose HTTP/2 for this stream (TLS ALPN `h2`), so the server speaks
+    /// HTTP/2 from the first byte. Plain TCP never negotiates: cleartext HTTP/2 (h2c with prior knowledge)
+    /// is recognised by its connection preface instead.
+    fn negotiated_h2(_io: &Self::Io) -> bool {
+        false
+    }
 }
 
 /// Plain HTTP over TCP: the stream is the socket itself.
