@@ -14,7 +14,7 @@ use crate::host::{tls_covers, HostPattern};
 use crate::lookup::{DefaultBackend, DefaultScope, HostRoutes, RegexRoute, RouteTable};
 use crate::model::{Ingress, IngressBackend, Inputs};
 use crate::path::PathSpec;
-use crate::route::{PathType, PortRef, Route, ServiceRef, Tier};
+use crate::route::{PathType, PortRef, Route, ServiceRef, Tier, SSL_REDIRECT_ANNOTATION};
 
 /// Compiler settings that do not come from objects.
 #[derive(Debug, Clone)]
@@ -182,6 +182,7 @@ impl Compiler<'_> {
         let me = ObjectRef::new("Ingress", &ingress.metadata);
         let spec = &ingress.spec;
         let tls_hosts: Vec<Vec<String>> = spec.tls.iter().map(|t| t.hosts.clone()).collect();
+        let ssl_redirect = self.ssl_redirect(ingress, &me);
         let default_backend = spec
             .default_backend
             .as_ref()
@@ -249,6 +250,7 @@ impl Compiler<'_> {
                     backend,
                     ingress: me.clone(),
                     tls,
+                    ssl_redirect: tls && ssl_redirect,
                     tier: Tier::for_route(path_type, tls),
                 };
                 self.pending.push(Pending {
@@ -268,6 +270,26 @@ impl Compiler<'_> {
                     );
                     self.diag(&me, "spec.defaultBackend".into(), message);
                 }
+            }
+        }
+    }
+
+    /// Whether the Ingress's TLS routes redirect plain HTTP to HTTPS: on unless the annotation says
+    /// `"false"`. A value that is neither `true` nor `false` keeps the default, with a diagnostic.
+    fn ssl_redirect(&mut self, ingress: &Ingress, me: &ObjectRef) -> bool {
+        let Some(value) = ingress.metadata.annotations.get(SSL_REDIRECT_ANNOTATION) else {
+            return true;
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "false" => false,
+            "true" => true,
+            _ => {
+                self.diag(
+                    me,
+                    format!("metadata.annotations[{SSL_REDIRECT_ANNOTATION}]"),
+                    format!("{value:?} is not \"true\" or \"false\"; redirect stays on"),
+                );
+                true
             }
         }
     }

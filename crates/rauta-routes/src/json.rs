@@ -7,7 +7,7 @@ use crate::lookup::{DefaultScope, RouteTable};
 
 impl RouteTable {
     /// `{"routes": [...], "defaultBackends": [...]}`. Each route is
-    /// `{host, path, pathType, tier, tls, ingress: "ns/name", service: "ns/name:port", endpoints:
+    /// `{host, path, pathType, tier, tls, sslRedirect, ingress: "ns/name", service: "ns/name:port", endpoints:
     /// ["ip:port"], appProtocol, problem}`; each default backend is `{scope, host, ingress, service,
     /// endpoints, appProtocol, problem}` with scope `host`, `catchAll` or `controller`.
     pub fn to_json(&self) -> Value {
@@ -21,6 +21,7 @@ impl RouteTable {
                     "pathType": r.path_type.as_k8s(),
                     "tier": r.tier as u8,
                     "tls": r.tls,
+                    "sslRedirect": r.ssl_redirect,
                     "ingress": r.ingress.to_string(),
                 });
                 add_backend(&mut v, &r.backend);

@@ -26,4 +26,6 @@ pub use backend::Backend;
 pub use compile::{compile, CompileOptions, Compiled};
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use lookup::{DefaultBackend, DefaultScope, Match, RouteTable};
-pub use route::{PathType, PortRef, Route, ServiceRef, Tier, CONTROLLER_NAME};
+pub use route::{
+    PathType, PortRef, Route, ServiceRef, Tier, CONTROLLER_NAME, SSL_REDIRECT_ANNOTATION,
+};

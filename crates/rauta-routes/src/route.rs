@@ -8,6 +8,10 @@ use crate::diagnostic::ObjectRef;
 /// The controller name IngressClasses must carry for RAUTA to own them.
 pub const CONTROLLER_NAME: &str = "rauta.io/ingress-controller";
 
+/// Ingress annotation switching off the HTTP → HTTPS redirect of its TLS routes: `"false"` (any case) turns
+/// it off, `"true"` or absent keeps it on.
+pub const SSL_REDIRECT_ANNOTATION: &str = "rauta.io/ssl-redirect";
+
 /// A Service port reference: what an Ingress backend (or `--default-backend`) names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ServiceRef {
@@ -113,6 +117,9 @@ pub struct Route {
     pub ingress: ObjectRef,
     /// The host is listed under the Ingress's `spec.tls`.
     pub tls: bool,
+    /// Plain-HTTP requests to this route get a 308 to `https://` (only meaningful with `tls`; off when the
+    /// Ingress sets [`SSL_REDIRECT_ANNOTATION`] to `"false"`).
+    pub ssl_redirect: bool,
     /// The fastest tier that can serve this route.
     pub tier: Tier,
 }

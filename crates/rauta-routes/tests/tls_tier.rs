@@ -129,3 +129,75 @@ fn routes_json_shape() {
     assert_eq!(routes[1]["pathType"], "ImplementationSpecific");
     assert_eq!(json["defaultBackends"], serde_json::json!([]));
 }
+
+/// The HTTP → HTTPS redirect follows TLS and the `rauta.io/ssl-redirect` annotation of the route's own
+/// Ingress.
+#[test]
+fn ssl_redirect_is_on_for_tls_routes_unless_the_annotation_says_false() {
+    let annotated = |name: &str, host: &str, value: Option<&str>| {
+        let annotations = value
+            .map(|v| format!("\n  annotations: {{rauta.io/ssl-redirect: \"{v}\"}}"))
+            .unwrap_or_default();
+        format!(
+            r#"
+---
+kind: Ingress
+metadata:
+  name: {name}{annotations}
+spec:
+  ingressClassName: rauta
+  tls: [{{hosts: ["{host}"], secretName: cert}}]
+  rules:
+    - host: {host}
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: a, port: {{number: 80}}}}}}}}
+    - host: plain-{host}
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: a, port: {{number: 80}}}}}}}}
+"#
+        )
+    };
+    let yaml = [
+        service("a", "127.0.0.1"),
+        annotated("default-on", "on.example", None),
+        annotated("explicit-on", "true.example", Some("true")),
+        annotated("off", "off.example", Some("False")),
+        annotated("typo", "typo.example", Some("nope")),
+    ]
+    .concat();
+    let c = compile_yaml(&yaml);
+    let redirect = |host: &str| {
+        let route = c
+            .table
+            .routes()
+            .iter()
+            .find(|r| r.host.as_deref() == Some(host))
+            .unwrap();
+        (route.tls, route.ssl_redirect)
+    };
+    assert_eq!(redirect("on.example"), (true, true));
+    assert_eq!(redirect("true.example"), (true, true));
+    assert_eq!(redirect("off.example"), (true, false));
+    assert_eq!(redirect("typo.example"), (true, true));
+    // Without TLS there is nothing to redirect to.
+    assert_eq!(redirect("plain-on.example"), (false, false));
+    assert_eq!(c.diagnostics.len(), 1, "{:?}", c.diagnostics);
+    assert_eq!(
+        c.diagnostics[0].field,
+        "metadata.annotations[rauta.io/ssl-redirect]"
+    );
+    let json = c.table.to_json();
+    let shown = |host: &str| {
+        json["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["host"] == host)
+            .unwrap()["sslRedirect"]
+            .clone()
+    };
+    assert_eq!(shown("on.example"), true);
+    assert_eq!(shown("off.example"), false);
+}
