@@ -1,0 +1,1 @@
+//! RAUTA's Kubernetes mode (work in progress: see issue 5).
