@@ -1,0 +1,78 @@
+//! Which Secrets are kept in memory, and how that is bounded.
+//!
+//! Only `kubernetes.io/tls` Secrets are watched (field selector `type=kubernetes.io/tls`, served by every
+//! API server), and of those only the ones named in `spec.tls[].secretName` of an Ingress of our class
+//! (in the Ingress's namespace) are kept: any other Secret's event is dropped on arrival, so memory holds
+//! at most one Secret per distinct TLS reference of our Ingresses, whatever else the cluster stores.
+//!
+//! When the Ingresses come to reference a Secret that is not held (a new TLS Ingress), the Secret watch
+//! is restarted with the new reference set: it relists the TLS Secrets, keeps the referenced ones, and
+//! publication of snapshots waits for that list so that a route never appears without its certificate.
+//! References that go away are dropped from memory at the next publication, without a relist.
+
+use std::collections::BTreeSet;
+
+use rauta_routes::class::ClassFilter;
+use rauta_routes::model::{Ingress, IngressClass};
+
+/// A Secret by namespace and name.
+pub type SecretKey = (String, String);
+
+/// The field selector of the Secret watch.
+pub const TLS_FIELD_SELECTOR: &str = "type=kubernetes.io/tls";
+
+/// The Secrets referenced by the TLS sections of the Ingresses of `class`.
+pub fn referenced<'a>(
+    class: &str,
+    classes: &[IngressClass],
+    ingresses: impl IntoIterator<Item = &'a Ingress>,
+) -> BTreeSet<SecretKey> {
+    let filter = ClassFilter::new(class, classes);
+    ingresses
+        .into_iter()
+        .filter(|ingress| filter.owns(ingress))
+        .flat_map(|ingress| {
+            let namespace = ingress.metadata.namespace().to_string();
+            ingress
+                .spec
+                .tls
+                .iter()
+                .filter_map(move |tls| Some((namespace.clone(), tls.secret_name.clone()?)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rauta_routes::model::{IngressSpec, IngressTls, ObjectMeta};
+
+    fn ingress(name: &str, class: &str, secret: &str) -> Ingress {
+        Ingress {
+            metadata: ObjectMeta {
+                name: name.into(),
+                namespace: Some("web".into()),
+                ..ObjectMeta::default()
+            },
+            spec: IngressSpec {
+                ingress_class_name: Some(class.into()),
+                tls: vec![IngressTls {
+                    hosts: vec![],
+                    secret_name: Some(secret.into()),
+                }],
+                ..IngressSpec::default()
+            },
+        }
+    }
+
+    #[test]
+    fn only_our_class_counts() {
+        let ours = ingress("a", "rauta", "cert-a");
+        let theirs = ingress("b", "nginx", "cert-b");
+        let refs = referenced("rauta", &[], [&ours, &theirs]);
+        assert_eq!(
+            refs.into_iter().collect::<Vec<_>>(),
+            [("web".to_string(), "cert-a".to_string())]
+        );
+    }
+}

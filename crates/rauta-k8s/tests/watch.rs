@@ -1,0 +1,229 @@
+//! rauta-k8s against the fake API server through a real kubeconfig and kube client: initial sync,
+//! changes within the debounce bound, Secrets bounded to the referenced ones, and recovery from an
+//! API-server restart with expired history (relist, no stale objects).
+
+use std::time::{Duration, Instant};
+
+use rauta_fake_apiserver::{kubeconfig, Client, Config, FakeApiServer, RESOURCES};
+use rauta_k8s::{Snapshot, WatchConfig, Watching};
+use serde_json::{json, Value};
+
+const NS: &str = "default";
+
+fn ingress(name: &str, path: &str, secret: Option<&str>) -> Value {
+    let mut ingress = json!({"metadata": {"name": name}, "spec": {"ingressClassName": "rauta",
+        "rules": [{"host": "a.example", "http": {"paths": [{"path": path, "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}});
+    if let Some(secret) = secret {
+        ingress["spec"]["tls"] = json!([{"hosts": ["a.example"], "secretName": secret}]);
+    }
+    ingress
+}
+
+fn tls_secret(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "type": "kubernetes.io/tls",
+           "stringData": {"tls.crt": "CERT", "tls.key": "KEY"}})
+}
+
+struct Setup {
+    server: FakeApiServer,
+    api: Client,
+    watching: Watching,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(history: usize) -> Setup {
+    let config = Config {
+        history,
+        bookmark_interval: Duration::from_millis(200),
+    };
+    let server = FakeApiServer::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig(&server.url(), NS)).unwrap();
+    let client = rauta_k8s::client(Some(&path)).await.unwrap();
+    let watching = rauta_k8s::start(client, WatchConfig::new("rauta"));
+    let api = Client::new(server.url());
+    Setup {
+        server,
+        api,
+        watching,
+        _dir: dir,
+    }
+}
+
+/// Wait (bounded) for a snapshot satisfying `check`.
+async fn until(watching: &mut Watching, what: &str, check: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(snapshot) = watching.snapshots.borrow_and_update().clone() {
+            if check(&snapshot) {
+                return snapshot;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            tokio::time::timeout(left, watching.snapshots.changed())
+                .await
+                .is_ok(),
+            "timed out waiting for {what}"
+        );
+    }
+}
+
+fn paths(snapshot: &Snapshot) -> Vec<String> {
+    let mut paths: Vec<String> = snapshot
+        .inputs
+        .ingresses
+        .iter()
+        .flat_map(|i| i.spec.rules.iter())
+        .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
+        .filter_map(|p| p.path.clone())
+        .collect();
+    paths.sort();
+    paths
+}
+
+const INGRESSES: &str = "/apis/networking.k8s.io/v1/namespaces/default/ingresses";
+const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+
+#[tokio::test]
+async fn changes_arrive_quickly_and_secrets_are_bounded() {
+    let mut s = setup(1000).await;
+    s.api
+        .create(INGRESSES, &ingress("one", "/one", None))
+        .await
+        .unwrap();
+    until(&mut s.watching, "initial sync", |snap| {
+        paths(snap) == ["/one"]
+    })
+    .await;
+
+    // One change reaches a snapshot well within 100 ms.
+    let started = Instant::now();
+    s.api
+        .create(INGRESSES, &ingress("two", "/two", None))
+        .await
+        .unwrap();
+    until(&mut s.watching, "the new ingress", |snap| {
+        paths(snap).len() == 2
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(100), "took {took:?}");
+
+    // A burst compiles once (or very few times), not once per object.
+    let before = s.watching.snapshots.borrow().as_ref().unwrap().generation;
+    for i in 0..20 {
+        s.api
+            .create(
+                INGRESSES,
+                &ingress(&format!("burst-{i}"), &format!("/b{i}"), None),
+            )
+            .await
+            .unwrap();
+    }
+    let after = until(&mut s.watching, "the burst", |snap| paths(snap).len() == 22).await;
+    assert!(
+        after.generation - before <= 5,
+        "{} snapshots for one burst",
+        after.generation - before
+    );
+
+    // Secrets: only the referenced TLS one is kept.
+    s.api.create(SECRETS, &tls_secret("used")).await.unwrap();
+    s.api.create(SECRETS, &tls_secret("unused")).await.unwrap();
+    s.api
+        .create(
+            SECRETS,
+            &json!({"metadata": {"name": "opaque"}, "stringData": {"x": "y"}}),
+        )
+        .await
+        .unwrap();
+    s.api
+        .create(INGRESSES, &ingress("tls", "/tls", Some("used")))
+        .await
+        .unwrap();
+    let snap = until(&mut s.watching, "the referenced secret", |snap| {
+        !snap.inputs.secrets.is_empty()
+    })
+    .await;
+    let names: Vec<&str> = snap
+        .inputs
+        .secrets
+        .iter()
+        .map(|s| s.metadata.name.as_str())
+        .collect();
+    assert_eq!(names, ["used"]);
+    assert!(
+        paths(&snap).contains(&"/tls".to_string()),
+        "route published without waiting for its secret"
+    );
+
+    // Rotation reaches the snapshot.
+    let rotated = json!({"stringData": {"tls.crt": "NEW"}});
+    s.api
+        .merge_patch(&format!("{SECRETS}/used"), &rotated)
+        .await
+        .unwrap();
+    until(&mut s.watching, "the rotated secret", |snap| {
+        snap.inputs
+            .secrets
+            .iter()
+            .any(|s| s.data.get("tls.crt").map(String::as_str) == Some("TkVX"))
+    })
+    .await;
+    // Unreferenced again: dropped.
+    s.api.delete(&format!("{INGRESSES}/tls")).await.unwrap();
+    until(&mut s.watching, "the secret to be dropped", |snap| {
+        snap.inputs.secrets.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn restart_with_expired_history_relists_without_stale_objects() {
+    let mut s = setup(5).await;
+    s.api
+        .create(INGRESSES, &ingress("keep", "/keep", None))
+        .await
+        .unwrap();
+    s.api
+        .create(INGRESSES, &ingress("gone", "/gone", None))
+        .await
+        .unwrap();
+    until(&mut s.watching, "initial sync", |snap| {
+        paths(snap) == ["/gone", "/keep"]
+    })
+    .await;
+
+    // While the API server is down, an object goes away and the history is compacted: the watch cannot
+    // resume from its version (410) and must relist.
+    s.server.stop().await;
+    let ingresses = RESOURCES.iter().position(|r| r.kind == "Ingress").unwrap();
+    s.server.store().delete(ingresses, NS, "gone").unwrap();
+    s.server.store().compact();
+    // Down for a moment: the last snapshot stays.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        paths(s.watching.snapshots.borrow().as_ref().unwrap()),
+        ["/gone", "/keep"]
+    );
+    s.server.restart().await.unwrap();
+    until(&mut s.watching, "the relist", |snap| {
+        paths(snap) == ["/keep"]
+    })
+    .await;
+
+    // And the new watch follows changes.
+    s.api
+        .create(INGRESSES, &ingress("after", "/after", None))
+        .await
+        .unwrap();
+    until(&mut s.watching, "a change after the restart", |snap| {
+        paths(snap) == ["/after", "/keep"]
+    })
+    .await;
+}
