@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::downstream::{BodyError, RequestBody};
 use crate::upstream::ResponseBody;
 
 /// The body of a response sent to a client: the upstream's body passed through, or a static error text.
@@ -36,6 +37,20 @@ impl ProxyBody {
     /// An upstream response body, streamed from its connection.
     pub(crate) fn upstream(body: ResponseBody) -> Self {
         Self(Kind::Upstream(body))
+    }
+
+    /// Whether the body comes from an upstream (rather than being the proxy's own answer).
+    pub(crate) fn is_upstream(&self) -> bool {
+        matches!(self.0, Kind::Upstream(_))
+    }
+
+    /// The upstream connection of a `101 Switching Protocols` answer, with any bytes it sent after the head;
+    /// `None` for any other body.
+    pub(crate) fn into_upgraded(self) -> Option<(tokio::net::TcpStream, bytes::BytesMut)> {
+        match self.0 {
+            Kind::Upstream(body) => body.into_upgraded(),
+            Kind::Static(_) => None,
+        }
     }
 }
 
@@ -76,23 +91,70 @@ pub(crate) enum RequestBodyError {
     /// The client sent more than `max_body_bytes`.
     #[error("request body exceeds the configured limit")]
     TooLarge,
-    /// Reading from the client failed.
+    /// Reading from an HTTP/2 client failed.
     #[error("reading request body from client: {0}")]
     Downstream(#[from] hyper::Error),
+    /// An HTTP/1.1 client's body broke its framing (answered 400 if no response started) or ended early.
+    #[error(transparent)]
+    Client(#[from] BodyError),
+}
+
+/// A client's request body, whichever protocol it came in.
+#[derive(Debug)]
+pub(crate) enum ClientBody {
+    /// No body (HTTP/1.1 request without Content-Length or Transfer-Encoding, or `Content-Length: 0`).
+    Empty,
+    /// Streamed from an HTTP/1.1 connection by the proxy's own codec.
+    Http1(RequestBody),
+    /// Streamed from an HTTP/2 connection by hyper.
+    Http2(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        // Every variant is Unpin, so plain `&mut` access is sound.
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Http1(body) => body.is_end_stream(),
+            Self::Http2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Http1(body) => body.size_hint(),
+            Self::Http2(body) => body.size_hint(),
+        }
+    }
 }
 
 /// The body of a request sent upstream: the client's body, cut off with [`RequestBodyError::TooLarge`]
 /// once it passes the limit. The limit is checked per frame, so at most one frame beyond it is read.
 #[derive(Debug)]
 pub(crate) struct UpstreamBody {
-    inner: Incoming,
+    inner: ClientBody,
     /// Bytes still allowed; `u64::MAX` when unlimited.
     remaining: u64,
 }
 
 impl UpstreamBody {
     /// Wrap a client body with an optional byte limit.
-    pub(crate) fn new(inner: Incoming, limit: Option<u64>) -> Self {
+    pub(crate) fn new(inner: ClientBody, limit: Option<u64>) -> Self {
         Self {
             inner,
             remaining: limit.unwrap_or(u64::MAX),
@@ -121,7 +183,7 @@ impl Body for UpstreamBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

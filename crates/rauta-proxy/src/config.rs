@@ -14,8 +14,9 @@ pub struct ProxyConfig {
     /// Time from dispatching the request upstream until the response head arrives. It includes the upload of
     /// the request body when the backend reads the whole body before answering. Exceeding it answers 504.
     pub response_timeout: Duration,
-    /// Largest request head (request line plus headers) accepted from a client; larger heads get 431.
-    /// hyper cannot enforce less than 8192 bytes: smaller values are raised to that.
+    /// Largest request head (request line plus headers) accepted from a client; larger heads get 431. Also
+    /// bounds a chunked request body's trailer section. Upstream response heads may be as large as this or
+    /// 8 KiB, whichever is more.
     pub max_header_bytes: usize,
     /// Most request headers accepted from a client; more get 431.
     pub max_headers: usize,
@@ -25,8 +26,11 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Most idle upstream connections kept per endpoint.
     pub max_idle_per_endpoint: usize,
-    /// Time a client has to send a complete request head (slowloris protection); the connection is closed
-    /// when it runs out.
+    /// Time a client has to send a complete request head (slowloris protection), counted from when the
+    /// connection starts waiting for it (so it is also how long an idle keep-alive connection stays open);
+    /// the connection is closed when it runs out. It is enforced by one timer per connection, checked a few
+    /// times per period rather than re-armed per request, so a connection closes between 1 and 1.25 times
+    /// this after the wait began.
     pub header_read_timeout: Duration,
 }
 
@@ -45,12 +49,13 @@ impl Default for ProxyConfig {
     }
 }
 
-/// hyper refuses a read buffer smaller than this (it asserts); see `hyper::proto::h1::MINIMUM_MAX_BUFFER_SIZE`.
-pub(crate) const HYPER_MIN_BUF_SIZE: usize = 8192;
+/// Smallest limit on an upstream response head, whatever `max_header_bytes` says: a limit meant for client
+/// request heads must not make ordinary responses (cookies, CSP headers) fail with 502.
+const MIN_RESPONSE_HEAD: usize = 8192;
 
 impl ProxyConfig {
-    /// The hyper `max_buf_size` for client connections, clamped so hyper never panics.
-    pub(crate) fn downstream_buf_size(&self) -> usize {
-        self.max_header_bytes.max(HYPER_MIN_BUF_SIZE)
+    /// Largest upstream response head accepted.
+    pub(crate) fn max_response_head(&self) -> usize {
+        self.max_header_bytes.max(MIN_RESPONSE_HEAD)
     }
 }

@@ -33,6 +33,14 @@ pub enum ProxyError {
     /// The endpoint did not send a response head within `response_timeout`.
     #[error("upstream response timed out")]
     ResponseTimeout,
+    /// The request head is larger than `max_header_bytes` or has more than `max_headers` fields.
+    #[error("request head too large")]
+    HeadTooLarge,
+    /// The request is not valid HTTP/1.1: a malformed head, conflicting or invalid body framing
+    /// (Content-Length with Transfer-Encoding, a bad Content-Length, a bad chunk), or a body that is not
+    /// chunked or delimited as declared. The text says which, for the log.
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
     /// The upstream connection failed after connecting (reset, closed early, invalid or oversized
     /// response head), or the client's body failed while it was being sent.
     #[error("upstream request failed: {0}")]
@@ -43,7 +51,10 @@ impl ProxyError {
     /// The status code the client receives.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::TargetNotOriginForm | Self::BadHost => StatusCode::BAD_REQUEST,
+            Self::TargetNotOriginForm | Self::BadHost | Self::Malformed(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
@@ -58,6 +69,8 @@ impl ProxyError {
         match self {
             Self::TargetNotOriginForm => b"400 request target must be origin-form\n",
             Self::BadHost => b"400 missing or invalid Host header\n",
+            Self::Malformed(_) => b"400 bad request\n",
+            Self::HeadTooLarge => b"431 request header fields too large\n",
             Self::ConnectMethod => b"405 CONNECT not allowed\n",
             Self::NoRoute => b"404 no route for host and path\n",
             Self::NoEndpoints => b"503 no ready endpoints\n",

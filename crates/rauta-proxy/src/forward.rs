@@ -1,6 +1,5 @@
 //! One request: route it, rewrite it, send it upstream, stream the answer back.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,24 +7,21 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use http_body::Body;
-use hyper::body::Incoming;
 use rauta_routes::Match;
 
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::{ClientBody, ProxyBody, UpstreamBody};
+use crate::downstream::UpgradeRequest;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::ServiceMetrics;
 use crate::server::ConnContext;
 use crate::target::routing_key;
 
-/// Serve one request; every outcome becomes a response (the error type is `Infallible`), and every response
-/// is counted in `rauta_requests_total`.
-pub(crate) async fn handle(
-    conn: Arc<ConnContext>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+/// Serve one request (from either protocol); every outcome becomes a response, and every response is
+/// counted in `rauta_requests_total`.
+pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Response<ProxyBody> {
     let mut service: Option<Arc<ServiceMetrics>> = None;
-    let response = match forward(&conn, req, &mut service).await {
+    let response = match forward(conn, req, &mut service).await {
         Ok(response) => response,
         Err(err) => {
             tracing::debug!(client = %conn.peer, error = %err, "answered by proxy");
@@ -36,14 +32,14 @@ pub(crate) async fn handle(
         .as_deref()
         .unwrap_or_else(|| conn.proxy.metrics.no_service());
     metrics.record(response.status());
-    Ok(response)
+    response
 }
 
 /// Route and forward. `service` is set as soon as a backend is chosen so the caller counts the response under
 /// it, whatever happens next.
 async fn forward(
     conn: &ConnContext,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     service: &mut Option<Arc<ServiceMetrics>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let proxy = &*conn.proxy;
@@ -61,8 +57,8 @@ async fn forward(
         backend.pick(conn.peer).ok_or(ProxyError::NoEndpoints)?
     };
 
-    // A declared length over the limit is refused before any upstream work (hyper takes the exact size hint
-    // from Content-Length). Chunked bodies are counted while streaming by `UpstreamBody`.
+    // A declared length over the limit is refused before any upstream work (both codecs take the exact size
+    // hint from Content-Length). Chunked bodies are counted while streaming by `UpstreamBody`.
     let limit = proxy.config.max_body_bytes;
     if let (Some(max), Some(len)) = (limit, req.body().size_hint().exact()) {
         if len > max {
@@ -71,9 +67,20 @@ async fn forward(
     }
 
     let (mut parts, body) = req.into_parts();
+    // A WebSocket upgrade keeps the two fields that ask for it (both hop-by-hop otherwise).
+    let upgrade = match parts.extensions.get::<UpgradeRequest>() {
+        Some(_) => parts.headers.get(header::UPGRADE).cloned(),
+        None => None,
+    };
     headers::strip_hop_by_hop(&mut parts.headers);
-    // The proxy answers `Expect: 100-continue` itself: hyper sends 100 when the body is first read, which
-    // happens once the upstream connection is ready for it.
+    if let Some(protocol) = upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
+    // The proxy answers `Expect: 100-continue` itself: the client codec (ours on HTTP/1.1, hyper's on
+    // HTTP/2) sends 100 when the body is first read, which happens once the upstream connection is ready.
     parts.headers.remove(header::EXPECT);
     headers::add_forwarded(&mut parts.headers, &conn.client_ip, conn.scheme);
     if parts.version == Version::HTTP_2 && !parts.headers.contains_key(header::HOST) {
@@ -110,12 +117,24 @@ async fn forward(
         service.observe_latency(started.elapsed());
     }
     let (mut parts, body) = response.into_parts();
+    let switched = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    let protocol = if switched {
+        parts.headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = protocol {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
     Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
 }
 
 /// A short static text response for an error.
-fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+pub(crate) fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::from_static(err.body()));
     *response.status_mut() = err.status();
     response.headers_mut().insert(

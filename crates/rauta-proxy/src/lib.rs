@@ -1,4 +1,4 @@
-//! Tier 3: the userspace HTTP reverse proxy (tokio + hyper).
+//! Tier 3: the userspace HTTP reverse proxy (tokio; its own HTTP/1.1 codecs on both sides, hyper for HTTP/2).
 //!
 //! Every request is routed by the current [`rauta_routes::RouteTable`] snapshot (Host header and path), sent
 //! to the endpoint Maglev picks for the client address, and streamed both ways without buffering whole
@@ -6,17 +6,21 @@
 //!
 //! | status | when |
 //! | --- | --- |
-//! | 400 | target not origin-form (absolute, authority or asterisk form); missing, repeated or invalid Host on HTTP/1.1 |
+//! | 400 | target not origin-form (absolute, authority or asterisk form); missing, repeated or invalid Host on HTTP/1.1; malformed head; Content-Length with Transfer-Encoding, Transfer-Encoding on HTTP/1.0 or not ending in `chunked`, an invalid or conflicting Content-Length; a malformed chunked body (if no response started) |
 //! | 405 | CONNECT |
 //! | 404 | no route and no default backend |
 //! | 503 | the backend has no ready endpoint |
 //! | 413 | body over `max_body_bytes` (declared: before connecting upstream; chunked: when the limit trips, if no response started) |
-//! | 431 | request head over `max_header_bytes` or more than `max_headers` headers (hyper answers this itself) |
+//! | 431 | request head over `max_header_bytes` or more than `max_headers` headers |
 //! | 502 | connect refused, unreachable or timed out; upstream connection failed; invalid or oversized response head |
 //! | 504 | no response head within `response_timeout` |
 //!
-//! Upstream connections are pooled per endpoint address and kept alive; the upstream side speaks HTTP/1.1
-//! through the proxy's own codec (`upstream`), on the request's own task. Requests lose hop-by-hop headers and
+//! Answers to a malformed head (400, 431) close the connection. Client connections speak HTTP/1.x through the
+//! proxy's own codec (`downstream`: keep-alive, pipelining answered in order, `Expect: 100-continue`,
+//! WebSocket upgrades tunnelled after the backend's 101), or HTTP/2 through hyper when the client opens with
+//! the HTTP/2 preface (h2c with prior knowledge) or the acceptor negotiated `h2`. Upstream connections are
+//! pooled per endpoint address and kept alive; the upstream side speaks HTTP/1.1 through the proxy's own codec
+//! (`upstream`), on the request's own task. Requests lose hop-by-hop headers and
 //! gain `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Real-IP`; the Host header passes
 //! unchanged; responses lose hop-by-hop headers. Trailers pass in both directions.
 //!
@@ -34,6 +38,7 @@
 
 mod body;
 mod config;
+mod downstream;
 mod error;
 mod forward;
 mod headers;

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::body::{RequestBodyError, UpstreamBody};
 use crate::config::ProxyConfig;
+use crate::downstream::BodyError;
 use crate::error::ProxyError;
 use crate::upstream::{self, Attempt, ResponseBody, SendError};
 
@@ -68,6 +69,12 @@ impl Pooled {
     /// Whether the connection came from the pool rather than a fresh connect.
     pub(crate) fn reused(&self) -> bool {
         self.reused
+    }
+
+    /// The stream and the bytes read from it but not consumed, for a connection leaving the pool's care
+    /// for good (an upgraded connection).
+    pub(crate) fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.read_buf)
     }
 
     /// Give the connection back for reuse. Call only once its exchange ended cleanly with nothing left
@@ -144,7 +151,7 @@ impl Pool {
                 connect_timeout: config.connect_timeout,
                 idle_timeout: config.idle_timeout,
                 max_idle: config.max_idle_per_endpoint,
-                max_head: config.downstream_buf_size(),
+                max_head: config.max_response_head(),
                 sweeper_started: Default::default(),
             }),
         }
@@ -236,9 +243,13 @@ impl Pool {
         };
         result.map_err(|err| match err {
             SendError::Body(RequestBodyError::TooLarge) => ProxyError::BodyTooLarge,
-            SendError::Body(err @ RequestBodyError::Downstream(_)) => {
-                ProxyError::Upstream(std::io::Error::other(err))
+            SendError::Body(RequestBodyError::Client(BodyError::Malformed(why))) => {
+                ProxyError::Malformed(why)
             }
+            SendError::Body(
+                err @ (RequestBodyError::Downstream(_)
+                | RequestBodyError::Client(BodyError::Closed)),
+            ) => ProxyError::Upstream(std::io::Error::other(err)),
             SendError::Io(err) => ProxyError::Upstream(err),
         })
     }

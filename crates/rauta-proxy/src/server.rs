@@ -1,21 +1,29 @@
-//! The client-facing side: the accept loop, one task per connection, graceful shutdown.
+//! The client-facing side: the accept loop, one task per connection, protocol choice (RAUTA's own HTTP/1
+//! codec, or hyper's HTTP/2 server for h2c prior knowledge and TLS ALPN `h2`), graceful shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::HeaderValue;
+use http::{HeaderValue, Request};
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rauta_routes::RouteTable;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
+use crate::body::ClientBody;
 use crate::config::ProxyConfig;
+use crate::downstream::{self, Outcome, Shutdown};
 use crate::forward;
 use crate::headers::ip_header_value;
 use crate::listener::{Acceptor, PlainTcp, Scheme};
@@ -38,9 +46,9 @@ pub(crate) struct ProxyInner {
     pub(crate) routes: Arc<ArcSwap<RouteTable>>,
     pub(crate) metrics: ProxyMetrics,
     pub(crate) pool: Pool,
-    /// HTTP/1.1 only for now. HTTP/2 (h2c prior knowledge, or ALPN `h2` from a TLS acceptor) is enabled by
-    /// dropping `http1_only`; the request path already handles HTTP/2 requests.
-    server: auto::Builder<TokioExecutor>,
+    /// HTTP/2 connections (h2c prior knowledge, or ALPN `h2` from a TLS acceptor). HTTP/1 is the own codec
+    /// in `downstream`.
+    h2: http2::Builder<TokioExecutor>,
 }
 
 /// What every request on one client connection shares.
@@ -68,14 +76,9 @@ impl Proxy {
         routes: Arc<ArcSwap<RouteTable>>,
         metrics: ProxyMetrics,
     ) -> Self {
-        let mut server = auto::Builder::new(TokioExecutor::new()).http1_only();
-        server
-            .http1()
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            .max_buf_size(config.downstream_buf_size())
-            .max_headers(config.max_headers)
-            .header_read_timeout(config.header_read_timeout);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
         let pool = Pool::new(&config);
         Self {
             inner: Arc::new(ProxyInner {
@@ -83,7 +86,7 @@ impl Proxy {
                 routes,
                 metrics,
                 pool,
-                server,
+                h2,
             }),
         }
     }
@@ -100,8 +103,12 @@ impl Proxy {
     /// Accept connections from `listener`, prepare each with `acceptor` and serve HTTP on it until `shutdown`
     /// completes. Then stop accepting (the listener is closed), ask every connection to finish gracefully
     /// (idle keep-alive connections close at once, in-flight requests complete and their connection closes
-    /// after the response) and return when all are gone. Callers wanting a drain deadline wrap this in a
-    /// timeout.
+    /// after the response; HTTP/2 connections get GOAWAY and finish their open streams; upgraded (WebSocket)
+    /// connections run until either side closes them) and return when all are gone. Callers wanting a drain
+    /// deadline wrap this in a timeout.
+    ///
+    /// Each connection speaks HTTP/1.x through the proxy's own codec, or HTTP/2 when the acceptor negotiated
+    /// it (TLS ALPN `h2`) or the client opens with the HTTP/2 preface (h2c with prior knowledge).
     pub async fn serve<A: Acceptor>(
         &self,
         listener: TcpListener,
@@ -110,7 +117,7 @@ impl Proxy {
     ) -> io::Result<()> {
         self.inner.pool.start_sweeper();
         let acceptor = Arc::new(acceptor);
-        let graceful = GracefulShutdown::new();
+        let drain = Drain::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -122,8 +129,8 @@ impl Proxy {
                         let _ = tcp.set_nodelay(true);
                         let proxy = self.inner.clone();
                         let acceptor = acceptor.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(serve_connection(proxy, acceptor, tcp, peer, watcher));
+                        let watch = drain.watch();
+                        tokio::spawn(serve_connection(proxy, acceptor, tcp, peer, watch));
                     }
                     Err(err) if is_per_connection(&err) => continue,
                     Err(err) => {
@@ -134,8 +141,54 @@ impl Proxy {
             }
         }
         drop(listener);
-        graceful.shutdown().await;
+        drain.finish().await;
         Ok(())
+    }
+}
+
+/// Graceful shutdown of one `serve` call's connections: a flag read on the request path and a watch channel
+/// that wakes idle connections; every connection holds a receiver until it ends, so "all receivers gone" is
+/// "all connections gone".
+struct Drain {
+    started: Arc<AtomicBool>,
+    signal: watch::Sender<bool>,
+}
+
+/// One connection's view of [`Drain`].
+pub(crate) struct DrainWatch {
+    started: Arc<AtomicBool>,
+    signal: watch::Receiver<bool>,
+}
+
+impl Drain {
+    fn new() -> Self {
+        Self {
+            started: Arc::default(),
+            signal: watch::Sender::new(false),
+        }
+    }
+
+    fn watch(&self) -> DrainWatch {
+        DrainWatch {
+            started: self.started.clone(),
+            signal: self.signal.subscribe(),
+        }
+    }
+
+    /// Tell every connection to finish, and wait until all have.
+    async fn finish(self) {
+        // The flag first: a connection woken by the signal, or finishing a response, must see it set.
+        self.started.store(true, Ordering::Relaxed);
+        self.signal.send_replace(true);
+        self.signal.closed().await;
+    }
+}
+
+impl DrainWatch {
+    /// Completes once shutdown has begun (at once if it already has).
+    async fn started(&mut self) {
+        // An error means the `Drain` is gone, which only happens after shutdown began.
+        let _ = self.signal.wait_for(|&started| started).await;
     }
 }
 
@@ -155,7 +208,7 @@ async fn serve_connection<A: Acceptor>(
     acceptor: Arc<A>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-    watcher: Watcher,
+    mut watch: DrainWatch,
 ) {
     let _open = proxy.metrics.open_connection();
     let io = match acceptor.accept(tcp).await {
@@ -165,15 +218,49 @@ async fn serve_connection<A: Acceptor>(
             return;
         }
     };
-    let conn = Arc::new(ConnContext {
+    let ctx = Arc::new(ConnContext {
         proxy: proxy.clone(),
         peer,
         client_ip: ip_header_value(peer.ip()),
         scheme: acceptor.scheme(),
     });
-    let service = service_fn(move |req| forward::handle(conn.clone(), req));
-    let connection = proxy.server.serve_connection(TokioIo::new(io), service);
-    if let Err(err) = watcher.watch(connection).await {
-        tracing::debug!(client = %peer, error = %err, "connection ended with error");
+    if A::negotiated_h2(&io) {
+        serve_h2(&proxy, ctx, io, &mut watch).await;
+        return;
+    }
+    let started = watch.started.clone();
+    let outcome = {
+        let signal = pin!(watch.started());
+        let shutdown = Shutdown {
+            started: &started,
+            signal,
+        };
+        downstream::serve(&ctx, io, shutdown, true).await
+    };
+    if let Outcome::Http2(io) = outcome {
+        serve_h2(&proxy, ctx, io, &mut watch).await;
+    }
+}
+
+/// Serve HTTP/2 on `io` with hyper; on shutdown, send GOAWAY and let open streams finish.
+async fn serve_h2<I>(proxy: &ProxyInner, ctx: Arc<ConnContext>, io: I, watch: &mut DrainWatch)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let peer = ctx.peer;
+    let service = service_fn(move |req: Request<Incoming>| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(forward::handle(&ctx, req.map(ClientBody::Http2)).await) }
+    });
+    let mut connection = pin!(proxy.h2.serve_connection(TokioIo::new(io), service));
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = watch.started() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(client = %peer, error = %err, "HTTP/2 connection ended with error");
     }
 }

@@ -25,6 +25,9 @@ pub(super) enum Framing {
     /// Until the upstream closes (never reusable).
     Close,
     Chunked(Chunk),
+    /// A `101 Switching Protocols` answer: no body; the connection is taken over by the tunnel
+    /// ([`ResponseBody::into_upgraded`]) and never pooled.
+    Upgraded,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +73,16 @@ impl ResponseBody {
             body.finish();
         }
         body
+    }
+
+    /// The connection and the bytes the upstream sent after its `101` head, for the tunnel; `None` unless
+    /// this is the answer to an upgrade.
+    pub(crate) fn into_upgraded(mut self) -> Option<(tokio::net::TcpStream, bytes::BytesMut)> {
+        if !matches!(self.framing, Framing::Upgraded) {
+            return None;
+        }
+        let conn = self.ex.conn.take()?;
+        Some(conn.into_parts())
     }
 
     /// The body ended cleanly: pool the connection if everything allows it, else close it.
@@ -145,6 +158,7 @@ impl ResponseBody {
                     self.finish();
                     return Poll::Ready(None);
                 }
+                Framing::Upgraded => return Poll::Ready(None),
                 Framing::Length(remaining) => {
                     let Some(data) = ready!(self.poll_data(cx, remaining, false))? else {
                         return Poll::Ready(None);
@@ -297,12 +311,12 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.framing, Framing::Done)
+        matches!(self.framing, Framing::Done | Framing::Upgraded)
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.framing {
-            Framing::Done => SizeHint::with_exact(0),
+            Framing::Done | Framing::Upgraded => SizeHint::with_exact(0),
             Framing::Length(n) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
         }

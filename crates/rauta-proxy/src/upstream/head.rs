@@ -12,7 +12,7 @@ use super::body::{Chunk, Framing};
 pub(super) const MAX_RESPONSE_HEADERS: usize = 128;
 
 /// Parse a response head at the start of `buf`; on success remove it from `buf`. `None`: incomplete.
-/// 101 is refused (the proxy never asks for an upgrade); other 1xx heads are returned for the caller to skip.
+/// 1xx heads are returned too: the caller skips interim ones and decides whether a 101 is expected.
 pub(super) fn parse_head(buf: &mut BytesMut, max_head: usize) -> io::Result<Option<Response<()>>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
@@ -29,9 +29,6 @@ pub(super) fn parse_head(buf: &mut BytesMut, max_head: usize) -> io::Result<Opti
     }
     let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| invalid("invalid status code"))?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Err(invalid("unexpected 101 Switching Protocols"));
-    }
     let version = if parsed.version == Some(0) {
         Version::HTTP_10
     } else {

@@ -262,7 +262,12 @@ impl Exchange {
             let conn = conn!(self);
             if !conn.read_buf.is_empty() {
                 match parse_head(&mut conn.read_buf, max_head)? {
-                    Some(head) if head.status().is_informational() => continue,
+                    Some(head)
+                        if head.status().is_informational()
+                            && head.status() != http::StatusCode::SWITCHING_PROTOCOLS =>
+                    {
+                        continue
+                    }
                     Some(head) => return Poll::Ready(Ok(head)),
                     None => {}
                 }
@@ -319,9 +324,20 @@ pub(crate) async fn exchange(
         }
         Err(err) => return Attempt::Done(Err(err)),
     };
-    let framing = match response_framing(&parts.method, &head) {
-        Ok(framing) => framing,
-        Err(err) => return Attempt::Done(Err(err.into())),
+    let framing = if head.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        // Only an upgrade request (which alone keeps its `Upgrade` field past hop-by-hop stripping) may be
+        // answered 101; the connection then belongs to the tunnel.
+        if !parts.headers.contains_key(header::UPGRADE) {
+            return Attempt::Done(Err(SendError::Io(head::invalid(
+                "unexpected 101 Switching Protocols",
+            ))));
+        }
+        Framing::Upgraded
+    } else {
+        match response_framing(&parts.method, &head) {
+            Ok(framing) => framing,
+            Err(err) => return Attempt::Done(Err(err.into())),
+        }
     };
     let reusable = head.version() == Version::HTTP_11
         && !matches!(framing, Framing::Close)
