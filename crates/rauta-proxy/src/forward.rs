@@ -82,7 +82,8 @@ async fn forward(
     // The proxy answers `Expect: 100-continue` itself: the client codec (ours on HTTP/1.1, hyper's on
     // HTTP/2) sends 100 when the body is first read, which happens once the upstream connection is ready.
     parts.headers.remove(header::EXPECT);
-    headers::add_forwarded(&mut parts.headers, &conn.client_ip, conn.scheme);
+    // HTTP/2 carries the host in `:authority`; HTTP/1.1 upstreams need it as Host (set before the
+    // forwarding headers so that X-Forwarded-Host gets it too).
     if parts.version == Version::HTTP_2 && !parts.headers.contains_key(header::HOST) {
         if let Some(authority) = parts.uri.authority() {
             if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
@@ -90,6 +91,7 @@ async fn forward(
             }
         }
     }
+    headers::add_forwarded(&mut parts.headers, &conn.client_ip, conn.scheme);
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         // HTTP/2 requests carry scheme and authority; HTTP/1.1 upstreams get origin-form. HTTP/1.x requests
         // reaching this point are origin-form already and pass untouched.
