@@ -24,7 +24,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve traffic. With --manifests: standalone mode, configuration from files (live reloaded).
-    /// Without: Kubernetes mode (not implemented yet).
+    /// Without: Kubernetes mode, configuration watched from the API server (in-cluster, KUBECONFIG or
+    /// --kubeconfig).
     Run(Box<RunArgs>),
     /// Validate manifests and print the compiled routes without serving. Exit 1 if anything was rejected.
     Check(CheckArgs),
@@ -87,6 +88,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub logging: LogArgs,
 
+    // Kubernetes mode (without --manifests).
+    #[command(flatten)]
+    pub kube: KubeArgs,
+
     /// Plain HTTP listener.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:80")]
     pub http_listen: SocketAddr,
@@ -148,6 +153,23 @@ pub struct RunArgs {
     /// port 0).
     #[arg(long, hide = true)]
     pub print_listen_addrs: bool,
+}
+
+/// Flags of Kubernetes mode (`rauta run` without `--manifests`).
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// Kubeconfig file [default: KUBECONFIG, else ~/.kube/config, else the in-cluster service account].
+    #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch only this namespace (repeatable) [default: every namespace]. IngressClasses are
+    /// cluster-scoped and always watched.
+    #[arg(
+        long = "watch-namespace",
+        value_name = "NS",
+        conflicts_with = "manifests"
+    )]
+    pub watch_namespaces: Vec<String>,
 }
 
 /// `--kernel-tiers`.

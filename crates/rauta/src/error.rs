@@ -35,6 +35,9 @@ pub enum FatalError {
     /// A bug: a task panicked or was cancelled.
     #[error("internal error (a bug in rauta, please report it): {0}")]
     Internal(String),
+    /// Kubernetes mode: no usable API client configuration.
+    #[error("{0}")]
+    Kubernetes(#[source] rauta_k8s::ConnectError),
     /// The manifest watcher could not be started at all (neither inotify nor polling).
     #[error("cannot watch the manifests for changes: {0}")]
     Watch(#[source] notify::Error),

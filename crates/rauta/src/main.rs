@@ -9,6 +9,7 @@ mod cli;
 mod config_metrics;
 mod error;
 mod kernel;
+mod kube_source;
 mod load;
 mod logging;
 mod reload;
@@ -40,9 +41,6 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => {
-            if args.config.manifests.is_empty() {
-                return usage_error("Kubernetes mode is not implemented yet; use --manifests");
-            }
             logging::init(&args.logging);
             // The control runtime: loading, reloads, the admin server and signals. Requests are served by
             // the worker threads `run` starts, each with its own runtime (see `workers`).

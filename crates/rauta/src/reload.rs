@@ -100,15 +100,12 @@ impl Reloader {
             self.metrics.record_reload(ReloadResult::Failed);
             return false;
         }
-        let routes = loaded.compiled.table.routes().len();
-        let table = Arc::new(loaded.compiled.table);
-        self.table.store(table.clone());
-        if let Some(kernel) = &self.kernel {
-            kernel.apply_routes(&table);
-        }
-        self.metrics.record_reload(ReloadResult::Ok);
-        self.metrics.record_clean_load();
-        self.metrics.set_routes(routes);
+        let routes = install(
+            &self.table,
+            self.kernel.as_deref(),
+            &self.metrics,
+            loaded.compiled.table,
+        );
         tracing::info!(
             files = loaded.files,
             routes,
@@ -117,4 +114,25 @@ impl Reloader {
         );
         true
     }
+}
+
+/// Swap a new table in: the proxy's, then the kernel tiers' route maps, then the metrics. Shared by every
+/// configuration source (files, Kubernetes), so that they all reach the data plane the same way. Returns
+/// the number of routes.
+pub fn install(
+    serving: &ArcSwap<RouteTable>,
+    kernel: Option<&crate::kernel::KernelState>,
+    metrics: &ConfigMetrics,
+    table: RouteTable,
+) -> usize {
+    let routes = table.routes().len();
+    let table = Arc::new(table);
+    serving.store(table.clone());
+    if let Some(kernel) = kernel {
+        kernel.apply_routes(&table);
+    }
+    metrics.record_reload(ReloadResult::Ok);
+    metrics.record_clean_load();
+    metrics.set_routes(routes);
+    routes
 }

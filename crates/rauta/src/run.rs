@@ -1,4 +1,5 @@
-//! `rauta run` in standalone mode: load manifests, bind, serve, reload on change, shut down gracefully.
+//! `rauta run`: load the configuration (manifest files or the Kubernetes API), bind, serve, follow changes, shut
+//! down gracefully.
 //!
 //! Startup order matters for readiness: the first table is loaded before any listener is bound, and
 //! `/readyz` turns 200 only once both are done, so a load balancer never sees a ready proxy with an empty
@@ -21,6 +22,7 @@ use crate::cli::RunArgs;
 use crate::config_metrics::ConfigMetrics;
 use crate::error::FatalError;
 use crate::kernel;
+use crate::kube_source;
 use crate::load::load;
 use crate::reload::Reloader;
 use crate::workers;
@@ -40,36 +42,28 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         ingress_class: args.config.ingress_class.clone(),
         default_backend: args.config.default_backend.clone(),
     };
-    let paths = args.config.manifests.clone();
-    // Watch before the first load, so that an edit made while loading triggers a reload instead of being
-    // missed. A watch error is reported after the load's own errors, which explain it better (a missing path).
-    let (change_tx, change_rx) = mpsc::channel(1);
-    let watcher = crate::watch::watch(&paths, change_tx.clone());
-    let loaded = {
-        let (paths, options) = (paths.clone(), options.clone());
-        tokio::task::spawn_blocking(move || load(&paths, &options))
-            .await
-            .map_err(|e| {
-                FatalError::Internal(format!("loading manifests failed unexpectedly: {e}"))
-            })?
+    // The configuration source: manifest files (standalone) or the Kubernetes API. Both end in the same
+    // compiler and the same table swap (`reload::install`).
+    let (first_table, clean, updates) = if args.config.manifests.is_empty() {
+        let (source, compiled) = tokio::select! {
+            started = kube_source::start(&args, &options) => started?,
+            signal = termination.next() => {
+                tracing::info!(signal, "stopped before the first configuration arrived");
+                return Ok(());
+            }
+        };
+        let routes = compiled.table.routes().len();
+        tracing::info!(
+            routes,
+            diagnostics = compiled.diagnostics.len(),
+            "configuration loaded from the Kubernetes API"
+        );
+        (compiled.table, true, Updates::Kubernetes(Box::new(source)))
+    } else {
+        start_files(&args, &options).await?
     };
-    // Without an old configuration to fall back on, an unreadable path is fatal: serving a partial
-    // configuration silently would be worse than not starting. Parse errors are not: the valid objects serve.
-    if !loaded.read_errors.is_empty() {
-        return Err(FatalError::ManifestsUnreadable(loaded.read_errors));
-    }
-    let watcher = watcher.map_err(FatalError::Watch)?;
-    loaded.log_problems(false);
-    let clean = loaded.is_clean();
-    let route_count = loaded.compiled.table.routes().len();
-    tracing::info!(
-        files = loaded.files,
-        routes = route_count,
-        errors = loaded.manifest_errors.len(),
-        diagnostics = loaded.compiled.diagnostics.len(),
-        "configuration loaded"
-    );
-    let table = Arc::new(ArcSwap::from_pointee(loaded.compiled.table));
+    let route_count = first_table.routes().len();
+    let table = Arc::new(ArcSwap::from_pointee(first_table));
     if let Some(kernel) = &kernel {
         kernel.apply_routes(&table.load());
     }
@@ -121,17 +115,29 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
 
-    let reloader = Reloader {
-        paths,
-        options,
-        table: table.clone(),
-        kernel: kernel.clone(),
-        metrics: config_metrics,
-        debounce: args.reload_debounce,
-        watcher,
-        changes: change_tx,
+    let reload_task = match updates {
+        Updates::Files {
+            paths,
+            watcher,
+            change_tx,
+            change_rx,
+        } => {
+            let reloader = Reloader {
+                paths,
+                options,
+                table: table.clone(),
+                kernel: kernel.clone(),
+                metrics: config_metrics,
+                debounce: args.reload_debounce,
+                watcher,
+                changes: change_tx,
+            };
+            tokio::spawn(reloader.run(change_rx))
+        }
+        Updates::Kubernetes(source) => {
+            tokio::spawn(source.run(table.clone(), kernel.clone(), config_metrics))
+        }
     };
-    let reload_task = tokio::spawn(reloader.run(change_rx));
 
     let config = ProxyConfig {
         connect_timeout: args.upstream_connect_timeout,
@@ -190,6 +196,66 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     let _ = reload_task.await;
     drop(kernel);
     Ok(())
+}
+
+/// Where later configuration changes come from.
+enum Updates {
+    /// `--manifests`: the file watch and its notifications, for the [`Reloader`].
+    Files {
+        paths: Vec<std::path::PathBuf>,
+        watcher: crate::watch::ManifestWatcher,
+        change_tx: mpsc::Sender<()>,
+        change_rx: mpsc::Receiver<()>,
+    },
+    /// The Kubernetes API.
+    Kubernetes(Box<kube_source::KubeSource>),
+}
+
+/// Standalone mode's first load: watch the `--manifests` paths, then read and compile them. Returns the
+/// table, whether the load was clean, and the watch.
+async fn start_files(
+    args: &RunArgs,
+    options: &CompileOptions,
+) -> Result<(rauta_routes::RouteTable, bool, Updates), FatalError> {
+    let paths = args.config.manifests.clone();
+    // Watch before the first load, so that an edit made while loading triggers a reload instead of being
+    // missed. A watch error is reported after the load's own errors, which explain it better (a missing path).
+    let (change_tx, change_rx) = mpsc::channel(1);
+    let watcher = crate::watch::watch(&paths, change_tx.clone());
+    let loaded = {
+        let (paths, options) = (paths.clone(), options.clone());
+        tokio::task::spawn_blocking(move || load(&paths, &options))
+            .await
+            .map_err(|e| {
+                FatalError::Internal(format!("loading manifests failed unexpectedly: {e}"))
+            })?
+    };
+    // Without an old configuration to fall back on, an unreadable path is fatal: serving a partial
+    // configuration silently would be worse than not starting. Parse errors are not: the valid objects serve.
+    if !loaded.read_errors.is_empty() {
+        return Err(FatalError::ManifestsUnreadable(loaded.read_errors));
+    }
+    let watcher = watcher.map_err(FatalError::Watch)?;
+    loaded.log_problems(false);
+    let clean = loaded.is_clean();
+    let route_count = loaded.compiled.table.routes().len();
+    tracing::info!(
+        files = loaded.files,
+        routes = route_count,
+        errors = loaded.manifest_errors.len(),
+        diagnostics = loaded.compiled.diagnostics.len(),
+        "configuration loaded"
+    );
+    Ok((
+        loaded.compiled.table,
+        clean,
+        Updates::Files {
+            paths,
+            watcher,
+            change_tx,
+            change_rx,
+        },
+    ))
 }
 
 /// SIGTERM and SIGINT handlers, installed at startup so that a signal during startup is not lost to the

@@ -7,6 +7,7 @@
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,11 +50,29 @@ impl Rauta {
         manifests: &Path,
         extra: &[&str],
     ) -> Result<Rauta, (Option<ExitStatus>, Vec<String>)> {
+        Self::try_start_from(&[OsStr::new("--manifests"), manifests.as_os_str()], extra)
+    }
+
+    /// Like [`Rauta::start`], with the configuration source given as arguments (`--manifests PATH`, or
+    /// `--kubeconfig PATH` for Kubernetes mode).
+    pub fn start_from(source: &[&OsStr], extra: &[&str]) -> Rauta {
+        Self::try_start_from(source, extra).unwrap_or_else(|(status, logs)| {
+            panic!(
+                "rauta exited during startup with {status:?}; stderr:\n{}",
+                logs.join("\n")
+            )
+        })
+    }
+
+    /// Like [`Rauta::try_start`], with the configuration source given as arguments.
+    pub fn try_start_from(
+        source: &[&OsStr],
+        extra: &[&str],
+    ) -> Result<Rauta, (Option<ExitStatus>, Vec<String>)> {
         let mut command = Command::new(RAUTA);
         command
             .arg("run")
-            .arg("--manifests")
-            .arg(manifests)
+            .args(source)
             .args([
                 "--http-listen",
                 "127.0.0.1:0",

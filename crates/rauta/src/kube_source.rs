@@ -1,0 +1,123 @@
+//! Kubernetes mode's configuration source: `rauta-k8s` watches the API server and publishes snapshots of
+//! the objects; each is compiled by the same compiler as manifest files and swapped in through the same
+//! [`install`] as a file reload.
+//!
+//! Unlike files, a snapshot is always complete and consistent (the watch cache publishes only after every
+//! list is done), so every snapshot is applied; objects the API server accepted but the compiler rejects
+//! are diagnostics, logged once each (not at every recompile).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rauta_routes::{compile, CompileOptions, Compiled, RouteTable};
+
+use crate::cli::RunArgs;
+use crate::config_metrics::ConfigMetrics;
+use crate::error::FatalError;
+use crate::kernel::KernelState;
+use crate::reload::install;
+
+/// How often startup says it is still waiting for the API server.
+const WAITING_NOTICE: Duration = Duration::from_secs(10);
+
+/// The running watch and what the last compile reported.
+pub struct KubeSource {
+    watching: rauta_k8s::Watching,
+    options: CompileOptions,
+    /// Diagnostics already logged, so that a recompile does not repeat them.
+    reported: HashSet<String>,
+}
+
+/// Connect, start watching, and wait for the first complete snapshot; returns the source and its
+/// first compiled table.
+pub async fn start(
+    args: &RunArgs,
+    options: &CompileOptions,
+) -> Result<(KubeSource, Compiled), FatalError> {
+    let client = rauta_k8s::client(args.kube.kubeconfig.as_deref())
+        .await
+        .map_err(FatalError::Kubernetes)?;
+    let mut config = rauta_k8s::WatchConfig::new(options.ingress_class.clone());
+    config.namespaces.clone_from(&args.kube.watch_namespaces);
+    tracing::info!(
+        namespaces = ?config.namespaces,
+        class = %config.ingress_class,
+        "Kubernetes mode: waiting for the first list of Ingresses, IngressClasses, Services, EndpointSlices and TLS Secrets"
+    );
+    let mut source = KubeSource {
+        watching: rauta_k8s::start(client, config),
+        options: options.clone(),
+        reported: HashSet::new(),
+    };
+    loop {
+        let latest = source.watching.snapshots.borrow_and_update().clone();
+        if let Some(snapshot) = latest {
+            let compiled = source.compile(snapshot).await?;
+            return Ok((source, compiled));
+        }
+        match tokio::time::timeout(WAITING_NOTICE, source.watching.snapshots.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                return Err(FatalError::Internal(
+                    "the Kubernetes watch stopped".to_string(),
+                ))
+            }
+            Err(_) => tracing::warn!(
+                "still waiting for the Kubernetes API server (see the watch errors above)"
+            ),
+        }
+    }
+}
+
+impl KubeSource {
+    async fn compile(&mut self, snapshot: rauta_k8s::Snapshot) -> Result<Compiled, FatalError> {
+        let options = self.options.clone();
+        let inputs = snapshot.inputs.clone();
+        let compiled = tokio::task::spawn_blocking(move || compile(&inputs, &options))
+            .await
+            .map_err(|e| FatalError::Internal(format!("compiling failed unexpectedly: {e}")))?;
+        let current: HashSet<String> = compiled
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for diagnostic in current.difference(&self.reported) {
+            tracing::warn!("{diagnostic}");
+        }
+        self.reported = current;
+        tracing::debug!(
+            generation = snapshot.generation,
+            ingresses = snapshot.inputs.ingresses.len(),
+            "compiled a Kubernetes snapshot"
+        );
+        Ok(compiled)
+    }
+
+    /// Compile and install every new snapshot until the watch ends.
+    pub async fn run(
+        mut self,
+        table: Arc<ArcSwap<RouteTable>>,
+        kernel: Option<Arc<KernelState>>,
+        metrics: ConfigMetrics,
+    ) {
+        while self.watching.snapshots.changed().await.is_ok() {
+            let latest = self.watching.snapshots.borrow_and_update().clone();
+            let Some(snapshot) = latest else {
+                continue;
+            };
+            match self.compile(snapshot).await {
+                Ok(compiled) => {
+                    let routes = install(&table, kernel.as_deref(), &metrics, compiled.table);
+                    tracing::info!(
+                        routes,
+                        diagnostics = compiled.diagnostics.len(),
+                        "configuration updated from the Kubernetes API"
+                    );
+                }
+                Err(error) => tracing::error!(%error, "keeping the current configuration"),
+            }
+        }
+    }
+}
