@@ -4,7 +4,7 @@
 //! end of a (re)list; a snapshot is only taken when every stream has completed at least one list and the
 //! Secret stream has listed with every Secret the Ingresses reference (see [`crate::secrets`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use rauta_routes::model::{EndpointSlice, Ingress, IngressClass, Inputs, Secret, Service};
@@ -20,8 +20,8 @@ pub type Key = (String, String);
 /// One decoded object.
 #[derive(Debug, Clone)]
 pub enum Object {
-    /// An Ingress.
-    Ingress(Ingress),
+    /// An Ingress and its `status.loadBalancer.ingress` (for the status writer; `Null` if unset).
+    Ingress(Box<Ingress>, serde_json::Value),
     /// An IngressClass.
     IngressClass(IngressClass),
     /// A Service.
@@ -36,7 +36,10 @@ impl Object {
     /// Decode the API's JSON for `kind` into the model.
     pub fn decode(kind: Kind, json: serde_json::Value) -> Result<Self, serde_json::Error> {
         Ok(match kind {
-            Kind::Ingress => Object::Ingress(serde_json::from_value(json)?),
+            Kind::Ingress => {
+                let status = json["status"]["loadBalancer"]["ingress"].clone();
+                Object::Ingress(Box::new(serde_json::from_value(json)?), status)
+            }
             Kind::IngressClass => Object::IngressClass(serde_json::from_value(json)?),
             Kind::Service => Object::Service(serde_json::from_value(json)?),
             Kind::EndpointSlice => Object::EndpointSlice(serde_json::from_value(json)?),
@@ -154,16 +157,24 @@ impl Cache {
 
     /// The current objects, or `None` while a list is incomplete. Also brings the Secret streams'
     /// references up to date (see [`crate::secrets`]).
-    pub fn snapshot(&self, class: &str) -> Option<Inputs> {
+    pub fn snapshot(&self, class: &str) -> Option<(Inputs, BTreeMap<Key, serde_json::Value>)> {
         let mut state = self.lock();
         if !state.streams.iter().all(|s| s.synced) {
             return None;
         }
         let mut inputs = Inputs::default();
+        let mut status = BTreeMap::new();
         for s in &state.streams {
             for object in s.objects.values() {
                 match object {
-                    Object::Ingress(o) => inputs.ingresses.push(o.clone()),
+                    Object::Ingress(o, lb) => {
+                        let meta = &o.metadata;
+                        status.insert(
+                            (meta.namespace().to_string(), meta.name.clone()),
+                            lb.clone(),
+                        );
+                        inputs.ingresses.push((**o).clone());
+                    }
                     Object::IngressClass(o) => inputs.ingress_classes.push(o.clone()),
                     Object::Service(o) => inputs.services.push(o.clone()),
                     Object::EndpointSlice(o) => inputs.endpoint_slices.push(o.clone()),
@@ -205,6 +216,6 @@ impl Cache {
                 true
             }
         });
-        Some(inputs)
+        Some((inputs, status))
     }
 }

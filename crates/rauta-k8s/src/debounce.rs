@@ -23,7 +23,7 @@ pub async fn run(cache: Arc<Cache>, config: WatchConfig, tx: watch::Sender<Optio
                 () = sleep_until(deadline) => break,
             }
         }
-        let Some(inputs) = cache.snapshot(&config.ingress_class) else {
+        let Some((inputs, status)) = cache.snapshot(&config.ingress_class) else {
             // A list is incomplete; its completion notifies again.
             continue;
         };
@@ -31,6 +31,7 @@ pub async fn run(cache: Arc<Cache>, config: WatchConfig, tx: watch::Sender<Optio
         if tx
             .send(Some(Snapshot {
                 inputs: Arc::new(inputs),
+                ingress_status: Arc::new(status),
                 generation,
             }))
             .is_err()

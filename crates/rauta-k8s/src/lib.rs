@@ -23,9 +23,11 @@
 mod cache;
 mod connect;
 mod debounce;
+pub mod election;
 mod kinds;
 mod reflect;
 pub mod secrets;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use connect::{client, ConnectError};
+pub use election::ElectionConfig;
+pub use status::Publish;
 
 /// What to watch and how to batch.
 #[derive(Debug, Clone)]
@@ -66,6 +70,8 @@ impl WatchConfig {
 pub struct Snapshot {
     /// The objects, as the compiler takes them.
     pub inputs: Arc<Inputs>,
+    /// `status.loadBalancer.ingress` of every Ingress by (namespace, name), for the status writer.
+    pub ingress_status: status::IngressStatus,
     /// Counts up with every publication (1 is the first full sync).
     pub generation: u64,
 }
@@ -74,18 +80,45 @@ pub struct Snapshot {
 pub struct Watching {
     /// `None` until every watch has completed its first list; then the latest snapshot.
     pub snapshots: watch::Receiver<Option<Snapshot>>,
-    _tasks: JoinSet<()>,
+    client: kube::Client,
+    class: String,
+    tasks: JoinSet<()>,
+}
+
+impl Watching {
+    /// Also elect a leader among the replicas and, while leading, write the status of our Ingresses.
+    /// Returns whether this replica leads (changes over time).
+    pub fn publish_status(
+        &mut self,
+        publish: Publish,
+        election: ElectionConfig,
+    ) -> watch::Receiver<bool> {
+        let (leader_tx, leader) = watch::channel(false);
+        self.tasks
+            .spawn(election::run(self.client.clone(), election, leader_tx));
+        self.tasks.spawn(status::run(
+            self.client.clone(),
+            publish,
+            self.class.clone(),
+            self.snapshots.clone(),
+            leader.clone(),
+        ));
+        leader
+    }
 }
 
 /// Start watching with `client`. Returns at once; the first snapshot follows the initial lists.
 pub fn start(client: kube::Client, config: WatchConfig) -> Watching {
     let cache = Arc::new(cache::Cache::new(&config));
+    let class = config.ingress_class.clone();
     let (snapshot_tx, snapshots) = watch::channel(None);
     let mut tasks = JoinSet::new();
     reflect::spawn_all(&client, &cache, &mut tasks);
     tasks.spawn(debounce::run(cache, config, snapshot_tx));
     Watching {
         snapshots,
-        _tasks: tasks,
+        client,
+        class,
+        tasks,
     }
 }

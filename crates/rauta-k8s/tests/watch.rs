@@ -227,3 +227,77 @@ async fn restart_with_expired_history_relists_without_stale_objects() {
     })
     .await;
 }
+
+async fn replica(
+    server: &FakeApiServer,
+    dir: &std::path::Path,
+    id: &str,
+    address: &str,
+) -> (Watching, tokio::sync::watch::Receiver<bool>) {
+    let path = dir.join(format!("kubeconfig-{id}"));
+    std::fs::write(&path, kubeconfig(&server.url(), NS)).unwrap();
+    let client = rauta_k8s::client(Some(&path)).await.unwrap();
+    let mut watching = rauta_k8s::start(client, WatchConfig::new("rauta"));
+    let election = rauta_k8s::ElectionConfig {
+        namespace: "rauta-system".into(),
+        name: "rauta-rauta".into(),
+        identity: id.into(),
+        lease_duration: Duration::from_secs(2),
+    };
+    let leader = watching.publish_status(rauta_k8s::Publish::Address(address.into()), election);
+    (watching, leader)
+}
+
+async fn published(api: &Client, name: &str) -> Value {
+    api.get(&format!("{INGRESSES}/{name}")).await.unwrap().body["status"]["loadBalancer"]["ingress"]
+        .clone()
+}
+
+#[tokio::test]
+async fn one_leader_writes_status_and_another_takes_over() {
+    let s = setup(1000).await;
+    let mut other = ingress("other", "/other", None);
+    other["spec"]["ingressClassName"] = json!("nginx");
+    s.api.create(INGRESSES, &other).await.unwrap();
+    s.api
+        .create(INGRESSES, &ingress("ours", "/ours", None))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, mut first_leads) = replica(&s.server, dir.path(), "first", "198.18.0.10").await;
+    tokio::time::timeout(Duration::from_secs(5), first_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    let (_second, second_leads) = replica(&s.server, dir.path(), "second", "198.18.0.11").await;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while published(&s.api, "ours").await != json!([{"ip": "198.18.0.10"}]) {
+        assert!(Instant::now() < deadline, "the leader did not write status");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The follower neither leads nor writes, and the other class is never touched.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!*second_leads.borrow());
+    assert_eq!(
+        published(&s.api, "ours").await,
+        json!([{"ip": "198.18.0.10"}])
+    );
+    assert_eq!(published(&s.api, "other").await, Value::Null);
+
+    // The leader stops: the follower takes over within the lease duration (plus its retry period).
+    let stopped = Instant::now();
+    drop(first);
+    while published(&s.api, "ours").await != json!([{"ip": "198.18.0.11"}]) {
+        assert!(stopped.elapsed() < Duration::from_secs(5), "no takeover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = stopped.elapsed();
+    println!("takeover after {took:?}");
+    assert!(
+        took < Duration::from_millis(2000 + 500 + 500),
+        "takeover took {took:?}"
+    );
+    assert!(*second_leads.borrow());
+    assert_eq!(published(&s.api, "other").await, Value::Null);
+}
