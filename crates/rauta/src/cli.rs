@@ -170,6 +170,42 @@ pub struct KubeArgs {
         conflicts_with = "manifests"
     )]
     pub watch_namespaces: Vec<String>,
+
+    /// Write this address (an IP, else a host name) into `status.loadBalancer.ingress` of the Ingresses of
+    /// our class. Only the elected leader writes.
+    #[arg(
+        long,
+        value_name = "IP|HOSTNAME",
+        conflicts_with_all = ["manifests", "publish_service"]
+    )]
+    pub publish_address: Option<String>,
+
+    /// Like --publish-address, copying the load-balancer status of this Service (NAMESPACE/NAME).
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced_name, conflicts_with = "manifests")]
+    pub publish_service: Option<(String, String)>,
+
+    /// Namespace of the leader-election Lease (`rauta-<ingress class>`).
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "POD_NAMESPACE",
+        default_value = "default"
+    )]
+    pub election_namespace: String,
+
+    /// How long a leader's Lease lasts without renewal before another replica takes over.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub election_lease_duration: Duration,
+}
+
+/// `NAMESPACE/NAME`.
+fn parse_namespaced_name(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err("expected NAMESPACE/NAME, e.g. ingress/rauta".to_string()),
+    }
 }
 
 /// `--kernel-tiers`.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rauta_k8s::{ElectionConfig, Publish};
 use rauta_routes::{compile, CompileOptions, Compiled, RouteTable};
 
 use crate::cli::RunArgs;
@@ -25,6 +26,8 @@ const WAITING_NOTICE: Duration = Duration::from_secs(10);
 /// The running watch and what the last compile reported.
 pub struct KubeSource {
     watching: rauta_k8s::Watching,
+    /// Whether this replica leads (status writing runs in `watching`'s tasks).
+    _leader: Option<tokio::sync::watch::Receiver<bool>>,
     options: CompileOptions,
     /// Diagnostics already logged, so that a recompile does not repeat them.
     reported: HashSet<String>,
@@ -46,8 +49,29 @@ pub async fn start(
         class = %config.ingress_class,
         "Kubernetes mode: waiting for the first list of Ingresses, IngressClasses, Services, EndpointSlices and TLS Secrets"
     );
+    let mut watching = rauta_k8s::start(client, config);
+    let publish = match (&args.kube.publish_address, &args.kube.publish_service) {
+        (Some(address), _) => Some(Publish::Address(address.clone())),
+        (None, Some((namespace, name))) => Some(Publish::Service {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        }),
+        (None, None) => None,
+    };
+    // Without an address to publish there is nothing only a leader may do, so no election either.
+    let leader = publish.map(|publish| {
+        let election = ElectionConfig {
+            namespace: args.kube.election_namespace.clone(),
+            name: format!("rauta-{}", options.ingress_class),
+            identity: identity(),
+            lease_duration: args.kube.election_lease_duration,
+        };
+        tracing::info!(identity = %election.identity, namespace = %election.namespace, lease = %election.name, "Ingress status: taking part in leader election");
+        watching.publish_status(publish, election)
+    });
     let mut source = KubeSource {
-        watching: rauta_k8s::start(client, config),
+        watching,
+        _leader: leader,
         options: options.clone(),
         reported: HashSet::new(),
     };
@@ -69,6 +93,20 @@ pub async fn start(
             ),
         }
     }
+}
+
+/// This replica's name in the Lease: the pod name (`POD_NAME`, from the downward API) or the host name,
+/// with the process id so that two processes on one host differ.
+fn identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME") {
+        if !pod.is_empty() {
+            return pod;
+        }
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "rauta".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 impl KubeSource {

@@ -349,3 +349,85 @@ async fn loopback_endpoints_are_rejected_like_a_real_api_server() {
         .unwrap();
     assert_eq!(answer.status, 422, "{:?}", answer.body);
 }
+
+impl Cluster {
+    /// A replica publishing `address`, with a 2 s lease.
+    async fn replica(&self, address: &'static str) -> Rauta {
+        let kubeconfig = self.kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            Rauta::start_from(
+                &[OsStr::new("--kubeconfig"), kubeconfig.as_os_str()],
+                &[
+                    "--kernel-tiers",
+                    "off",
+                    "--publish-address",
+                    address,
+                    "--election-namespace",
+                    "rauta-system",
+                    "--election-lease-duration",
+                    "2s",
+                ],
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn published(&self, name: &str) -> Value {
+        self.api
+            .get(&format!("{INGRESSES}/{name}"))
+            .await
+            .unwrap()
+            .body["status"]["loadBalancer"]["ingress"]
+            .clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_writes_status_the_other_takes_over() {
+    let cluster = Cluster::start(1000).await;
+    cluster.create(SERVICES, service()).await;
+    cluster.create(INGRESSES, ingress("ours", "/ours")).await;
+    let mut theirs = ingress("theirs", "/theirs");
+    theirs["spec"]["ingressClassName"] = json!("nginx");
+    cluster.create(INGRESSES, theirs).await;
+
+    let first = cluster.replica("198.18.0.10").await;
+    first.wait_for_log("became the leader");
+    let second = cluster.replica("198.18.0.11").await;
+    eventually("the leader to write status", || async {
+        cluster.published("ours").await == json!([{"ip": "198.18.0.10"}])
+    })
+    .await;
+    // Both serve traffic; only one leads; the other class is never touched.
+    assert_eq!(status(&first, "/ours").await, 503);
+    assert_eq!(status(&second, "/ours").await, 503);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!second
+        .logs()
+        .iter()
+        .any(|l| l.contains("became the leader")));
+    assert_eq!(
+        cluster.published("ours").await,
+        json!([{"ip": "198.18.0.10"}])
+    );
+    assert_eq!(cluster.published("theirs").await, Value::Null);
+    let lease = cluster
+        .api
+        .get("/apis/coordination.k8s.io/v1/namespaces/rauta-system/leases/rauta-rauta")
+        .await
+        .unwrap();
+    assert_eq!(lease.status, 200);
+
+    // The leader dies (SIGKILL): the other takes over within the lease duration (plus a retry period).
+    let stopped = Instant::now();
+    drop(first);
+    eventually("the second replica to take over", || async {
+        cluster.published("ours").await == json!([{"ip": "198.18.0.11"}])
+    })
+    .await;
+    let took = stopped.elapsed();
+    println!("takeover after {took:?}");
+    assert!(took < Duration::from_millis(3000), "took {took:?}");
+    assert_eq!(cluster.published("theirs").await, Value::Null);
+}
