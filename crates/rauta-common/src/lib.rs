@@ -20,4 +20,5 @@ pub mod maps;
 mod pod;
 pub mod reason;
 pub mod route;
+pub mod splice;
 pub mod synack;

@@ -162,7 +162,7 @@ pub struct PendingSegment {
 
 /// Number of slots in the counter map. Larger than the number of reasons so that new reasons do not
 /// change the map's size (a loader and an object of neighbouring versions still agree).
-pub const COUNTER_SLOTS: u32 = 32;
+pub const COUNTER_SLOTS: u32 = 64;
 
 /// Largest TCP header (doff = 15).
 pub const TCP_MAX_HEADER: usize = 60;

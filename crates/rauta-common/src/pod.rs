@@ -7,6 +7,7 @@
 
 use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, VipConfig};
 use crate::route::{Endpoint, RouteDecision, RouteKey, RouteValue, ServiceEntry, SlotKey};
+use crate::splice::{NatKey, SpliceConfig, SpliceState};
 
 unsafe impl aya::Pod for VipConfig {}
 unsafe impl aya::Pod for FlowKey {}
@@ -19,3 +20,6 @@ unsafe impl aya::Pod for ServiceEntry {}
 unsafe impl aya::Pod for SlotKey {}
 unsafe impl aya::Pod for Endpoint {}
 unsafe impl aya::Pod for RouteDecision {}
+unsafe impl aya::Pod for SpliceConfig {}
+unsafe impl aya::Pod for NatKey {}
+unsafe impl aya::Pod for SpliceState {}

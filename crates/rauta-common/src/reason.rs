@@ -88,11 +88,57 @@ pub enum Reason {
     /// TC egress: the listener's first pure ACK on the new socket, turned into the held segments (all but
     /// the last cloned) and redirected to ingress; the listener's next ACK covers them all.
     TcHeldInjected = 30,
+    /// A routing hit (Tier 1): the first segment is stored and the packet turned into a SYN from an allocated
+    /// NAT port to the backend Maglev chose (`XDP_REDIRECT`/`XDP_TX`). One per Tier 1 request.
+    SpliceSynSent = 31,
+    /// The client retransmitted its first segment while the backend had not answered the SYN: the SYN is
+    /// sent again (at most `SYN_TRIES` in all).
+    SpliceSynResent = 32,
+    /// The backend refused the SYN or stayed silent for `SYN_TRIES` SYNs: the splice is forgotten and the
+    /// client's retransmitted first segment is handed to Tier 3 (which retries or answers 502/503).
+    SpliceFallback = 33,
+    /// A routing hit, but no free NAT port among the probes: handed to Tier 3.
+    SpliceNatExhausted = 34,
+    /// A routing hit, but the FIB has no usable path to the endpoint (no route, neighbour not resolved yet,
+    /// forwarding disabled on the interface): handed to Tier 3.
+    SpliceNoPath = 35,
+    /// The backend's SYN-ACK to our SYN: its ISN recorded, passed to the TC ingress program, which sends
+    /// the ACK carrying the request.
+    SpliceSynAck = 36,
+    /// The backend answered our SYN with a RST: the splice is marked failed (see `splice_fallback`).
+    SpliceBackendRefused = 37,
+    /// A client segment of a splice translated onto the backend leg and forwarded.
+    SpliceClientTranslated = 38,
+    /// A backend segment of a splice translated into the client's connection and forwarded.
+    SpliceBackendTranslated = 39,
+    /// Client data after the first request of a splice (a follow-up or pipelined request): dropped, so it
+    /// can never reach a backend its route does not name; the backend closes after its response.
+    SpliceFollowupDrop = 40,
+    /// A segment that does not fit the splice's state (client data before the backend answered, a
+    /// backend segment acknowledging nothing we sent): dropped.
+    SpliceStrayDrop = 41,
+    /// The client's first segment again after the backend answered: passed to TC ingress, which sends the
+    /// ACK with the request again (ours may have been lost).
+    SpliceRequestResend = 42,
+    /// TC ingress: the ACK carrying the stored request (with `Connection:close`) built and sent to the
+    /// backend.
+    TcSpliceAck = 43,
+    /// TC ingress: the splice's state or stored request is missing, or a helper failed: dropped (the
+    /// backend retransmits its SYN-ACK, the client its first segment).
+    TcSpliceError = 44,
+    /// Forwarding a spliced packet to another interface failed: dropped (TCP retransmits).
+    SpliceRedirectError = 45,
+    /// A routing hit whose request plus the inserted `Connection:close` exceeds the MSS: handed to Tier 3.
+    SpliceTooLarge = 46,
+    /// A routing hit whose head carries a header that changes the framing or the connection
+    /// (`Connection`, `Content-*`, `Transfer-Encoding`, `Upgrade`, `Expect`): the splice inserts its own
+    /// `Connection:close` and carries no body, so Tier 3 serves it.
+    SpliceHeaderUnsupported = 47,
 }
 
 impl Reason {
     /// Number of reasons; every code is below it.
-    pub const COUNT: usize = 31;
+    pub const COUNT: usize = 48;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -127,6 +173,23 @@ impl Reason {
         Reason::TcInternalError,
         Reason::HandoffSegmentHeld,
         Reason::TcHeldInjected,
+        Reason::SpliceSynSent,
+        Reason::SpliceSynResent,
+        Reason::SpliceFallback,
+        Reason::SpliceNatExhausted,
+        Reason::SpliceNoPath,
+        Reason::SpliceSynAck,
+        Reason::SpliceBackendRefused,
+        Reason::SpliceClientTranslated,
+        Reason::SpliceBackendTranslated,
+        Reason::SpliceFollowupDrop,
+        Reason::SpliceStrayDrop,
+        Reason::SpliceRequestResend,
+        Reason::TcSpliceAck,
+        Reason::TcSpliceError,
+        Reason::SpliceRedirectError,
+        Reason::SpliceTooLarge,
+        Reason::SpliceHeaderUnsupported,
     ];
 
     /// The counter-map index of this reason.
@@ -169,6 +232,23 @@ impl Reason {
             Reason::TcInternalError => "tc_internal_error",
             Reason::HandoffSegmentHeld => "handoff_segment_held",
             Reason::TcHeldInjected => "tc_held_injected",
+            Reason::SpliceSynSent => "splice_syn_sent",
+            Reason::SpliceSynResent => "splice_syn_resent",
+            Reason::SpliceFallback => "splice_fallback",
+            Reason::SpliceNatExhausted => "splice_nat_exhausted",
+            Reason::SpliceNoPath => "splice_no_path",
+            Reason::SpliceSynAck => "splice_synack",
+            Reason::SpliceBackendRefused => "splice_backend_refused",
+            Reason::SpliceClientTranslated => "splice_client_translated",
+            Reason::SpliceBackendTranslated => "splice_backend_translated",
+            Reason::SpliceFollowupDrop => "splice_followup_drop",
+            Reason::SpliceStrayDrop => "splice_stray_drop",
+            Reason::SpliceRequestResend => "splice_request_resend",
+            Reason::TcSpliceAck => "tc_splice_ack",
+            Reason::TcSpliceError => "tc_splice_error",
+            Reason::SpliceRedirectError => "splice_redirect_error",
+            Reason::SpliceTooLarge => "splice_too_large",
+            Reason::SpliceHeaderUnsupported => "splice_header_unsupported",
         }
     }
 }

@@ -226,11 +226,14 @@ pub enum RouteReason {
     /// Malformed request head: control bytes, a bare LF, an obsolete line fold, a request line
     /// without exactly two spaces.
     ParseError = 12,
+    /// A hit the kernel does not splice: bytes follow the head in the segment (a body or a pipelined
+    /// request). Tier 3 serves it.
+    NotSpliceable = 13,
 }
 
 impl RouteReason {
     /// Number of reasons.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in code order.
     pub const ALL: [RouteReason; RouteReason::COUNT] = [
@@ -247,6 +250,7 @@ impl RouteReason {
         RouteReason::NoRoute,
         RouteReason::NoEndpoint,
         RouteReason::ParseError,
+        RouteReason::NotSpliceable,
     ];
 
     /// The counter-map index of this reason.
@@ -280,6 +284,7 @@ impl RouteReason {
             RouteReason::NoRoute => "route_no_route",
             RouteReason::NoEndpoint => "route_no_endpoint",
             RouteReason::ParseError => "route_parse_error",
+            RouteReason::NotSpliceable => "route_not_spliceable",
         }
     }
 }

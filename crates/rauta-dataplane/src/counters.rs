@@ -3,9 +3,17 @@
 use rauta_common::{reason::Reason, route::RouteReason};
 
 /// Packets counted per [`Reason`] since the program was loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counters {
     values: [u64; Reason::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            values: [0; Reason::COUNT],
+        }
+    }
 }
 
 impl Counters {

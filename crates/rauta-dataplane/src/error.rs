@@ -10,6 +10,9 @@ pub enum DataplaneError {
     /// The VIP cannot be served (unspecified address or port 0).
     #[error("invalid VIP {0}: needs a specific address and a non-zero port")]
     InvalidVip(std::net::SocketAddrV4),
+    /// The NAT port range is empty or includes port 0.
+    #[error("invalid NAT port range {0}-{1}: needs 1 <= first <= last")]
+    InvalidNatPorts(u16, u16),
     /// The BPF object could not be parsed or its maps created.
     #[error("loading the BPF object: {0}")]
     Object(#[source] Box<aya::EbpfError>),

@@ -1,9 +1,9 @@
-//! Loading, configuring, attaching and detaching Tier 1's XDP and TC egress programs.
+//! Loading, configuring, attaching and detaching Tier 1's XDP and TC (egress and ingress) programs.
 
 use std::{collections::HashSet, net::SocketAddrV4, time::Duration};
 
 use aya::{
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray},
     programs::{
         tc::SchedClassifierLinkId, xdp::XdpLinkId, SchedClassifier, TcAttachType, TestRun,
         TestRunOptions, Xdp, XdpMode,
@@ -20,6 +20,10 @@ use rauta_common::{
         Endpoint, RouteDecision, RouteKey, RouteReason, RouteValue, ServiceEntry, SlotKey,
         DECISIONS_MAP, METHOD_GET, METHOD_HEAD, ROUTES_MAP, ROUTE_COUNTERS_MAP, SERVICES_MAP,
         SERVICE_BANK_BIT, SLOTS_MAP,
+    },
+    splice::{
+        NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_SPLICE,
+        SPLICES_MAP, SPLICE_CONFIG_MAP, TC_INGRESS_PROGRAM, XDP_SPLICE_PROGRAM,
     },
 };
 use rauta_routes::RouteTable;
@@ -134,7 +138,8 @@ pub struct KernelTiers {
     /// The service-id bank the route map points at now (0 or 1); `apply_routes` writes the other.
     bank: u32,
     attached: Vec<(String, XdpLinkId, AttachMode)>,
-    tc_attached: Vec<(String, SchedClassifierLinkId)>,
+    /// TC links: (interface, program name, link).
+    tc_attached: Vec<(String, &'static str, SchedClassifierLinkId)>,
 }
 
 impl std::fmt::Debug for KernelTiers {
@@ -177,22 +182,47 @@ impl KernelTiers {
             .set(0, VipConfig::new(vip.ip().octets(), vip.port()), 0)
             .map_err(|source| DataplaneError::map(VIP_MAP, source))?;
 
+        tiers.set_splicing(Some(DEFAULT_NAT_PORTS))?;
+
         let program = tiers.xdp_mut()?;
         program
             .load()
             .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))?;
-        tiers
-            .tc_mut()?
+        // The splice program runs only as a tail call from the XDP program: loaded, put in its slot,
+        // never attached.
+        let splice: &mut Xdp = tiers.typed_program_mut(XDP_SPLICE_PROGRAM)?;
+        splice
             .load()
-            .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))?;
+            .map_err(|source| DataplaneError::program(XDP_SPLICE_PROGRAM, source))?;
+        let splice_fd = splice
+            .fd()
+            .map_err(|source| DataplaneError::program(XDP_SPLICE_PROGRAM, source))?
+            .try_clone()
+            .map_err(|source| DataplaneError::program(XDP_SPLICE_PROGRAM, source.into()))?;
+        let mut progs: ProgramArray<_> = tiers.typed_map_mut(PROGS_MAP)?;
+        progs
+            .set(PROG_SPLICE, &splice_fd, 0)
+            .map_err(|source| DataplaneError::map(PROGS_MAP, source))?;
+        for name in [TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM] {
+            tiers
+                .typed_program_mut::<SchedClassifier>(name)?
+                .load()
+                .map_err(|source| DataplaneError::program(name, source))?;
+        }
         for interface in interfaces {
             // On error `tiers` is dropped here, which detaches what was attached so far. TC first: an XDP
-            // program that replays SYNs without the egress half would leave clients hanging.
-            let tc_link = tiers
-                .tc_mut()?
-                .attach(interface, TcAttachType::Egress)
-                .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))?;
-            tiers.tc_attached.push((interface.clone(), tc_link));
+            // program that replays SYNs or starts splices without its TC halves would leave clients
+            // hanging.
+            for (name, direction) in [
+                (TC_EGRESS_PROGRAM, TcAttachType::Egress),
+                (TC_INGRESS_PROGRAM, TcAttachType::Ingress),
+            ] {
+                let tc_link = tiers
+                    .typed_program_mut::<SchedClassifier>(name)?
+                    .attach(interface, direction)
+                    .map_err(|source| DataplaneError::program(name, source))?;
+                tiers.tc_attached.push((interface.clone(), name, tc_link));
+            }
             let (link, mode) = attach(tiers.xdp_mut()?, interface, mode)?;
             tracing::info!(interface = %interface, mode = ?mode, vip = %vip, "attached XDP program");
             tiers.attached.push((interface.clone(), link, mode));
@@ -421,6 +451,60 @@ impl KernelTiers {
         })
     }
 
+    /// Runs the TC ingress program once on `packet` (an Ethernet frame) with `BPF_PROG_RUN`. Maps change as
+    /// for a real packet; a redirect is returned as [`TC_ACT_REDIRECT`] but goes nowhere.
+    pub fn run_tc_ingress_once(&self, packet: &[u8]) -> Result<TcRun, DataplaneError> {
+        let program: &SchedClassifier = self.typed_program(TC_INGRESS_PROGRAM)?;
+        // Room for growth: a SYN-ACK becomes an ACK with the request and the inserted header.
+        let mut output = vec![0u8; packet.len() + rauta_common::maps::PENDING_BUF + 64];
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut output),
+                repeat: 1,
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| DataplaneError::program(TC_INGRESS_PROGRAM, source))?;
+        output.truncate(result.data_size_out as usize);
+        Ok(TcRun {
+            action: result.return_value as i32,
+            output,
+            duration: result.duration,
+        })
+    }
+
+    /// Switches the splice of routing hits to backends on (`Some((min, max))`: NAT ports `min..=max`) or
+    /// off (`None`: every hit is handed to Tier 3). On by default with
+    /// [`rauta_common::splice::DEFAULT_NAT_PORTS`].
+    pub fn set_splicing(&mut self, ports: Option<(u16, u16)>) -> Result<(), DataplaneError> {
+        let config = match ports {
+            Some((min, max)) if min <= max && min > 0 => SpliceConfig::new(min, max),
+            Some((min, max)) => return Err(DataplaneError::InvalidNatPorts(min, max)),
+            None => SpliceConfig::default(),
+        };
+        let mut map: Array<_, SpliceConfig> = self.typed_map_mut(SPLICE_CONFIG_MAP)?;
+        map.set(0, config, 0)
+            .map_err(|source| DataplaneError::map(SPLICE_CONFIG_MAP, source))
+    }
+
+    /// The splice of the client connection `key`, if any (tests and diagnostics).
+    pub fn splice(&self, key: &FlowKey) -> Result<Option<SpliceState>, DataplaneError> {
+        let splices: HashMap<_, FlowKey, SpliceState> = self.typed_map(SPLICES_MAP)?;
+        match splices.get(key, 0) {
+            Ok(state) => Ok(Some(state)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::map(SPLICES_MAP, source)),
+        }
+    }
+
+    /// Number of active splices and of NAT ports in use (walks the maps: for `/metrics` scrapes and tests,
+    /// not per packet).
+    pub fn splice_sizes(&self) -> Result<(usize, usize), DataplaneError> {
+        let splices: HashMap<_, FlowKey, SpliceState> = self.typed_map(SPLICES_MAP)?;
+        let nat: HashMap<_, NatKey, FlowKey> = self.typed_map(NAT_MAP)?;
+        Ok((splices.keys().count(), nat.keys().count()))
+    }
+
     /// The flow-table entry for `key`, if any (tests and diagnostics).
     pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowState>, DataplaneError> {
         let flows: HashMap<_, FlowKey, FlowState> = self.typed_map(FLOWS_MAP)?;
@@ -503,10 +587,6 @@ impl KernelTiers {
         self.typed_program(TC_EGRESS_PROGRAM)
     }
 
-    fn tc_mut(&mut self) -> Result<&mut SchedClassifier, DataplaneError> {
-        self.typed_program_mut(TC_EGRESS_PROGRAM)
-    }
-
     fn xdp(&self) -> Result<&Xdp, DataplaneError> {
         self.typed_program(XDP_PROGRAM)
     }
@@ -550,21 +630,19 @@ fn attach(
 impl Drop for KernelTiers {
     fn drop(&mut self) {
         let tc_attached = std::mem::take(&mut self.tc_attached);
-        if !tc_attached.is_empty() {
-            match self.tc_mut() {
-                Ok(program) => {
-                    for (interface, link) in tc_attached {
-                        match program.detach(link) {
-                            Ok(()) => {
-                                tracing::info!(interface = %interface, "detached TC egress program")
-                            }
-                            Err(e) => {
-                                tracing::warn!(interface = %interface, error = %e, "explicit TC detach failed")
-                            }
-                        }
+        for (interface, name, link) in tc_attached {
+            match self.typed_program_mut::<SchedClassifier>(name) {
+                Ok(program) => match program.detach(link) {
+                    Ok(()) => {
+                        tracing::info!(interface = %interface, program = name, "detached TC program")
                     }
+                    Err(e) => {
+                        tracing::warn!(interface = %interface, program = name, error = %e, "explicit TC detach failed")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(program = name, error = %e, "cannot reach the TC program to detach it")
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot reach the TC program to detach it"),
             }
         }
         let attached = std::mem::take(&mut self.attached);

@@ -1,7 +1,7 @@
 //! The routing decision on a first data segment, through BPF_PROG_RUN: route maps written from a table
 //! compiled from YAML (`KernelTiers::apply_routes`), a cookie handshake, then the first data segment.
 //! Each case asserts the decision recorded for the flow, that exactly one routing counter moved, and that
-//! the packet itself was still handed to Tier 3 (the splice to the backend is the next increment). Hits
+//! the packet itself was handed to Tier 3 (splicing is switched off here; `splice_packets.rs` covers it). Hits
 //! must choose the endpoint Tier 3's `Backend::pick_by_hash(flow_hash_v4(client))` chooses. Needs root.
 
 mod support;
@@ -57,6 +57,9 @@ fn fixture() -> RouteTable {
 
 fn loaded(table: &RouteTable) -> KernelTiers {
     let mut t = KernelTiers::load(SocketAddrV4::new(VIP, PORT), &[]).expect("load (root?)");
+    // These cases are about the decision; with splicing off a hit is handed to Tier 3 like a miss
+    // (`splice_packets.rs` covers what a hit does with splicing on).
+    t.set_splicing(None).unwrap();
     let applied = t.apply_routes(table).unwrap();
     assert_eq!(applied.routes, 2, "shop.example /cart and /about");
     t

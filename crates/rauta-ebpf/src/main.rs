@@ -15,6 +15,8 @@ mod parse;
 mod tc;
 mod xdp;
 
+use rauta_common::{reason::Reason, splice::PROG_SPLICE};
+
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{classifier, xdp},
@@ -25,17 +27,59 @@ use aya_ebpf::{
 #[xdp]
 pub fn rauta_xdp(ctx: XdpContext) -> u32 {
     let verdict = xdp::classify::handle(&ctx);
-    maps::count(verdict.reason);
-    let action = verdict.action;
-    // A first data segment was stored: take the routing decision on it (see `decide_stored`).
+    // A first data segment was stored: take the routing decision on it (see `decide_stored`); a hit
+    // starts the splice to the backend (`rauta_xdp_splice`, a tail call) instead of the hand-off.
     if matches!(
         verdict.reason,
-        rauta_common::reason::Reason::HandoffSynReplayed
-            | rauta_common::reason::Reason::HandoffRetransmitReplayed
-    ) {
-        xdp::route::decide_stored();
+        Reason::HandoffSynReplayed | Reason::HandoffRetransmitReplayed
+    ) && xdp::route::decide_stored()
+        && let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) {
+            // SAFETY: this CPU's scratch entry, valid for this run.
+            unsafe { (*scratch).handoff_reason = verdict.reason as u32 };
+            // SAFETY: a tail call with this program's own context; it returns only if the slot is
+            // empty, and then the hand-off below goes on as if there had been no hit.
+            unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };
+        }
+    maps::count(verdict.reason);
+    verdict.action
+}
+
+/// The splice of a routing hit to its backend (tail-called by `rauta_xdp` with the hit in the scratch
+/// entry). If the splice cannot start, the packet (the replayed SYN) goes on to Tier 3 as before.
+#[xdp]
+pub fn rauta_xdp_splice(ctx: XdpContext) -> u32 {
+    let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run (the tail call keeps the CPU).
+    let (hit, handoff) = unsafe { ((*scratch).hit, (*scratch).handoff_reason) };
+    match xdp::splice::start(&ctx, &hit) {
+        Ok(spliced) => {
+            maps::count(spliced.reason);
+            spliced.action
+        }
+        Err(fallback) => {
+            if let Some(reason) = fallback {
+                maps::count(reason);
+            }
+            maps::count(if handoff == Reason::HandoffRetransmitReplayed as u32 {
+                Reason::HandoffRetransmitReplayed
+            } else {
+                Reason::HandoffSynReplayed
+            });
+            xdp_action::XDP_PASS
+        }
     }
-    action
+}
+
+/// The backend leg's other half, at TC ingress of the same interfaces: turns a backend's SYN-ACK (and a
+/// client's retransmitted first segment) into the ACK carrying the stored request, which XDP cannot do
+/// where a frame cannot grow.
+#[classifier]
+pub fn rauta_tc_ingress(ctx: TcContext) -> i32 {
+    let verdict = tc::ingress::handle(&ctx);
+    maps::count(verdict.reason);
+    verdict.action
 }
 
 /// The hand-off's other half, at TC (clsact) egress of the same interfaces: turns the listener's SYN-ACK

@@ -5,7 +5,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use rauta_common::{
     handoff::HANDOFF_ACK_V4_HEADERS,
@@ -18,9 +18,10 @@ use rauta_common::{
         Endpoint, ROUTE_COUNTER_SLOTS, ROUTE_ENTRIES, RouteDecision, RouteKey, RouteReason,
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry, SlotKey,
     },
+    splice::{NatKey, SPLICE_ENTRIES, SpliceConfig, SpliceState},
 };
 
-use crate::xdp::route::RouteScratch;
+use crate::xdp::route::{Hit, RouteScratch};
 
 /// `RAUTA_VIP`: the VIP Tier 1 answers for (one entry, written by userspace; all zero = disabled).
 #[map]
@@ -34,12 +35,14 @@ pub static RAUTA_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUN
 /// the XDP program, [`SCRATCH_TC`] to the TC program, so that neither can overwrite the other's buffers
 /// even if one ran nested in the other on the same CPU.
 #[map]
-pub static RAUTA_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(2, 0);
+pub static RAUTA_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(3, 0);
 
 /// The XDP program's entry of [`RAUTA_SCRATCH`].
 pub const SCRATCH_XDP: u32 = 0;
-/// The TC program's entry of [`RAUTA_SCRATCH`].
+/// The TC egress program's entry of [`RAUTA_SCRATCH`].
 pub const SCRATCH_TC: u32 = 1;
+/// The TC ingress program's entry of [`RAUTA_SCRATCH`].
+pub const SCRATCH_TC_INGRESS: u32 = 2;
 
 /// `RAUTA_FLOWS`: connections handed to the local listener (state, cookie, seq offset), by 4-tuple.
 #[map]
@@ -81,6 +84,25 @@ pub static RAUTA_ROUTE_COUNTERS: PerCpuArray<u64> =
 pub static RAUTA_DECISIONS: LruHashMap<FlowKey, RouteDecision> =
     LruHashMap::with_max_entries(FLOW_ENTRIES, 0);
 
+/// `RAUTA_SPLICES`: client connections spliced to a backend (Tier 1), by the client's 4-tuple.
+#[map]
+pub static RAUTA_SPLICES: LruHashMap<FlowKey, SpliceState> =
+    LruHashMap::with_max_entries(SPLICE_ENTRIES, 0);
+
+/// `RAUTA_NAT`: the backend leg's 4-tuple → the client connection; one entry per NAT port in use.
+#[map]
+pub static RAUTA_NAT: LruHashMap<NatKey, FlowKey> = LruHashMap::with_max_entries(SPLICE_ENTRIES, 0);
+
+/// `RAUTA_SPLICE_CONFIG`: whether hits are spliced, and the NAT port range (written by userspace).
+#[map]
+pub static RAUTA_SPLICE_CONFIG: Array<SpliceConfig> = Array::with_max_entries(1, 0);
+
+/// `RAUTA_PROGS`: programs the XDP program tail-calls; slot `PROG_SPLICE` is `rauta_xdp_splice`. A tail
+/// call gives the splice a verifier budget of its own (inlined after the request parser, the paths of
+/// both multiplied past the verifier's limit).
+#[map]
+pub static RAUTA_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
 /// Scratch space for one packet on one CPU. Valid only within one program run.
 #[repr(C)]
 pub struct Scratch {
@@ -100,6 +122,10 @@ pub struct Scratch {
     pub _pad2: [u8; 2],
     /// The request parser's state and the route key it builds (XDP).
     pub route: RouteScratch,
+    /// A routing hit, for the splice program (XDP, tail call).
+    pub hit: Hit,
+    /// The hand-off reason of the packet the hit was decided on (counted if the splice falls back).
+    pub handoff_reason: u32,
 }
 
 /// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held
@@ -109,10 +135,31 @@ pub fn forget(key: &FlowKey) {
     let _ = RAUTA_FLOWS.remove(key);
     let _ = RAUTA_PENDING.remove(key);
     let _ = RAUTA_DECISIONS.remove(key);
+    forget_splice(key);
     let mut index = 0;
     while index < HELD_MAX {
         let _ = RAUTA_HELD.remove(HeldKey { flow: *key, index });
         index += 1;
+    }
+}
+
+/// A copy of the value under `key`, read at once (the entry may be updated or deleted by another CPU
+/// right after; a copy never dangles).
+#[inline(always)]
+pub fn copy_of<K, V: Copy>(map: &LruHashMap<K, V>, key: &K) -> Option<V> {
+    let value = map.get_ptr(key)?;
+    // SAFETY: a pointer from a successful lookup, valid for this run (RCU); read once.
+    Some(unsafe { *value })
+}
+
+/// Deletes the splice of the flow `key` and releases its NAT port.
+#[inline(always)]
+pub fn forget_splice(key: &FlowKey) {
+    if let Some(splice) = RAUTA_SPLICES.get_ptr(key) {
+        // SAFETY: a pointer from a successful lookup, read at once.
+        let nat = unsafe { (*splice).nat_key() };
+        let _ = RAUTA_NAT.remove(nat);
+        let _ = RAUTA_SPLICES.remove(key);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The TC (clsact egress) program: the listener's side of the hand-off and of handed-off flows.
 
 pub mod egress;
+pub mod ingress;
 
 use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT};
 use rauta_common::reason::Reason;

@@ -17,9 +17,9 @@ use rauta_common::{
     synack::{TCP_ACK, TCP_RST, TCP_SYN},
 };
 
-use super::{Verdict, flow, handoff};
+use super::{Verdict, flow, handoff, splice};
 use crate::{
-    maps::RAUTA_FLOWS,
+    maps::{RAUTA_FLOWS, RAUTA_SPLICES},
     parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
 };
 
@@ -42,6 +42,9 @@ pub fn check(
         client_port: u16::from_ne_bytes(tcp.source),
         vip_port: u16::from_ne_bytes(tcp.dest),
     };
+    if let Some(splice) = RAUTA_SPLICES.get_ptr_mut(key) {
+        return splice::client_segment(ctx, &key, splice, ip, tcp, tcp_len, payload_len);
+    }
     if let Some(state) = RAUTA_FLOWS.get_ptr_mut(key) {
         return flow::segment(ctx, &key, state, ip, tcp, tcp_len, payload_len);
     }

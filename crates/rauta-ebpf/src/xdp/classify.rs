@@ -12,9 +12,9 @@ use rauta_common::{
     synack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
-use super::{Verdict, ack, syn};
+use super::{Verdict, ack, splice, syn};
 use crate::{
-    maps::RAUTA_VIP,
+    maps::{RAUTA_SPLICE_CONFIG, RAUTA_VIP},
     parse::{
         ETH_LEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len,
         ptr_at,
@@ -59,7 +59,7 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
         return Verdict::pass(Reason::VipDisabledPass);
     }
     if ip.daddr != vip.addr_be.to_ne_bytes() {
-        return Verdict::pass(Reason::NotVipPass);
+        return backend_reply(ctx, &ip);
     }
     // Fragments before options and ports: a non-first fragment has no TCP header at all.
     if u16::from_be_bytes(ip.frag_off) & IP_MF_OFFSET_MASK != 0 {
@@ -79,7 +79,8 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
     // SAFETY: bounds checked by `ptr_at`.
     let tcp = unsafe { *tcp };
     if tcp.dest != vip.port_be.to_ne_bytes() {
-        return Verdict::pass(Reason::NotVipPass);
+        // The VIP may also be the node's address on the backend side.
+        return backend_reply(ctx, &ip);
     }
     let tcp_len = ((tcp.doff_res >> 4) as usize) * 4;
     if tcp_len < TCP_LEN || tcp_len > tot_len - IPV4_LEN {
@@ -98,4 +99,34 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
     }
     let payload_len = (tot_len - IPV4_LEN - tcp_len) as u32;
     ack::check(ctx, &ip, &tcp, tcp_len as u32, payload_len)
+}
+
+/// A TCP packet not addressed to the VIP: a backend's packet to a NAT port of a splice, or someone else's.
+#[inline(always)]
+fn backend_reply(ctx: &XdpContext, ip: &Ipv4Hdr) -> Verdict {
+    let Some(config) = RAUTA_SPLICE_CONFIG.get(0) else {
+        return Verdict::pass(Reason::NotVipPass);
+    };
+    let Some(tcp) = ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN) else {
+        return Verdict::pass(Reason::NotVipPass);
+    };
+    // SAFETY: bounds checked by `ptr_at`.
+    let tcp = unsafe { *tcp };
+    if !config.owns_port(u16::from_be_bytes(tcp.dest)) {
+        return Verdict::pass(Reason::NotVipPass);
+    }
+    // Only whole, option-free, unfragmented segments are ours to translate.
+    let ihl = ip.version_ihl & 0x0f;
+    let tot_len = u16::from_be_bytes(ip.tot_len) as usize;
+    let tcp_len = ((tcp.doff_res >> 4) as usize) * 4;
+    if ihl != 5
+        || u16::from_be_bytes(ip.frag_off) & IP_MF_OFFSET_MASK != 0
+        || tcp_len < TCP_LEN
+        || tot_len < IPV4_LEN + tcp_len
+        || ETH_LEN + tot_len > frame_len(ctx)
+    {
+        return Verdict::pass(Reason::NotVipPass);
+    }
+    let payload_len = (tot_len - IPV4_LEN - tcp_len) as u32;
+    splice::backend_segment(ctx, ip, &tcp, payload_len).unwrap_or(Verdict::pass(Reason::NotVipPass))
 }

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod flow;
 pub mod handoff;
 pub mod route;
+pub mod splice;
 pub mod syn;
 
 use rauta_common::reason::Reason;

@@ -1,7 +1,8 @@
 //! The routing decision for a first data segment: parse the request line and the Host header from the
 //! stored payload and look the (host, Exact path) up in the route maps; on a hit pick the endpoint from
 //! the service's Maglev slots with the same flow hash Tier 3 uses. The decision is recorded and counted;
-//! the hand-off to Tier 3 happens regardless (the splice to the backend is the next increment).
+//! a hit is returned to the entry point, which starts the splice to the backend (`splice::start`);
+//! everything else stays handed off to Tier 3.
 //!
 //! Verifier notes. Every loop has a constant bound. The payload is read with indexes masked to the
 //! buffer (`& (PENDING_BUF - 1)`), which also removes Rust's bounds-check branch. The parser's state
@@ -142,20 +143,20 @@ fn lower(b: u8) -> u8 {
 }
 
 /// Decides the first data segment `handoff::replay` just stored in the scratch entry, counts and records
-/// the decision. Called once, after the packet's verdict, from the program's entry point: reached from
+/// the decision; on a hit leaves it in the scratch entry's `hit` and returns true. Called once, after the packet's verdict, from the program's entry point: reached from
 /// a single place with little live state, the parser is verified once instead of once per path into
 /// `replay` (which exceeded the verifier's one million instructions).
 #[inline(always)]
-pub fn decide_stored() {
+pub fn decide_stored() -> bool {
     let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
-        return;
+        return false;
     };
     // SAFETY: this CPU's scratch entry, valid for this run.
     let scratch = unsafe { &mut *scratch };
     let flow = scratch.route.flow;
     let len = scratch.route.len;
     if len == 0 || len > PENDING_BUF as u32 {
-        return;
+        return false;
     }
     let decision = decide(
         &scratch.segment.data,
@@ -170,8 +171,36 @@ pub fn decide_stored() {
         service: decision.service,
         endpoint: decision.endpoint,
     };
-    // Informational until the splice exists: a failed insert must not cost the client anything.
+    // Informational: a failed insert must not cost the client anything.
     let _ = RAUTA_DECISIONS.insert(flow, record, 0);
+    if decision.reason != RouteReason::Hit {
+        return false;
+    }
+    scratch.hit = Hit {
+        flow,
+        endpoint: decision.endpoint,
+        service: decision.service,
+        insert_at: ld(&scratch.route.request_lf) + 1,
+        len,
+    };
+    true
+}
+
+/// A routing hit on a stored first segment: what the splice starts from (left in the scratch entry for
+/// the splice program, which runs as a tail call).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Hit {
+    /// The client connection.
+    pub flow: FlowKey,
+    /// The endpoint Maglev chose.
+    pub endpoint: Endpoint,
+    /// The route's service id.
+    pub service: u32,
+    /// The offset after the request line's LF.
+    pub insert_at: u32,
+    /// The stored request's length.
+    pub len: u32,
 }
 
 /// Decides the request in `data[..len]` (the first segment's payload, `len` ≥ 1) from the client
@@ -306,6 +335,11 @@ pub fn decide(
     let Some(endpoint) = RAUTA_SLOTS.get_ptr(slot) else {
         return Decision::miss(RouteReason::NoEndpoint);
     };
+    // 8. Only what the splice carries whole: a head alone (its headers are checked by the splice
+    // program, which has a verifier budget of its own).
+    if ld(&s.head_end) != len {
+        return Decision::miss(RouteReason::NotSpliceable);
+    }
     Decision {
         reason: RouteReason::Hit,
         service: route.service,
@@ -361,6 +395,10 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
                     st(&mut s.host_start, start + 5);
                     st(&mut s.host_end, i - 1);
                 }
+                // Headers that change the framing or the connection: the splice inserts its own
+                // `Connection:close` and carries no body, so such requests go to Tier 3. Compared by their
+                // first four letters, lowercased (`conn`, `cont`ent-*, `tran`sfer-encoding, `upgr`ade,
+                // `expe`ct).
             }
             st(&mut s.head_mode, HEAD_NAME);
             st(&mut s.line_start, i + 1);

@@ -1,0 +1,376 @@
+//! The splice of a client connection to a backend (Tier 1): map layouts and the sequence arithmetic.
+//!
+//! On a routing hit the XDP program turns the client's first data segment into a SYN from the node (an
+//! allocated source-NAT port on the address the route to the backend leaves from) to the backend. Our
+//! ISN on that leg is a clock, not the client's ISN: a backend that still holds the previous use of the
+//! same 4-tuple in TIME_WAIT accepts a new SYN only if its sequence number is after the old connection's
+//! (the kernel's own ISNs advance with time for the same reason). The backend's SYN-ACK becomes the ACK
+//! carrying the stored request, with `Connection:close` inserted after the request line so that the
+//! backend closes after one response (a follow-up request on the connection could route elsewhere; see
+//! `docs/kernel-tiers.md`, "Keep-alive"). From then on every packet is translated:
+//!
+//! ```text
+//! client → backend: seq + (leg_isn − client_isn) [+ INSERT_LEN past the insertion point]
+//!                   ack + (backend_isn − cookie)
+//! backend → client: seq − (backend_isn − cookie)
+//!                   ack − (leg_isn − client_isn) [− INSERT_LEN past the insertion point]
+//! ```
+//!
+//! Pure functions, so the BPF programs and host tests run the same code.
+#![forbid(unsafe_code)]
+
+use crate::checksum::fold;
+use crate::maps::FlowKey;
+
+/// Name of the splice map (`BPF_MAP_TYPE_LRU_HASH`, [`FlowKey`] → [`SpliceState`], [`SPLICE_ENTRIES`]):
+/// client connections spliced to a backend, keyed like the hand-off flows.
+pub const SPLICES_MAP: &str = "RAUTA_SPLICES";
+/// Name of the source-NAT map (`BPF_MAP_TYPE_LRU_HASH`, [`NatKey`] → [`FlowKey`], [`SPLICE_ENTRIES`]): the
+/// backend leg's 4-tuple → the client connection. An entry is a NAT port in use.
+pub const NAT_MAP: &str = "RAUTA_NAT";
+/// Name of the splice configuration map (`BPF_MAP_TYPE_ARRAY`, one [`SpliceConfig`]).
+pub const SPLICE_CONFIG_MAP: &str = "RAUTA_SPLICE_CONFIG";
+/// Name of the program array (`BPF_MAP_TYPE_PROG_ARRAY`) the XDP program tail-calls.
+pub const PROGS_MAP: &str = "RAUTA_PROGS";
+/// Slot of [`XDP_SPLICE_PROGRAM`] in [`PROGS_MAP`].
+pub const PROG_SPLICE: u32 = 0;
+/// Name of the XDP program that starts a splice (tail-called on a routing hit).
+pub const XDP_SPLICE_PROGRAM: &str = "rauta_xdp_splice";
+/// Name of the TC ingress program that turns a backend's SYN-ACK into the ACK carrying the request.
+pub const TC_INGRESS_PROGRAM: &str = "rauta_tc_ingress";
+
+/// Capacity of [`SPLICES_MAP`] and [`NAT_MAP`]. LRU: an evicted splice loses its translation (its
+/// packets then find no state and are dropped, as for any unknown connection).
+pub const SPLICE_ENTRIES: u32 = 65536;
+
+/// The header inserted after the request line. 18 bytes: an even length keeps the 16-bit word alignment of
+/// everything after it, so the payload checksum is the stored one plus this header's own sum.
+pub const CONNECTION_CLOSE: [u8; 18] = *b"Connection:close\r\n";
+/// `CONNECTION_CLOSE.len()`.
+pub const INSERT_LEN: u32 = CONNECTION_CLOSE.len() as u32;
+
+/// Ports the source NAT allocates from by default: above Linux's default ephemeral range (32768–60999),
+/// so the node's own connections (Tier 3's upstream pool) never pick one.
+pub const DEFAULT_NAT_PORTS: (u16, u16) = (61000, 65535);
+/// Candidate ports tried per allocation before the splice falls back to Tier 3.
+pub const NAT_PROBES: u32 = 8;
+/// SYNs sent to the backend (the first and those the client's retransmissions trigger) before the
+/// connection falls back to Tier 3.
+pub const SYN_TRIES: u32 = 3;
+
+/// [`SpliceState::state`]: the SYN to the backend is out; the client's first segment is stored.
+pub const SPLICE_SYN_SENT: u32 = 1;
+/// [`SpliceState::state`]: the backend's SYN-ACK arrived; the ACK with the request is out (TC).
+pub const SPLICE_ACK_SENT: u32 = 2;
+/// [`SpliceState::state`]: the backend acknowledged the request.
+pub const SPLICE_ESTABLISHED: u32 = 3;
+/// [`SpliceState::state`]: the backend refused the SYN (RST): the client's next retransmission of its
+/// first segment is handed to Tier 3.
+pub const SPLICE_FAILED: u32 = 4;
+
+/// [`SpliceState::fins`] bit: the client sent FIN.
+pub const SPLICE_FIN_CLIENT: u32 = 1;
+/// [`SpliceState::fins`] bit: the backend sent FIN.
+pub const SPLICE_FIN_BACKEND: u32 = 2;
+
+/// Value of [`SPLICE_CONFIG_MAP`]: whether routing hits are spliced, and the NAT port range.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpliceConfig {
+    /// [`crate::maps::VIP_ENABLED`] to splice routing hits; anything else hands them to Tier 3.
+    pub enabled: u32,
+    /// Lowest NAT port (host order).
+    pub port_min: u16,
+    /// Highest NAT port (host order), ≥ `port_min`.
+    pub port_max: u16,
+}
+
+impl SpliceConfig {
+    /// Splicing on, NAT ports `min..=max` (host order).
+    pub const fn new(min: u16, max: u16) -> Self {
+        SpliceConfig {
+            enabled: crate::maps::VIP_ENABLED,
+            port_min: min,
+            port_max: max,
+        }
+    }
+
+    /// Whether `port` (host order) is a NAT port.
+    pub const fn owns_port(&self, port: u16) -> bool {
+        self.enabled == crate::maps::VIP_ENABLED && port >= self.port_min && port <= self.port_max
+    }
+}
+
+/// Key of [`NAT_MAP`]: the backend leg as it sits in the backend's packets to us (network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatKey {
+    /// The backend's IPv4 address.
+    pub backend_addr: u32,
+    /// The node's address the leg uses.
+    pub node_addr: u32,
+    /// The backend's port.
+    pub backend_port: u16,
+    /// The allocated NAT port.
+    pub nat_port: u16,
+}
+
+/// One spliced connection. Sequence numbers in host order, addresses and ports in network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpliceState {
+    /// [`SPLICE_SYN_SENT`], [`SPLICE_ACK_SENT`], [`SPLICE_ESTABLISHED`] or [`SPLICE_FAILED`].
+    pub state: u32,
+    /// The client's ISN.
+    pub client_isn: u32,
+    /// Tier 1's cookie: the ISN the client knows for "the server".
+    pub cookie: u32,
+    /// Our ISN on the backend leg.
+    pub leg_isn: u32,
+    /// The backend's ISN (valid from [`SPLICE_ACK_SENT`]).
+    pub backend_isn: u32,
+    /// The stored request's length.
+    pub request_len: u32,
+    /// Where [`CONNECTION_CLOSE`] goes: the offset after the request line's LF.
+    pub insert_at: u32,
+    /// The MSS offered to the backend (the one the client was given).
+    pub mss: u32,
+    /// [`SPLICE_FIN_CLIENT`] | [`SPLICE_FIN_BACKEND`].
+    pub fins: u32,
+    /// SYNs sent to the backend so far.
+    pub tries: u32,
+    /// The client's advertised window at the first segment (unscaled).
+    pub window: u32,
+    /// The service id the route named (for `/metrics`).
+    pub service: u32,
+    /// Interface towards the client (where its segments arrive).
+    pub client_ifindex: u32,
+    /// Interface towards the backend (from the FIB lookup).
+    pub backend_ifindex: u32,
+    /// The node's address on the backend leg (the FIB's preferred source).
+    pub node_addr: u32,
+    /// The backend's address.
+    pub backend_addr: u32,
+    /// The NAT port.
+    pub nat_port: u16,
+    /// The backend's port.
+    pub backend_port: u16,
+    /// The client's (or its next hop's) MAC: the Ethernet source of its segments.
+    pub client_mac: [u8; 6],
+    /// Our MAC on the client side: the Ethernet destination of its segments.
+    pub vip_mac: [u8; 6],
+    /// Our MAC on the backend side (FIB).
+    pub node_mac: [u8; 6],
+    /// The backend's (or its next hop's) MAC (FIB).
+    pub backend_mac: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<SpliceConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<NatKey>() == 12);
+const _: () = assert!(core::mem::size_of::<SpliceState>() == 92);
+
+impl SpliceState {
+    /// The client's first data byte's sequence number.
+    #[inline(always)]
+    pub const fn first_seq(&self) -> u32 {
+        self.client_isn.wrapping_add(1)
+    }
+
+    /// Backend ISN − cookie: what backend sequence numbers exceed the client's view of ours.
+    #[inline(always)]
+    pub const fn server_offset(&self) -> u32 {
+        self.backend_isn.wrapping_sub(self.cookie)
+    }
+
+    /// A client sequence number on the backend leg.
+    #[inline(always)]
+    pub const fn to_backend_seq(&self, client_seq: u32) -> u32 {
+        let position = client_seq.wrapping_sub(self.first_seq());
+        let moved = if position >= self.insert_at && position < (1 << 31) {
+            INSERT_LEN
+        } else {
+            0
+        };
+        self.leg_isn
+            .wrapping_add(1)
+            .wrapping_add(position)
+            .wrapping_add(moved)
+    }
+
+    /// A backend acknowledgement number in the client's space. An ack that ends inside the inserted bytes
+    /// acknowledges the client's bytes before them only.
+    #[inline(always)]
+    pub const fn to_client_ack(&self, backend_ack: u32) -> u32 {
+        let position = backend_ack.wrapping_sub(self.leg_isn.wrapping_add(1));
+        let original = if position >= (1 << 31) || position <= self.insert_at {
+            position
+        } else if position < self.insert_at + INSERT_LEN {
+            self.insert_at
+        } else {
+            position - INSERT_LEN
+        };
+        self.first_seq().wrapping_add(original)
+    }
+
+    /// A backend sequence number in the client's space.
+    #[inline(always)]
+    pub const fn to_client_seq(&self, backend_seq: u32) -> u32 {
+        backend_seq.wrapping_sub(self.server_offset())
+    }
+
+    /// A client acknowledgement number on the backend leg.
+    #[inline(always)]
+    pub const fn to_backend_ack(&self, client_ack: u32) -> u32 {
+        client_ack.wrapping_add(self.server_offset())
+    }
+
+    /// The key of the backend leg in [`NAT_MAP`].
+    #[inline(always)]
+    pub const fn nat_key(&self) -> NatKey {
+        NatKey {
+            backend_addr: self.backend_addr,
+            node_addr: self.node_addr,
+            backend_port: self.backend_port,
+            nat_port: self.nat_port,
+        }
+    }
+}
+
+/// The one's-complement sum (folded, big-endian words) that [`CONNECTION_CLOSE`] adds to a payload when
+/// inserted at byte offset `at`: at an odd offset its bytes pair the other way round.
+#[inline(always)]
+pub const fn insertion_sum(at: u32) -> u16 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < CONNECTION_CLOSE.len() {
+        sum += ((CONNECTION_CLOSE[i] as u32) << 8) | CONNECTION_CLOSE[i + 1] as u32;
+        i += 2;
+    }
+    let sum = fold(sum);
+    if at & 1 == 1 {
+        sum.swap_bytes()
+    } else {
+        sum
+    }
+}
+
+/// Adds two folded one's-complement sums.
+#[inline(always)]
+pub const fn add_sums(a: u16, b: u16) -> u16 {
+    fold(a as u32 + b as u32)
+}
+
+/// The NAT port for probe `attempt` (0..[`NAT_PROBES`]) of the client `key`, spread over `min..=max` by
+/// `seed` (a clock, so that a client reconnecting from the same port does not retry the same ports).
+#[inline(always)]
+pub const fn nat_port_candidate(key: &FlowKey, seed: u32, attempt: u32, min: u16, max: u16) -> u16 {
+    let span = (max as u32).saturating_sub(min as u32) + 1;
+    let h = crate::flow::fmix32(
+        key.client_addr
+            ^ ((key.client_port as u32) << 16)
+            ^ seed
+            ^ attempt.wrapping_mul(0x9e37_79b9),
+    );
+    (min as u32 + h % span) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> SpliceState {
+        SpliceState {
+            client_isn: 1000,
+            cookie: 5000,
+            leg_isn: 0xffff_fff0,
+            backend_isn: 9000,
+            request_len: 60,
+            insert_at: 16,
+            ..SpliceState::default()
+        }
+    }
+
+    #[test]
+    fn client_sequence_numbers_move_past_the_insertion() {
+        let s = state();
+        // The first byte is the leg's first byte (the leg ISN wraps).
+        assert_eq!(s.to_backend_seq(1001), 0xffff_fff1);
+        // Bytes before the insertion point keep their place, bytes after move by INSERT_LEN.
+        assert_eq!(s.to_backend_seq(1001 + 15), 0xffff_fff1u32.wrapping_add(15));
+        assert_eq!(
+            s.to_backend_seq(1001 + 16),
+            0xffff_fff1u32.wrapping_add(16 + 18)
+        );
+        // The client's FIN after the request.
+        assert_eq!(s.to_backend_seq(1061), 0xffff_fff1u32.wrapping_add(60 + 18));
+    }
+
+    #[test]
+    fn backend_acks_map_back_and_never_acknowledge_unsent_bytes() {
+        let s = state();
+        for client in [1001u32, 1010, 1017, 1061, 1062] {
+            assert_eq!(
+                s.to_client_ack(s.to_backend_seq(client)),
+                client,
+                "{client}"
+            );
+        }
+        // An ack inside the inserted bytes acknowledges only what precedes them.
+        let inside = 0xffff_fff1u32.wrapping_add(16 + 5);
+        assert_eq!(s.to_client_ack(inside), 1001 + 16);
+        // The SYN-ACK's ack (leg ISN + 1) is the client's first byte.
+        assert_eq!(s.to_client_ack(0xffff_fff1), 1001);
+    }
+
+    #[test]
+    fn server_sequence_numbers_translate_both_ways() {
+        let s = state();
+        assert_eq!(s.to_client_seq(9001), 5001);
+        assert_eq!(s.to_backend_ack(5001), 9001);
+        assert_eq!(s.to_backend_ack(s.to_client_seq(123_456)), 123_456);
+    }
+
+    fn sum_of(bytes: &[u8]) -> u16 {
+        let mut sum = 0u32;
+        for pair in bytes.chunks(2) {
+            let lo = if pair.len() == 2 { pair[1] } else { 0 };
+            sum += u32::from(u16::from_be_bytes([pair[0], lo]));
+        }
+        fold(sum)
+    }
+
+    #[test]
+    fn insertion_sum_adds_up_at_even_and_odd_offsets() {
+        let request = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        for at in [16usize, 17] {
+            let request: &[u8] = if at == 16 {
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+            } else {
+                request
+            };
+            let mut with = request[..at].to_vec();
+            with.extend_from_slice(&CONNECTION_CLOSE);
+            with.extend_from_slice(&request[at..]);
+            assert_eq!(
+                add_sums(sum_of(request), insertion_sum(at as u32)),
+                sum_of(&with),
+                "at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn nat_ports_stay_in_range_and_spread() {
+        let key = FlowKey::new([198, 18, 0, 2], 40000, [198, 18, 0, 1], 80);
+        let mut seen = [false; 16];
+        for attempt in 0..NAT_PROBES {
+            let p = nat_port_candidate(&key, 7, attempt, 61000, 61015);
+            assert!((61000..=61015).contains(&p));
+            seen[(p - 61000) as usize] = true;
+        }
+        assert!(seen.iter().filter(|s| **s).count() > 3);
+        assert_eq!(nat_port_candidate(&key, 7, 0, 5, 5), 5);
+        let config = SpliceConfig::new(61000, 65535);
+        assert!(config.owns_port(61000) && config.owns_port(65535) && !config.owns_port(60999));
+    }
+}

@@ -1,0 +1,202 @@
+//! The TC (clsact ingress) program: the part of the splice XDP cannot do. A frame cannot grow by more than
+//! a few bytes in XDP on veth, so the backend's SYN-ACK (54 bytes), which must become our ACK carrying
+//! the whole stored request plus the inserted `Connection:close`, is passed by XDP and rebuilt here with
+//! `bpf_skb_change_tail`, then sent out of the backend's interface (`bpf_redirect`, egress). The client's
+//! retransmission of its first segment while that ACK may have been lost takes the same way.
+//!
+//! Everything else passes untouched.
+
+use aya_ebpf::{
+    bindings::TC_ACT_OK,
+    helpers::generated::{bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes},
+    programs::TcContext,
+};
+use rauta_common::{
+    handoff::{HANDOFF_ACK_V4_HEADERS, build_handoff_ack_v4},
+    maps::{FlowKey, PENDING_BUF, VIP_ENABLED},
+    reason::Reason,
+    splice::{
+        CONNECTION_CLOSE, INSERT_LEN, NatKey, SPLICE_ACK_SENT, SpliceState, add_sums, insertion_sum,
+    },
+    synack::{SynV4, TCP_ACK, TCP_RST, TCP_SYN},
+};
+
+use super::TcVerdict;
+use crate::maps::{
+    RAUTA_NAT, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP,
+    SCRATCH_TC_INGRESS, copy_of,
+};
+
+/// Offsets in an Ethernet + IPv4 (no options) + TCP frame.
+const IP_AT: usize = 14;
+const TCP_AT: usize = 34;
+/// Ethernet + IPv4 + TCP without options.
+const HEADERS: usize = 54;
+/// TCP PSH.
+const TCP_PSH: u8 = 0x08;
+
+/// Decides one packet arriving on an interface Tier 1 is attached to.
+#[inline(always)]
+pub fn handle(ctx: &TcContext) -> TcVerdict {
+    let Ok(h) = ctx.load::<[u8; HEADERS]>(0) else {
+        return TcVerdict::ok(Reason::TcPass);
+    };
+    if h[12..14] != [0x08, 0x00] || h[IP_AT] != 0x45 || h[IP_AT + 9] != 6 {
+        return TcVerdict::ok(Reason::TcPass);
+    }
+    let Some(config) = RAUTA_SPLICE_CONFIG.get(0) else {
+        return TcVerdict::ok(Reason::TcPass);
+    };
+    let (saddr, daddr) = (field4(&h, IP_AT + 12), field4(&h, IP_AT + 16));
+    let (sport, dport) = (field2(&h, TCP_AT), field2(&h, TCP_AT + 2));
+    let flags = h[TCP_AT + 13];
+    let seq = u32::from_be_bytes(field4(&h, TCP_AT + 4));
+
+    if config.owns_port(u16::from_be_bytes(dport)) {
+        // The backend's SYN-ACK, which XDP recorded and passed.
+        if flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN | TCP_ACK {
+            return TcVerdict::ok(Reason::TcPass);
+        }
+        let nat = NatKey {
+            backend_addr: u32::from_ne_bytes(saddr),
+            node_addr: u32::from_ne_bytes(daddr),
+            backend_port: u16::from_ne_bytes(sport),
+            nat_port: u16::from_ne_bytes(dport),
+        };
+        let Some(key) = copy_of(&RAUTA_NAT, &nat) else {
+            return TcVerdict::ok(Reason::TcPass);
+        };
+        let Some(s) = copy_of(&RAUTA_SPLICES, &key) else {
+            return TcVerdict::ok(Reason::TcPass);
+        };
+        if s.state != SPLICE_ACK_SENT || seq != s.backend_isn {
+            return TcVerdict::ok(Reason::TcPass);
+        }
+        return send_request(ctx, &key, &s);
+    }
+
+    // The client's first segment again, passed by XDP (`splice_request_resend`).
+    let Some(vip) = RAUTA_VIP.get(0) else {
+        return TcVerdict::ok(Reason::TcPass);
+    };
+    if vip.enabled != VIP_ENABLED
+        || u32::from_ne_bytes(daddr) != vip.addr_be
+        || u16::from_ne_bytes(dport) != vip.port_be
+    {
+        return TcVerdict::ok(Reason::TcPass);
+    }
+    let key = FlowKey {
+        client_addr: u32::from_ne_bytes(saddr),
+        vip_addr: u32::from_ne_bytes(daddr),
+        client_port: u16::from_ne_bytes(sport),
+        vip_port: u16::from_ne_bytes(dport),
+    };
+    let Some(s) = copy_of(&RAUTA_SPLICES, &key) else {
+        return TcVerdict::ok(Reason::TcPass);
+    };
+    if s.state != SPLICE_ACK_SENT || seq != s.first_seq() {
+        return TcVerdict::ok(Reason::TcPass);
+    }
+    send_request(ctx, &key, &s)
+}
+
+/// Rebuilds the packet into our ACK to the backend carrying the stored request with `Connection:close`
+/// after its request line, and sends it out of the backend's interface.
+#[inline(always)]
+fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
+    let Some(pending) = RAUTA_PENDING.get_ptr(key) else {
+        return TcVerdict::shot(Reason::TcSpliceError);
+    };
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC_INGRESS) else {
+        return TcVerdict::shot(Reason::TcSpliceError);
+    };
+    // SAFETY: pointers from successful map lookups, valid for this run; the scratch entry is this CPU's.
+    let (pending, scratch) = unsafe { (&*pending, &mut *scratch) };
+    let leg = SynV4 {
+        client_mac: s.node_mac,
+        server_mac: s.backend_mac,
+        client_ip: s.node_addr.to_ne_bytes(),
+        server_ip: s.backend_addr.to_ne_bytes(),
+        client_port: s.nat_port.to_ne_bytes(),
+        server_port: s.backend_port.to_ne_bytes(),
+        // The builder writes client_seq + 1.
+        client_seq: s.leg_isn,
+    };
+    // Restate the ranges for the verifier (black_box keeps LLVM from folding the masks away): the
+    // request and its head before the insertion point are 1..=PENDING_BUF bytes of `data`, read from its
+    // start: every read stays inside the map value whatever the verifier knows of their relation.
+    let mask = PENDING_BUF as u32 - 1;
+    let len = pending.len;
+    let at = s.insert_at;
+    if at == 0 || at >= len || len > PENDING_BUF as u32 {
+        return TcVerdict::shot(Reason::TcSpliceError);
+    }
+    let whole = ((core::hint::black_box(len).wrapping_sub(1)) & mask) + 1;
+    let head = ((core::hint::black_box(at).wrapping_sub(1)) & mask) + 1;
+    let total = len + INSERT_LEN;
+    build_handoff_ack_v4(
+        &leg,
+        s.backend_isn.wrapping_add(1),
+        s.window as u16,
+        TCP_PSH,
+        total as u16,
+        add_sums(pending.sum as u16, insertion_sum(at)),
+        &mut scratch.ack,
+    );
+    let skb = ctx.skb.skb;
+    let tail = HANDOFF_ACK_V4_HEADERS as u32;
+    // The payload in three stores, each reading `data` from its start: the whole request shifted by
+    // INSERT_LEN (its part after the insertion point lands where it belongs), then the part before the
+    // insertion point over the start, then the inserted header between them.
+    // SAFETY: helper calls on this program's skb with buffers of the stated sizes (`ack` holds
+    // HANDOFF_ACK_V4_HEADERS bytes, `data` PENDING_BUF >= whole >= head bytes); no packet pointer is
+    // held across them.
+    let written = unsafe {
+        bpf_skb_change_tail(skb, tail + total, 0) == 0
+            && bpf_skb_store_bytes(
+                skb,
+                0,
+                scratch.ack.as_ptr().cast(),
+                HANDOFF_ACK_V4_HEADERS as u32,
+                0,
+            ) == 0
+            && bpf_skb_store_bytes(
+                skb,
+                tail + INSERT_LEN,
+                pending.data.as_ptr().cast(),
+                whole,
+                0,
+            ) == 0
+            && bpf_skb_store_bytes(skb, tail, pending.data.as_ptr().cast(), head, 0) == 0
+            && bpf_skb_store_bytes(
+                skb,
+                tail + head,
+                CONNECTION_CLOSE.as_ptr().cast(),
+                INSERT_LEN,
+                0,
+            ) == 0
+    };
+    if !written {
+        // Half rewritten: never let it out. The backend retransmits its SYN-ACK.
+        return TcVerdict::shot(Reason::TcSpliceError);
+    }
+    // SAFETY: plain helper call; its return value is the TC action (TC_ACT_REDIRECT).
+    let action = unsafe { bpf_redirect(s.backend_ifindex, 0) } as i32;
+    if action == TC_ACT_OK {
+        return TcVerdict::shot(Reason::TcSpliceError);
+    }
+    TcVerdict {
+        action,
+        reason: Reason::TcSpliceAck,
+    }
+}
+
+#[inline(always)]
+fn field4(h: &[u8; HEADERS], at: usize) -> [u8; 4] {
+    [h[at], h[at + 1], h[at + 2], h[at + 3]]
+}
+
+#[inline(always)]
+fn field2(h: &[u8; HEADERS], at: usize) -> [u8; 2] {
+    [h[at], h[at + 1]]
+}

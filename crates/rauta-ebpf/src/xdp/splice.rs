@@ -1,0 +1,522 @@
+//! Tier 1's splice to a backend, on the XDP side (see `rauta_common::splice` for the sequence arithmetic
+//! and `docs/kernel-tiers.md` for the state machine):
+//! - [`start`]: a routing hit turns the stored first segment's packet (already rewritten into the
+//!   replayed SYN) into our SYN to the backend, from an allocated NAT port, out of the interface the FIB
+//!   names;
+//! - [`client_segment`]: every later client segment (a lost SYN re-sent on the client's retransmission,
+//!   the request re-sent through TC, pure ACKs, FIN and RST translated, follow-up data dropped);
+//! - [`backend_segment`]: the backend's packets (SYN-ACK recorded and passed to TC ingress, which sends
+//!   the ACK carrying the request; everything else translated back to the client).
+
+use aya_ebpf::{
+    bindings::{BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, bpf_fib_lookup, xdp_action},
+    helpers::generated::{
+        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_tail,
+        bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use rauta_common::{
+    checksum::csum_replace4,
+    flow::fmix32,
+    handoff::{REPLAY_SYN_V4_LEN, build_replay_syn_v4},
+    maps::{FlowKey, PENDING_BUF, VIP_ENABLED},
+    reason::Reason,
+    route::HEAD_SCAN_MAX,
+    splice::{
+        INSERT_LEN, NAT_PROBES, NatKey, SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_FAILED,
+        SPLICE_FIN_BACKEND, SPLICE_FIN_CLIENT, SPLICE_SYN_SENT, SYN_TRIES, SpliceState,
+        nat_port_candidate,
+    },
+    synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
+
+use super::{Verdict, handoff, route::Hit};
+use crate::{
+    maps::{
+        RAUTA_FLOWS, RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, SCRATCH_XDP,
+        copy_of, forget_splice,
+    },
+    parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TcpHdr, frame_len, ptr_at},
+};
+
+/// `AF_INET` for the FIB lookup.
+const AF_INET: u8 = 2;
+/// IPv4 total length of our SYN (20 + 24), for the FIB's MTU check.
+const SYN_IP_LEN: u16 = 44;
+
+/// Starts the splice of a routing hit: the packet holds the replayed SYN `handoff::replay` built and the
+/// stored segment is in `RAUTA_PENDING`. On success the packet is our SYN to the backend and the verdict
+/// forwards it. `Err(Some(reason))`: the hit falls back to Tier 3 (the replayed SYN passes) and `reason`
+/// is counted; `Err(None)`: splicing is switched off.
+#[inline(always)]
+pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
+    let Some(config) = RAUTA_SPLICE_CONFIG.get(0) else {
+        return Err(None);
+    };
+    if config.enabled != VIP_ENABLED {
+        return Err(None);
+    }
+    let key = hit.flow;
+    let Some(flow) = copy_of(&RAUTA_FLOWS, &key) else {
+        return Err(Some(Reason::InternalErrorPass));
+    };
+    let (client_isn, cookie, mss) = (flow.client_isn, flow.cookie, flow.mss);
+    if hit.len + INSERT_LEN > mss {
+        return Err(Some(Reason::SpliceTooLarge));
+    }
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+        return Err(Some(Reason::InternalErrorPass));
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
+    if !headers_spliceable(&scratch.segment.data, hit.len) {
+        return Err(Some(Reason::SpliceHeaderUnsupported));
+    }
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return Err(Some(Reason::InternalErrorPass));
+    };
+    // SAFETY: bounds checked by `ptr_at`. The replayed SYN kept the client's MACs: dst ours, src its.
+    let eth = unsafe { *eth };
+    // SAFETY: reading a field of this program's context.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+
+    // SAFETY: an all-zero value is valid for this plain C struct of integers and unions of integers.
+    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = 6;
+    fib.__bindgen_anon_1.tot_len = SYN_IP_LEN;
+    fib.ifindex = ingress;
+    fib.__bindgen_anon_4.ipv4_dst = hit.endpoint.addr_be;
+    // SAFETY: helper call with a stack struct of the size passed.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.ctx.cast(),
+            &mut fib,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            BPF_FIB_LOOKUP_SRC,
+        )
+    };
+    if rc != 0 {
+        return Err(Some(Reason::SpliceNoPath));
+    }
+    // SAFETY: the lookup filled the IPv4 member.
+    let node_addr = unsafe { fib.__bindgen_anon_3.ipv4_src };
+    if node_addr == 0 {
+        return Err(Some(Reason::SpliceNoPath));
+    }
+
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut nat = NatKey {
+        backend_addr: hit.endpoint.addr_be,
+        node_addr,
+        backend_port: hit.endpoint.port_be,
+        nat_port: 0,
+    };
+    let mut claimed = false;
+    let mut attempt = 0;
+    while attempt < NAT_PROBES {
+        let port = nat_port_candidate(&key, now as u32, attempt, config.port_min, config.port_max);
+        nat.nat_port = port.to_be();
+        if RAUTA_NAT.insert(nat, key, BPF_NOEXIST as u64).is_ok() {
+            claimed = true;
+            break;
+        }
+        attempt += 1;
+    }
+    if !claimed {
+        return Err(Some(Reason::SpliceNatExhausted));
+    }
+
+    // Our ISN on the backend leg: the kernel's clock (one tick per 64 ns, as the kernel's own ISNs)
+    // plus a hash of the leg, so that it grows between two uses of the same 4-tuple (see the module
+    // docs of `rauta_common::splice`).
+    let leg_isn = ((now >> 6) as u32).wrapping_add(fmix32(
+        nat.backend_addr ^ u32::from(nat.nat_port) ^ (u32::from(nat.backend_port) << 16),
+    ));
+    let state = SpliceState {
+        state: SPLICE_SYN_SENT,
+        client_isn,
+        cookie,
+        leg_isn,
+        backend_isn: 0,
+        request_len: hit.len,
+        insert_at: hit.insert_at,
+        mss,
+        fins: 0,
+        tries: 1,
+        window: scratch.segment.window,
+        service: hit.service,
+        client_ifindex: ingress,
+        backend_ifindex: fib.ifindex,
+        node_addr,
+        backend_addr: hit.endpoint.addr_be,
+        nat_port: nat.nat_port,
+        backend_port: hit.endpoint.port_be,
+        client_mac: eth.src,
+        vip_mac: eth.dst,
+        node_mac: fib.smac,
+        backend_mac: fib.dmac,
+    };
+    if RAUTA_SPLICES.insert(key, state, 0).is_err() {
+        let _ = RAUTA_NAT.remove(nat);
+        return Err(Some(Reason::InternalErrorPass));
+    }
+    // The connection is the splice's now, not a hand-off's.
+    let _ = RAUTA_FLOWS.remove(key);
+    Ok(send_syn(
+        ctx,
+        &state,
+        &mut scratch.frame,
+        Reason::SpliceSynSent,
+    ))
+}
+
+/// Whether the head in `data[..len]` (a complete head and nothing after it: the parser checked) has no
+/// header line the splice cannot carry: `Connection` (the splice inserts its own `Connection:close`),
+/// `Content-*` and `Transfer-Encoding` (no body is spliced), `Upgrade`, `Expect`. Compared by the LF
+/// before a line and its first four letters.
+///
+/// Branch-free per byte on purpose: a loop of 1024 iterations with a few branches each exceeds the
+/// verifier's jump history between two of its checkpoints. `| 0x20` lowercases letters and maps no other
+/// byte onto a letter, so it is exact for these comparisons.
+#[inline(always)]
+fn headers_spliceable(data: &[u8; PENDING_BUF], len: u32) -> bool {
+    const MASK: u32 = PENDING_BUF as u32 - 1;
+    const fn key(name: &[u8; 4]) -> u64 {
+        b'\n' as u64
+            | (name[0] as u64) << 8
+            | (name[1] as u64) << 16
+            | (name[2] as u64) << 24
+            | (name[3] as u64) << 32
+    }
+    const KEYS: [u64; 5] = [
+        key(b"conn"),
+        key(b"cont"),
+        key(b"tran"),
+        key(b"upgr"),
+        key(b"expe"),
+    ];
+    /// 1 if `d` is zero, else 0, without a branch.
+    #[inline(always)]
+    fn is_zero(d: u64) -> u64 {
+        ((d | d.wrapping_neg()) >> 63) ^ 1
+    }
+    let byte = |i: u32| -> u64 { u64::from(data[(i & MASK) as usize]) };
+    let mut found = 0u64;
+    let mut i = 0u32;
+    while i < HEAD_SCAN_MAX {
+        // Opaque to LLVM, so that it keeps the loop instead of unrolling it into 1024 copies.
+        let i_now = core::hint::black_box(i);
+        let word = byte(i_now)
+            | (byte(i_now + 1) | 0x20) << 8
+            | (byte(i_now + 2) | 0x20) << 16
+            | (byte(i_now + 3) | 0x20) << 24
+            | (byte(i_now + 4) | 0x20) << 32;
+        // 1 while the five bytes are inside the request (i + 5 <= len).
+        let inside = (u64::from(len.wrapping_sub(i_now + 5)) >> 31 & 1) ^ 1;
+        let any = is_zero(word ^ KEYS[0])
+            | is_zero(word ^ KEYS[1])
+            | is_zero(word ^ KEYS[2])
+            | is_zero(word ^ KEYS[3])
+            | is_zero(word ^ KEYS[4]);
+        found |= any & inside;
+        i = i_now + 1;
+    }
+    found == 0
+}
+
+/// Writes our SYN to the backend over the packet (resized to it) and forwards it.
+#[inline(always)]
+fn send_syn(
+    ctx: &XdpContext,
+    s: &SpliceState,
+    frame: &mut [u8; REPLAY_SYN_V4_LEN],
+    reason: Reason,
+) -> Verdict {
+    let syn = SynV4 {
+        client_mac: s.node_mac,
+        server_mac: s.backend_mac,
+        client_ip: s.node_addr.to_ne_bytes(),
+        server_ip: s.backend_addr.to_ne_bytes(),
+        client_port: s.nat_port.to_ne_bytes(),
+        server_port: s.backend_port.to_ne_bytes(),
+        client_seq: s.leg_isn,
+    };
+    build_replay_syn_v4(&syn, s.window as u16, s.mss as u16, frame);
+    let delta = REPLAY_SYN_V4_LEN as i32 - frame_len(ctx) as i32;
+    // SAFETY: plain helper calls on this program's context; no packet pointer is used afterwards.
+    let written = unsafe {
+        (delta == 0 || bpf_xdp_adjust_tail(ctx.ctx, delta) == 0)
+            && bpf_xdp_store_bytes(
+                ctx.ctx,
+                0,
+                frame.as_mut_ptr().cast(),
+                REPLAY_SYN_V4_LEN as u32,
+            ) == 0
+    };
+    if !written {
+        return Verdict::drop(Reason::InternalErrorPass);
+    }
+    forward(ctx, s.backend_ifindex, reason)
+}
+
+/// A client segment of the splice `key` (state at `splice`).
+#[inline(always)]
+pub fn client_segment(
+    ctx: &XdpContext,
+    key: &FlowKey,
+    splice: *mut SpliceState,
+    ip: &Ipv4Hdr,
+    tcp: &TcpHdr,
+    tcp_len: u32,
+    payload_len: u32,
+) -> Verdict {
+    // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
+    let s = unsafe { &mut *splice };
+    let flags = tcp.flags;
+    let seq = u32::from_be_bytes(tcp.seq);
+    let first =
+        payload_len > 0 && seq == s.first_seq() && flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
+
+    if s.state == SPLICE_SYN_SENT || s.state == SPLICE_FAILED {
+        if !first {
+            if flags & TCP_RST != 0 {
+                forget_splice(key);
+            }
+            return Verdict::drop(Reason::SpliceStrayDrop);
+        }
+        if s.state == SPLICE_FAILED || s.tries >= SYN_TRIES {
+            // The backend refused or stays silent: Tier 3 takes the connection (it retries another
+            // endpoint or answers 502/503).
+            forget_splice(key);
+            let _ = crate::maps::RAUTA_PENDING.remove(key);
+            return handoff::replay(
+                ctx,
+                key,
+                ip,
+                tcp,
+                tcp_len,
+                payload_len,
+                Reason::SpliceFallback,
+            );
+        }
+        s.tries += 1;
+        let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+            return Verdict::drop(Reason::InternalErrorPass);
+        };
+        // SAFETY: this CPU's scratch entry, valid for this run.
+        let frame = unsafe { &mut (*scratch).frame };
+        return send_syn(ctx, s, frame, Reason::SpliceSynResent);
+    }
+
+    if payload_len > 0 {
+        if first && s.state == SPLICE_ACK_SENT {
+            // Our ACK with the request may have been lost: TC ingress sends it again.
+            return Verdict::pass(Reason::SpliceRequestResend);
+        }
+        if seq == s.first_seq() {
+            return Verdict::drop(Reason::SpliceStrayDrop);
+        }
+        return Verdict::drop(Reason::SpliceFollowupDrop);
+    }
+
+    let ack = u32::from_be_bytes(tcp.ack_seq);
+    let new_ack = if flags & TCP_ACK != 0 {
+        s.to_backend_ack(ack)
+    } else {
+        ack
+    };
+    let done = if flags & TCP_RST != 0 {
+        true
+    } else {
+        if flags & TCP_FIN != 0 {
+            s.fins |= SPLICE_FIN_CLIENT;
+        }
+        // The last ACK of the close.
+        flags & TCP_FIN == 0 && s.fins == SPLICE_FIN_CLIENT | SPLICE_FIN_BACKEND
+    };
+    let copy = *s;
+    if done {
+        forget_splice(key);
+    }
+    rewrite(
+        ctx,
+        Leg {
+            dst_mac: copy.backend_mac,
+            src_mac: copy.node_mac,
+            saddr: copy.node_addr,
+            daddr: copy.backend_addr,
+            sport: copy.nat_port,
+            dport: copy.backend_port,
+            seq: copy.to_backend_seq(seq),
+            ack: new_ack,
+        },
+        copy.backend_ifindex,
+        Reason::SpliceClientTranslated,
+    )
+}
+
+/// A packet to a NAT port: if it belongs to a splice, act on it; `None` if it does not.
+#[inline(always)]
+pub fn backend_segment(
+    ctx: &XdpContext,
+    ip: &Ipv4Hdr,
+    tcp: &TcpHdr,
+    payload_len: u32,
+) -> Option<Verdict> {
+    let nat = NatKey {
+        backend_addr: u32::from_ne_bytes(ip.saddr),
+        node_addr: u32::from_ne_bytes(ip.daddr),
+        backend_port: u16::from_ne_bytes(tcp.source),
+        nat_port: u16::from_ne_bytes(tcp.dest),
+    };
+    let key = copy_of(&RAUTA_NAT, &nat)?;
+    let Some(splice) = RAUTA_SPLICES.get_ptr_mut(key) else {
+        let _ = RAUTA_NAT.remove(nat);
+        return None;
+    };
+    // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
+    let s = unsafe { &mut *splice };
+    let flags = tcp.flags;
+    let seq = u32::from_be_bytes(tcp.seq);
+    let ack = u32::from_be_bytes(tcp.ack_seq);
+
+    if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK {
+        let fresh = s.state == SPLICE_SYN_SENT;
+        let again = s.state == SPLICE_ACK_SENT && seq == s.backend_isn;
+        if ack != s.leg_isn.wrapping_add(1) || !(fresh || again) {
+            return Some(Verdict::drop(Reason::SpliceStrayDrop));
+        }
+        s.backend_isn = seq;
+        s.state = SPLICE_ACK_SENT;
+        return Some(Verdict::pass(Reason::SpliceSynAck));
+    }
+    if s.state == SPLICE_SYN_SENT {
+        if flags & TCP_RST != 0 {
+            s.state = SPLICE_FAILED;
+            return Some(Verdict::drop(Reason::SpliceBackendRefused));
+        }
+        return Some(Verdict::drop(Reason::SpliceStrayDrop));
+    }
+    if s.state == SPLICE_FAILED || flags & TCP_SYN != 0 {
+        return Some(Verdict::drop(Reason::SpliceStrayDrop));
+    }
+    if s.state == SPLICE_ACK_SENT
+        && flags & TCP_ACK != 0
+        && ack.wrapping_sub(s.leg_isn.wrapping_add(1)) >= s.request_len + INSERT_LEN
+        && ack.wrapping_sub(s.leg_isn.wrapping_add(1)) < 1 << 31
+    {
+        s.state = SPLICE_ESTABLISHED;
+    }
+    let done = if flags & TCP_RST != 0 {
+        true
+    } else {
+        if flags & TCP_FIN != 0 {
+            s.fins |= SPLICE_FIN_BACKEND;
+        }
+        flags & TCP_FIN == 0 && payload_len == 0 && s.fins == SPLICE_FIN_CLIENT | SPLICE_FIN_BACKEND
+    };
+    let copy = *s;
+    if done {
+        forget_splice(&key);
+    }
+    let new_ack = if flags & TCP_ACK != 0 {
+        copy.to_client_ack(ack)
+    } else {
+        ack
+    };
+    Some(rewrite(
+        ctx,
+        Leg {
+            dst_mac: copy.client_mac,
+            src_mac: copy.vip_mac,
+            saddr: key.vip_addr,
+            daddr: key.client_addr,
+            sport: key.vip_port,
+            dport: key.client_port,
+            seq: copy.to_client_seq(seq),
+            ack: new_ack,
+        },
+        copy.client_ifindex,
+        Reason::SpliceBackendTranslated,
+    ))
+}
+
+/// The headers a translated segment leaves with. Addresses and ports in network order, seq/ack in host
+/// order.
+struct Leg {
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+}
+
+/// Rewrites the packet's Ethernet, IPv4 and TCP headers to `leg` (checksums updated incrementally) and
+/// forwards it out of `ifindex`.
+#[inline(always)]
+fn rewrite(ctx: &XdpContext, leg: Leg, ifindex: u32, reason: Reason) -> Verdict {
+    let (Some(eth), Some(ip), Some(tcp)) = (
+        ptr_at::<EthHdr>(ctx, 0),
+        ptr_at::<Ipv4Hdr>(ctx, ETH_LEN),
+        ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN),
+    ) else {
+        return Verdict::drop(Reason::MalformedDrop);
+    };
+    // SAFETY: each pointer covers its whole header inside the packet (checked by `ptr_at`); the header
+    // structs have alignment 1, and they do not overlap.
+    let (eth, ip, tcp) = unsafe { (&mut *eth, &mut *ip, &mut *tcp) };
+    eth.dst = leg.dst_mac;
+    eth.src = leg.src_mac;
+
+    let old_saddr = u32::from_be_bytes(ip.saddr);
+    let old_daddr = u32::from_be_bytes(ip.daddr);
+    let new_saddr = u32::from_be(leg.saddr);
+    let new_daddr = u32::from_be(leg.daddr);
+    let mut ip_check = u16::from_be_bytes(ip.check);
+    ip_check = csum_replace4(ip_check, old_saddr, new_saddr);
+    ip_check = csum_replace4(ip_check, old_daddr, new_daddr);
+    ip.saddr = leg.saddr.to_ne_bytes();
+    ip.daddr = leg.daddr.to_ne_bytes();
+    ip.check = ip_check.to_be_bytes();
+
+    let old_ports = u32::from_be_bytes([tcp.source[0], tcp.source[1], tcp.dest[0], tcp.dest[1]]);
+    let (sp, dp) = (leg.sport.to_ne_bytes(), leg.dport.to_ne_bytes());
+    let new_ports = u32::from_be_bytes([sp[0], sp[1], dp[0], dp[1]]);
+    let old_seq = u32::from_be_bytes(tcp.seq);
+    let old_ack = u32::from_be_bytes(tcp.ack_seq);
+    let mut check = u16::from_be_bytes(tcp.check);
+    // The pseudo-header's addresses, then the ports, seq and ack words.
+    check = csum_replace4(check, old_saddr, new_saddr);
+    check = csum_replace4(check, old_daddr, new_daddr);
+    check = csum_replace4(check, old_ports, new_ports);
+    check = csum_replace4(check, old_seq, leg.seq);
+    check = csum_replace4(check, old_ack, leg.ack);
+    tcp.source = sp;
+    tcp.dest = dp;
+    tcp.seq = leg.seq.to_be_bytes();
+    tcp.ack_seq = leg.ack.to_be_bytes();
+    tcp.check = check.to_be_bytes();
+    forward(ctx, ifindex, reason)
+}
+
+/// Sends the packet out of `ifindex`: back where it came from (`XDP_TX`) or redirected.
+#[inline(always)]
+fn forward(ctx: &XdpContext, ifindex: u32, reason: Reason) -> Verdict {
+    // SAFETY: reading a field of this program's context.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    if ifindex == ingress {
+        return Verdict::tx(reason);
+    }
+    // SAFETY: plain helper call; it returns the XDP action.
+    let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
+    if action != xdp_action::XDP_REDIRECT {
+        return Verdict::drop(Reason::SpliceRedirectError);
+    }
+    Verdict { action, reason }
+}
