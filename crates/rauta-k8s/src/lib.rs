@@ -24,6 +24,7 @@ mod cache;
 mod connect;
 mod debounce;
 pub mod election;
+pub mod events;
 mod kinds;
 mod reflect;
 pub mod secrets;
@@ -38,6 +39,7 @@ use tokio::task::JoinSet;
 
 pub use connect::{client, ConnectError};
 pub use election::ElectionConfig;
+pub use events::EventRecorder;
 pub use status::Publish;
 
 /// What to watch and how to batch.

@@ -13,7 +13,8 @@
 use std::collections::BTreeSet;
 
 use rauta_routes::class::ClassFilter;
-use rauta_routes::model::{Ingress, IngressClass};
+use rauta_routes::model::{Ingress, IngressClass, Inputs};
+use rauta_routes::{Diagnostic, ObjectRef};
 
 /// A Secret by namespace and name.
 pub type SecretKey = (String, String);
@@ -40,6 +41,44 @@ pub fn referenced<'a>(
                 .filter_map(move |tls| Some((namespace.clone(), tls.secret_name.clone()?)))
         })
         .collect()
+}
+
+/// Problems with the TLS Secrets our Ingresses name: missing, or without `tls.crt` and `tls.key`. (The
+/// certificates themselves are checked by whatever loads them.)
+pub fn diagnostics(class: &str, inputs: &Inputs) -> Vec<Diagnostic> {
+    let filter = ClassFilter::new(class, &inputs.ingress_classes);
+    let mut out = Vec::new();
+    for ingress in inputs.ingresses.iter().filter(|i| filter.owns(i)) {
+        let namespace = ingress.metadata.namespace();
+        for (i, tls) in ingress.spec.tls.iter().enumerate() {
+            let Some(name) = &tls.secret_name else {
+                continue;
+            };
+            let secret = inputs
+                .secrets
+                .iter()
+                .find(|s| s.metadata.namespace() == namespace && &s.metadata.name == name);
+            let message = match secret {
+                None => format!(
+                    "TLS Secret {namespace}/{name} not found (or not of type kubernetes.io/tls)"
+                ),
+                Some(secret)
+                    if ["tls.crt", "tls.key"]
+                        .iter()
+                        .any(|k| secret.data.get(*k).is_none_or(String::is_empty)) =>
+                {
+                    format!("TLS Secret {namespace}/{name} lacks tls.crt or tls.key")
+                }
+                Some(_) => continue,
+            };
+            out.push(Diagnostic {
+                object: ObjectRef::new("Ingress", &ingress.metadata),
+                field: format!("spec.tls[{i}].secretName"),
+                message,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -4,15 +4,16 @@
 //!
 //! Unlike files, a snapshot is always complete and consistent (the watch cache publishes only after every
 //! list is done), so every snapshot is applied; objects the API server accepted but the compiler rejects
-//! are diagnostics, logged once each (not at every recompile).
+//! are diagnostics, logged once each (not at every recompile) and reported as Kubernetes Events on their
+//! Ingress (deduplicated; only by the leader when leader election runs).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rauta_k8s::{ElectionConfig, Publish};
-use rauta_routes::{compile, CompileOptions, Compiled, RouteTable};
+use rauta_k8s::{ElectionConfig, EventRecorder, Publish};
+use rauta_routes::{compile, CompileOptions, Compiled, Diagnostic, RouteTable};
 
 use crate::cli::RunArgs;
 use crate::config_metrics::ConfigMetrics;
@@ -26,8 +27,14 @@ const WAITING_NOTICE: Duration = Duration::from_secs(10);
 /// The running watch and what the last compile reported.
 pub struct KubeSource {
     watching: rauta_k8s::Watching,
-    /// Whether this replica leads (status writing runs in `watching`'s tasks).
-    _leader: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Whether this replica leads (status writing runs in `watching`'s tasks); `None` without election.
+    leader: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Events for configuration problems.
+    events: EventRecorder,
+    /// The objects of the last compile (for the Events' object uids).
+    last_inputs: Arc<rauta_routes::model::Inputs>,
+    /// Diagnostics of the first compile, reported as Events once serving has started.
+    first_diagnostics: Vec<Diagnostic>,
     options: CompileOptions,
     /// Diagnostics already logged, so that a recompile does not repeat them.
     reported: HashSet<String>,
@@ -49,6 +56,7 @@ pub async fn start(
         class = %config.ingress_class,
         "Kubernetes mode: waiting for the first list of Ingresses, IngressClasses, Services, EndpointSlices and TLS Secrets"
     );
+    let events = EventRecorder::new(client.clone(), identity());
     let mut watching = rauta_k8s::start(client, config);
     let publish = match (&args.kube.publish_address, &args.kube.publish_service) {
         (Some(address), _) => Some(Publish::Address(address.clone())),
@@ -71,7 +79,10 @@ pub async fn start(
     });
     let mut source = KubeSource {
         watching,
-        _leader: leader,
+        leader,
+        events,
+        last_inputs: Arc::default(),
+        first_diagnostics: Vec::new(),
         options: options.clone(),
         reported: HashSet::new(),
     };
@@ -79,6 +90,7 @@ pub async fn start(
         let latest = source.watching.snapshots.borrow_and_update().clone();
         if let Some(snapshot) = latest {
             let compiled = source.compile(snapshot).await?;
+            source.first_diagnostics.clone_from(&compiled.diagnostics);
             return Ok((source, compiled));
         }
         match tokio::time::timeout(WAITING_NOTICE, source.watching.snapshots.changed()).await {
@@ -113,9 +125,18 @@ impl KubeSource {
     async fn compile(&mut self, snapshot: rauta_k8s::Snapshot) -> Result<Compiled, FatalError> {
         let options = self.options.clone();
         let inputs = snapshot.inputs.clone();
-        let compiled = tokio::task::spawn_blocking(move || compile(&inputs, &options))
-            .await
-            .map_err(|e| FatalError::Internal(format!("compiling failed unexpectedly: {e}")))?;
+        let compiled = tokio::task::spawn_blocking(move || {
+            let mut compiled = compile(&inputs, &options);
+            // Secret problems the route compiler does not see (it does not read Secrets).
+            compiled.diagnostics.extend(rauta_k8s::secrets::diagnostics(
+                &options.ingress_class,
+                &inputs,
+            ));
+            compiled
+        })
+        .await
+        .map_err(|e| FatalError::Internal(format!("compiling failed unexpectedly: {e}")))?;
+        self.last_inputs = snapshot.inputs.clone();
         let current: HashSet<String> = compiled
             .diagnostics
             .iter()
@@ -133,6 +154,21 @@ impl KubeSource {
         Ok(compiled)
     }
 
+    /// Events for problems not reported yet; with leader election, only the leader reports (a new leader
+    /// reports what is outstanding at the next change).
+    async fn report(&mut self, diagnostics: &[Diagnostic]) {
+        if self.leader.as_ref().is_some_and(|l| !*l.borrow()) {
+            return;
+        }
+        let created = self
+            .events
+            .record(diagnostics, &self.last_inputs.ingresses)
+            .await;
+        if created > 0 {
+            tracing::debug!(created, "recorded Events for configuration problems");
+        }
+    }
+
     /// Compile and install every new snapshot until the watch ends.
     pub async fn run(
         mut self,
@@ -140,6 +176,8 @@ impl KubeSource {
         kernel: Option<Arc<KernelState>>,
         metrics: ConfigMetrics,
     ) {
+        let first = std::mem::take(&mut self.first_diagnostics);
+        self.report(&first).await;
         while self.watching.snapshots.changed().await.is_ok() {
             let latest = self.watching.snapshots.borrow_and_update().clone();
             let Some(snapshot) = latest else {
@@ -153,6 +191,7 @@ impl KubeSource {
                         diagnostics = compiled.diagnostics.len(),
                         "configuration updated from the Kubernetes API"
                     );
+                    self.report(&compiled.diagnostics).await;
                 }
                 Err(error) => tracing::error!(%error, "keeping the current configuration"),
             }

@@ -431,3 +431,68 @@ async fn two_replicas_one_leader_writes_status_the_other_takes_over() {
     assert!(took < Duration::from_millis(3000), "took {took:?}");
     assert_eq!(cluster.published("theirs").await, Value::Null);
 }
+
+async fn events(cluster: &Cluster) -> Vec<(String, String, String)> {
+    let list = cluster
+        .api
+        .get("/apis/events.k8s.io/v1/namespaces/default/events")
+        .await
+        .unwrap();
+    let mut events: Vec<(String, String, String)> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["regarding"]["name"].as_str().unwrap_or("").to_string(),
+                e["reason"].as_str().unwrap_or("").to_string(),
+                e["note"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    events.sort();
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_problems_become_deduplicated_events_on_the_ingress() {
+    let cluster = Cluster::start(1000).await;
+    cluster.create(SERVICES, service()).await;
+    let mut missing = ingress("missing-service", "/missing");
+    missing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = json!("nope");
+    cluster.create(INGRESSES, missing).await;
+    let mut tls = ingress("missing-secret", "/tls");
+    tls["spec"]["tls"] = json!([{"hosts": [HOST], "secretName": "no-such-cert"}]);
+    cluster.create(INGRESSES, tls).await;
+    let rauta = cluster.rauta().await;
+
+    // The Service without EndpointSlices is a third problem (NoEndpoints) on the TLS Ingress.
+    eventually("an Event per problem", || async {
+        events(&cluster).await.len() >= 3
+    })
+    .await;
+    let all = events(&cluster).await;
+    assert_eq!(all.len(), 3, "{all:?}");
+    let found: Vec<_> = all.iter().filter(|e| e.1 != "NoEndpoints").collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, "missing-secret");
+    assert_eq!(found[0].1, "TLSSecret");
+    assert!(found[0].2.contains("no-such-cert"), "{found:?}");
+    assert_eq!(found[1].0, "missing-service");
+    assert_eq!(found[1].1, "BackendNotFound");
+
+    // Another change recompiles; the same problems are not reported again.
+    cluster.create(INGRESSES, ingress("fine", "/fine")).await;
+    eventually("the recompile", || async {
+        status(&rauta, "/fine").await == 503
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ("fine" has its own NoEndpoints problem, reported once.)
+    let after: Vec<_> = events(&cluster)
+        .await
+        .into_iter()
+        .filter(|e| e.0 != "fine")
+        .collect();
+    assert_eq!(after, all);
+}
