@@ -33,12 +33,16 @@
 //! applied configuration into the object and does not track field ownership, so it never removes fields
 //! that an earlier apply set; JSON patch is answered `415 Unsupported Media Type`.
 //!
+//! Every resource request is logged in RBAC terms ([`Store::requests`]), so that a test can check a
+//! ClusterRole against what a client really did.
+//!
 //! Restarts: [`FakeApiServer::stop`] closes the listener and cuts every open connection (watches end
 //! mid-stream, as when a real API server restarts); [`FakeApiServer::restart`] listens again on the same
 //! address with the SAME state (objects, version counter and history), as a real API server comes back
 //! with etcd's data. A test that wants a fresh server starts a new one.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod client;
 mod encode;
 mod error;
@@ -50,6 +54,7 @@ mod store;
 mod validate;
 mod watch;
 
+pub use audit::ApiRequest;
 pub use client::{Client, ClientError, Response};
 pub use resources::{Resource, RESOURCES};
 pub use server::{Config, FakeApiServer};

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::audit::ApiRequest;
 use crate::encode::percent_decode;
 use crate::error::ApiError;
 use crate::resources::{self, RESOURCES};
@@ -264,6 +265,9 @@ async fn handle(store: Arc<Store>, config: Config, req: Request<Incoming>) -> Re
             "the server could not find the requested resource",
         ));
     };
+    if let Some(request) = audit(&target, &method, &query) {
+        store.record_request(request);
+    }
     let content_type = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -377,6 +381,47 @@ async fn handle(store: Arc<Store>, config: Config, req: Request<Incoming>) -> Re
         Ok((code, value)) => respond(code, &value),
         Err(error) => fail(&error),
     }
+}
+
+/// The request in RBAC terms, if it is a resource request.
+fn audit(target: &Target, method: &Method, query: &[(String, String)]) -> Option<ApiRequest> {
+    let (resource, namespace, status, collection) = match target {
+        Target::Collection {
+            resource,
+            namespace,
+        } => (*resource, namespace.clone(), false, true),
+        Target::Object {
+            resource,
+            namespace,
+            status,
+            ..
+        } => (
+            *resource,
+            (!namespace.is_empty()).then(|| namespace.clone()),
+            *status,
+            false,
+        ),
+        _ => return None,
+    };
+    let verb = match (method, collection) {
+        (&Method::GET, true) if truthy(param(query, "watch")) => "watch",
+        (&Method::GET, true) => "list",
+        (&Method::GET, false) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "deletecollection",
+        (&Method::DELETE, false) => "delete",
+        _ => return None,
+    };
+    let res = &RESOURCES[resource];
+    Some(ApiRequest {
+        verb,
+        group: res.group,
+        resource: res.plural,
+        subresource: if status { "status" } else { "" },
+        namespace,
+    })
 }
 
 #[allow(clippy::too_many_arguments)] // one request's parts, only passed on

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::audit::ApiRequest;
 use crate::encode;
 use crate::error::ApiError;
 use crate::patch;
@@ -126,6 +127,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct Store {
     inner: Mutex<Inner>,
+    audit: Mutex<Vec<ApiRequest>>,
     events: broadcast::Sender<Arc<Record>>,
 }
 
@@ -142,12 +144,26 @@ impl Store {
                 compacted: 0,
             }),
             events: broadcast::channel(BROADCAST_CAPACITY).0,
+            audit: Mutex::new(Vec::new()),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a bug in the fake; the data is still consistent per record.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Note a served resource request (see [`Store::requests`]).
+    pub fn record_request(&self, request: ApiRequest) {
+        self.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request);
+    }
+
+    /// Every resource request served so far, in order.
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The current global resourceVersion.
