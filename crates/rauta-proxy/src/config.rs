@@ -32,6 +32,11 @@ pub struct ProxyConfig {
     /// times per period rather than re-armed per request, so a connection closes between 1 and 1.25 times
     /// this after the wait began.
     pub header_read_timeout: Duration,
+    /// Port of the HTTPS listener: plain-HTTP requests to TLS routes are redirected there (308) unless their
+    /// Ingress says `rauta.io/ssl-redirect: "false"`. `None` (HTTPS not served): no redirect.
+    pub https_redirect_port: Option<u16>,
+    /// The access log (one line per request on stdout).
+    pub access_log: crate::access_log::AccessLogFormat,
 }
 
 impl Default for ProxyConfig {
@@ -45,6 +50,8 @@ impl Default for ProxyConfig {
             idle_timeout: Duration::from_secs(90),
             max_idle_per_endpoint: 256,
             header_read_timeout: Duration::from_secs(30),
+            https_redirect_port: None,
+            access_log: crate::access_log::AccessLogFormat::Off,
         }
     }
 }

@@ -9,11 +9,13 @@ use http::{Request, Response, Uri, Version};
 use http_body::Body;
 use rauta_routes::Match;
 
+use crate::access_log;
 use crate::body::{ClientBody, ProxyBody, UpstreamBody};
 use crate::downstream::UpgradeRequest;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::ServiceMetrics;
+use crate::redirect;
 use crate::server::ConnContext;
 use crate::target::routing_key;
 
@@ -21,6 +23,7 @@ use crate::target::routing_key;
 /// counted in `rauta_requests_total`.
 pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Response<ProxyBody> {
     let mut service: Option<Arc<ServiceMetrics>> = None;
+    let access = access_log::start(conn, &req);
     let response = match forward(conn, req, &mut service).await {
         Ok(response) => response,
         Err(err) => {
@@ -32,6 +35,7 @@ pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Resp
         .as_deref()
         .unwrap_or_else(|| conn.proxy.metrics.no_service());
     metrics.record(response.status());
+    access_log::finish(access, conn, &response);
     response
 }
 
@@ -49,7 +53,14 @@ async fn forward(
         // while it is in flight, and a reload never waits for requests.
         let table = proxy.routes.load();
         let backend = match table.lookup(key.host, key.path) {
-            Match::Route(route) => &route.backend,
+            Match::Route(route) => {
+                let https = proxy.config.https_redirect_port;
+                if let Some(to) = redirect::to_https(conn.scheme, https, route, key.host, req.uri())
+                {
+                    return Ok(to);
+                }
+                &route.backend
+            }
             Match::DefaultBackend(backend) => backend,
             Match::NotFound => return Err(ProxyError::NoRoute),
         };
@@ -119,6 +130,7 @@ async fn forward(
         service.observe_latency(started.elapsed());
     }
     let (mut parts, body) = response.into_parts();
+    access_log::note_upstream(conn, &mut parts.extensions, endpoint, started.elapsed());
     let switched = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let protocol = if switched {
         parts.headers.get(header::UPGRADE).cloned()

@@ -36,6 +36,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod body;
 mod config;
 mod downstream;
@@ -45,12 +46,17 @@ mod headers;
 mod listener;
 mod metrics;
 mod pool;
+mod redirect;
 mod server;
 mod target;
+mod tls;
 mod upstream;
 
+pub use access_log::AccessLogFormat;
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use listener::{bind_listener, bind_listener_group, Acceptor, PlainTcp, Scheme};
 pub use metrics::ProxyMetrics;
 pub use server::Proxy;
+pub use tls::{TlsAcceptor, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use tokio_rustls::rustls;

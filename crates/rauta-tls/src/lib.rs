@@ -28,6 +28,8 @@ mod test_certs;
 pub use config::{server_config, SniResolver, ALPN_H2, ALPN_HTTP11};
 pub use default_cert::{generate_default_certificate, GenerateError};
 pub use metrics::TlsMetrics;
+/// The rustls version these types come from.
+pub use rustls;
 pub use secret::{certified_key_from_secret, SecretError};
 pub use state::TlsCertificates;
 pub use store::{CertProblem, CertStore};

@@ -23,9 +23,10 @@ pub struct TlsMetrics {
 }
 
 impl TlsMetrics {
-    /// Create and register the metrics.
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+    /// Register the series with `registry` (a default `TlsMetrics` counts without being exported; clones
+    /// share the series, so a handle given away earlier reports into the registered ones).
+    pub fn register(&self, registry: &mut Registry) {
+        let metrics = self;
         registry.register(
             "rauta_tls_certificate_errors",
             "Secrets named by spec.tls that cannot be served (1 each), by reason; their hosts get the default certificate",
@@ -36,7 +37,6 @@ impl TlsMetrics {
             "TLS hosts served the default certificate (missing or broken Secret, or no secretName)",
             metrics.hosts_on_default.clone(),
         );
-        metrics
     }
 
     /// Replace the reported state with that of a new store.
