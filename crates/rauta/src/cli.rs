@@ -96,9 +96,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:80")]
     pub http_listen: SocketAddr,
 
-    /// HTTPS listener (accepted; TLS is served in a later release).
+    /// HTTPS listener (TLS 1.2/1.3, certificates chosen by SNI from the Ingresses' spec.tls Secrets).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:443")]
     pub https_listen: SocketAddr,
+
+    /// A file holding one kubernetes.io/tls Secret (YAML or JSON): the certificate for SNI names no Ingress
+    /// covers [default: a self-signed certificate generated at start].
+    #[arg(long, value_name = "SECRET_FILE")]
+    pub default_certificate: Option<PathBuf>,
+
+    /// Log every request on stdout, one line each, in the --log-format (text or JSON).
+    #[arg(long)]
+    pub access_log: bool,
 
     /// Admin listener: /metrics, /healthz, /readyz, /routes.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]

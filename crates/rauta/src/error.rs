@@ -38,6 +38,12 @@ pub enum FatalError {
     /// Kubernetes mode: no usable API client configuration.
     #[error("{0}")]
     Kubernetes(#[source] rauta_k8s::ConnectError),
+    /// The HTTPS default certificate (`--default-certificate`) cannot be used.
+    #[error("{0}")]
+    DefaultCertificate(#[source] crate::tls::DefaultCertificateError),
+    /// The TLS server configuration cannot be built.
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[source] rauta_proxy::rustls::Error),
     /// The manifest watcher could not be started at all (neither inotify nor polling).
     #[error("cannot watch the manifests for changes: {0}")]
     Watch(#[source] notify::Error),

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use rauta_manifests::{parse_manifest, ManifestError, ParsedManifests};
+use rauta_routes::model::Inputs;
 use rauta_routes::{compile, CompileOptions, Compiled};
 
 use crate::sources::{read_all, ReadError};
@@ -21,6 +22,8 @@ pub struct Loaded {
     pub manifest_errors: Vec<ManifestError>,
     /// How many files were read.
     pub files: usize,
+    /// The objects the table was compiled from (the TLS certificates are built from the same ones).
+    pub inputs: Inputs,
 }
 
 impl Loaded {
@@ -67,5 +70,6 @@ pub fn load(paths: &[PathBuf], options: &CompileOptions) -> Loaded {
         read_errors: sources.errors,
         manifest_errors: parsed.errors,
         files: sources.files.len(),
+        inputs: parsed.inputs,
     }
 }

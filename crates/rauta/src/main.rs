@@ -16,6 +16,7 @@ mod reload;
 mod routes_view;
 mod run;
 mod sources;
+mod tls;
 mod watch;
 mod workers;
 

@@ -30,6 +30,8 @@ pub struct Reloader {
     pub table: Arc<ArcSwap<RouteTable>>,
     /// The kernel tiers, if loaded: their route maps follow every table swap.
     pub kernel: Option<Arc<crate::kernel::KernelState>>,
+    /// The HTTPS certificates: rebuilt from the same objects as the table, swapped right after it.
+    pub tls: Option<Arc<rauta_tls::TlsCertificates>>,
     /// Reload counters.
     pub metrics: ConfigMetrics,
     /// Quiet time after the last change before reloading.
@@ -106,6 +108,9 @@ impl Reloader {
             &self.metrics,
             loaded.compiled.table,
         );
+        if let Some(tls) = &self.tls {
+            tls.update(&loaded.inputs);
+        }
         tracing::info!(
             files = loaded.files,
             routes,

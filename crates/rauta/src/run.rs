@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
-use rauta_proxy::{Proxy, ProxyConfig, ProxyMetrics};
+use rauta_proxy::{AccessLogFormat, Proxy, ProxyConfig, ProxyMetrics, TlsAcceptor};
 use rauta_routes::CompileOptions;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, AdminState};
-use crate::cli::RunArgs;
+use crate::cli::{LogFormat, RunArgs};
 use crate::config_metrics::ConfigMetrics;
 use crate::error::FatalError;
 use crate::kernel;
@@ -42,6 +42,16 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         ingress_class: args.config.ingress_class.clone(),
         default_backend: args.config.default_backend.clone(),
     };
+    // The HTTPS certificates: built from the same objects as every table, updated right after it. The
+    // metrics are registered with the registry below (clones share the series).
+    let tls_metrics = rauta_tls::TlsMetrics::default();
+    let certificates = Arc::new(rauta_tls::TlsCertificates::new(
+        crate::tls::default_certificate(args.default_certificate.as_deref())
+            .map_err(FatalError::DefaultCertificate)?,
+        options.ingress_class.clone(),
+        tls_metrics.clone(),
+    ));
+    let tls_config = crate::tls::server_config(&certificates).map_err(FatalError::Tls)?;
     // The configuration source: manifest files (standalone) or the Kubernetes API. Both end in the same
     // compiler and the same table swap (`reload::install`).
     let (first_table, clean, updates) = if args.config.manifests.is_empty() {
@@ -60,7 +70,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         );
         (compiled.table, true, Updates::Kubernetes(Box::new(source)))
     } else {
-        start_files(&args, &options).await?
+        start_files(&args, &options, &certificates).await?
     };
     let route_count = first_table.routes().len();
     let table = Arc::new(ArcSwap::from_pointee(first_table));
@@ -75,6 +85,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         config_metrics.record_clean_load();
     }
     let proxy_metrics = ProxyMetrics::register(&mut registry);
+    tls_metrics.register(&mut registry);
     kernel::register_metrics(&mut registry, kernel.clone());
 
     let workers = args.workers.map_or_else(
@@ -89,6 +100,14 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
                 source,
             }
         })?;
+    let https_listeners =
+        rauta_proxy::bind_listener_group(args.https_listen, workers).map_err(|source| {
+            FatalError::Listen {
+                flag: "--https-listen",
+                addr: args.https_listen,
+                source,
+            }
+        })?;
     let admin_listener = TcpListener::bind(args.admin_listen)
         .await
         .map_err(|source| FatalError::Listen {
@@ -100,11 +119,11 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         .first()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(args.http_listen);
+    let https_addr = https_listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(args.https_listen);
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);
-    tracing::info!(
-        "HTTPS on {} is not served yet: TLS arrives in a later release (--https-listen accepted)",
-        args.https_listen
-    );
 
     let ready = Arc::new(AtomicBool::new(false));
     let admin_state = Arc::new(AdminState {
@@ -127,6 +146,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
                 options,
                 table: table.clone(),
                 kernel: kernel.clone(),
+                tls: Some(certificates.clone()),
                 metrics: config_metrics,
                 debounce: args.reload_debounce,
                 watcher,
@@ -146,23 +166,37 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         max_headers: usize::try_from(args.max_headers).unwrap_or(usize::MAX),
         max_body_bytes: args.max_body_bytes,
         idle_timeout: args.upstream_idle_timeout,
+        https_redirect_port: Some(https_addr.port()),
+        access_log: match (args.access_log, args.logging.log_format) {
+            (false, _) => AccessLogFormat::Off,
+            (true, LogFormat::Text) => AccessLogFormat::Text,
+            (true, LogFormat::Json) => AccessLogFormat::Json,
+        },
         ..ProxyConfig::default()
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let https = workers::Https {
+        listeners: https_listeners,
+        acceptor: TlsAcceptor::new(tls_config),
+    };
     let mut workers = workers::start(
         http_listeners,
+        Some(https),
         || Proxy::new(config.clone(), table.clone(), proxy_metrics.clone()),
         &shutdown_rx,
     )?;
 
     ready.store(true, Ordering::Release);
-    tracing::info!(http = %http_addr, admin = %admin_addr, workers = workers.count(), "serving");
+    tracing::info!(http = %http_addr, https = %https_addr, admin = %admin_addr, workers = workers.count(), "serving");
     if args.print_listen_addrs {
         // One line on stdout for scripts and tests listening on port 0; logs go to stderr. A closed stdout
         // must not stop the proxy (println! would panic), so write errors are only logged.
         let mut stdout = std::io::stdout().lock();
-        if let Err(error) = writeln!(stdout, "listening http={http_addr} admin={admin_addr}")
-            .and_then(|()| stdout.flush())
+        if let Err(error) = writeln!(
+            stdout,
+            "listening http={http_addr} https={https_addr} admin={admin_addr}"
+        )
+        .and_then(|()| stdout.flush())
         {
             tracing::warn!(%error, "cannot print the listen addresses");
         }
@@ -216,6 +250,7 @@ enum Updates {
 async fn start_files(
     args: &RunArgs,
     options: &CompileOptions,
+    certificates: &rauta_tls::TlsCertificates,
 ) -> Result<(rauta_routes::RouteTable, bool, Updates), FatalError> {
     let paths = args.config.manifests.clone();
     // Watch before the first load, so that an edit made while loading triggers a reload instead of being
@@ -236,6 +271,7 @@ async fn start_files(
         return Err(FatalError::ManifestsUnreadable(loaded.read_errors));
     }
     let watcher = watcher.map_err(FatalError::Watch)?;
+    certificates.update(&loaded.inputs);
     loaded.log_problems(false);
     let clean = loaded.is_clean();
     let route_count = loaded.compiled.table.routes().len();

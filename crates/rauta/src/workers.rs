@@ -11,7 +11,7 @@
 
 use std::net::TcpListener as StdTcpListener;
 
-use rauta_proxy::Proxy;
+use rauta_proxy::{Proxy, TlsAcceptor};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -31,17 +31,30 @@ pub struct Finished {
     pub result: Result<(), String>,
 }
 
+/// The HTTPS side of the workers: one listening socket per worker (same `SO_REUSEPORT` group) and the TLS
+/// acceptor they share.
+pub struct Https {
+    /// One per worker, in the same order as the plain HTTP listeners.
+    pub listeners: Vec<StdTcpListener>,
+    /// The handshake (certificates by SNI, ALPN).
+    pub acceptor: TlsAcceptor,
+}
+
 /// Start one worker per listener. `make_proxy` builds each worker's proxy (each gets its own upstream
-/// pool); every worker stops accepting once `shutdown` turns true, then drains its connections.
+/// pool); every worker stops accepting once `shutdown` turns true, then drains its connections. With
+/// `https`, every worker also serves its HTTPS listener on the same thread and runtime.
 ///
 /// Everything that can fail (runtime creation, registering a listener, spawning a thread) fails here,
 /// before any worker serves, so a start-up error is reported once and nothing is left half running.
 pub fn start(
     listeners: Vec<StdTcpListener>,
+    https: Option<Https>,
     make_proxy: impl Fn() -> Proxy,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Workers, FatalError> {
     let mut prepared = Vec::with_capacity(listeners.len());
+    let acceptor = https.as_ref().map(|h| h.acceptor.clone());
+    let mut tls_listeners = https.map(|h| h.listeners).unwrap_or_default().into_iter();
     for listener in listeners {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -53,12 +66,20 @@ pub fn start(
             let _context = runtime.enter();
             TcpListener::from_std(listener).map_err(FatalError::Runtime)?
         };
-        prepared.push((runtime, listener));
+        let tls_listener = match tls_listeners.next() {
+            Some(l) => {
+                let _context = runtime.enter();
+                Some(TcpListener::from_std(l).map_err(FatalError::Runtime)?)
+            }
+            None => None,
+        };
+        prepared.push((runtime, listener, tls_listener));
     }
     let (done_tx, finished) = mpsc::unbounded_channel();
     let running = prepared.len();
-    for (index, (runtime, listener)) in prepared.into_iter().enumerate() {
+    for (index, (runtime, listener, tls_listener)) in prepared.into_iter().enumerate() {
         let proxy = make_proxy();
+        let tls = tls_listener.zip(acceptor.clone());
         let shutdown = shutdown.clone();
         let report = Report {
             index,
@@ -67,7 +88,7 @@ pub fn start(
         };
         std::thread::Builder::new()
             .name(format!("rauta-worker-{index}"))
-            .spawn(move || serve(runtime, proxy, listener, shutdown, report))
+            .spawn(move || serve(runtime, proxy, listener, tls, shutdown, report))
             .map_err(FatalError::Runtime)?;
     }
     Ok(Workers { finished, running })
@@ -77,10 +98,22 @@ fn serve(
     runtime: tokio::runtime::Runtime,
     proxy: Proxy,
     listener: TcpListener,
+    tls: Option<(TcpListener, TlsAcceptor)>,
     shutdown: watch::Receiver<bool>,
     mut report: Report,
 ) {
-    let result = runtime.block_on(proxy.serve_http(listener, shutdown_signal(shutdown)));
+    let http = proxy.serve_http(listener, shutdown_signal(shutdown.clone()));
+    let result = runtime.block_on(async {
+        match tls {
+            // Both listeners drain on the same signal; the worker is done when both are.
+            Some((tls_listener, acceptor)) => {
+                let https = proxy.serve(tls_listener, acceptor, shutdown_signal(shutdown));
+                let (http, https) = tokio::join!(http, https);
+                http.and(https)
+            }
+            None => http.await,
+        }
+    });
     report.result = Some(result.map_err(|error| error.to_string()));
     // Report before dropping the runtime: what it still owns (idle upstream connections, the pool sweeper)
     // is closed by the drop and needs no waiting for.

@@ -29,9 +29,13 @@ pub struct Rauta {
     child: Option<Child>,
     /// Proxy (plain HTTP) address.
     pub http: SocketAddr,
+    /// Proxy HTTPS address.
+    pub https: SocketAddr,
     /// Admin address.
     pub admin: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// stdout lines after the listening line (the access log).
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Rauta {
@@ -76,6 +80,8 @@ impl Rauta {
             .args([
                 "--http-listen",
                 "127.0.0.1:0",
+                "--https-listen",
+                "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
                 "--print-listen-addrs",
@@ -102,6 +108,8 @@ impl Rauta {
         }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = stdout_lines.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
@@ -110,14 +118,17 @@ impl Rauta {
             // Keep draining so the child never blocks on a full pipe.
             let mut sink = String::new();
             while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                collected.lock().unwrap().push(sink.trim_end().to_owned());
                 sink.clear();
             }
         });
         let mut guard = Rauta {
             child: Some(child),
             http: ([0, 0, 0, 0], 0).into(),
+            https: ([0, 0, 0, 0], 0).into(),
             admin: ([0, 0, 0, 0], 0).into(),
             logs,
+            stdout: stdout_lines,
         };
         match rx.recv_timeout(PATIENCE) {
             Ok(line) if line.starts_with("listening ") => {
@@ -126,6 +137,7 @@ impl Rauta {
                     let addr = value.parse().unwrap();
                     match key {
                         "http" => guard.http = addr,
+                        "https" => guard.https = addr,
                         "admin" => guard.admin = addr,
                         _ => {}
                     }
@@ -144,6 +156,11 @@ impl Rauta {
     /// Every stderr line so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Every stdout line after the listening line so far (the access log, with `--access-log`).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// Wait until a stderr line contains `needle`.
