@@ -38,6 +38,8 @@ pub struct KubeSource {
     options: CompileOptions,
     /// Diagnostics already logged, so that a recompile does not repeat them.
     reported: HashSet<String>,
+    /// The HTTPS certificates, rebuilt from every snapshot right after its table is installed.
+    tls: Option<Arc<rauta_tls::TlsCertificates>>,
 }
 
 /// Connect, start watching, and wait for the first complete snapshot; returns the source and its
@@ -85,6 +87,7 @@ pub async fn start(
         first_diagnostics: Vec::new(),
         options: options.clone(),
         reported: HashSet::new(),
+        tls: None,
     };
     loop {
         let latest = source.watching.snapshots.borrow_and_update().clone();
@@ -169,6 +172,13 @@ impl KubeSource {
         }
     }
 
+    /// Serve the TLS Secrets of the snapshots through `tls`, starting with the first snapshot's.
+    pub fn with_tls(mut self, tls: Arc<rauta_tls::TlsCertificates>) -> Self {
+        tls.update(&self.last_inputs);
+        self.tls = Some(tls);
+        self
+    }
+
     /// Compile and install every new snapshot until the watch ends.
     pub async fn run(
         mut self,
@@ -186,6 +196,9 @@ impl KubeSource {
             match self.compile(snapshot).await {
                 Ok(compiled) => {
                     let routes = install(&table, kernel.as_deref(), &metrics, compiled.table);
+                    if let Some(tls) = &self.tls {
+                        tls.update(&self.last_inputs);
+                    }
                     tracing::info!(
                         routes,
                         diagnostics = compiled.diagnostics.len(),

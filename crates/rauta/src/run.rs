@@ -68,7 +68,11 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
             diagnostics = compiled.diagnostics.len(),
             "configuration loaded from the Kubernetes API"
         );
-        (compiled.table, true, Updates::Kubernetes(Box::new(source)))
+        (
+            compiled.table,
+            true,
+            Updates::Kubernetes(Box::new(source.with_tls(certificates.clone()))),
+        )
     } else {
         start_files(&args, &options, &certificates).await?
     };

@@ -615,3 +615,97 @@ async fn the_default_certificate_comes_from_a_secret_file() {
         "{logs:?}"
     );
 }
+
+/// Kubernetes mode: certificates come from the API's Secrets, the first snapshot's and later ones alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_mode_serves_secrets_from_the_api_and_follows_them() {
+    use rauta_fake_apiserver::{kubeconfig, Client, Config, FakeApiServer};
+    use serde_json::json;
+
+    let server = FakeApiServer::start("127.0.0.1:0".parse().unwrap(), Config::default())
+        .await
+        .unwrap();
+    let dir = ManifestDir::new();
+    let config = dir.dir.path().join("kubeconfig");
+    std::fs::write(&config, kubeconfig(&server.url(), "default")).unwrap();
+    let api = Client::new(server.url());
+    let create = |path: &'static str, object: serde_json::Value| {
+        let api = &api;
+        async move {
+            let answer = api.create(path, &object).await.unwrap();
+            assert_eq!(answer.status, 201, "{:?}", answer.body);
+        }
+    };
+    create(
+        "/apis/networking.k8s.io/v1/ingressclasses",
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": "rauta"}, "spec": {"controller": "rauta.io/ingress-controller"}}),
+    )
+    .await;
+    let pki = Pki::new("rauta test intermediate");
+    let b64 = |pem: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(pem)
+    };
+    let first = pki.leaf(&["first.k8s.test"], false);
+    let secret = |name: &str, leaf: &Leaf| {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(&leaf.chain), "tls.key": b64(&leaf.key)}})
+    };
+    create(
+        "/api/v1/namespaces/default/secrets",
+        secret("first-cert", &first),
+    )
+    .await;
+    let tls_ingress = |name: &str, host: &str, secret: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name},
+            "spec": {"ingressClassName": "rauta",
+                "tls": [{"hosts": [host], "secretName": secret}],
+                "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    };
+    create(
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+        tls_ingress("first", "first.k8s.test", "first-cert"),
+    )
+    .await;
+    create(
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+        tls_ingress("second", "second.k8s.test", "second-cert"),
+    )
+    .await;
+
+    let rauta = tokio::task::spawn_blocking(move || {
+        Rauta::start_from(
+            &[std::ffi::OsStr::new("--kubeconfig"), config.as_os_str()],
+            &["--kernel-tiers", "off"],
+        )
+    })
+    .await
+    .unwrap();
+    // The first snapshot's Secret is served; the missing one is reported and its host gets the default.
+    assert_eq!(
+        subject_and_issuer(rauta.https, Some("first.k8s.test")).0,
+        "CN = first.k8s.test"
+    );
+    assert_eq!(
+        subject_and_issuer(rauta.https, Some("second.k8s.test")).0,
+        "CN = RAUTA default certificate"
+    );
+    let missing = "rauta_tls_certificate_errors{namespace=\"default\",secret=\"second-cert\",reason=\"not_found\"}";
+    assert_eq!(rauta.metric(missing).await, Some(1.0));
+
+    // A Secret created later is picked up from the next snapshot.
+    let second = pki.leaf(&["second.k8s.test"], true);
+    create(
+        "/api/v1/namespaces/default/secrets",
+        secret("second-cert", &second),
+    )
+    .await;
+    eventually("the new Secret is served", || async {
+        subject_and_issuer(rauta.https, Some("second.k8s.test")).0 == "CN = second.k8s.test"
+    })
+    .await;
+    assert_eq!(rauta.metric(missing).await, None);
+}
