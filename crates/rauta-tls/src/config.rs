@@ -36,9 +36,9 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// The server configuration: TLS 1.2 and 1.3 only (rustls implements nothing older), the ring provider's
-/// default cipher suites (ECDHE with AES-GCM or ChaCha20-Poly1305 only), ALPN `h2` then `http/1.1` (the
-/// client's order decides among those it offers; a client offering neither still connects and speaks
-/// HTTP/1.1), certificates from `store` by SNI.
+/// default cipher suites (ECDHE with AES-GCM or ChaCha20-Poly1305 only) in the server's order, ALPN `h2` then
+/// `http/1.1` (a client offering neither still connects and speaks HTTP/1.1), certificates from `store` by
+/// SNI.
 pub fn server_config(store: Arc<ArcSwap<CertStore>>) -> Result<ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -46,5 +46,34 @@ pub fn server_config(store: Arc<ArcSwap<CertStore>>) -> Result<ServerConfig, rus
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver::new(store)));
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    // The server's suite order (AEAD, strongest first) rather than whatever a client prefers.
+    config.ignore_client_order = true;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_alpn_and_cipher_order() {
+        let default = Arc::new(crate::generate_default_certificate().unwrap());
+        let store = Arc::new(ArcSwap::from_pointee(CertStore::only_default(default)));
+        let config = server_config(store).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert!(config.ignore_client_order);
+        let versions: Vec<_> = config
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.version().version)
+            .collect();
+        assert!(versions.iter().all(|v| matches!(
+            v,
+            rustls::ProtocolVersion::TLSv1_2 | rustls::ProtocolVersion::TLSv1_3
+        )));
+    }
 }
