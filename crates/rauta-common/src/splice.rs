@@ -34,8 +34,15 @@ pub const SPLICE_CONFIG_MAP: &str = "RAUTA_SPLICE_CONFIG";
 pub const PROGS_MAP: &str = "RAUTA_PROGS";
 /// Slot of [`XDP_SPLICE_PROGRAM`] in [`PROGS_MAP`].
 pub const PROG_SPLICE: u32 = 0;
-/// Name of the XDP program that starts a splice (tail-called on a routing hit).
+/// Slot of [`XDP_SPLICE_START_PROGRAM`] in [`PROGS_MAP`].
+pub const PROG_SPLICE_START: u32 = 1;
+/// Name of the XDP program tail-called on a routing hit: checks the request's headers, then tail-calls
+/// [`XDP_SPLICE_START_PROGRAM`]. Each program of the chain gets a verifier budget of its own.
 pub const XDP_SPLICE_PROGRAM: &str = "rauta_xdp_splice";
+/// Name of the XDP program that starts a splice (SYN to the backend).
+pub const XDP_SPLICE_START_PROGRAM: &str = "rauta_xdp_splice_start";
+/// Slots in [`PROGS_MAP`].
+pub const PROG_SLOTS: u32 = 2;
 /// Name of the TC ingress program that turns a backend's SYN-ACK into the ACK carrying the request.
 pub const TC_INGRESS_PROGRAM: &str = "rauta_tc_ingress";
 

@@ -23,7 +23,8 @@ use rauta_common::{
     },
     splice::{
         NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_SPLICE,
-        SPLICES_MAP, SPLICE_CONFIG_MAP, TC_INGRESS_PROGRAM, XDP_SPLICE_PROGRAM,
+        PROG_SPLICE_START, SPLICES_MAP, SPLICE_CONFIG_MAP, TC_INGRESS_PROGRAM, XDP_SPLICE_PROGRAM,
+        XDP_SPLICE_START_PROGRAM,
     },
 };
 use rauta_routes::RouteTable;
@@ -188,21 +189,26 @@ impl KernelTiers {
         program
             .load()
             .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))?;
-        // The splice program runs only as a tail call from the XDP program: loaded, put in its slot,
+        // The splice programs run only as tail calls from the XDP program: loaded, put in their slots,
         // never attached.
-        let splice: &mut Xdp = tiers.typed_program_mut(XDP_SPLICE_PROGRAM)?;
-        splice
-            .load()
-            .map_err(|source| DataplaneError::program(XDP_SPLICE_PROGRAM, source))?;
-        let splice_fd = splice
-            .fd()
-            .map_err(|source| DataplaneError::program(XDP_SPLICE_PROGRAM, source))?
-            .try_clone()
-            .map_err(|source| DataplaneError::program(XDP_SPLICE_PROGRAM, source.into()))?;
-        let mut progs: ProgramArray<_> = tiers.typed_map_mut(PROGS_MAP)?;
-        progs
-            .set(PROG_SPLICE, &splice_fd, 0)
-            .map_err(|source| DataplaneError::map(PROGS_MAP, source))?;
+        for (name, slot) in [
+            (XDP_SPLICE_PROGRAM, PROG_SPLICE),
+            (XDP_SPLICE_START_PROGRAM, PROG_SPLICE_START),
+        ] {
+            let program: &mut Xdp = tiers.typed_program_mut(name)?;
+            program
+                .load()
+                .map_err(|source| DataplaneError::program(name, source))?;
+            let fd = program
+                .fd()
+                .map_err(|source| DataplaneError::program(name, source))?
+                .try_clone()
+                .map_err(|source| DataplaneError::program(name, source.into()))?;
+            let mut progs: ProgramArray<_> = tiers.typed_map_mut(PROGS_MAP)?;
+            progs
+                .set(slot, &fd, 0)
+                .map_err(|source| DataplaneError::map(PROGS_MAP, source))?;
+        }
         for name in [TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM] {
             tiers
                 .typed_program_mut::<SchedClassifier>(name)?

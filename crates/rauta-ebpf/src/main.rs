@@ -15,7 +15,10 @@ mod parse;
 mod tc;
 mod xdp;
 
-use rauta_common::{reason::Reason, splice::PROG_SPLICE};
+use rauta_common::{
+    reason::Reason,
+    splice::{PROG_SPLICE, PROG_SPLICE_START},
+};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -33,43 +36,77 @@ pub fn rauta_xdp(ctx: XdpContext) -> u32 {
         verdict.reason,
         Reason::HandoffSynReplayed | Reason::HandoffRetransmitReplayed
     ) && xdp::route::decide_stored()
-        && let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) {
-            // SAFETY: this CPU's scratch entry, valid for this run.
-            unsafe { (*scratch).handoff_reason = verdict.reason as u32 };
-            // SAFETY: a tail call with this program's own context; it returns only if the slot is
-            // empty, and then the hand-off below goes on as if there had been no hit.
-            unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };
-        }
+        && let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP)
+    {
+        // SAFETY: this CPU's scratch entry, valid for this run.
+        unsafe { (*scratch).handoff_reason = verdict.reason as u32 };
+        // SAFETY: a tail call with this program's own context; it returns only if the slot is
+        // empty, and then the hand-off below goes on as if there had been no hit.
+        unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };
+    }
     maps::count(verdict.reason);
     verdict.action
 }
 
-/// The splice of a routing hit to its backend (tail-called by `rauta_xdp` with the hit in the scratch
-/// entry). If the splice cannot start, the packet (the replayed SYN) goes on to Tier 3 as before.
+/// Step 1 of the splice of a routing hit (tail-called by `rauta_xdp` with the hit in the scratch entry):
+/// the header check (over the header lines the parser recorded).
+/// Then step 2, `rauta_xdp_splice_start`. If the splice cannot go on, the packet (the replayed SYN) goes
+/// on to Tier 3 as before.
 #[xdp]
 pub fn rauta_xdp_splice(ctx: XdpContext) -> u32 {
     let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) else {
         return xdp_action::XDP_PASS;
     };
-    // SAFETY: this CPU's scratch entry, valid for this run (the tail call keeps the CPU).
-    let (hit, handoff) = unsafe { ((*scratch).hit, (*scratch).handoff_reason) };
+    // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU).
+    let scratch = unsafe { &*scratch };
+    let mut scan = xdp::splice::HeaderScan {
+        data: &scratch.segment.data,
+        len: u64::from(scratch.hit.len),
+        found: 0,
+    };
+    if !xdp::splice::headers_spliceable(&mut scan) {
+        return fall_back(Some(Reason::SpliceHeaderUnsupported));
+    }
+    // SAFETY: a tail call with this program's own context; it returns only if the slot is empty.
+    unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE_START) };
+    fall_back(Some(Reason::InternalErrorPass))
+}
+
+/// Step 2 of the splice: our SYN to the backend (`splice::start`).
+#[xdp]
+pub fn rauta_xdp_splice_start(ctx: XdpContext) -> u32 {
+    let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU).
+    let hit = unsafe { (*scratch).hit };
     match xdp::splice::start(&ctx, &hit) {
         Ok(spliced) => {
             maps::count(spliced.reason);
             spliced.action
         }
-        Err(fallback) => {
-            if let Some(reason) = fallback {
-                maps::count(reason);
-            }
-            maps::count(if handoff == Reason::HandoffRetransmitReplayed as u32 {
-                Reason::HandoffRetransmitReplayed
-            } else {
-                Reason::HandoffSynReplayed
-            });
-            xdp_action::XDP_PASS
-        }
+        Err(fallback) => fall_back(fallback),
     }
+}
+
+/// A hit that is not spliced after all: count why, and pass the replayed SYN to Tier 3 (counted as the
+/// hand-off it is).
+#[inline(always)]
+fn fall_back(reason: Option<Reason>) -> u32 {
+    if let Some(reason) = reason {
+        maps::count(reason);
+    }
+    let handoff = maps::RAUTA_SCRATCH
+        .get_ptr(maps::SCRATCH_XDP)
+        // SAFETY: this CPU's scratch entry, read at once.
+        .map(|scratch| unsafe { (*scratch).handoff_reason })
+        .unwrap_or(Reason::HandoffSynReplayed as u32);
+    maps::count(if handoff == Reason::HandoffRetransmitReplayed as u32 {
+        Reason::HandoffRetransmitReplayed
+    } else {
+        Reason::HandoffSynReplayed
+    });
+    xdp_action::XDP_PASS
 }
 
 /// The backend leg's other half, at TC ingress of the same interfaces: turns a backend's SYN-ACK (and a

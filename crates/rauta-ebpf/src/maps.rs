@@ -18,7 +18,7 @@ use rauta_common::{
         Endpoint, ROUTE_COUNTER_SLOTS, ROUTE_ENTRIES, RouteDecision, RouteKey, RouteReason,
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry, SlotKey,
     },
-    splice::{NatKey, SPLICE_ENTRIES, SpliceConfig, SpliceState},
+    splice::{NatKey, PROG_SLOTS, SPLICE_ENTRIES, SpliceConfig, SpliceState},
 };
 
 use crate::xdp::route::{Hit, RouteScratch};
@@ -97,11 +97,12 @@ pub static RAUTA_NAT: LruHashMap<NatKey, FlowKey> = LruHashMap::with_max_entries
 #[map]
 pub static RAUTA_SPLICE_CONFIG: Array<SpliceConfig> = Array::with_max_entries(1, 0);
 
-/// `RAUTA_PROGS`: programs the XDP program tail-calls; slot `PROG_SPLICE` is `rauta_xdp_splice`. A tail
-/// call gives the splice a verifier budget of its own (inlined after the request parser, the paths of
-/// both multiplied past the verifier's limit).
+/// `RAUTA_PROGS`: the splice's chain of tail calls (`PROG_SPLICE`: header check, `PROG_SPLICE_START`:
+/// the SYN to the backend). A tail call gives each step a verifier budget of its own (inlined after the
+/// request parser, or the header scan after the splice's branches, the paths multiplied past the
+/// verifier's limit).
 #[map]
-pub static RAUTA_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static RAUTA_PROGS: ProgramArray = ProgramArray::with_max_entries(PROG_SLOTS, 0);
 
 /// Scratch space for one packet on one CPU. Valid only within one program run.
 #[repr(C)]

@@ -11,8 +11,8 @@
 use aya_ebpf::{
     bindings::{BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, bpf_fib_lookup, xdp_action},
     helpers::generated::{
-        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_tail,
-        bpf_xdp_store_bytes,
+        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_loop, bpf_redirect,
+        bpf_xdp_adjust_tail, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -70,9 +70,6 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
     };
     // SAFETY: this CPU's scratch entry, valid for this run.
     let scratch = unsafe { &mut *scratch };
-    if !headers_spliceable(&scratch.segment.data, hit.len) {
-        return Err(Some(Reason::SpliceHeaderUnsupported));
-    }
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return Err(Some(Reason::InternalErrorPass));
     };
@@ -176,55 +173,67 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
 /// Whether the head in `data[..len]` (a complete head and nothing after it: the parser checked) has no
 /// header line the splice cannot carry: `Connection` (the splice inserts its own `Connection:close`),
 /// `Content-*` and `Transfer-Encoding` (no body is spliced), `Upgrade`, `Expect`. Compared by the LF
-/// before a line and its first four letters.
+/// before a line and the line's first four letters; `| 0x20` lowercases letters and maps no other byte
+/// onto a letter, so it is exact here.
 ///
-/// Branch-free per byte on purpose: a loop of 1024 iterations with a few branches each exceeds the
-/// verifier's jump history between two of its checkpoints. `| 0x20` lowercases letters and maps no other
-/// byte onto a letter, so it is exact for these comparisons.
+/// The scan runs under `bpf_loop`: the verifier checks its body once, where an open-coded loop of up to
+/// 1024 steps after the parser's exceeded its budget.
 #[inline(always)]
-fn headers_spliceable(data: &[u8; PENDING_BUF], len: u32) -> bool {
-    const MASK: u32 = PENDING_BUF as u32 - 1;
-    const fn key(name: &[u8; 4]) -> u64 {
-        b'\n' as u64
-            | (name[0] as u64) << 8
-            | (name[1] as u64) << 16
-            | (name[2] as u64) << 24
-            | (name[3] as u64) << 32
+pub fn headers_spliceable(scan: &mut HeaderScan) -> bool {
+    // SAFETY: `bpf_loop` with a callback that takes (index, pointer to this stack struct) and returns
+    // 0 (go on) or 1 (stop); the struct outlives the call.
+    let ran = unsafe {
+        bpf_loop(
+            HEAD_SCAN_MAX,
+            scan_step as *mut core::ffi::c_void,
+            (scan as *mut HeaderScan).cast(),
+            0,
+        )
+    };
+    ran >= 0 && scan.found == 0
+}
+
+/// The state of [`headers_spliceable`]'s scan, on the caller's stack.
+#[repr(C)]
+pub struct HeaderScan {
+    /// The stored request.
+    pub data: *const [u8; PENDING_BUF],
+    /// Its length.
+    pub len: u64,
+    /// 1 once an unsupported header line is found.
+    pub found: u64,
+}
+
+/// One step of the header scan: position `index`.
+#[inline(never)]
+extern "C" fn scan_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    const MASK: u64 = PENDING_BUF as u64 - 1;
+    const fn key(name: &[u8; 4]) -> u32 {
+        u32::from_le_bytes(*name)
     }
-    const KEYS: [u64; 5] = [
-        key(b"conn"),
-        key(b"cont"),
-        key(b"tran"),
-        key(b"upgr"),
-        key(b"expe"),
-    ];
-    /// 1 if `d` is zero, else 0, without a branch.
-    #[inline(always)]
-    fn is_zero(d: u64) -> u64 {
-        ((d | d.wrapping_neg()) >> 63) ^ 1
+    // SAFETY: `ctx` is the `HeaderScan` `headers_spliceable` passed; `data` points into a map value of
+    // PENDING_BUF bytes and every index is masked to it.
+    let scan = unsafe { &mut *ctx.cast::<HeaderScan>() };
+    if index + 5 > scan.len {
+        return 1;
     }
-    let byte = |i: u32| -> u64 { u64::from(data[(i & MASK) as usize]) };
-    let mut found = 0u64;
-    let mut i = 0u32;
-    while i < HEAD_SCAN_MAX {
-        // Opaque to LLVM, so that it keeps the loop instead of unrolling it into 1024 copies.
-        let i_now = core::hint::black_box(i);
-        let word = byte(i_now)
-            | (byte(i_now + 1) | 0x20) << 8
-            | (byte(i_now + 2) | 0x20) << 16
-            | (byte(i_now + 3) | 0x20) << 24
-            | (byte(i_now + 4) | 0x20) << 32;
-        // 1 while the five bytes are inside the request (i + 5 <= len).
-        let inside = (u64::from(len.wrapping_sub(i_now + 5)) >> 31 & 1) ^ 1;
-        let any = is_zero(word ^ KEYS[0])
-            | is_zero(word ^ KEYS[1])
-            | is_zero(word ^ KEYS[2])
-            | is_zero(word ^ KEYS[3])
-            | is_zero(word ^ KEYS[4]);
-        found |= any & inside;
-        i = i_now + 1;
+    let data = unsafe { &*scan.data };
+    if data[(index & MASK) as usize] != b'\n' {
+        return 0;
     }
-    found == 0
+    let byte = |i: u64| -> u32 { u32::from(data[(i & MASK) as usize]) | 0x20 };
+    let word =
+        byte(index + 1) | byte(index + 2) << 8 | byte(index + 3) << 16 | byte(index + 4) << 24;
+    if word == key(b"conn")
+        || word == key(b"cont")
+        || word == key(b"tran")
+        || word == key(b"upgr")
+        || word == key(b"expe")
+    {
+        scan.found = 1;
+        return 1;
+    }
+    0
 }
 
 /// Writes our SYN to the backend over the packet (resized to it) and forwards it.
