@@ -63,6 +63,16 @@ const PACKAGES: &[Package] = &[
         why: "packet captures when debugging",
     },
     Package {
+        name: "openssl",
+        program: "openssl",
+        why: "TLS tests (s_client: certificate choice, versions, ALPN; RSA test keys)",
+    },
+    Package {
+        name: "testssl.sh",
+        program: "testssl",
+        why: "auditing the HTTPS listener",
+    },
+    Package {
         name: "bpftool",
         program: "bpftool",
         why: "inspecting loaded BPF programs and maps",
