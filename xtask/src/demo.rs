@@ -146,11 +146,14 @@ pub fn run() -> Result<()> {
     std::fs::create_dir_all(&log_dir)?;
     let log_path = log_dir.join("rauta.log");
     let log = std::fs::File::create(&log_path)?;
+    let https_demo = crate::demo_https::prepare(&log_dir.join("tls"))?;
     println!("\n==> starting rauta");
     let mut rauta_cmd = Command::new(&rauta);
     rauta_cmd
         .args(["run", "--manifests"])
         .arg(&manifests)
+        .arg("--manifests")
+        .arg(&https_demo.manifest)
         .args([
             "--http-listen",
             "127.0.0.1:0",
@@ -166,6 +169,11 @@ pub fn run() -> Result<()> {
         .wait_for_line("listening", Duration::from_secs(15))
         .with_context(|| format!("rauta did not start; see {}", log_path.display()))?;
     let (http, admin) = parse_listen_line(&line)?;
+    let https = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("https="))
+        .with_context(|| format!("no https= in rauta's line `{line}`"))?
+        .to_owned();
     wait_ready(&admin, Duration::from_secs(10), &mut proxy)?;
     println!(
         "  serving HTTP on {http}, admin on {admin} (/readyz is 200); log: {}",
@@ -209,6 +217,9 @@ pub fn run() -> Result<()> {
             }
         );
     }
+
+    println!("\n==> HTTPS on {https}: certificate chosen by SNI, and the redirect from HTTP");
+    wrong += crate::demo_https::probe(&https_demo, &http, &https)?;
 
     println!(
         "\n==> request counters from http://{admin}/metrics (the tier label says who served them)"

@@ -6,6 +6,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod demo_https;
 mod json;
 mod procs;
 mod setup;

@@ -98,7 +98,7 @@ pub fn run(args: &SetupArgs) -> Result<()> {
     };
     let wanted: Vec<&Package> = PACKAGES
         .iter()
-        .filter(|p| !args.demo || p.name == "curl")
+        .filter(|p| !args.demo || p.name == "curl" || p.name == "openssl")
         .collect();
     step("apt packages", apt_packages(&wanted));
     if args.demo && !bpf {
