@@ -1,7 +1,6 @@
 //! One request: route it, rewrite it, send it upstream, stream the answer back.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
@@ -116,9 +115,10 @@ async fn forward(
     parts.version = Version::HTTP_11;
     let body = UpstreamBody::new(body, limit);
 
-    let started = Instant::now();
-    let sent = tokio::time::timeout(
-        proxy.config.response_timeout,
+    // One clock read serves the deadline and the latency (clock reads showed up in profiles).
+    let started = tokio::time::Instant::now();
+    let sent = tokio::time::timeout_at(
+        started + proxy.config.response_timeout,
         proxy.pool.send(endpoint, &parts, body),
     )
     .await;
@@ -126,11 +126,12 @@ async fn forward(
         Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
         Ok(result) => result?,
     };
+    let waited = started.elapsed();
     if let Some(service) = service.as_deref() {
-        service.observe_latency(started.elapsed());
+        service.observe_latency(waited);
     }
     let (mut parts, body) = response.into_parts();
-    access_log::note_upstream(conn, &mut parts.extensions, endpoint, started.elapsed());
+    access_log::note_upstream(conn, &mut parts.extensions, endpoint, waited);
     let switched = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let protocol = if switched {
         parts.headers.get(header::UPGRADE).cloned()

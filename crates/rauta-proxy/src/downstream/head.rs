@@ -120,7 +120,8 @@ pub(crate) fn parse_head(
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
         .map_err(|_| ProxyError::Malformed("invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the four forwarding fields `forward` adds, so the map does not grow for them.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
     let mut scan = Scan::default();
     for &[ns, ne, vs, ve] in spans.iter() {
         let name = HeaderName::from_bytes(&head[ns..ne])
