@@ -17,7 +17,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use rauta_dataplane::{KernelTiers, RouteReason, SkipReason, Skipped};
+use rauta_dataplane::{KernelTiers, Reason, RouteReason, SkipReason, Skipped};
 use rauta_routes::{RouteTable, Tier};
 
 use crate::cli::KernelTiers as Mode;
@@ -237,13 +237,51 @@ impl Collector for KernelCollector {
             None,
             errors.metric_type(),
         )?)?;
-        let (packets, routes) = {
+        let (packets, routes, splices) = {
             let tiers = match state.tiers.lock() {
                 Ok(tiers) => tiers,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            (tiers.counters(), tiers.route_counters())
+            (
+                tiers.counters(),
+                tiers.route_counters(),
+                tiers.splice_sizes(),
+            )
         };
+        match splices {
+            Ok((active, nat_ports)) => {
+                for (name, help, value) in [
+                    (
+                        "rauta_kernel_active_splices",
+                        "Client connections spliced to a backend in the kernel (Tier 1) right now",
+                        active,
+                    ),
+                    (
+                        "rauta_kernel_nat_ports_in_use",
+                        "Source-NAT ports held by Tier 1 splices",
+                        nat_ports,
+                    ),
+                ] {
+                    let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+                    gauge.encode(encoder.encode_descriptor(
+                        name,
+                        help,
+                        None,
+                        gauge.metric_type(),
+                    )?)?;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the kernel splice tables"),
+        }
+        if let Ok(counters) = &packets {
+            let requests = ConstCounter::new(counters.get(Reason::SpliceSynSent));
+            requests.encode(encoder.encode_descriptor(
+                "rauta_kernel_tier1_requests",
+                "Requests served by Tier 1: first requests the kernel spliced to their backend",
+                None,
+                requests.metric_type(),
+            )?)?;
+        }
         match packets {
             Ok(counters) => {
                 let mut family = encoder.encode_descriptor(

@@ -361,6 +361,15 @@ fn real_binary_serves_through_the_kernel_tiers_and_detaches_on_sigterm() {
     }
     let hit = "rauta_kernel_route_decisions_total{reason=\"tier1_route_hit\"}";
     assert!(sample(&metrics, hit).unwrap_or(0) > 0, "{hit}:\n{metrics}");
+    // The splice's gauges and its request counter are exported (their values depend on whether the
+    // endpoints are reachable from the node: `rauta-dataplane`'s splice_netns tests cover the splice).
+    for series in [
+        "rauta_kernel_active_splices",
+        "rauta_kernel_nat_ports_in_use",
+        "rauta_kernel_tier1_requests_total",
+    ] {
+        assert!(sample(&metrics, series).is_some(), "{series}:\n{metrics}");
+    }
     let errors = sample(&metrics, "rauta_kernel_route_update_errors_total");
     assert_eq!(errors, Some(0), "{metrics}");
 
