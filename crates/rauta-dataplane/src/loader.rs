@@ -416,13 +416,29 @@ impl KernelTiers {
     /// previous run rewrote, so repetitions would measure another path. Counters and maps change as for a
     /// real packet.
     pub fn run_once(&self, packet: &[u8]) -> Result<PacketRun, DataplaneError> {
+        self.run_once_from(packet, 0)
+    }
+
+    /// As [`KernelTiers::run_once`], with the packet arriving on the interface `ingress_ifindex` of the
+    /// calling thread's network namespace (0: none), which is where the program's FIB lookups start
+    /// and what `XDP_TX` compares redirects against.
+    pub fn run_once_from(
+        &self,
+        packet: &[u8],
+        ingress_ifindex: u32,
+    ) -> Result<PacketRun, DataplaneError> {
         let program = self.xdp()?;
+        // `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(packet.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
         // Room for growth: the SYN-ACK can be a few bytes longer than the SYN.
         let mut output = vec![0u8; packet.len() + 256];
         let result = program
             .test_run(TestRunOptions {
                 data_in: Some(packet),
                 data_out: Some(&mut output),
+                ctx_in: (ingress_ifindex != 0).then_some(&ctx[..]),
                 repeat: 1,
                 ..TestRunOptions::default()
             })

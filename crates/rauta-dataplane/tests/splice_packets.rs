@@ -1,0 +1,478 @@
+//! The Tier 1 splice packet by packet, through BPF_PROG_RUN of the XDP program (with its tail calls) and
+//! the TC ingress program. The programs run in a private network namespace with two interfaces —
+//! `nc` towards clients (the VIP) and `nb` towards backends (198.18.1.1/24, a permanent neighbour entry
+//! for the backend) — so that the FIB lookup of the splice resolves as on a real node. Each step names
+//! the input packet, the expected action and reason, the output packet field by field and the state
+//! change. Needs root.
+
+mod support;
+
+use std::{net::Ipv4Addr, process::Command, thread};
+
+use rauta_common::{
+    maps::FlowKey,
+    splice::{SpliceState, SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_SYN_SENT},
+};
+use rauta_dataplane::{KernelTiers, Reason, XdpAction, TC_ACT_REDIRECT};
+use support::{
+    netns,
+    packet::{self, Parsed, Tcp4, ACK},
+    routes::{service, table},
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const NODE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const BACKEND: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+const BACKEND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
+const PORT: u16 = 8080;
+const PSH: u8 = 0x08;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const SYN: u8 = 0x02;
+const REQUEST: &[u8] = b"GET /whoami HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\n\r\n";
+
+const INGRESS: &str = r#"
+---
+kind: Ingress
+metadata: {name: web, namespace: default}
+spec:
+  ingressClassName: rauta
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {path: /whoami, pathType: Exact, backend: {service: {name: shop, port: {number: 80}}}}
+"#;
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A namespace with the two interfaces (veth pairs whose peers stay in the namespace, down); deleted
+/// on drop.
+struct Node {
+    ns: String,
+}
+
+impl Node {
+    fn create(tag: &str) -> Node {
+        let node = Node {
+            ns: format!("rauta-sp{tag}-{}", std::process::id()),
+        };
+        let ns = node.ns.as_str();
+        run(&["ip", "netns", "add", ns]);
+        for (dev, peer, addr) in [("nc", "pc", "198.18.0.1/24"), ("nb", "pb", "198.18.1.1/24")] {
+            run(&[
+                "ip", "-n", ns, "link", "add", dev, "type", "veth", "peer", "name", peer,
+            ]);
+            run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            run(&["ip", "-n", ns, "link", "set", peer, "up"]);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        run(&[
+            "ip",
+            "-n",
+            ns,
+            "neigh",
+            "add",
+            "198.18.1.2",
+            "lladdr",
+            "02:00:00:00:01:02",
+            "dev",
+            "nb",
+            "nud",
+            "permanent",
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        node
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// The interface's index in the calling thread's namespace.
+fn ifindex(dev: &str) -> u32 {
+    let name = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: a NUL-terminated name; the call only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(index, 0, "no interface {dev}");
+    index
+}
+
+/// The interface's MAC (`ip -br link`: name, state, address, ...).
+fn mac(ns: &str, dev: &str) -> [u8; 6] {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-br", "link", "show", dev])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = text.split_whitespace().nth(2).unwrap().to_owned();
+    let bytes: Vec<u8> = field
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    bytes.try_into().unwrap()
+}
+
+fn payload(frame: &[u8], p: &Parsed) -> Vec<u8> {
+    let start = 14 + usize::from(p.ihl) * 4 + usize::from(p.doff) * 4;
+    frame[start..start + p.payload_len].to_vec()
+}
+
+/// Runs `body` on a thread inside a fresh node namespace.
+fn in_node(tag: &str, body: impl FnOnce(&KernelTiers, u32, u32, [u8; 6]) + Send + 'static) {
+    let node = Node::create(tag);
+    let ns = node.ns.clone();
+    thread::spawn(move || {
+        netns::enter(&ns).unwrap();
+        let mut tiers =
+            KernelTiers::load(std::net::SocketAddrV4::new(VIP, PORT), &[]).expect("load");
+        let applied = tiers
+            .apply_routes(&table(&format!(
+                "{INGRESS}{}",
+                service("shop", &["198.18.1.2"])
+            )))
+            .unwrap();
+        assert_eq!(applied.routes, 1);
+        let nb_mac = mac(&ns, "nb");
+        body(&tiers, ifindex("nc"), ifindex("nb"), nb_mac);
+    })
+    .join()
+    .expect("the test body");
+    drop(node);
+}
+
+/// Steps one packet through the XDP program arriving on `ifindex`; asserts exactly `reason` was counted.
+fn xdp(tiers: &KernelTiers, frame: &[u8], ifindex: u32, reason: Reason) -> (XdpAction, Vec<u8>) {
+    let before = tiers.counters().unwrap();
+    let run = tiers.run_once_from(frame, ifindex).unwrap();
+    let moved = tiers.counters().unwrap().since(&before);
+    assert_eq!(moved.non_zero(), vec![(reason.name(), 1)]);
+    (run.action, run.output)
+}
+
+/// The client's handshake and first data segment: returns the first segment, the cookie, what the
+/// segment turned into, and the counters it moved.
+fn open(
+    tiers: &KernelTiers,
+    nc: u32,
+    sport: u16,
+    request: &[u8],
+) -> (Tcp4, u32, XdpAction, Vec<u8>, Vec<(&'static str, u64)>) {
+    let mut syn = Tcp4::syn(VIP, PORT);
+    syn.sport = sport;
+    let (action, out) = xdp(tiers, &syn.build(), nc, Reason::SynCookieSent);
+    assert_eq!(action, XdpAction::Tx);
+    let cookie = packet::parse(&out).seq;
+    let mut data = syn.clone();
+    data.flags = PSH | ACK;
+    data.seq = syn.seq.wrapping_add(1);
+    data.ack = cookie.wrapping_add(1);
+    data.tcp_options.clear();
+    data.window = 502;
+    data.payload = request.to_vec();
+    let before = tiers.counters().unwrap();
+    let run = tiers.run_once_from(&data.build(), nc).unwrap();
+    let moved = tiers.counters().unwrap().since(&before).non_zero();
+    (data, cookie, run.action, run.output, moved)
+}
+
+fn splice_of(tiers: &KernelTiers, sport: u16) -> Option<SpliceState> {
+    tiers
+        .splice(&FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT))
+        .unwrap()
+}
+
+#[test]
+fn a_spliced_connection_from_first_segment_to_close() {
+    if !support::root_or_skip("a_spliced_connection_from_first_segment_to_close") {
+        return;
+    }
+    in_node("close", |tiers, nc, nb, nb_mac| {
+        let sport = 40100;
+        // 1. First data segment → our SYN to the backend, out of `nb` (redirect), MACs from the FIB.
+        let (client, cookie, action, out, moved) = open(tiers, nc, sport, REQUEST);
+        assert_eq!(moved, vec![(Reason::SpliceSynSent.name(), 1)]);
+        assert_eq!(action, XdpAction::Redirect);
+        let syn = packet::parse(&out);
+        let s = splice_of(tiers, sport).expect("a splice");
+        assert_eq!(s.state, SPLICE_SYN_SENT);
+        assert_eq!((syn.eth_dst, syn.eth_src), (BACKEND_MAC, nb_mac));
+        assert_eq!((syn.src, syn.dst), (NODE, BACKEND));
+        assert!(
+            (61000..=65535).contains(&syn.sport),
+            "NAT port {}",
+            syn.sport
+        );
+        assert_eq!(syn.dport, 8080);
+        assert_eq!((syn.flags, syn.seq, syn.ack), (SYN, s.leg_isn, 0));
+        assert_eq!(syn.tcp_options, vec![2, 4, 0x05, 0xb4], "MSS 1460 only");
+        assert!(syn.ip_csum_ok && syn.tcp_csum_ok);
+        assert_eq!(tiers.splice_sizes().unwrap(), (1, 1));
+
+        // 2. The backend's SYN-ACK: recorded and passed to TC ingress.
+        let backend_isn = 0x7000_0000u32;
+        let mut synack = Tcp4::syn(NODE, syn.sport);
+        synack.src = BACKEND;
+        synack.sport = 8080;
+        synack.src_mac = BACKEND_MAC;
+        synack.dst_mac = nb_mac;
+        synack.flags = SYN | ACK;
+        synack.seq = backend_isn;
+        synack.ack = s.leg_isn.wrapping_add(1);
+        synack.tcp_options = vec![2, 4, 0x05, 0xb4];
+        let (action, _) = xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
+        assert_eq!(action, XdpAction::Pass);
+        let s = splice_of(tiers, sport).unwrap();
+        assert_eq!((s.state, s.backend_isn), (SPLICE_ACK_SENT, backend_isn));
+
+        // 3. TC ingress turns it into our ACK with the request, `Connection:close` after the request line.
+        let expected_request =
+            b"GET /whoami HTTP/1.1\r\nConnection:close\r\nHost: shop.example\r\nAccept: */*\r\n\r\n";
+        for attempt in ["first", "retransmitted SYN-ACK"] {
+            if attempt != "first" {
+                let (action, _) = xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
+                assert_eq!(action, XdpAction::Pass, "{attempt}");
+            }
+            let run = tiers.run_tc_ingress_once(&synack.build()).unwrap();
+            assert_eq!(run.action, TC_ACT_REDIRECT, "{attempt}");
+            let ack = packet::parse(&run.output);
+            assert_eq!(
+                (ack.src, ack.dst, ack.sport, ack.dport),
+                (NODE, BACKEND, syn.sport, 8080)
+            );
+            assert_eq!((ack.eth_dst, ack.eth_src), (BACKEND_MAC, nb_mac));
+            assert_eq!(ack.flags, PSH | ACK, "{attempt}");
+            assert_eq!(ack.seq, s.leg_isn.wrapping_add(1));
+            assert_eq!(ack.ack, backend_isn.wrapping_add(1));
+            assert_eq!(
+                payload(&run.output, &ack),
+                expected_request.to_vec(),
+                "{attempt}"
+            );
+            assert!(ack.ip_csum_ok && ack.tcp_csum_ok, "{attempt}");
+        }
+
+        // 4. The backend's response: translated into the client's connection, out of `nc`.
+        let response =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_vec();
+        let mut data = synack.clone();
+        data.flags = PSH | ACK;
+        data.seq = backend_isn.wrapping_add(1);
+        data.ack = s.leg_isn.wrapping_add(1 + expected_request.len() as u32);
+        data.tcp_options.clear();
+        data.payload = response.clone();
+        let (action, out) = xdp(tiers, &data.build(), nb, Reason::SpliceBackendTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        let to_client = packet::parse(&out);
+        assert_eq!((to_client.src, to_client.dst), (VIP, CLIENT));
+        assert_eq!((to_client.sport, to_client.dport), (PORT, sport));
+        assert_eq!(
+            (to_client.eth_dst, to_client.eth_src),
+            (packet::CLIENT_MAC, packet::SERVER_MAC)
+        );
+        assert_eq!(
+            to_client.seq,
+            cookie.wrapping_add(1),
+            "in the cookie's space"
+        );
+        assert_eq!(
+            to_client.ack,
+            client.seq.wrapping_add(REQUEST.len() as u32),
+            "acknowledges the client's request, not the inserted bytes"
+        );
+        assert_eq!(payload(&out, &to_client), response);
+        assert!(to_client.ip_csum_ok && to_client.tcp_csum_ok);
+        assert_eq!(splice_of(tiers, sport).unwrap().state, SPLICE_ESTABLISHED);
+
+        // 5. The client's ACK of it: onto the backend leg, seq past the inserted bytes.
+        let mut ack = client.clone();
+        ack.flags = ACK;
+        ack.seq = client.seq.wrapping_add(REQUEST.len() as u32);
+        ack.ack = cookie.wrapping_add(1 + response.len() as u32);
+        ack.payload.clear();
+        let (action, out) = xdp(tiers, &ack.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        let to_backend = packet::parse(&out);
+        assert_eq!((to_backend.src, to_backend.dst), (NODE, BACKEND));
+        assert_eq!((to_backend.sport, to_backend.dport), (syn.sport, 8080));
+        assert_eq!(
+            to_backend.seq,
+            s.leg_isn.wrapping_add(1 + expected_request.len() as u32)
+        );
+        assert_eq!(
+            to_backend.ack,
+            backend_isn.wrapping_add(1 + response.len() as u32)
+        );
+        assert!(to_backend.ip_csum_ok && to_backend.tcp_csum_ok);
+
+        // 6. A follow-up request on the connection never reaches the backend.
+        let mut follow_up = ack.clone();
+        follow_up.flags = PSH | ACK;
+        follow_up.payload = REQUEST.to_vec();
+        let (action, _) = xdp(tiers, &follow_up.build(), nc, Reason::SpliceFollowupDrop);
+        assert_eq!(action, XdpAction::Drop);
+
+        // 7. Close: the backend's FIN, the client's FIN, the backend's last ACK → state gone.
+        let mut fin = data.clone();
+        fin.flags = FIN | ACK;
+        fin.seq = backend_isn.wrapping_add(1 + response.len() as u32);
+        fin.payload.clear();
+        let (action, _) = xdp(tiers, &fin.build(), nb, Reason::SpliceBackendTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        let mut client_fin = ack.clone();
+        client_fin.flags = FIN | ACK;
+        client_fin.ack = ack.ack.wrapping_add(1);
+        let (action, _) = xdp(
+            tiers,
+            &client_fin.build(),
+            nc,
+            Reason::SpliceClientTranslated,
+        );
+        assert_eq!(action, XdpAction::Redirect);
+        let mut last = fin.clone();
+        last.flags = ACK;
+        last.seq = fin.seq.wrapping_add(1);
+        last.ack = data.ack.wrapping_add(1);
+        let (action, _) = xdp(tiers, &last.build(), nb, Reason::SpliceBackendTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(splice_of(tiers, sport), None);
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0), "NAT port released");
+    });
+}
+
+#[test]
+fn retransmissions_and_resets_on_both_legs() {
+    if !support::root_or_skip("retransmissions_and_resets_on_both_legs") {
+        return;
+    }
+    in_node("rtx", |tiers, nc, nb, _| {
+        // A lost SYN: the client's retransmitted first segment sends the same SYN again.
+        let sport = 40200;
+        let (client, _, action, first, _) = open(tiers, nc, sport, REQUEST);
+        assert_eq!(action, XdpAction::Redirect);
+        let (action, again) = xdp(tiers, &client.build(), nc, Reason::SpliceSynResent);
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(again, first, "the same SYN, byte for byte");
+        // Client segments other than the first are dropped before the backend answers.
+        let mut early = client.clone();
+        early.seq = client.seq.wrapping_add(REQUEST.len() as u32);
+        early.payload = b"x".to_vec();
+        let (action, _) = xdp(tiers, &early.build(), nc, Reason::SpliceStrayDrop);
+        assert_eq!(action, XdpAction::Drop);
+
+        // The backend refuses: the next retransmission goes to Tier 3 (replayed SYN to the VIP).
+        let syn = packet::parse(&first);
+        let mut rst = Tcp4::syn(NODE, syn.sport);
+        rst.src = BACKEND;
+        rst.sport = 8080;
+        rst.flags = RST | ACK;
+        rst.seq = 0;
+        rst.ack = syn.seq.wrapping_add(1);
+        rst.tcp_options.clear();
+        let (action, _) = xdp(tiers, &rst.build(), nb, Reason::SpliceBackendRefused);
+        assert_eq!(action, XdpAction::Drop);
+        let (action, out) = xdp(tiers, &client.build(), nc, Reason::SpliceFallback);
+        assert_eq!(action, XdpAction::Pass);
+        let replayed = packet::parse(&out);
+        assert_eq!(
+            (replayed.src, replayed.dst, replayed.flags),
+            (CLIENT, VIP, SYN)
+        );
+        assert_eq!(splice_of(tiers, sport), None);
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+
+        // A client RST on an established splice is forwarded and forgets the splice.
+        let sport = 40300;
+        let (client, _, _, first, _) = open(tiers, nc, sport, REQUEST);
+        let syn = packet::parse(&first);
+        let s = splice_of(tiers, sport).unwrap();
+        let mut synack = Tcp4::syn(NODE, syn.sport);
+        synack.src = BACKEND;
+        synack.sport = 8080;
+        synack.flags = SYN | ACK;
+        synack.seq = 5;
+        synack.ack = s.leg_isn.wrapping_add(1);
+        xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
+        let mut reset = client.clone();
+        reset.flags = RST;
+        reset.seq = client.seq.wrapping_add(REQUEST.len() as u32);
+        reset.payload.clear();
+        let (action, out) = xdp(tiers, &reset.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(packet::parse(&out).dst, BACKEND);
+        assert_eq!(splice_of(tiers, sport), None);
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+    });
+}
+
+#[test]
+fn hits_the_splice_cannot_carry_are_handed_to_tier_3() {
+    if !support::root_or_skip("hits_the_splice_cannot_carry_are_handed_to_tier_3") {
+        return;
+    }
+    in_node("miss", |tiers, nc, _, _| {
+        for (i, (request, reason)) in [
+            (
+                &b"GET /whoami HTTP/1.1\r\nHost: shop.example\r\nconnection: keep-alive\r\n\r\n"[..],
+                Reason::SpliceHeaderUnsupported,
+            ),
+            (
+                b"GET /whoami HTTP/1.1\r\nHost: shop.example\r\nUpgrade: websocket\r\n\r\n",
+                Reason::SpliceHeaderUnsupported,
+            ),
+            (
+                b"GET /whoami HTTP/1.1\r\nContent-Length: 0\r\nHost: shop.example\r\n\r\n",
+                Reason::SpliceHeaderUnsupported,
+            ),
+            (
+                b"GET /whoami HTTP/1.1\r\nHost: shop.example\r\nExpect: 100-continue\r\n\r\n",
+                Reason::SpliceHeaderUnsupported,
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sport = 40400 + i as u16;
+            let (_, _, action, out, moved) = open(tiers, nc, sport, request);
+            assert_eq!(action, XdpAction::Pass, "case {i}");
+            assert_eq!(
+                moved,
+                {
+                    let mut v = vec![
+                        (reason.name(), 1),
+                        (Reason::HandoffSynReplayed.name(), 1),
+                    ];
+                    v.sort_by_key(|(n, _)| {
+                        rauta_dataplane::Reason::ALL
+                            .iter()
+                            .position(|r| r.name() == *n)
+                    });
+                    v
+                },
+                "case {i}"
+            );
+            assert_eq!(packet::parse(&out).dst, VIP, "case {i}: replayed to the listener");
+            assert_eq!(splice_of(tiers, sport), None, "case {i}");
+        }
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+    });
+}
