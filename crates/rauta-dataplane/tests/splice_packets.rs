@@ -169,14 +169,13 @@ fn xdp(tiers: &KernelTiers, frame: &[u8], ifindex: u32, reason: Reason) -> (XdpA
     (run.action, run.output)
 }
 
+/// What `open` returns: the first segment, the cookie, the action and output of the first segment's
+/// run, the counters it moved.
+type Opened = (Tcp4, u32, XdpAction, Vec<u8>, Vec<(&'static str, u64)>);
+
 /// The client's handshake and first data segment: returns the first segment, the cookie, what the
 /// segment turned into, and the counters it moved.
-fn open(
-    tiers: &KernelTiers,
-    nc: u32,
-    sport: u16,
-    request: &[u8],
-) -> (Tcp4, u32, XdpAction, Vec<u8>, Vec<(&'static str, u64)>) {
+fn open(tiers: &KernelTiers, nc: u32, sport: u16, request: &[u8]) -> Opened {
     let mut syn = Tcp4::syn(VIP, PORT);
     syn.sport = sport;
     let (action, out) = xdp(tiers, &syn.build(), nc, Reason::SynCookieSent);
