@@ -24,7 +24,9 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, &'static str> {
         default_backend: args.config.default_backend.clone(),
     };
     let loaded = load(&args.config.manifests, &options);
-    let problems = problems(&loaded);
+    let tls = tls_problems(&loaded, &options.ingress_class);
+    let mut problems = problems(&loaded);
+    problems.extend(tls.iter().cloned());
     let failed = !problems.is_empty();
 
     let mut stdout = std::io::stdout().lock();
@@ -44,6 +46,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, &'static str> {
                     .collect();
                 object.insert("errors".into(), json!(errors));
                 object.insert("diagnostics".into(), json!(loaded.compiled.diagnostics));
+                object.insert("tls".into(), json!(tls));
             }
             serde_json::to_string_pretty(&document)
                 .map_err(std::io::Error::other)
@@ -82,6 +85,28 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, &'static str> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The TLS Secrets named by our Ingresses that `run` could not serve, one line each: their hosts would get
+/// the default certificate.
+fn tls_problems(loaded: &Loaded, ingress_class: &str) -> Vec<String> {
+    let default = match rauta_tls::generate_default_certificate() {
+        Ok(default) => std::sync::Arc::new(default),
+        Err(error) => return vec![error.to_string()],
+    };
+    rauta_tls::CertStore::build(&loaded.inputs, ingress_class, default)
+        .problems()
+        .iter()
+        .map(|p| {
+            format!(
+                "Secret {}/{}: {} (TLS hosts {} would get the default certificate)",
+                p.namespace,
+                p.secret,
+                p.detail,
+                p.hosts.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Every problem, as one line each, in the order they were found.

@@ -709,3 +709,45 @@ async fn kubernetes_mode_serves_secrets_from_the_api_and_follows_them() {
     .await;
     assert_eq!(rauta.metric(missing).await, None);
 }
+
+/// `rauta check` reports the Secrets `run` could not serve, and fails.
+#[test]
+fn check_reports_unusable_tls_secrets() {
+    let pki = Pki::new("rauta test intermediate");
+    let good = pki.leaf(&["good.example"], false);
+    let other = pki.leaf(&["other.example"], false);
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &(ingress_class()
+            + &service("web", &["127.0.0.1:9".parse().unwrap()])
+            + &secret("good-cert", &good.chain, &good.key)
+            + &secret("mismatch-cert", &good.chain, &other.key)
+            + &tls_ingress(
+                "sites",
+                &[
+                    ("good.example", "good-cert"),
+                    ("bad.example", "mismatch-cert"),
+                    ("gone.example", "no-such-cert"),
+                ],
+                &[],
+                None,
+            )),
+    );
+    let path = dir.path().to_str().unwrap().to_owned();
+    let (status, stdout, _) = run_to_end(&["check", "--manifests", &path]);
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error: Secret default/mismatch-cert: tls.key does not belong to the first certificate of tls.crt (TLS hosts bad.example would get the default certificate)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error: Secret default/no-such-cert: secret not found"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("good-cert"), "{stdout}");
+    let (_, json, _) = run_to_end(&["check", "--output", "json", "--manifests", &path]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["tls"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(v["ok"], false);
+}
