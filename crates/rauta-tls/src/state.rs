@@ -74,3 +74,89 @@ impl TlsCertificates {
         self.store.store(Arc::new(store));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+    use rauta_routes::model::{Ingress, IngressSpec, IngressTls, ObjectMeta};
+
+    use super::*;
+    use crate::test_certs::{leaf, secret};
+
+    fn metrics_text(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    fn inputs(crt: &str, key: &str) -> Inputs {
+        Inputs {
+            ingresses: vec![Ingress {
+                metadata: ObjectMeta {
+                    name: "i".into(),
+                    ..Default::default()
+                },
+                spec: IngressSpec {
+                    ingress_class_name: Some("rauta".into()),
+                    tls: vec![IngressTls {
+                        hosts: vec!["a.example".into()],
+                        secret_name: Some("a".into()),
+                    }],
+                    ..Default::default()
+                },
+            }],
+            secrets: vec![secret("a", crt, key)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn updates_swap_the_store_and_the_metrics_follow_the_problems() {
+        let mut registry = Registry::default();
+        let metrics = TlsMetrics::default();
+        metrics.register(&mut registry);
+        let default = crate::generate_default_certificate().unwrap();
+        let default_leaf = default.cert[0].clone();
+        let certs = TlsCertificates::new(default, "rauta".into(), metrics);
+        let store = certs.store();
+        assert_eq!(
+            store.load().resolve(Some("a.example")).cert[0],
+            default_leaf
+        );
+
+        let a = leaf(&["a.example"], false);
+        certs.update(&inputs(&a.chain, &a.key));
+        assert_ne!(
+            store.load().resolve(Some("a.example")).cert[0],
+            default_leaf
+        );
+        assert!(metrics_text(&registry).contains("rauta_tls_hosts_on_default_certificate 0"));
+
+        let broken = inputs("not a certificate", &a.key);
+        certs.update(&broken);
+        // The handle taken before the updates sees the new store: it is one shared ArcSwap.
+        assert_eq!(
+            store.load().resolve(Some("a.example")).cert[0],
+            default_leaf
+        );
+        let text = metrics_text(&registry);
+        assert!(
+            text.contains(
+                "rauta_tls_certificate_errors{namespace=\"default\",secret=\"a\",reason=\"bad_certificate\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("rauta_tls_hosts_on_default_certificate 1"),
+            "{text}"
+        );
+        // The same problem again is not "new": it stays reported once.
+        certs.update(&broken);
+        assert_eq!(certs.reported.lock().unwrap().len(), 1);
+
+        certs.update(&inputs(&a.chain, &a.key));
+        let text = metrics_text(&registry);
+        assert!(!text.contains("rauta_tls_certificate_errors{"), "{text}");
+        assert!(certs.reported.lock().unwrap().is_empty());
+    }
+}
