@@ -242,22 +242,29 @@ pub fn run() -> Result<()> {
     if series.is_empty() {
         println!("  (no non-zero rauta_requests_total series found)");
     }
-    println!("  (series at 0 not shown; tier=\"3\" is the userspace proxy, the kernel tiers are in progress)");
+    println!("  (series at 0 not shown; tier=\"3\" is the userspace proxy; on loopback the kernel tiers are off)");
     println!("  more: curl http://{admin}/routes shows the compiled table and each route's tier");
 
     println!("\n==> stopping rauta and the backends");
     drop(proxy);
     drop(guards);
+    let mut requests = PROBES.len();
+    if crate::demo_kernel::is_root() {
+        wrong += crate::demo_kernel::run(&bin, &log_dir)?;
+        requests += crate::demo_kernel::REQUEST_COUNT;
+    } else {
+        println!(
+            "\n(run the demo as root to also see Tier 1 serve requests in the kernel: it builds network \
+             namespaces and loads XDP and TC programs)"
+        );
+    }
     if wrong > 0 {
         bail!(
             "{wrong} request(s) were answered by an unexpected backend; see {}",
             log_path.display()
         );
     }
-    println!(
-        "done: {} requests routed as expected, nothing left running",
-        PROBES.len()
-    );
+    println!("done: {requests} requests routed as expected, nothing left running");
     Ok(())
 }
 

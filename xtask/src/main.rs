@@ -7,6 +7,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod demo_https;
+mod demo_kernel;
 mod json;
 mod procs;
 mod setup;

@@ -122,6 +122,16 @@ pub struct RunArgs {
     #[arg(long = "interface", value_name = "IFACE")]
     pub interfaces: Vec<String>,
 
+    /// How XDP attaches: `auto` (driver mode, generic where the driver has none), `driver` or
+    /// `generic`. Generic suits veth test topologies whose peers run no XDP program.
+    #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
+    pub xdp_mode: XdpMode,
+
+    /// Source-NAT ports of Tier 1 splices to backends, FIRST-LAST (keep it outside
+    /// net.ipv4.ip_local_port_range). `off` hands every request to Tier 3.
+    #[arg(long, value_name = "FIRST-LAST|off", default_value = "61000-65535", value_parser = parse_nat_ports)]
+    pub nat_ports: NatPorts,
+
     /// Serving threads, each with its own runtime and listening socket (SO_REUSEPORT) [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
@@ -226,6 +236,42 @@ pub enum KernelTiers {
     Off,
     /// Refuse to start without them.
     Required,
+}
+
+/// `--xdp-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XdpMode {
+    /// Driver (native) mode, generic mode where the driver has no XDP.
+    Auto,
+    /// Driver mode only.
+    Driver,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+/// `--nat-ports`: the source-NAT port range of Tier 1 splices, or none (splicing off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatPorts(pub Option<(u16, u16)>);
+
+fn parse_nat_ports(text: &str) -> Result<NatPorts, String> {
+    if text == "off" {
+        return Ok(NatPorts(None));
+    }
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| "expected FIRST-LAST (e.g. 61000-65535) or off".to_string())?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("`{p}` is not a port number (1-65535)"))
+    };
+    let (first, last) = (port(first)?, port(last)?);
+    if first == 0 || first > last {
+        return Err(format!(
+            "{first}-{last} is not a range: needs 1 <= FIRST <= LAST"
+        ));
+    }
+    Ok(NatPorts(Some((first, last))))
 }
 
 /// `--log-format`.

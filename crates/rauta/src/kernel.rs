@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 use rauta_dataplane::{KernelTiers, Reason, RouteReason, SkipReason, Skipped};
 use rauta_routes::{RouteTable, Tier};
 
-use crate::cli::KernelTiers as Mode;
+use crate::cli::{KernelTiers as Mode, XdpMode};
 
 /// Where `net.ipv4.tcp_syncookies` lives for the current network namespace.
 const SYNCOOKIES_SYSCTL: &str = "/proc/sys/net/ipv4/tcp_syncookies";
@@ -71,8 +71,10 @@ pub fn start(
     mode: Mode,
     interfaces: &[String],
     http_listen: SocketAddr,
+    xdp_mode: XdpMode,
+    nat_ports: Option<(u16, u16)>,
 ) -> Result<Option<KernelState>, Off> {
-    match try_start(mode, interfaces, http_listen) {
+    match try_start(mode, interfaces, http_listen, xdp_mode, nat_ports) {
         Ok(state) => Ok(Some(state)),
         Err(Off::Disabled) => {
             tracing::info!("kernel tiers off: --kernel-tiers off; serving with Tier 3 only");
@@ -90,6 +92,8 @@ fn try_start(
     mode: Mode,
     interfaces: &[String],
     http_listen: SocketAddr,
+    xdp_mode: XdpMode,
+    nat_ports: Option<(u16, u16)>,
 ) -> Result<KernelState, Off> {
     if mode == Mode::Off {
         return Err(Off::Disabled);
@@ -103,13 +107,34 @@ fn try_start(
     };
     rauta_dataplane::kernel_tiers_available()?;
     ensure_syncookies_2()?;
-    let tiers = KernelTiers::load(vip, interfaces)?;
+    let attach = match xdp_mode {
+        XdpMode::Auto => None,
+        XdpMode::Driver => Some(rauta_dataplane::AttachMode::Driver),
+        XdpMode::Generic => Some(rauta_dataplane::AttachMode::Skb),
+    };
+    let mut tiers = KernelTiers::load_in_mode(vip, interfaces, attach)?;
+    tiers.set_splicing(nat_ports)?;
     log_on(&tiers, vip);
+    if nat_ports.is_some() && !forwarding_enabled() {
+        // The splice's FIB lookup refuses to forward from an interface without forwarding: every
+        // routing hit would be counted `splice_no_path` and served by Tier 3.
+        tracing::warn!(
+            "net.ipv4.ip_forward is 0: Tier 1 cannot open backend connections (requests are served by \
+             Tier 3); Kubernetes nodes normally have it on"
+        );
+    }
     Ok(KernelState {
         tiers: Mutex::new(tiers),
         live: Mutex::new(HashSet::new()),
         apply_errors: Counter::default(),
     })
+}
+
+/// Whether the namespace forwards IPv4 (the splice's FIB lookup needs it on the client-facing interface).
+fn forwarding_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false)
 }
 
 /// The one "on" line: mode per interface and the VIP.
@@ -325,15 +350,33 @@ mod tests {
     #[test]
     fn off_and_missing_interface_are_reasons_not_errors_under_auto() {
         assert!(matches!(
-            start(Mode::Off, &[], "192.0.2.1:80".parse().unwrap()),
+            start(
+                Mode::Off,
+                &[],
+                "192.0.2.1:80".parse().unwrap(),
+                XdpMode::Auto,
+                None
+            ),
             Ok(None)
         ));
         assert!(matches!(
-            start(Mode::Auto, &[], "192.0.2.1:80".parse().unwrap()),
+            start(
+                Mode::Auto,
+                &[],
+                "192.0.2.1:80".parse().unwrap(),
+                XdpMode::Auto,
+                None
+            ),
             Ok(None)
         ));
         assert!(matches!(
-            start(Mode::Required, &[], "192.0.2.1:80".parse().unwrap()),
+            start(
+                Mode::Required,
+                &[],
+                "192.0.2.1:80".parse().unwrap(),
+                XdpMode::Auto,
+                None
+            ),
             Err(Off::NoInterface)
         ));
     }
@@ -344,7 +387,7 @@ mod tests {
         for addr in ["0.0.0.0:80", "[::1]:80", "[::]:80"] {
             let addr: SocketAddr = addr.parse().unwrap();
             assert!(matches!(
-                try_start(Mode::Required, &lo, addr),
+                try_start(Mode::Required, &lo, addr, XdpMode::Auto, None),
                 Err(Off::NotSpecificIpv4(_))
             ));
         }

@@ -34,9 +34,15 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     // First, so that `--kernel-tiers required` fails before anything else starts. Owned by this function
     // (and shared with the admin server and the reloader) until it returns: dropping the last reference
     // detaches the programs.
-    let kernel = kernel::start(args.kernel_tiers, &args.interfaces, args.http_listen)
-        .map_err(FatalError::KernelTiersRequired)?
-        .map(Arc::new);
+    let kernel = kernel::start(
+        args.kernel_tiers,
+        &args.interfaces,
+        args.http_listen,
+        args.xdp_mode,
+        args.nat_ports.0,
+    )
+    .map_err(FatalError::KernelTiersRequired)?
+    .map(Arc::new);
 
     let options = CompileOptions {
         ingress_class: args.config.ingress_class.clone(),

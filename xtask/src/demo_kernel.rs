@@ -1,0 +1,350 @@
+//! The root part of `cargo xtask demo`: Tier 1 in the kernel, in a network-namespace topology it builds
+//! and always removes.
+//!
+//! ```text
+//! client 198.18.0.2 ── veth ── 198.18.0.1:80 (rauta, XDP + TC) 198.18.1.1 ── veth ── 198.18.1.2, .3 (echo)
+//! ```
+//!
+//! Requests to an Exact route are spliced to a backend in the kernel (Tier 1); a Prefix route and a POST
+//! go to the userspace proxy (Tier 3). The demo prints each answer's backend and whether the request was
+//! forwarded by Tier 3 (Tier 3 adds `X-Forwarded-For`, the kernel adds nothing), then the per-tier
+//! counters from `/metrics`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::{self, output};
+use crate::procs::Guard;
+
+/// The namespaces, by role.
+const CLIENT: &str = "rauta-demo-client";
+const NODE: &str = "rauta-demo-node";
+const BACKENDS: &str = "rauta-demo-backends";
+/// The VIP RAUTA serves on, in the node namespace.
+const VIP: &str = "198.18.0.1:80";
+
+const MANIFEST: &str = r#"# The kernel demo's routes: written by `cargo xtask demo` (run as root).
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: kernel-demo, namespace: demo}
+spec:
+  ingressClassName: rauta
+  rules:
+  - host: kernel.demo.example
+    http:
+      paths:
+      - {path: /hello, pathType: Exact, backend: {service: {name: echo, port: {number: 80}}}}
+      - {path: /api, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: demo}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-1
+  namespace: demo
+  labels: {kubernetes.io/service-name: echo}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: ["198.18.1.2"]
+- addresses: ["198.18.1.3"]
+"#;
+
+/// One request of the demo: method, path, the tier expected to serve it, and why.
+const REQUESTS: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/api/users", "3", "Prefix route: userspace"),
+    (
+        "GET",
+        "/hello",
+        "1",
+        "GET on an Exact route: spliced in the kernel",
+    ),
+    (
+        "GET",
+        "/hello",
+        "1",
+        "another client port, Maglev may pick the other backend",
+    ),
+    ("HEAD", "/hello", "1", "HEAD on an Exact route"),
+    ("GET", "/hello", "1", "again"),
+    ("POST", "/hello", "3", "POST: not Tier 1"),
+];
+
+/// How many requests the kernel demo sends.
+pub const REQUEST_COUNT: usize = REQUESTS.len();
+
+/// True if this process runs as root (the kernel demo needs namespaces, XDP and TC).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The namespaces and veths; deleted on drop, whatever happened.
+struct Topology;
+
+impl Topology {
+    fn create() -> Result<Topology> {
+        // Leftovers of an interrupted run would make `ip netns add` fail.
+        Topology::remove();
+        let topology = Topology;
+        let ip = |args: &[&str]| cmd::run(Command::new("ip").args(args));
+        for ns in [CLIENT, NODE, BACKENDS] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip(&[
+            "link",
+            "add",
+            "rd-node-c",
+            "netns",
+            NODE,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "rd-client",
+            "netns",
+            CLIENT,
+        ])?;
+        ip(&[
+            "link",
+            "add",
+            "rd-node-b",
+            "netns",
+            NODE,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "rd-backends",
+            "netns",
+            BACKENDS,
+        ])?;
+        for (ns, dev, addr) in [
+            (CLIENT, "rd-client", "198.18.0.2/24"),
+            (NODE, "rd-node-c", "198.18.0.1/24"),
+            (NODE, "rd-node-b", "198.18.1.1/24"),
+            (BACKENDS, "rd-backends", "198.18.1.2/24"),
+            (BACKENDS, "rd-backends", "198.18.1.3/24"),
+        ] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
+        }
+        for (ns, dev) in [
+            (CLIENT, "rd-client"),
+            (NODE, "rd-node-c"),
+            (NODE, "rd-node-b"),
+            (BACKENDS, "rd-backends"),
+        ] {
+            // XDP rewrites packets with incremental checksum updates: veth must not leave them partial.
+            cmd::run(
+                Command::new("ip").args(["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"]),
+            )?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        ip(&[
+            "-n",
+            BACKENDS,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.18.1.1",
+        ])?;
+        ip(&["-n", CLIENT, "route", "add", "default", "via", "198.18.0.1"])?;
+        // A node forwards (Kubernetes nodes do); the splice's FIB lookup requires it.
+        cmd::run(Command::new("ip").args([
+            "netns",
+            "exec",
+            NODE,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]))?;
+        Ok(topology)
+    }
+
+    fn remove() {
+        for ns in [CLIENT, NODE, BACKENDS] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        Topology::remove();
+    }
+}
+
+/// Runs the kernel part of the demo with the built binaries in `bin`. Returns the number of requests
+/// served by another tier than expected.
+pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
+    for tool in ["ip", "ethtool", "curl"] {
+        if !cmd::on_path(tool) {
+            bail!("the kernel demo needs `{tool}`; run `cargo xtask setup`");
+        }
+    }
+    println!(
+        "\n==> Tier 1 in the kernel: namespaces {CLIENT}, {NODE}, {BACKENDS} (198.18.0.0/15), removed at the end"
+    );
+    let topology = Topology::create()?;
+    let netns = |ns: &str| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]);
+        c
+    };
+
+    let mut guards = Vec::new();
+    for (name, addr) in [("echo-a", "198.18.1.2:8080"), ("echo-b", "198.18.1.3:8080")] {
+        let mut echo = netns(BACKENDS);
+        echo.arg(bin.join("rauta-echo"))
+            .args(["--listen", addr, "--name", name, "--threads", "1"])
+            .stdout(Stdio::piped());
+        let mut g = Guard::spawn(format!("rauta-echo {name}"), &mut echo)?;
+        g.wait_for_line("listening on", Duration::from_secs(10))?;
+        println!("  {name} on {addr} (namespace {BACKENDS})");
+        guards.push(g);
+    }
+
+    // The splice needs the backends' MACs in the node's neighbour table (the FIB lookup does not resolve
+    // them; a hit whose neighbour is unknown is served by Tier 3, whose connection resolves it).
+    for addr in ["198.18.1.2:8080", "198.18.1.3:8080"] {
+        output(
+            netns(NODE)
+                .args(["curl", "-sS", "--max-time", "5", "-o", "/dev/null"])
+                .arg(format!("http://{addr}/")),
+        )
+        .with_context(|| format!("the node cannot reach the backend {addr}"))?;
+    }
+    println!("  the node reached both backends (their MACs are in its neighbour table)");
+
+    let manifest = log_dir.join("kernel-demo.yaml");
+    std::fs::write(&manifest, MANIFEST)?;
+    let log_path = log_dir.join("rauta-kernel.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut rauta = netns(NODE);
+    rauta
+        .arg(bin.join("rauta"))
+        .args(["run", "--manifests"])
+        .arg(&manifest)
+        .args(["--http-listen", VIP, "--admin-listen", "127.0.0.1:0"])
+        .args(["--kernel-tiers", "required", "--interface", "rd-node-c"])
+        .args(["--interface", "rd-node-b", "--xdp-mode", "generic"])
+        .args(["--workers", "1", "--print-listen-addrs"])
+        .stdout(Stdio::piped())
+        .stderr(log);
+    println!(
+        "  $ {}",
+        cmd::display(&rauta).replace(&format!("{}/", crate::cmd::repo_root().display()), "")
+    );
+    let mut proxy = Guard::spawn("rauta (kernel demo)", &mut rauta)?;
+    let line = proxy
+        .wait_for_line("listening", Duration::from_secs(20))
+        .with_context(|| format!("rauta did not start; see {}", log_path.display()))?;
+    let (_, admin) = crate::demo::parse_listen_line(&line)?;
+    let on = std::fs::read_to_string(&log_path).unwrap_or_default();
+    if let Some(l) = on.lines().find(|l| l.contains("kernel tiers on")) {
+        println!("  log: {}", l.trim());
+    }
+
+    let metrics = |proxy: &mut Guard| -> Result<String> {
+        proxy.check_alive()?;
+        output(netns(NODE).args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://{admin}/metrics"),
+        ]))
+    };
+    let tier1 = |m: &str| sample(m, "rauta_kernel_tier1_requests_total");
+    let mut unexpected = 0;
+    println!("\n  requests from the client namespace (Host: kernel.demo.example):");
+    for (method, path, tier, why) in REQUESTS {
+        let before = tier1(&metrics(&mut proxy)?);
+        let mut curl = netns(CLIENT);
+        curl.args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+        ])
+        .args(["-H", "Host: kernel.demo.example", "-X", method]);
+        if *method == "HEAD" {
+            curl.arg("-I");
+        }
+        curl.arg(format!("http://{VIP}{path}"));
+        let head = output(&mut curl).unwrap_or_else(|e| format!("error: {e:#}"));
+        let status = head.split_whitespace().nth(1).unwrap_or("?").to_owned();
+        let backend = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-backend: "))
+            .unwrap_or("(none)")
+            .trim()
+            .to_owned();
+        let served = if tier1(&metrics(&mut proxy)?) > before {
+            "1"
+        } else {
+            "3"
+        };
+        let ok = served == *tier && status == "200";
+        if !ok {
+            unexpected += 1;
+        }
+        println!(
+            "    {method:<4} {path:<10} {status}, answered by {backend:<6} Tier {served} {} {why}",
+            if ok { "ok        " } else { "UNEXPECTED" },
+        );
+    }
+
+    println!("\n  counters (GET http://{admin}/metrics in the node namespace):");
+    let m = metrics(&mut proxy)?;
+    for line in m.lines().filter(|l| {
+        (l.starts_with("rauta_kernel_tier1_requests_total")
+            || l.starts_with("rauta_requests_total{tier=\"3\"")
+            || l.starts_with("rauta_kernel_packets_total{reason=\"splice_")
+            || l.starts_with("rauta_kernel_packets_total{reason=\"tc_splice")
+            || l.starts_with("rauta_kernel_packets_total{reason=\"handoff_syn_replayed"))
+            && !l.ends_with(" 0")
+    }) {
+        println!("    {line}");
+    }
+    drop(proxy);
+    drop(guards);
+    drop(topology);
+    println!(
+        "  stopped rauta (programs detached) and removed the namespaces; log: {}",
+        log_path.display()
+    );
+    Ok(unexpected)
+}
+
+/// The value of the sample `name` (exact series, no labels) in a metrics text, or 0.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
