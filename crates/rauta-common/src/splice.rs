@@ -79,6 +79,13 @@ pub const SPLICE_FAILED: u32 = 4;
 pub const SPLICE_FIN_CLIENT: u32 = 1;
 /// [`SpliceState::fins`] bit: the backend sent FIN.
 pub const SPLICE_FIN_BACKEND: u32 = 2;
+/// [`SpliceState::fins`] bit: the backend acknowledged the client's FIN.
+pub const SPLICE_FIN_CLIENT_ACKED: u32 = 4;
+/// [`SpliceState::fins`] bit: the client acknowledged the backend's FIN.
+pub const SPLICE_FIN_BACKEND_ACKED: u32 = 8;
+/// [`SpliceState::fins`] when both sides closed and both FINs are acknowledged: the splice is over.
+pub const SPLICE_CLOSED: u32 =
+    SPLICE_FIN_CLIENT | SPLICE_FIN_BACKEND | SPLICE_FIN_CLIENT_ACKED | SPLICE_FIN_BACKEND_ACKED;
 
 /// Value of [`SPLICE_CONFIG_MAP`]: whether routing hits are spliced, and the NAT port range.
 #[repr(C)]
@@ -142,8 +149,12 @@ pub struct SpliceState {
     pub insert_at: u32,
     /// The MSS offered to the backend (the one the client was given).
     pub mss: u32,
-    /// [`SPLICE_FIN_CLIENT`] | [`SPLICE_FIN_BACKEND`].
+    /// [`SPLICE_FIN_CLIENT`] | [`SPLICE_FIN_BACKEND`] | their `_ACKED` bits.
     pub fins: u32,
+    /// The sequence number after the client's FIN (client space), once sent.
+    pub client_fin_end: u32,
+    /// The sequence number after the backend's FIN (client space), once sent.
+    pub backend_fin_end: u32,
     /// SYNs sent to the backend so far.
     pub tries: u32,
     /// The client's advertised window at the first segment (unscaled).
@@ -174,7 +185,7 @@ pub struct SpliceState {
 
 const _: () = assert!(core::mem::size_of::<SpliceConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 12);
-const _: () = assert!(core::mem::size_of::<SpliceState>() == 92);
+const _: () = assert!(core::mem::size_of::<SpliceState>() == 100);
 
 impl SpliceState {
     /// The client's first data byte's sequence number.

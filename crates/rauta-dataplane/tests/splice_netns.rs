@@ -31,7 +31,7 @@ use std::{
 };
 
 use rauta_common::{maps::FlowKey, maps::XDP_PASS_PROGRAM, route::RouteDecision};
-use rauta_dataplane::{object::BPF_OBJECT, Counters, KernelTiers, Reason};
+use rauta_dataplane::{object::BPF_OBJECT, AttachMode, Counters, KernelTiers, Reason};
 use support::netns;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -189,6 +189,11 @@ struct Lab {
 
 impl Lab {
     fn start(tag: &str) -> Lab {
+        Lab::start_in_mode(tag, None)
+    }
+
+    /// As `start`, with XDP attached in `mode` on the node (`None`: driver, falling back to generic).
+    fn start_in_mode(tag: &str, mode: Option<AttachMode>) -> Lab {
         let id = std::process::id();
         let [c, n, b] = [
             format!("rauta-{tag}-c-{id}"),
@@ -309,7 +314,7 @@ impl Lab {
         let vip = lab.vip;
         let devs = vec![nc.clone(), nb.clone()];
         lab.tiers = Some(in_ns(&n, move || {
-            KernelTiers::load(vip, &devs).expect("load and attach XDP and TC")
+            KernelTiers::load_in_mode(vip, &devs, mode).expect("load and attach XDP and TC")
         }));
         for (ns, dev) in [(c, cn), (b, bn)] {
             // veth delivers XDP_TX and XDP_REDIRECT frames only to a peer that runs an XDP program.
@@ -654,4 +659,94 @@ fn a_refusing_backend_falls_back_to_tier_3_after_one_retransmission() {
         0,
         "the NAT port is released"
     );
+}
+
+#[test]
+fn generic_mode_wrk_and_a_python_client() {
+    if !can_run("generic_mode_wrk_and_a_python_client") {
+        return;
+    }
+    // Generic (skb) mode: what `--xdp-mode generic` and the demo use; no XDP program on the peers needed.
+    let mut lab = Lab::start_in_mode("splicegen", Some(AttachMode::Skb));
+    lab.tiers_mut().apply_routes(&routes()).unwrap();
+    let before = lab.counters();
+    let (code, secs, body) = lab.curl("/whoami", &[]);
+    assert_eq!(code, "200");
+    assert!(body == b"backend-a" || body == b"backend-b", "{body:?}");
+    assert!(secs < FASTER_THAN_AN_RTO_S, "{secs} s");
+
+    // A Python client (http.client), as a script would use it.
+    let script = format!(
+        "import http.client\n\
+         c = http.client.HTTPConnection('{}', {}, timeout=5)\n\
+         c.request('GET', '/whoami', headers={{'Host': 'shop.example'}})\n\
+         r = c.getresponse()\n\
+         print(r.status, r.read().decode())\n",
+        VIP,
+        lab.vip.port()
+    );
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.namespaces[0],
+            "python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.starts_with("200 backend-"),
+        "python: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // wrk: many short connections (every spliced response closes its connection), no errors.
+    let wrk = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.namespaces[0],
+            "wrk",
+            "-t1",
+            "-c8",
+            "-d2s",
+        ])
+        .args(["-H", "Host: shop.example"])
+        .arg(format!("http://{}/whoami", lab.vip))
+        .output();
+    let Ok(wrk) = wrk else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI=true but wrk is missing"
+        );
+        println!("wrk part skipped: wrk not installed");
+        return;
+    };
+    let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
+    assert!(wrk.status.success(), "wrk: {report}");
+    let requests: u64 = report
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .map(|(n, _)| n.trim().parse().unwrap())
+        .unwrap_or(0);
+    assert!(
+        requests > 100,
+        "wrk completed {requests} requests:\n{report}"
+    );
+    assert!(!report.contains("Socket errors"), "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    let moved = lab.counters().since(&before);
+    println!("wrk: {requests} requests; kernel: {:?}", moved.non_zero());
+    // Every wrk request is its own spliced connection (the backend closes after one response); wrk's
+    // last connections may still be opening when it stops.
+    assert!(
+        splices(&moved) >= requests + 2,
+        "{requests} wrk requests, {:?}",
+        moved.non_zero()
+    );
+    assert!(lab.tier3.seen().is_empty(), "nothing reached Tier 3");
 }

@@ -24,9 +24,9 @@ use rauta_common::{
     reason::Reason,
     route::HEAD_SCAN_MAX,
     splice::{
-        INSERT_LEN, NAT_PROBES, NatKey, SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_FAILED,
-        SPLICE_FIN_BACKEND, SPLICE_FIN_CLIENT, SPLICE_SYN_SENT, SYN_TRIES, SpliceState,
-        nat_port_candidate,
+        INSERT_LEN, NAT_PROBES, NatKey, SPLICE_ACK_SENT, SPLICE_CLOSED, SPLICE_ESTABLISHED,
+        SPLICE_FAILED, SPLICE_FIN_BACKEND, SPLICE_FIN_BACKEND_ACKED, SPLICE_FIN_CLIENT,
+        SPLICE_FIN_CLIENT_ACKED, SPLICE_SYN_SENT, SYN_TRIES, SpliceState, nat_port_candidate,
     },
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
@@ -142,6 +142,8 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         insert_at: hit.insert_at,
         mss,
         fins: 0,
+        client_fin_end: 0,
+        backend_fin_end: 0,
         tries: 1,
         window: scratch.segment.window,
         service: hit.service,
@@ -342,9 +344,17 @@ pub fn client_segment(
     } else {
         if flags & TCP_FIN != 0 {
             s.fins |= SPLICE_FIN_CLIENT;
+            s.client_fin_end = seq.wrapping_add(1);
         }
-        // The last ACK of the close.
-        flags & TCP_FIN == 0 && s.fins == SPLICE_FIN_CLIENT | SPLICE_FIN_BACKEND
+        if flags & TCP_ACK != 0
+            && s.fins & SPLICE_FIN_BACKEND != 0
+            && ack.wrapping_sub(s.backend_fin_end) < 1 << 31
+        {
+            s.fins |= SPLICE_FIN_BACKEND_ACKED;
+        }
+        // Over once both FINs are acknowledged (a simultaneous close sends two "last" ACKs, and the
+        // backend must not be left with an unacknowledged FIN whose NAT port is already reused).
+        s.fins == SPLICE_CLOSED
     };
     let copy = *s;
     if done {
@@ -424,8 +434,18 @@ pub fn backend_segment(
     } else {
         if flags & TCP_FIN != 0 {
             s.fins |= SPLICE_FIN_BACKEND;
+            s.backend_fin_end = s
+                .to_client_seq(seq)
+                .wrapping_add(payload_len)
+                .wrapping_add(1);
         }
-        flags & TCP_FIN == 0 && payload_len == 0 && s.fins == SPLICE_FIN_CLIENT | SPLICE_FIN_BACKEND
+        if flags & TCP_ACK != 0
+            && s.fins & SPLICE_FIN_CLIENT != 0
+            && s.to_client_ack(ack).wrapping_sub(s.client_fin_end) < 1 << 31
+        {
+            s.fins |= SPLICE_FIN_CLIENT_ACKED;
+        }
+        s.fins == SPLICE_CLOSED
     };
     let copy = *s;
     if done {
