@@ -1,5 +1,6 @@
 //! Protocols beside plain HTTP/1.1, with real clients: HTTP/2 with prior knowledge (h2c) from curl, and a
-//! WebSocket session from Python's `websockets` against a real `websockets` echo server behind the proxy.
+//! WebSocket session from Python's `websockets` against a real `websockets` echo server behind the proxy;
+//! graceful shutdown of an HTTP/2 connection (GOAWAY, open streams finish).
 
 mod common;
 
@@ -218,4 +219,35 @@ async fn a_websocket_session_passes_through_and_outlives_timeouts_and_reloads() 
     // New requests see the new (empty) table.
     let mut http = Client::connect(proxy.addr).await;
     assert_eq!(http.get("any", "/").await.0, http::StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_http2_streams_finish() {
+    let backend = TestBackend::start("a").await;
+    let mut proxy = TestProxy::start(config(), table(&[hostless("svc", backend.addr)])).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/slow?ms=600", proxy.addr))
+        .body(empty())
+        .unwrap();
+    let in_flight = tokio::spawn(sender.send_request(req));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    proxy.shutdown();
+    let task = proxy.task.take().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!task.is_finished(), "an HTTP/2 stream is still in flight");
+    let (status, _, text) = read_all(in_flight.await.unwrap().unwrap()).await;
+    assert_eq!(status, http::StatusCode::OK, "{text}");
+    assert!(text.contains("version=HTTP/1.1"), "{text}");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("drained")
+        .unwrap()
+        .unwrap();
 }
