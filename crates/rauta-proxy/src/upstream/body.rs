@@ -42,7 +42,7 @@ pub(super) enum Chunk {
     Trailers,
 }
 
-/// A response body read straight from the upstream socket by whoever polls it (hyper's server, on the
+/// A response body read straight from the upstream socket by whoever polls it (the client codec, on the
 /// client connection's task). Owns the connection; see the module invariants for when it is pooled again.
 pub(crate) struct ResponseBody {
     ex: Exchange,
