@@ -30,7 +30,7 @@ pub struct KubeSource {
     /// Whether this replica leads (status writing runs in `watching`'s tasks); `None` without election.
     leader: Option<tokio::sync::watch::Receiver<bool>>,
     /// Events for configuration problems.
-    events: EventRecorder,
+    events: Option<EventRecorder>,
     /// The objects of the last compile (for the Events' object uids).
     last_inputs: Arc<rauta_routes::model::Inputs>,
     /// Diagnostics of the first compile, reported as Events once serving has started.
@@ -82,7 +82,7 @@ pub async fn start(
     let mut source = KubeSource {
         watching,
         leader,
-        events,
+        events: Some(events),
         last_inputs: Arc::default(),
         first_diagnostics: Vec::new(),
         options: options.clone(),
@@ -157,21 +157,6 @@ impl KubeSource {
         Ok(compiled)
     }
 
-    /// Events for problems not reported yet; with leader election, only the leader reports (a new leader
-    /// reports what is outstanding at the next change).
-    async fn report(&mut self, diagnostics: &[Diagnostic]) {
-        if self.leader.as_ref().is_some_and(|l| !*l.borrow()) {
-            return;
-        }
-        let created = self
-            .events
-            .record(diagnostics, &self.last_inputs.ingresses)
-            .await;
-        if created > 0 {
-            tracing::debug!(created, "recorded Events for configuration problems");
-        }
-    }
-
     /// Serve the TLS Secrets of the snapshots through `tls`, starting with the first snapshot's.
     pub fn with_tls(mut self, tls: Arc<rauta_tls::TlsCertificates>) -> Self {
         tls.update(&self.last_inputs);
@@ -186,8 +171,17 @@ impl KubeSource {
         kernel: Option<Arc<KernelState>>,
         metrics: ConfigMetrics,
     ) {
-        let first = std::mem::take(&mut self.first_diagnostics);
-        self.report(&first).await;
+        // Events are created by their own task, so that creating many (a burst of problems) never delays
+        // a table swap; it always works on the latest compile's problems.
+        let (problems_tx, problems) = tokio::sync::watch::channel((
+            Arc::new(std::mem::take(&mut self.first_diagnostics)),
+            self.last_inputs.clone(),
+        ));
+        let _reporter = AbortOnDrop(tokio::spawn(report(
+            self.events.take(),
+            self.leader.clone(),
+            problems,
+        )));
         while self.watching.snapshots.changed().await.is_ok() {
             let latest = self.watching.snapshots.borrow_and_update().clone();
             let Some(snapshot) = latest else {
@@ -204,10 +198,52 @@ impl KubeSource {
                         diagnostics = compiled.diagnostics.len(),
                         "configuration updated from the Kubernetes API"
                     );
-                    self.report(&compiled.diagnostics).await;
+                    problems_tx
+                        .send_replace((Arc::new(compiled.diagnostics), self.last_inputs.clone()));
                 }
                 Err(error) => tracing::error!(%error, "keeping the current configuration"),
             }
         }
+    }
+}
+
+/// The latest compile's problems and the objects they are about.
+type Problems = (Arc<Vec<Diagnostic>>, Arc<rauta_routes::model::Inputs>);
+
+/// Create Events for problems not reported yet, whenever the problems change or this replica becomes the
+/// leader; with leader election, only the leader reports.
+async fn report(
+    recorder: Option<EventRecorder>,
+    mut leader: Option<tokio::sync::watch::Receiver<bool>>,
+    mut problems: tokio::sync::watch::Receiver<Problems>,
+) {
+    let Some(mut recorder) = recorder else { return };
+    loop {
+        let leading = leader.as_mut().is_none_or(|l| *l.borrow_and_update());
+        if leading {
+            let (diagnostics, inputs) = problems.borrow_and_update().clone();
+            let created = recorder.record(&diagnostics, &inputs.ingresses).await;
+            if created > 0 {
+                tracing::debug!(created, "recorded Events for configuration problems");
+            }
+        }
+        tokio::select! {
+            changed = problems.changed() => if changed.is_err() { return },
+            changed = async {
+                match leader.as_mut() {
+                    Some(l) => l.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Ends the Event task with `run` (which is aborted at shutdown), even in the middle of a batch.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
