@@ -160,6 +160,30 @@ pub struct PendingSegment {
     pub data: [u8; PENDING_BUF],
 }
 
+/// Name of the first-request latency map (`BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`, [`LATENCY_SLOTS`]
+/// entries): a log2 histogram of the XDP program's own run time on first data segments that are routing
+/// hits (Tier 1 first requests), from the moment the segment is recognised as one (after the cookie
+/// check) to the verdict: storing it, the route decision, the header check and the SYN to the backend,
+/// tail calls included (a hit that falls back to Tier 3 is timed to its hand-off). Slot `k` < [`LATENCY_BUCKETS`] counts runs of `d` ns with
+/// `d < 2^k` and `d >= 2^(k-1)` (slot 0: `d = 0`); slot [`LATENCY_SUM_SLOT`] holds the sum of `d`.
+pub const LATENCY_MAP: &str = "RAUTA_LATENCY";
+/// Buckets of [`LATENCY_MAP`] (the last one also takes every longer run).
+pub const LATENCY_BUCKETS: u32 = 32;
+/// The slot of [`LATENCY_MAP`] that sums the run times (ns).
+pub const LATENCY_SUM_SLOT: u32 = LATENCY_BUCKETS;
+/// Slots of [`LATENCY_MAP`].
+pub const LATENCY_SLOTS: u32 = LATENCY_BUCKETS + 1;
+
+/// The [`LATENCY_MAP`] bucket of a run of `ns` nanoseconds: its bit length, capped.
+pub const fn latency_bucket(ns: u64) -> u32 {
+    let bits = 64 - ns.leading_zeros();
+    if bits >= LATENCY_BUCKETS {
+        LATENCY_BUCKETS - 1
+    } else {
+        bits
+    }
+}
+
 /// Number of slots in the counter map. Larger than the number of reasons so that new reasons do not
 /// change the map's size (a loader and an object of neighbouring versions still agree).
 pub const COUNTER_SLOTS: u32 = 64;
@@ -228,6 +252,15 @@ mod tests {
         assert_eq!(vip.port(), 8080);
         assert_eq!(vip.port_be.to_ne_bytes(), 8080u16.to_be_bytes());
         assert_eq!(vip.enabled, VIP_ENABLED);
+    }
+
+    #[test]
+    fn latency_buckets_are_bit_lengths() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(1), 1);
+        assert_eq!(latency_bucket(255), 8);
+        assert_eq!(latency_bucket(256), 9);
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BUCKETS - 1);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use aya::{
 use rauta_common::{
     maps::{
         FlowKey, FlowState, HeldKey, PendingSegment, VipConfig, COUNTERS_MAP, FLOWS_MAP, HELD_MAP,
-        PENDING_MAP, TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
+        LATENCY_BUCKETS, LATENCY_MAP, LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_MAP,
+        TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
     },
     reason::Reason,
     route::{
@@ -107,6 +108,39 @@ pub struct TableSizes {
     pub pending: usize,
     /// `RAUTA_HELD`: later segments waiting for the listener's socket.
     pub held: usize,
+}
+
+/// The XDP program's own run time on first data segments that are routing hits (Tier 1 first requests:
+/// from the cookie check to the verdict, the route decision and the splice's tail calls included), as a
+/// log2 histogram: `buckets[k]` counts runs shorter
+/// than `2^k` ns and at least `2^(k-1)` ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FirstRequestLatency {
+    /// Runs per bucket.
+    pub buckets: [u64; LATENCY_BUCKETS as usize],
+    /// Sum of all runs, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl FirstRequestLatency {
+    /// Runs recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Cumulative (upper bound in nanoseconds, runs at or below it) pairs, Prometheus style: bucket `k`
+    /// holds runs below `2^k` ns, so its inclusive bound is `2^k - 1`.
+    pub fn cumulative(&self) -> Vec<(u64, u64)> {
+        let mut total = 0;
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(k, n)| {
+                total += n;
+                ((1u64 << k) - 1, total)
+            })
+            .collect()
+    }
 }
 
 /// What [`KernelTiers::apply_routes`] wrote.
@@ -507,6 +541,24 @@ impl KernelTiers {
         let mut map: Array<_, SpliceConfig> = self.typed_map_mut(SPLICE_CONFIG_MAP)?;
         map.set(0, config, 0)
             .map_err(|source| DataplaneError::map(SPLICE_CONFIG_MAP, source))
+    }
+
+    /// The first-request run-time histogram (see [`FirstRequestLatency`]), summed over CPUs.
+    pub fn first_request_latency(&self) -> Result<FirstRequestLatency, DataplaneError> {
+        let map: PerCpuArray<_, u64> = self.typed_map(LATENCY_MAP)?;
+        let mut latency = FirstRequestLatency::default();
+        for slot in 0..LATENCY_SLOTS {
+            let per_cpu = map
+                .get(&slot, 0)
+                .map_err(|source| DataplaneError::map(LATENCY_MAP, source))?;
+            let total: u64 = per_cpu.iter().sum();
+            if slot == LATENCY_SUM_SLOT {
+                latency.sum_ns = total;
+            } else {
+                latency.buckets[slot as usize] = total;
+            }
+        }
+        Ok(latency)
     }
 
     /// The splice of the client connection `key`, if any (tests and diagnostics).

@@ -208,8 +208,16 @@ fn a_spliced_connection_from_first_segment_to_close() {
     in_node("close", |tiers, nc, nb, nb_mac| {
         let sport = 40100;
         // 1. First data segment → our SYN to the backend, out of `nb` (redirect), MACs from the FIB.
+        let latency_before = tiers.first_request_latency().unwrap();
         let (client, cookie, action, out, moved) = open(tiers, nc, sport, REQUEST);
         assert_eq!(moved, vec![(Reason::SpliceSynSent.name(), 1)]);
+        let latency = tiers.first_request_latency().unwrap();
+        assert_eq!(
+            latency.count(),
+            latency_before.count() + 1,
+            "one first request timed"
+        );
+        assert!(latency.sum_ns > latency_before.sum_ns);
         assert_eq!(action, XdpAction::Redirect);
         let syn = packet::parse(&out);
         let s = splice_of(tiers, sport).expect("a splice");

@@ -44,6 +44,8 @@ pub fn rauta_xdp(ctx: XdpContext) -> u32 {
         // empty, and then the hand-off below goes on as if there had been no hit.
         unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };
     }
+    // No run-time recording here: the request parser leaves this program at the verifier's limit; the
+    // splice's programs record the routing hits (see `maps::first_request_done`).
     maps::count(verdict.reason);
     verdict.action
 }
@@ -83,6 +85,7 @@ pub fn rauta_xdp_splice_start(ctx: XdpContext) -> u32 {
     match xdp::splice::start(&ctx, &hit) {
         Ok(spliced) => {
             maps::count(spliced.reason);
+            maps::first_request_done();
             spliced.action
         }
         Err(fallback) => fall_back(fallback),
@@ -106,6 +109,7 @@ fn fall_back(reason: Option<Reason>) -> u32 {
     } else {
         Reason::HandoffSynReplayed
     });
+    maps::first_request_done();
     xdp_action::XDP_PASS
 }
 

@@ -11,7 +11,8 @@ use rauta_common::{
     handoff::HANDOFF_ACK_V4_HEADERS,
     maps::{
         COUNTER_SLOTS, FLOW_ENTRIES, FlowKey, FlowState, HELD_ENTRIES, HELD_MAX, HeldKey,
-        PENDING_ENTRIES, PendingSegment, SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig,
+        LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_ENTRIES, PendingSegment, SYNACK_V4_LEN,
+        TCP_MAX_HEADER, VipConfig, latency_bucket,
     },
     reason::Reason,
     route::{
@@ -127,6 +128,8 @@ pub struct Scratch {
     pub hit: Hit,
     /// The hand-off reason of the packet the hit was decided on (counted if the splice falls back).
     pub handoff_reason: u32,
+    /// `bpf_ktime_get_ns` when the current packet was recognised as a first data segment (0: none).
+    pub first_started_ns: u64,
 }
 
 /// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held
@@ -161,6 +164,40 @@ pub fn forget_splice(key: &FlowKey) {
         let nat = unsafe { (*splice).nat_key() };
         let _ = RAUTA_NAT.remove(nat);
         let _ = RAUTA_SPLICES.remove(key);
+    }
+}
+
+/// `RAUTA_LATENCY`: the first-request run-time histogram (see `rauta_common::maps::LATENCY_MAP`).
+#[map]
+pub static RAUTA_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(LATENCY_SLOTS, 0);
+
+/// Marks the start of a first data segment's processing (this CPU's scratch entry).
+#[inline(always)]
+pub fn first_request_started(scratch: &mut Scratch) {
+    // SAFETY: plain helper call.
+    scratch.first_started_ns = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
+}
+
+/// Records the run time since [`first_request_started`] in the histogram, once.
+#[inline(always)]
+pub fn first_request_done() {
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
+    let started = scratch.first_started_ns;
+    if started == 0 {
+        return;
+    }
+    scratch.first_started_ns = 0;
+    // SAFETY: plain helper call.
+    let ns = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() }.saturating_sub(started);
+    for (slot, add) in [(latency_bucket(ns), 1), (LATENCY_SUM_SLOT, ns)] {
+        if let Some(value) = RAUTA_LATENCY.get_ptr_mut(slot) {
+            // SAFETY: this CPU's own slot, from a successful lookup.
+            unsafe { *value += add };
+        }
     }
 }
 

@@ -262,7 +262,7 @@ impl Collector for KernelCollector {
             None,
             errors.metric_type(),
         )?)?;
-        let (packets, routes, splices) = {
+        let (packets, routes, splices, latency) = {
             let tiers = match state.tiers.lock() {
                 Ok(tiers) => tiers,
                 Err(poisoned) => poisoned.into_inner(),
@@ -271,6 +271,7 @@ impl Collector for KernelCollector {
                 tiers.counters(),
                 tiers.route_counters(),
                 tiers.splice_sizes(),
+                tiers.first_request_latency(),
             )
         };
         match splices {
@@ -297,6 +298,36 @@ impl Collector for KernelCollector {
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot read the kernel splice tables"),
+        }
+        match latency {
+            Ok(latency) => {
+                // Bucket k of the kernel's histogram holds runs below 2^k ns; buckets 6..=20 (64 ns to
+                // 1 ms) are exported with their upper bounds, the rest folded into the neighbours.
+                let mut buckets: Vec<(f64, u64)> = Vec::new();
+                let mut pending = 0;
+                for (k, n) in latency.buckets.iter().enumerate() {
+                    pending += n;
+                    if (6..=20).contains(&k) {
+                        buckets.push(((1u64 << k) as f64 / 1e9, pending));
+                        pending = 0;
+                    }
+                }
+                buckets.push((f64::MAX, pending));
+                let mut metric = encoder.encode_descriptor(
+                    "rauta_kernel_first_request_duration_seconds",
+                    "XDP run time on Tier 1 first requests (routing hits): from the cookie check to the \
+                     verdict, route decision and splice start included",
+                    None,
+                    prometheus_client::metrics::MetricType::Histogram,
+                )?;
+                metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    latency.sum_ns as f64 / 1e9,
+                    latency.count(),
+                    &buckets,
+                    None,
+                )?;
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the kernel latency histogram"),
         }
         if let Ok(counters) = &packets {
             let requests = ConstCounter::new(counters.get(Reason::SpliceSynSent));

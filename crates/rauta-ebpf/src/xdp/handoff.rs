@@ -55,6 +55,7 @@ pub fn replay(
     };
     // SAFETY: this CPU's scratch entry, valid for this run.
     let scratch = unsafe { &mut *scratch };
+    crate::maps::first_request_started(scratch);
     let segment = &mut scratch.segment;
     if let Err(reason) = capture(ctx, segment, tcp, tcp_len, payload_len) {
         return Verdict::drop(reason);
