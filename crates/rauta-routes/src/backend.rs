@@ -3,8 +3,17 @@
 //! Resolution follows kube-proxy: the Service (in the Ingress's namespace) port is found by number
 //! (`port`) or by name (`name`); its endpoints come from the EndpointSlices labelled
 //! `kubernetes.io/service-name: <service>` in the same namespace, using the slice port whose name equals
-//! the Service port's name (both empty for a single unnamed port). Every address of every endpoint whose
-//! `conditions.ready` is not `false` (nil means ready) is used, deduplicated and sorted.
+//! the Service port's name (both empty for a single unnamed port).
+//!
+//! Endpoint conditions are read as the EndpointSlice API defines them and kube-proxy uses them: `ready`
+//! nil means ready, `serving` nil means serving, `terminating` nil means not terminating. Every address of
+//! every ready endpoint is used, deduplicated and sorted. Only when the Service port has no ready endpoint
+//! at all are the endpoints that are `serving` and `terminating` used instead (a Deployment rolling its
+//! last pods keeps answering while they drain, rather than failing with 503).
+//!
+//! A backend also carries its [`HealthPolicy`] (active HTTP checks, passive outlier ejection), read from
+//! `rauta.io/` annotations on the Service and on the Ingress (see `health_policy`);
+//! applying it is the job of the proxy side (`rauta-health`), not of this pure crate.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +22,8 @@ use rauta_common::flow::{flow_hash_v4, flow_hash_v6};
 use rauta_maglev::{MaglevBackend, MaglevTable};
 
 use crate::diagnostic::{Diagnostic, ObjectRef};
-use crate::model::{EndpointSlice, Service, ServicePort};
+use crate::health_policy::HealthPolicy;
+use crate::model::{EndpointConditions, EndpointSlice, Service, ServicePort};
 use crate::route::{PortRef, ServiceRef};
 
 /// The label that ties an EndpointSlice to its Service.
@@ -24,8 +34,13 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub struct Backend {
     /// The Service port this backend resolves.
     pub service: ServiceRef,
-    /// Ready endpoints (address + EndpointSlice port), sorted and unique; empty means 503.
+    /// Ready endpoints (address + EndpointSlice port), sorted and unique; empty means 503. When no endpoint
+    /// is ready, the serving-and-terminating ones (see [`Backend::terminating_fallback`]).
     pub endpoints: Vec<SocketAddr>,
+    /// `endpoints` are serving-but-terminating endpoints, used because no endpoint is ready.
+    pub terminating_fallback: bool,
+    /// Active health checks and outlier ejection for the endpoints (annotations; defaults otherwise).
+    pub health: HealthPolicy,
     /// From the Service port (else the EndpointSlice port), e.g. `kubernetes.io/h2c`.
     pub app_protocol: Option<String>,
     /// Why the backend has no endpoints (missing Service, port, slices, or no ready endpoint).
@@ -54,6 +69,8 @@ impl Backend {
         Self {
             service,
             endpoints,
+            terminating_fallback: false,
+            health: HealthPolicy::default(),
             app_protocol,
             problem,
             maglev,
@@ -65,11 +82,7 @@ impl Backend {
     /// is unchanged, and the kernel tiers compute the same choice from the same table.
     #[inline]
     pub fn pick(&self, client: SocketAddr) -> Option<SocketAddr> {
-        let hash = match client.ip() {
-            IpAddr::V4(ip) => flow_hash_v4(ip.octets(), client.port()),
-            IpAddr::V6(ip) => flow_hash_v6(ip.octets(), client.port()),
-        };
-        self.pick_by_hash(hash)
+        self.pick_by_hash(flow_hash(client))
     }
 
     /// The endpoint for a precomputed flow hash.
@@ -84,6 +97,15 @@ impl Backend {
     /// writer: the kernel tiers index the same table to pick the same endpoint.
     pub fn maglev(&self) -> &MaglevTable {
         &self.maglev
+    }
+}
+
+/// The flow hash of a client address and port: the key every tier indexes Maglev tables with.
+#[inline]
+pub fn flow_hash(client: SocketAddr) -> u32 {
+    match client.ip() {
+        IpAddr::V4(ip) => flow_hash_v4(ip.octets(), client.port()),
+        IpAddr::V6(ip) => flow_hash_v6(ip.octets(), client.port()),
     }
 }
 
@@ -177,6 +199,7 @@ impl<'a> Resolver<'a> {
         };
         let port_name = port.name.as_deref().unwrap_or("");
         let mut endpoints = Vec::new();
+        let mut terminating = Vec::new();
         let mut app_protocol = port.app_protocol.clone();
         let mut port_found = false;
         for slice in slices {
@@ -199,14 +222,19 @@ impl<'a> Resolver<'a> {
             if app_protocol.is_none() {
                 app_protocol = slice_port.app_protocol.clone();
             }
-            // Nil `ready` means ready (API contract); unparsable addresses were reported by `new`.
-            let ready = slice
-                .endpoints
-                .iter()
-                .filter(|e| e.conditions.ready != Some(false));
-            let ips =
-                ready.flat_map(|e| e.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()));
-            endpoints.extend(ips.map(|ip| SocketAddr::new(ip, number)));
+            // Unparsable addresses were reported by `new`.
+            for endpoint in &slice.endpoints {
+                let into = match Condition::of(&endpoint.conditions) {
+                    Condition::Ready => &mut endpoints,
+                    Condition::ServingTerminating => &mut terminating,
+                    Condition::Unused => continue,
+                };
+                let ips = endpoint
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<IpAddr>().ok());
+                into.extend(ips.map(|ip| SocketAddr::new(ip, number)));
+            }
         }
         if !port_found {
             return broken(
@@ -217,12 +245,52 @@ impl<'a> Resolver<'a> {
                 ),
             );
         }
+        // kube-proxy's fallback: terminating endpoints that still serve, only while none is ready.
+        let terminating_fallback = endpoints.is_empty() && !terminating.is_empty();
+        if terminating_fallback {
+            endpoints = terminating;
+        }
         let problem = endpoints
             .is_empty()
             .then(|| "no ready endpoints".to_owned());
+        let mut backend = Backend::new(service.clone(), endpoints, app_protocol, problem);
+        backend.terminating_fallback = terminating_fallback;
         Resolved {
-            backend: Backend::new(service.clone(), endpoints, app_protocol, problem),
+            backend,
             config_problem: None,
+        }
+    }
+
+    /// The Service a reference names, if it exists (for its annotations).
+    pub fn service(&self, service: &ServiceRef) -> Option<&'a Service> {
+        self.services
+            .get(&(service.namespace.as_str(), service.name.as_str()))
+            .copied()
+    }
+}
+
+/// How an endpoint's conditions let it be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    /// `ready` (nil counts as true): serves traffic.
+    Ready,
+    /// Not ready, but `serving` (nil counts as true) and `terminating`: used only without ready endpoints.
+    ServingTerminating,
+    /// Neither.
+    Unused,
+}
+
+impl Condition {
+    fn of(c: &EndpointConditions) -> Condition {
+        let ready = c.ready.unwrap_or(true);
+        let serving = c.serving.unwrap_or(true);
+        let terminating = c.terminating.unwrap_or(false);
+        if ready {
+            Condition::Ready
+        } else if serving && terminating {
+            Condition::ServingTerminating
+        } else {
+            Condition::Unused
         }
     }
 }
@@ -262,5 +330,206 @@ fn find_port<'s>(ports: &'s [ServicePort], port: &PortRef) -> Option<&'s Service
         PortRef::Name(name) => ports
             .iter()
             .find(|p| p.name.as_deref() == Some(name.as_str())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health_policy::{HEALTH_CHECK_PATH, OUTLIER_CONSECUTIVE_FAILURES};
+    use crate::model::{Endpoint, EndpointPort, Ingress, Inputs, ObjectMeta};
+    use crate::{compile, CompileOptions, Match};
+    use std::sync::Arc;
+
+    fn conditions(
+        ready: Option<bool>,
+        serving: Option<bool>,
+        terminating: Option<bool>,
+    ) -> EndpointConditions {
+        EndpointConditions {
+            ready,
+            serving,
+            terminating,
+        }
+    }
+
+    #[test]
+    fn conditions_follow_the_api_defaults() {
+        use Condition::*;
+        assert_eq!(Condition::of(&conditions(None, None, None)), Ready);
+        assert_eq!(Condition::of(&conditions(Some(true), None, None)), Ready);
+        assert_eq!(Condition::of(&conditions(Some(false), None, None)), Unused);
+        // Serving nil counts as serving: a terminating endpoint without the field still drains.
+        assert_eq!(
+            Condition::of(&conditions(Some(false), None, Some(true))),
+            ServingTerminating
+        );
+        assert_eq!(
+            Condition::of(&conditions(Some(false), Some(true), Some(true))),
+            ServingTerminating
+        );
+        assert_eq!(
+            Condition::of(&conditions(Some(false), Some(false), Some(true))),
+            Unused
+        );
+        assert_eq!(
+            Condition::of(&conditions(Some(false), Some(true), Some(false))),
+            Unused
+        );
+    }
+
+    /// Inputs with Service `shop/web` (port 80 "http") and one slice holding `endpoints`
+    /// (address, ready, serving, terminating), plus an Ingress routing host `h` to it.
+    fn inputs(
+        endpoints: &[(&str, Option<bool>, Option<bool>, Option<bool>)],
+        service_annotations: &[(&str, &str)],
+        ingress_annotations: &[(&str, &str)],
+    ) -> Inputs {
+        let meta = |name: &str, annotations: &[(&str, &str)]| ObjectMeta {
+            name: name.into(),
+            namespace: Some("shop".into()),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..ObjectMeta::default()
+        };
+        let service = Service {
+            metadata: meta("web", service_annotations),
+            spec: crate::model::ServiceSpec {
+                ports: vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    ..ServicePort::default()
+                }],
+                ..Default::default()
+            },
+        };
+        let mut slice_meta = meta("web-1", &[]);
+        slice_meta
+            .labels
+            .insert(SERVICE_NAME_LABEL.into(), "web".into());
+        let slice = EndpointSlice {
+            metadata: slice_meta,
+            address_type: "IPv4".into(),
+            endpoints: endpoints
+                .iter()
+                .map(|(a, r, s, t)| Endpoint {
+                    addresses: vec![a.to_string()],
+                    conditions: conditions(*r, *s, *t),
+                    ..Endpoint::default()
+                })
+                .collect(),
+            ports: vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(8080),
+                ..EndpointPort::default()
+            }],
+        };
+        let ingress: Ingress = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ing", "namespace": "shop", "annotations":
+                ingress_annotations.iter().map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<std::collections::BTreeMap<_, _>>()},
+            "spec": {"ingressClassName": "rauta", "rules": [{"host": "h", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
+        }))
+        .unwrap();
+        Inputs {
+            ingresses: vec![ingress],
+            services: vec![service],
+            endpoint_slices: vec![slice],
+            ..Inputs::default()
+        }
+    }
+
+    fn backend(inputs: &Inputs) -> (Arc<Backend>, Vec<Diagnostic>) {
+        let compiled = compile(inputs, &CompileOptions::default());
+        match compiled.table.lookup("h", "/") {
+            Match::Route(r) => (r.backend.clone(), compiled.diagnostics),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn terminating_serving_endpoints_are_used_only_without_ready_ones() {
+        let t = Some(true);
+        let f = Some(false);
+        // One ready endpoint: the draining ones are not used.
+        let (b, _) = backend(&inputs(
+            &[
+                ("10.0.0.1", None, None, None),
+                ("10.0.0.2", f, t, t),
+                ("10.0.0.3", f, None, t),
+            ],
+            &[],
+            &[],
+        ));
+        assert_eq!(b.endpoints, addrs(&["10.0.0.1:8080"]));
+        assert!(!b.terminating_fallback);
+        // No ready endpoint: the serving+terminating ones serve; not-serving and not-ready-not-terminating
+        // ones never do.
+        let (b, _) = backend(&inputs(
+            &[
+                ("10.0.0.2", f, t, t),
+                ("10.0.0.3", f, None, t),
+                ("10.0.0.4", f, f, t),
+                ("10.0.0.5", f, t, f),
+            ],
+            &[],
+            &[],
+        ));
+        assert_eq!(b.endpoints, addrs(&["10.0.0.2:8080", "10.0.0.3:8080"]));
+        assert!(b.terminating_fallback);
+        assert_eq!(b.problem, None);
+        assert!(b.pick("192.0.2.1:1000".parse().unwrap()).is_some());
+        // Nothing usable at all: the backend is empty and says why.
+        let (b, _) = backend(&inputs(&[("10.0.0.4", f, f, t)], &[], &[]));
+        assert!(b.endpoints.is_empty());
+        assert!(!b.terminating_fallback);
+        assert_eq!(b.problem.as_deref(), Some("no ready endpoints"));
+    }
+
+    #[test]
+    fn health_policy_comes_from_service_then_ingress_annotations() {
+        let (b, diags) = backend(&inputs(
+            &[("10.0.0.1", None, None, None)],
+            &[(HEALTH_CHECK_PATH, "/healthz")],
+            &[
+                (HEALTH_CHECK_PATH, "/other"),
+                (OUTLIER_CONSECUTIVE_FAILURES, "2"),
+            ],
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(b.health.active.as_ref().unwrap().path, "/healthz");
+        assert_eq!(b.health.outlier.consecutive_failures, 2);
+        // A bad value is reported on the object that carries it.
+        let (b, diags) = backend(&inputs(
+            &[("10.0.0.1", None, None, None)],
+            &[(OUTLIER_CONSECUTIVE_FAILURES, "many")],
+            &[(HEALTH_CHECK_PATH, "no-slash")],
+        ));
+        assert_eq!(b.health, HealthPolicy::default());
+        let got: Vec<(&str, &str)> = diags
+            .iter()
+            .map(|d| (d.object.kind, d.field.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "Service",
+                    "metadata.annotations[rauta.io/outlier-consecutive-failures]"
+                ),
+                (
+                    "Ingress",
+                    "metadata.annotations[rauta.io/health-check-path]"
+                ),
+            ]
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, Resolver};
 use crate::class::ClassFilter;
 use crate::diagnostic::{Diagnostic, ObjectRef};
+use crate::health_policy::{AnnotationSource, HealthPolicy};
 use crate::host::{tls_covers, HostPattern};
 use crate::lookup::{DefaultBackend, DefaultScope, HostRoutes, RegexRoute, RouteTable};
 use crate::model::{Ingress, IngressBackend, Inputs};
@@ -54,13 +55,16 @@ pub fn compile(inputs: &Inputs, options: &CompileOptions) -> Compiled {
         claimed: HashMap::new(),
         pending: Vec::new(),
         catch_all: None,
+        current: None,
     };
     let filter = ClassFilter::new(&options.ingress_class, &inputs.ingress_classes);
     let mut ours: Vec<&Ingress> = inputs.ingresses.iter().filter(|i| filter.owns(i)).collect();
     ours.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
     for ingress in ours {
+        c.current = Some(ingress);
         c.add_ingress(ingress);
     }
+    c.current = None;
     let controller_default = options.default_backend.as_ref().map(|service| {
         let backend = c.backend(service, || {
             let object = ObjectRef {
@@ -125,6 +129,8 @@ struct Compiler<'a> {
     claimed: HashMap<(GroupKey, PathType, String), ObjectRef>,
     pending: Vec<Pending>,
     catch_all: Option<(Arc<Backend>, ObjectRef)>,
+    /// The Ingress being added: its annotations give the health policy of backends it references first.
+    current: Option<&'a Ingress>,
 }
 
 impl Compiler<'_> {
@@ -146,7 +152,8 @@ impl Compiler<'_> {
         let (backend, problem) = match self.backends.get(service) {
             Some((b, p)) => (Arc::clone(b), p.clone()),
             None => {
-                let resolved = self.resolver.resolve(service);
+                let mut resolved = self.resolver.resolve(service);
+                resolved.backend.health = self.health_policy(service);
                 let b = Arc::new(resolved.backend);
                 self.backends.insert(
                     service.clone(),
@@ -160,6 +167,28 @@ impl Compiler<'_> {
             self.diag(&object, format!("{field}.{sub}"), message);
         }
         backend
+    }
+
+    /// The health policy of a Service port: the Service's annotations, then those of the Ingress being added
+    /// (the oldest one referencing it). Bad values are reported on the object that carries them.
+    fn health_policy(&mut self, service: &ServiceRef) -> HealthPolicy {
+        let svc = self.resolver.service(service);
+        let ingress = self.current;
+        let (policy, problems) = HealthPolicy::from_annotations(
+            svc.map(|s| &s.metadata.annotations),
+            ingress.map(|i| &i.metadata.annotations),
+        );
+        for problem in problems {
+            let object = match (problem.source, svc, ingress) {
+                (AnnotationSource::Service, Some(s), _) => ObjectRef::new("Service", &s.metadata),
+                (AnnotationSource::Ingress, _, Some(i)) => ObjectRef::new("Ingress", &i.metadata),
+                // A problem always comes from an object that was passed in.
+                _ => continue,
+            };
+            let field = format!("metadata.annotations[{}]", problem.key);
+            self.diag(&object, field, problem.message);
+        }
+        policy
     }
 
     /// Turn an Ingress backend into a shared backend, or report why it cannot be one.

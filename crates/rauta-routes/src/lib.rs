@@ -15,6 +15,7 @@ pub mod backend;
 pub mod class;
 mod compile;
 mod diagnostic;
+pub mod health_policy;
 pub mod host;
 mod json;
 mod lookup;
@@ -25,6 +26,7 @@ mod route;
 pub use backend::Backend;
 pub use compile::{compile, CompileOptions, Compiled};
 pub use diagnostic::{Diagnostic, ObjectRef};
+pub use health_policy::HealthPolicy;
 pub use lookup::{DefaultBackend, DefaultScope, Match, RouteTable};
 pub use route::{
     PathType, PortRef, Route, ServiceRef, Tier, CONTROLLER_NAME, SSL_REDIRECT_ANNOTATION,
