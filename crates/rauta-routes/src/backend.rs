@@ -378,10 +378,13 @@ mod tests {
         );
     }
 
+    /// Address, ready, serving, terminating.
+    type TestEndpoint<'s> = (&'s str, Option<bool>, Option<bool>, Option<bool>);
+
     /// Inputs with Service `shop/web` (port 80 "http") and one slice holding `endpoints`
     /// (address, ready, serving, terminating), plus an Ingress routing host `h` to it.
     fn inputs(
-        endpoints: &[(&str, Option<bool>, Option<bool>, Option<bool>)],
+        endpoints: &[TestEndpoint],
         service_annotations: &[(&str, &str)],
         ingress_annotations: &[(&str, &str)],
     ) -> Inputs {
