@@ -23,11 +23,13 @@ pub async fn run(cache: Arc<Cache>, config: WatchConfig, tx: watch::Sender<Optio
                 () = sleep_until(deadline) => break,
             }
         }
+        let started = Instant::now();
         let Some((inputs, status)) = cache.snapshot(&config.ingress_class) else {
             // A list is incomplete; its completion notifies again.
             continue;
         };
         generation += 1;
+        tracing::debug!(generation, took = ?started.elapsed(), waited = ?started.duration_since(first), "snapshot taken");
         if tx
             .send(Some(Snapshot {
                 inputs: Arc::new(inputs),

@@ -126,6 +126,7 @@ fn identity() -> String {
 
 impl KubeSource {
     async fn compile(&mut self, snapshot: rauta_k8s::Snapshot) -> Result<Compiled, FatalError> {
+        let started = std::time::Instant::now();
         let options = self.options.clone();
         let inputs = snapshot.inputs.clone();
         let compiled = tokio::task::spawn_blocking(move || {
@@ -152,6 +153,7 @@ impl KubeSource {
         tracing::debug!(
             generation = snapshot.generation,
             ingresses = snapshot.inputs.ingresses.len(),
+            took = ?started.elapsed(),
             "compiled a Kubernetes snapshot"
         );
         Ok(compiled)
