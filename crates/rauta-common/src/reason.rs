@@ -134,11 +134,14 @@ pub enum Reason {
     /// (`Connection`, `Content-*`, `Transfer-Encoding`, `Upgrade`, `Expect`): the splice inserts its own
     /// `Connection:close` and carries no body, so Tier 3 serves it.
     SpliceHeaderUnsupported = 47,
+    /// A segment of a splice whose endpoint left the route table: the client gets a RST (XDP_TX, or the
+    /// backend's segment turned into one), and the splice is forgotten.
+    SpliceReset = 48,
 }
 
 impl Reason {
     /// Number of reasons; every code is below it.
-    pub const COUNT: usize = 48;
+    pub const COUNT: usize = 49;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -190,6 +193,7 @@ impl Reason {
         Reason::SpliceRedirectError,
         Reason::SpliceTooLarge,
         Reason::SpliceHeaderUnsupported,
+        Reason::SpliceReset,
     ];
 
     /// The counter-map index of this reason.
@@ -249,6 +253,7 @@ impl Reason {
             Reason::SpliceRedirectError => "splice_redirect_error",
             Reason::SpliceTooLarge => "splice_too_large",
             Reason::SpliceHeaderUnsupported => "splice_header_unsupported",
+            Reason::SpliceReset => "splice_reset",
         }
     }
 }

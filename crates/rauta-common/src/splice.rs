@@ -75,6 +75,10 @@ pub const SPLICE_ESTABLISHED: u32 = 3;
 /// first segment is handed to Tier 3.
 pub const SPLICE_FAILED: u32 = 4;
 
+/// [`SpliceState::state`]: the endpoint left the route table: the client's or the backend's next segment
+/// becomes a RST to the client, and the splice is forgotten.
+pub const SPLICE_RESET: u32 = 5;
+
 /// [`SpliceState::fins`] bit: the client sent FIN.
 pub const SPLICE_FIN_CLIENT: u32 = 1;
 /// [`SpliceState::fins`] bit: the backend sent FIN.
@@ -272,6 +276,70 @@ pub const fn insertion_sum(at: u32) -> u16 {
     }
 }
 
+/// Length of the RST [`build_rst_v4`] writes: Ethernet (14) + IPv4 (20) + TCP without options (20).
+pub const RST_V4_LEN: usize = 54;
+
+/// Writes a RST from `from` to `to` (MACs, addresses and ports as they sit in the packet) with sequence
+/// number `seq` (host order), ack 0, window 0, no options, both checksums complete.
+#[inline(always)]
+pub fn build_rst_v4(
+    macs: ([u8; 6], [u8; 6]),
+    from: ([u8; 4], [u8; 2]),
+    to: ([u8; 4], [u8; 2]),
+    seq: u32,
+    frame: &mut [u8; RST_V4_LEN],
+) {
+    let (src_mac, dst_mac) = macs;
+    let mut i = 0;
+    while i < 6 {
+        frame[i] = dst_mac[i];
+        frame[6 + i] = src_mac[i];
+        i += 1;
+    }
+    frame[12] = 0x08;
+    frame[13] = 0x00;
+    let ip = [
+        0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, from.0[0], from.0[1], from.0[2], from.0[3],
+        to.0[0], to.0[1], to.0[2], to.0[3],
+    ];
+    let csum = crate::checksum::ipv4_header(&ip).to_be_bytes();
+    let seq = seq.to_be_bytes();
+    let mut tcp = [
+        from.1[0],
+        from.1[1],
+        to.1[0],
+        to.1[1],
+        seq[0],
+        seq[1],
+        seq[2],
+        seq[3],
+        0,
+        0,
+        0,
+        0,
+        5 << 4,
+        crate::synack::TCP_RST,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    let sum = crate::checksum::add_words(crate::checksum::pseudo_header_v4(from.0, to.0, 20), &tcp);
+    let check = (!fold(sum)).to_be_bytes();
+    tcp[16] = check[0];
+    tcp[17] = check[1];
+    let mut k = 0;
+    while k < 20 {
+        frame[14 + k] = ip[k];
+        frame[34 + k] = tcp[k];
+        k += 1;
+    }
+    frame[24] = csum[0];
+    frame[25] = csum[1];
+}
+
 /// Adds two folded one's-complement sums.
 #[inline(always)]
 pub const fn add_sums(a: u16, b: u16) -> u16 {
@@ -375,6 +443,32 @@ mod tests {
                 "at {at}"
             );
         }
+    }
+
+    #[test]
+    fn a_rst_has_valid_checksums_and_the_given_sequence_number() {
+        let mut f = [0u8; RST_V4_LEN];
+        build_rst_v4(
+            ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]),
+            ([198, 18, 0, 1], 80u16.to_be_bytes()),
+            ([198, 18, 0, 2], 40000u16.to_be_bytes()),
+            0xdead_beef,
+            &mut f,
+        );
+        assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2], "to the client's MAC");
+        assert!(crate::checksum::ipv4_header_ok(
+            &f[14..34].try_into().unwrap()
+        ));
+        let mut seg = [0u8; 60];
+        seg[..20].copy_from_slice(&f[34..54]);
+        assert!(crate::checksum::tcp_v4_ok(
+            [198, 18, 0, 1],
+            [198, 18, 0, 2],
+            &seg,
+            20
+        ));
+        assert_eq!(&f[38..42], &0xdead_beefu32.to_be_bytes());
+        assert_eq!(f[47], crate::synack::TCP_RST);
     }
 
     #[test]

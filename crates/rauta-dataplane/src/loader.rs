@@ -24,8 +24,8 @@ use rauta_common::{
     },
     splice::{
         NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_SPLICE,
-        PROG_SPLICE_START, SPLICES_MAP, SPLICE_CONFIG_MAP, TC_INGRESS_PROGRAM, XDP_SPLICE_PROGRAM,
-        XDP_SPLICE_START_PROGRAM,
+        PROG_SPLICE_START, SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET, TC_INGRESS_PROGRAM,
+        XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM,
     },
 };
 use rauta_routes::RouteTable;
@@ -156,6 +156,8 @@ pub struct AppliedRoutes {
     pub removed_routes: usize,
     /// Routes left to Tier 3 only, and why.
     pub skipped: Vec<Skipped>,
+    /// Splices whose endpoint left the table: each is reset at its next segment.
+    pub reset_splices: usize,
 }
 
 /// `TC_ACT_OK`: the packet continues.
@@ -392,7 +394,14 @@ impl KernelTiers {
         };
         self.bank = new_bank;
         self.delete_bank(old_bank)?;
+        let live: HashSet<Endpoint> = image
+            .services
+            .iter()
+            .flat_map(|service| service.slots.iter().copied())
+            .collect();
+        let reset_splices = self.reset_splices_outside(&live)?;
         Ok(AppliedRoutes {
+            reset_splices,
             routes: image.routes.len(),
             services: image.services.len(),
             slots: image.slot_count(),
@@ -541,6 +550,33 @@ impl KernelTiers {
         let mut map: Array<_, SpliceConfig> = self.typed_map_mut(SPLICE_CONFIG_MAP)?;
         map.set(0, config, 0)
             .map_err(|source| DataplaneError::map(SPLICE_CONFIG_MAP, source))
+    }
+
+    /// Marks every splice whose endpoint is not in `live` for reset (the next segment of either side
+    /// becomes the client's RST); others are untouched. Returns how many were marked.
+    fn reset_splices_outside(&mut self, live: &HashSet<Endpoint>) -> Result<usize, DataplaneError> {
+        let mut splices: HashMap<_, FlowKey, SpliceState> = self.typed_map_mut(SPLICES_MAP)?;
+        let keys: Vec<FlowKey> = splices.keys().filter_map(Result::ok).collect();
+        let mut reset = 0;
+        for key in keys {
+            let Ok(mut splice) = splices.get(&key, 0) else {
+                continue; // closed meanwhile
+            };
+            let endpoint = Endpoint {
+                addr_be: splice.backend_addr,
+                port_be: splice.backend_port,
+                _pad: 0,
+            };
+            if live.contains(&endpoint) || splice.state == SPLICE_RESET {
+                continue;
+            }
+            splice.state = SPLICE_RESET;
+            match splices.insert(key, splice, 0) {
+                Ok(()) => reset += 1,
+                Err(source) => return Err(DataplaneError::map(SPLICES_MAP, source)),
+            }
+        }
+        Ok(reset)
     }
 
     /// The first-request run-time histogram (see [`FirstRequestLatency`]), summed over CPUs.

@@ -75,20 +75,25 @@ impl Node {
             run(&["ip", "-n", ns, "link", "set", peer, "up"]);
             run(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "neigh",
-            "add",
-            "198.18.1.2",
-            "lladdr",
-            "02:00:00:00:01:02",
-            "dev",
-            "nb",
-            "nud",
-            "permanent",
-        ]);
+        for (addr, mac) in [
+            ("198.18.1.2", "02:00:00:00:01:02"),
+            ("198.18.1.3", "02:00:00:00:01:03"),
+        ] {
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "neigh",
+                "add",
+                addr,
+                "lladdr",
+                mac,
+                "dev",
+                "nb",
+                "nud",
+                "permanent",
+            ]);
+        }
         run(&[
             "ip",
             "netns",
@@ -482,4 +487,73 @@ fn hits_the_splice_cannot_carry_are_handed_to_tier_3() {
         }
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
     });
+}
+
+#[test]
+fn splices_to_a_removed_endpoint_are_reset_and_the_others_untouched() {
+    if !support::root_or_skip("splices_to_a_removed_endpoint_are_reset_and_the_others_untouched") {
+        return;
+    }
+    let node = Node::create("reset");
+    let ns = node.ns.clone();
+    thread::spawn(move || {
+        netns::enter(&ns).unwrap();
+        let mut tiers =
+            KernelTiers::load(std::net::SocketAddrV4::new(VIP, PORT), &[]).expect("load");
+        let both = table(&format!(
+            "{INGRESS}{}",
+            service("shop", &["198.18.1.2", "198.18.1.3"])
+        ));
+        tiers.apply_routes(&both).unwrap();
+        let nc = ifindex("nc");
+        // Open splices until each endpoint has one (Maglev spreads client ports over both).
+        let mut by_backend = std::collections::BTreeMap::new();
+        for sport in 41000..41100u16 {
+            let (client, _, action, out, moved) = open(&tiers, nc, sport, REQUEST);
+            assert_eq!(action, XdpAction::Redirect, "{moved:?}");
+            let backend = packet::parse(&out).dst;
+            by_backend.entry(backend).or_insert((sport, client));
+            if by_backend.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(by_backend.len(), 2, "both endpoints got a splice");
+        let kept_port = by_backend[&BACKEND].0;
+        let (gone_port, gone_client) = by_backend[&Ipv4Addr::new(198, 18, 1, 3)].clone();
+
+        // The endpoint 198.18.1.3 leaves the table.
+        let one = table(&format!("{INGRESS}{}", service("shop", &["198.18.1.2"])));
+        let applied = tiers.apply_routes(&one).unwrap();
+        assert!(applied.reset_splices >= 1, "{applied:?}");
+        assert_eq!(
+            splice_of(&tiers, kept_port).unwrap().state,
+            SPLICE_SYN_SENT,
+            "the other splice is untouched"
+        );
+
+        // The client's next segment on the removed endpoint's splice is answered with a RST.
+        let mut ack = gone_client.clone();
+        ack.flags = ACK;
+        ack.seq = gone_client.seq.wrapping_add(REQUEST.len() as u32);
+        ack.ack = 0x1234_5678;
+        ack.payload.clear();
+        let (action, out) = xdp(&tiers, &ack.build(), nc, Reason::SpliceReset);
+        assert_eq!(action, XdpAction::Tx, "back out of the client's interface");
+        let rst = packet::parse(&out);
+        assert_eq!(
+            (rst.src, rst.dst, rst.sport, rst.dport),
+            (VIP, CLIENT, PORT, gone_port)
+        );
+        assert_eq!((rst.flags, rst.seq), (RST, 0x1234_5678));
+        assert_eq!(
+            (rst.eth_dst, rst.eth_src),
+            (packet::CLIENT_MAC, packet::SERVER_MAC)
+        );
+        assert!(rst.ip_csum_ok && rst.tcp_csum_ok);
+        assert_eq!(splice_of(&tiers, gone_port), None);
+        assert!(splice_of(&tiers, kept_port).is_some());
+    })
+    .join()
+    .expect("the test body");
+    drop(node);
 }

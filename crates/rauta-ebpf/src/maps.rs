@@ -19,7 +19,7 @@ use rauta_common::{
         Endpoint, ROUTE_COUNTER_SLOTS, ROUTE_ENTRIES, RouteDecision, RouteKey, RouteReason,
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry, SlotKey,
     },
-    splice::{NatKey, PROG_SLOTS, SPLICE_ENTRIES, SpliceConfig, SpliceState},
+    splice::{NatKey, PROG_SLOTS, RST_V4_LEN, SPLICE_ENTRIES, SpliceConfig, SpliceState},
 };
 
 use crate::xdp::route::{Hit, RouteScratch};
@@ -130,6 +130,10 @@ pub struct Scratch {
     pub handoff_reason: u32,
     /// `bpf_ktime_get_ns` when the current packet was recognised as a first data segment (0: none).
     pub first_started_ns: u64,
+    /// A RST being built (XDP).
+    pub rst: [u8; RST_V4_LEN],
+    /// Explicit padding to a multiple of 8.
+    pub _pad3: [u8; 2],
 }
 
 /// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held

@@ -24,9 +24,10 @@ use rauta_common::{
     reason::Reason,
     route::HEAD_SCAN_MAX,
     splice::{
-        INSERT_LEN, NAT_PROBES, NatKey, SPLICE_ACK_SENT, SPLICE_CLOSED, SPLICE_ESTABLISHED,
-        SPLICE_FAILED, SPLICE_FIN_BACKEND, SPLICE_FIN_BACKEND_ACKED, SPLICE_FIN_CLIENT,
-        SPLICE_FIN_CLIENT_ACKED, SPLICE_SYN_SENT, SYN_TRIES, SpliceState, nat_port_candidate,
+        INSERT_LEN, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT, SPLICE_CLOSED,
+        SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND, SPLICE_FIN_BACKEND_ACKED,
+        SPLICE_FIN_CLIENT, SPLICE_FIN_CLIENT_ACKED, SPLICE_RESET, SPLICE_SYN_SENT, SYN_TRIES,
+        SpliceState, build_rst_v4, nat_port_candidate,
     },
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
@@ -288,6 +289,21 @@ pub fn client_segment(
     let s = unsafe { &mut *splice };
     let flags = tcp.flags;
     let seq = u32::from_be_bytes(tcp.seq);
+    if s.state == SPLICE_RESET {
+        // The endpoint is gone: answer with a RST at the sequence number the client acknowledges.
+        forget_splice(key);
+        if flags & TCP_RST != 0 {
+            return Verdict::drop(Reason::SpliceReset);
+        }
+        return send_rst(
+            ctx,
+            (s.vip_mac, s.client_mac),
+            (key.vip_addr, key.vip_port),
+            (key.client_addr, key.client_port),
+            u32::from_be_bytes(tcp.ack_seq),
+            s.client_ifindex,
+        );
+    }
     let first =
         payload_len > 0 && seq == s.first_seq() && flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK;
 
@@ -419,6 +435,19 @@ pub fn backend_segment(
         }
         return Some(Verdict::drop(Reason::SpliceStrayDrop));
     }
+    if s.state == SPLICE_RESET {
+        // The endpoint left the route table: this segment becomes the client's RST.
+        let copy = *s;
+        forget_splice(&key);
+        return Some(send_rst(
+            ctx,
+            (copy.vip_mac, copy.client_mac),
+            (key.vip_addr, key.vip_port),
+            (key.client_addr, key.client_port),
+            copy.to_client_seq(seq),
+            copy.client_ifindex,
+        ));
+    }
     if s.state == SPLICE_FAILED || flags & TCP_SYN != 0 {
         return Some(Verdict::drop(Reason::SpliceStrayDrop));
     }
@@ -532,6 +561,41 @@ fn rewrite(ctx: &XdpContext, leg: Leg, ifindex: u32, reason: Reason) -> Verdict 
     tcp.ack_seq = leg.ack.to_be_bytes();
     tcp.check = check.to_be_bytes();
     forward(ctx, ifindex, reason)
+}
+
+/// Writes a RST (`macs`: ours, theirs; `from`/`to`: address and port in network order) over the packet
+/// and sends it out of `ifindex`.
+#[inline(always)]
+fn send_rst(
+    ctx: &XdpContext,
+    macs: ([u8; 6], [u8; 6]),
+    from: (u32, u16),
+    to: (u32, u16),
+    seq: u32,
+    ifindex: u32,
+) -> Verdict {
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+        return Verdict::drop(Reason::SpliceReset);
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let frame = unsafe { &mut (*scratch).rst };
+    build_rst_v4(
+        macs,
+        (from.0.to_ne_bytes(), from.1.to_ne_bytes()),
+        (to.0.to_ne_bytes(), to.1.to_ne_bytes()),
+        seq,
+        frame,
+    );
+    let delta = RST_V4_LEN as i32 - frame_len(ctx) as i32;
+    // SAFETY: plain helper calls on this program's context; no packet pointer is used afterwards.
+    let written = unsafe {
+        (delta == 0 || bpf_xdp_adjust_tail(ctx.ctx, delta) == 0)
+            && bpf_xdp_store_bytes(ctx.ctx, 0, frame.as_mut_ptr().cast(), RST_V4_LEN as u32) == 0
+    };
+    if !written {
+        return Verdict::drop(Reason::SpliceReset);
+    }
+    forward(ctx, ifindex, Reason::SpliceReset)
 }
 
 /// Sends the packet out of `ifindex`: back where it came from (`XDP_TX`) or redirected.
