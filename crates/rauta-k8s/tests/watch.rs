@@ -301,3 +301,51 @@ async fn one_leader_writes_status_and_another_takes_over() {
     assert!(*second_leads.borrow());
     assert_eq!(published(&s.api, "other").await, Value::Null);
 }
+
+#[tokio::test]
+async fn watch_namespaces_limit_what_is_seen() {
+    let server = FakeApiServer::start("127.0.0.1:0".parse().unwrap(), Config::default())
+        .await
+        .unwrap();
+    let api = Client::new(server.url());
+    for ns in ["team-a", "team-b", "team-c"] {
+        let answer = api
+            .create(
+                &format!("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses"),
+                &ingress(&format!("in-{ns}"), &format!("/{ns}"), None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 201);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig(&server.url(), NS)).unwrap();
+    let client = rauta_k8s::client(Some(&path)).await.unwrap();
+    let mut config = WatchConfig::new("rauta");
+    config.namespaces = vec!["team-a".into(), "team-c".into()];
+    let mut watching = rauta_k8s::start(client, config);
+    until(&mut watching, "the two watched namespaces", |snap| {
+        paths(snap) == ["/team-a", "/team-c"]
+    })
+    .await;
+    // A change in an unwatched namespace is never seen; one in a watched namespace is.
+    api.delete("/apis/networking.k8s.io/v1/namespaces/team-b/ingresses/in-team-b")
+        .await
+        .unwrap();
+    api.delete("/apis/networking.k8s.io/v1/namespaces/team-c/ingresses/in-team-c")
+        .await
+        .unwrap();
+    until(&mut watching, "the deletion in team-c", |snap| {
+        paths(snap) == ["/team-a"]
+    })
+    .await;
+    let requests = server.store().requests();
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.resource == "ingresses")
+            .all(|r| r.namespace.is_some()),
+        "a cluster-wide Ingress request despite --watch-namespace: {requests:?}"
+    );
+}
