@@ -557,3 +557,100 @@ fn splices_to_a_removed_endpoint_are_reset_and_the_others_untouched() {
     .expect("the test body");
     drop(node);
 }
+
+/// Median `BPF_PROG_RUN` duration (ns) of each step of a splice, 1000 runs each with `repeat = 1` (the
+/// kernel re-runs repetitions on the packet the previous run rewrote). The not-VIP pass is the harness
+/// baseline: subtract it to get the program's own work. Run with
+/// `cargo test -p rauta-dataplane --test splice_packets -- --ignored --nocapture` (as root).
+#[test]
+#[ignore = "measurement, run on demand"]
+fn median_cost_of_the_splice() {
+    if !support::root_or_skip("median_cost_of_the_splice") {
+        return;
+    }
+    in_node("cost", |tiers, nc, nb, nb_mac| {
+        const RUNS: usize = 1000;
+        let median = |mut v: Vec<u64>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        let ns = |run: &rauta_dataplane::PacketRun| run.duration.as_nanos() as u64;
+        let mut baseline = Vec::new();
+        let mut syn = Vec::new();
+        let mut first = Vec::new();
+        let mut synack_xdp = Vec::new();
+        let mut synack_tc = Vec::new();
+        let mut to_client = Vec::new();
+        let mut to_backend = Vec::new();
+        let mut other = Tcp4::syn(Ipv4Addr::new(198, 18, 0, 99), PORT);
+        other.flags = ACK;
+        for i in 0..RUNS {
+            baseline.push(ns(&tiers.run_once_from(&other.build(), nc).unwrap()));
+            let sport = 20000 + i as u16;
+            let mut s = Tcp4::syn(VIP, PORT);
+            s.sport = sport;
+            let run = tiers.run_once_from(&s.build(), nc).unwrap();
+            syn.push(ns(&run));
+            let cookie = packet::parse(&run.output).seq;
+            let mut data = s.clone();
+            data.flags = PSH | ACK;
+            data.seq = s.seq.wrapping_add(1);
+            data.ack = cookie.wrapping_add(1);
+            data.tcp_options.clear();
+            data.payload = REQUEST.to_vec();
+            let run = tiers.run_once_from(&data.build(), nc).unwrap();
+            assert_eq!(run.action, XdpAction::Redirect);
+            first.push(ns(&run));
+            let out = packet::parse(&run.output);
+            let state = splice_of(tiers, sport).unwrap();
+            let mut synack = Tcp4::syn(NODE, out.sport);
+            synack.src = BACKEND;
+            synack.sport = 8080;
+            synack.src_mac = BACKEND_MAC;
+            synack.dst_mac = nb_mac;
+            synack.flags = SYN | ACK;
+            synack.seq = 77;
+            synack.ack = state.leg_isn.wrapping_add(1);
+            synack.tcp_options = vec![2, 4, 0x05, 0xb4];
+            synack_xdp.push(ns(&tiers.run_once_from(&synack.build(), nb).unwrap()));
+            synack_tc.push(
+                tiers
+                    .run_tc_ingress_once(&synack.build())
+                    .unwrap()
+                    .duration
+                    .as_nanos() as u64,
+            );
+            let mut response = synack.clone();
+            response.flags = PSH | ACK;
+            response.seq = 78;
+            response.ack = state.leg_isn.wrapping_add(1 + REQUEST.len() as u32 + 18);
+            response.tcp_options.clear();
+            response.payload = vec![b'x'; 1400];
+            to_client.push(ns(&tiers.run_once_from(&response.build(), nb).unwrap()));
+            let mut ack = data.clone();
+            ack.flags = ACK;
+            ack.seq = data.seq.wrapping_add(REQUEST.len() as u32);
+            ack.ack = cookie.wrapping_add(1 + 1400);
+            ack.payload.clear();
+            to_backend.push(ns(&tiers.run_once_from(&ack.build(), nc).unwrap()));
+        }
+        let base = median(baseline);
+        println!(
+            "median BPF_PROG_RUN ns over {RUNS} runs (harness baseline, not-VIP pass: {base} ns):"
+        );
+        for (name, v) in [
+            ("SYN -> cookie SYN-ACK (XDP_TX)", syn),
+            ("first GET, hit -> SYN to the backend (2 tail calls)", first),
+            ("backend SYN-ACK recorded (XDP)", synack_xdp),
+            ("backend SYN-ACK -> ACK + request (TC ingress)", synack_tc),
+            ("backend data -> client, 1400 B (XDP_REDIRECT)", to_client),
+            ("client ACK -> backend (XDP_REDIRECT)", to_backend),
+        ] {
+            let m = median(v);
+            println!(
+                "  {name:<52} {m:>6} ns  ({:>5} ns above baseline)",
+                m.saturating_sub(base)
+            );
+        }
+    });
+}
