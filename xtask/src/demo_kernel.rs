@@ -274,7 +274,12 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
             &format!("http://{admin}/metrics"),
         ]))
     };
-    let tier1 = |m: &str| sample(m, "rauta_kernel_tier1_requests_total");
+    let tier1 = |m: &str| {
+        sample(
+            m,
+            "rauta_requests_total{tier=\"1\",code_class=\"unknown\",service=\"kernel\"}",
+        )
+    };
     let mut unexpected = 0;
     println!("\n  requests from the client namespace (Host: kernel.demo.example):");
     for (method, path, tier, why) in REQUESTS {
@@ -321,8 +326,7 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
     println!("\n  counters (GET http://{admin}/metrics in the node namespace):");
     let m = metrics(&mut proxy)?;
     for line in m.lines().filter(|l| {
-        (l.starts_with("rauta_kernel_tier1_requests_total")
-            || l.starts_with("rauta_requests_total{tier=\"3\"")
+        (l.starts_with("rauta_requests_total{tier=")
             || l.starts_with("rauta_kernel_packets_total{reason=\"splice_")
             || l.starts_with("rauta_kernel_packets_total{reason=\"tc_splice")
             || l.starts_with("rauta_kernel_packets_total{reason=\"handoff_syn_replayed"))

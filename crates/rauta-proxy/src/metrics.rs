@@ -128,6 +128,20 @@ impl ProxyMetrics {
         ServiceMetrics { requests, latency }
     }
 
+    /// The `rauta_requests_total` counter of requests another tier served without this proxy (`tier` =
+    /// `"1"` for the kernel's splices), with `code_class="unknown"` (the kernel does not read responses)
+    /// and `service="kernel"` (it counts per tier, not per Service yet). The caller keeps it in step with
+    /// the kernel's own counter.
+    pub fn kernel_tier_requests(&self, tier: &'static str) -> Counter {
+        self.requests
+            .get_or_create(&RequestLabels {
+                tier,
+                code_class: "unknown",
+                service: "kernel".to_owned(),
+            })
+            .clone()
+    }
+
     /// The handles of one Service port, created on first use.
     pub(crate) fn service(&self, service: &ServiceRef) -> Arc<ServiceMetrics> {
         // A poisoned lock only means another thread panicked mid-insert of a complete entry; the map is fine.

@@ -83,6 +83,9 @@ fn respond_to(state: &AdminState, method: &Method, path: &str) -> Response<Full<
         "/readyz" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/metrics" => {
+            if let Some(kernel) = &state.kernel {
+                kernel.sync_request_counters();
+            }
             let mut body = String::new();
             match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
                 Ok(()) => with_type(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, body),

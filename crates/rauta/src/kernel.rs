@@ -52,6 +52,8 @@ pub enum Off {
 
 /// The loaded kernel tiers and what the binary knows about them.
 pub struct KernelState {
+    /// `rauta_requests_total{tier="1"}`, kept in step with the kernel's `splice_syn_sent` at each scrape.
+    tier1_requests: std::sync::OnceLock<Counter>,
     tiers: Mutex<KernelTiers>,
     /// (host, path) of the routes the last successful `apply_routes` wrote, for `/routes`.
     live: Mutex<HashSet<(Option<String>, String)>>,
@@ -124,6 +126,7 @@ fn try_start(
         );
     }
     Ok(KernelState {
+        tier1_requests: std::sync::OnceLock::new(),
         tiers: Mutex::new(tiers),
         live: Mutex::new(HashSet::new()),
         apply_errors: Counter::default(),
@@ -170,6 +173,37 @@ fn ensure_syncookies_2() -> Result<(), Off> {
 }
 
 impl KernelState {
+    /// Counts Tier 1 requests in `counter` (the proxy's `rauta_requests_total{tier="1"}` series) from now
+    /// on; see [`KernelState::sync_request_counters`].
+    pub fn count_requests_in(&self, counter: Counter) {
+        let _ = self.tier1_requests.set(counter);
+    }
+
+    /// Brings `rauta_requests_total{tier="1"}` up to the kernel's count of spliced requests (called before
+    /// each scrape: the count lives in per-CPU BPF maps).
+    pub fn sync_request_counters(&self) {
+        let Some(counter) = self.tier1_requests.get() else {
+            return;
+        };
+        let spliced = {
+            let tiers = match self.tiers.lock() {
+                Ok(tiers) => tiers,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            tiers.counters()
+        };
+        match spliced {
+            Ok(counters) => {
+                let total = counters.get(Reason::SpliceSynSent);
+                let seen = counter.get();
+                if total > seen {
+                    counter.inc_by(total - seen);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the kernel packet counters"),
+        }
+    }
+
     /// Writes `table`'s Tier 1 routes into the kernel. An error is logged and counted; Tier 3 keeps
     /// serving the whole table either way.
     pub fn apply_routes(&self, table: &RouteTable) {
@@ -328,15 +362,6 @@ impl Collector for KernelCollector {
                 )?;
             }
             Err(error) => tracing::warn!(%error, "cannot read the kernel latency histogram"),
-        }
-        if let Ok(counters) = &packets {
-            let requests = ConstCounter::new(counters.get(Reason::SpliceSynSent));
-            requests.encode(encoder.encode_descriptor(
-                "rauta_kernel_tier1_requests",
-                "Requests served by Tier 1: first requests the kernel spliced to their backend",
-                None,
-                requests.metric_type(),
-            )?)?;
         }
         match packets {
             Ok(counters) => {

@@ -95,6 +95,9 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         config_metrics.record_clean_load();
     }
     let proxy_metrics = ProxyMetrics::register(&mut registry);
+    if let Some(kernel) = &kernel {
+        kernel.count_requests_in(proxy_metrics.kernel_tier_requests("1"));
+    }
     tls_metrics.register(&mut registry);
     kernel::register_metrics(&mut registry, kernel.clone());
 

@@ -366,7 +366,7 @@ fn real_binary_serves_through_the_kernel_tiers_and_detaches_on_sigterm() {
     for series in [
         "rauta_kernel_active_splices",
         "rauta_kernel_nat_ports_in_use",
-        "rauta_kernel_tier1_requests_total",
+        "rauta_requests_total{tier=\"1\",code_class=\"unknown\",service=\"kernel\"}",
         "rauta_kernel_first_request_duration_seconds_count",
     ] {
         assert!(sample(&metrics, series).is_some(), "{series}:\n{metrics}");
