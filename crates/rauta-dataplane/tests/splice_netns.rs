@@ -559,6 +559,47 @@ fn gets_on_exact_routes_are_spliced_to_the_backend_the_kernel_chose() {
 }
 
 #[test]
+fn a_request_far_larger_than_xdp_headroom_is_spliced_without_a_retransmission() {
+    if !can_run("a_request_far_larger_than_xdp_headroom_is_spliced_without_a_retransmission") {
+        return;
+    }
+    let mut lab = Lab::start("splicebig");
+    lab.tiers_mut().apply_routes(&routes()).unwrap();
+    let before = (lab.counters(), lab.retransmissions());
+    // ~900 bytes of head: XDP could grow the backend's 54-byte SYN-ACK by ~200 bytes at most on veth;
+    // TC ingress builds the ACK carrying it instead.
+    let cookie = "x".repeat(820);
+    let request = format!("GET /whoami HTTP/1.1\r\nHost: shop.example\r\nCookie: {cookie}\r\n\r\n");
+    assert!(request.len() > 850);
+    let (body, _, secs) = lab.raw(request.clone());
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        text.ends_with("backend-a") || text.ends_with("backend-b"),
+        "{text}"
+    );
+    assert!(secs < FASTER_THAN_AN_RTO_S, "took {secs} s");
+    let moved = lab.counters().since(&before.0);
+    assert_eq!(splices(&moved), 1, "{:?}", moved.non_zero());
+    assert_eq!(
+        lab.retransmissions(),
+        before.1,
+        "no retransmission anywhere"
+    );
+    let seen: Vec<_> = lab
+        .backend_a
+        .seen()
+        .into_iter()
+        .chain(lab.backend_b.seen())
+        .collect();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].1,
+        request.replacen("\r\n", "\r\nConnection:close\r\n", 1),
+        "the whole request, with the inserted header"
+    );
+}
+
+#[test]
 fn curl_and_a_ten_megabyte_response_through_the_splice() {
     if !can_run("curl_and_a_ten_megabyte_response_through_the_splice") {
         return;
