@@ -8,7 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::downstream::{BodyError, RequestBody};
-use crate::upstream::ResponseBody;
+use crate::upstream::{H2ResponseBody, ResponseBody};
 
 /// The body of a response sent to a client: the upstream's body passed through, or a static error text.
 ///
@@ -24,6 +24,8 @@ pub(crate) struct ProxyBody(Kind);
 #[allow(clippy::large_enum_variant)]
 enum Kind {
     Upstream(ResponseBody),
+    /// From an HTTP/2 upstream (`appProtocol: kubernetes.io/h2c`).
+    Upstream2(H2ResponseBody),
     /// A complete body known up front (error texts); `None` once sent.
     Static(Option<Bytes>),
 }
@@ -34,6 +36,16 @@ impl ProxyBody {
         Self(Kind::Static(Some(Bytes::from_static(bytes))))
     }
 
+    /// No body at all (ends with the head: a gRPC trailers-only answer).
+    pub(crate) fn empty() -> Self {
+        Self(Kind::Static(None))
+    }
+
+    /// A response body from an HTTP/2 upstream.
+    pub(crate) fn upstream_h2(body: H2ResponseBody) -> Self {
+        Self(Kind::Upstream2(body))
+    }
+
     /// An upstream response body, streamed from its connection.
     pub(crate) fn upstream(body: ResponseBody) -> Self {
         Self(Kind::Upstream(body))
@@ -41,7 +53,7 @@ impl ProxyBody {
 
     /// Whether the body comes from an upstream (rather than being the proxy's own answer).
     pub(crate) fn is_upstream(&self) -> bool {
-        matches!(self.0, Kind::Upstream(_))
+        matches!(self.0, Kind::Upstream(_) | Kind::Upstream2(_))
     }
 
     /// The upstream connection of a `101 Switching Protocols` answer, with any bytes it sent after the head;
@@ -49,7 +61,7 @@ impl ProxyBody {
     pub(crate) fn into_upgraded(self) -> Option<(tokio::net::TcpStream, bytes::BytesMut)> {
         match self.0 {
             Kind::Upstream(body) => body.into_upgraded(),
-            Kind::Static(_) => None,
+            Kind::Upstream2(_) | Kind::Static(_) => None,
         }
     }
 }
@@ -65,6 +77,7 @@ impl Body for ProxyBody {
         // Every field is Unpin, so plain `&mut` access is sound.
         match &mut self.get_mut().0 {
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Upstream2(body) => Pin::new(body).poll_frame(cx),
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -72,6 +85,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Upstream2(body) => body.is_end_stream(),
             Kind::Static(bytes) => bytes.is_none(),
         }
     }
@@ -79,6 +93,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             Kind::Upstream(body) => body.size_hint(),
+            Kind::Upstream2(body) => body.size_hint(),
             Kind::Static(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Static(None) => SizeHint::with_exact(0),
         }

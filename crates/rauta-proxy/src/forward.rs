@@ -12,28 +12,43 @@ use crate::access_log;
 use crate::body::{ClientBody, ProxyBody, UpstreamBody};
 use crate::downstream::UpgradeRequest;
 use crate::error::ProxyError;
+use crate::grpc;
 use crate::headers;
 use crate::metrics::ServiceMetrics;
 use crate::redirect;
 use crate::server::ConnContext;
 use crate::target::routing_key;
 
+/// The Service port `appProtocol` that makes the upstream side speak HTTP/2 with prior knowledge.
+const H2C: &str = "kubernetes.io/h2c";
+
 /// Serve one request (from either protocol); every outcome becomes a response, and every response is
 /// counted in `rauta_requests_total`.
 pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Response<ProxyBody> {
     let mut service: Option<Arc<ServiceMetrics>> = None;
     let access = access_log::start(conn, &req);
-    let response = match forward(conn, req, &mut service).await {
-        Ok(response) => response,
+    let grpc = grpc::is_grpc(req.headers());
+    let (response, status) = match forward(conn, req, &mut service).await {
+        Ok(response) => {
+            let status = response.status();
+            (response, status)
+        }
         Err(err) => {
             tracing::debug!(client = %conn.peer, error = %err, "answered by proxy");
-            error_response(&err)
+            // A gRPC client reads the outcome from `grpc-status` (under HTTP 200); the metrics count the
+            // HTTP status a non-gRPC request would have got, so proxy-side failures stay visible there.
+            let response = if grpc {
+                grpc::error_response(&err)
+            } else {
+                error_response(&err)
+            };
+            (response, err.status())
         }
     };
     let metrics = service
         .as_deref()
         .unwrap_or_else(|| conn.proxy.metrics.no_service());
-    metrics.record(response.status());
+    metrics.record(status);
     access_log::finish(access, conn, &response);
     response
 }
@@ -46,7 +61,7 @@ async fn forward(
     service: &mut Option<Arc<ServiceMetrics>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let proxy = &*conn.proxy;
-    let endpoint = {
+    let (endpoint, h2c) = {
         let key = routing_key(&req)?;
         // The snapshot is only held while choosing: the request keeps its endpoint whatever reloads happen
         // while it is in flight, and a reload never waits for requests.
@@ -64,7 +79,8 @@ async fn forward(
             Match::NotFound => return Err(ProxyError::NoRoute),
         };
         *service = Some(proxy.metrics.service(&backend.service));
-        backend.pick(conn.peer).ok_or(ProxyError::NoEndpoints)?
+        let endpoint = backend.pick(conn.peer).ok_or(ProxyError::NoEndpoints)?;
+        (endpoint, backend.app_protocol.as_deref() == Some(H2C))
     };
 
     // A declared length over the limit is refused before any upstream work (both codecs take the exact size
@@ -82,6 +98,12 @@ async fn forward(
         Some(_) => parts.headers.get(header::UPGRADE).cloned(),
         None => None,
     };
+    // HTTP/2 upstream for h2c backends, except for upgrades (WebSocket), which only HTTP/1.1 carries.
+    let h2c = h2c && upgrade.is_none();
+    // A gRPC call's own deadline replaces `response_timeout`.
+    let grpc_timeout = grpc::is_grpc(&parts.headers)
+        .then(|| grpc::timeout(&parts.headers))
+        .flatten();
     headers::strip_hop_by_hop(&mut parts.headers);
     if let Some(protocol) = upgrade {
         parts
@@ -112,19 +134,27 @@ async fn forward(
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::from(origin);
     }
-    parts.version = Version::HTTP_11;
-    let body = UpstreamBody::new(body, limit);
-
     // One clock read serves the deadline and the latency (clock reads showed up in profiles).
     let started = tokio::time::Instant::now();
-    let sent = tokio::time::timeout_at(
-        started + proxy.config.response_timeout,
-        proxy.pool.send(endpoint, &parts, body),
-    )
-    .await;
-    let response = match sent {
-        Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
-        Ok(result) => result?,
+    let deadline = started + grpc_timeout.unwrap_or(proxy.config.response_timeout);
+    let response = if h2c {
+        crate::upstream::prepare_h2(&mut parts, endpoint);
+        let grpc_deadline = grpc_timeout.map(|_| deadline);
+        let sending = proxy
+            .h2_pool
+            .send(endpoint, parts, body, limit, grpc_deadline);
+        match tokio::time::timeout_at(deadline, sending).await {
+            Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
+            Ok(result) => result?.map(ProxyBody::upstream_h2),
+        }
+    } else {
+        parts.version = Version::HTTP_11;
+        let body = UpstreamBody::new(body, limit);
+        let sent = tokio::time::timeout_at(deadline, proxy.pool.send(endpoint, &parts, body)).await;
+        match sent {
+            Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
+            Ok(result) => result?.map(ProxyBody::upstream),
+        }
     };
     let waited = started.elapsed();
     if let Some(service) = service.as_deref() {
@@ -145,7 +175,7 @@ async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol);
     }
-    Ok(Response::from_parts(parts, ProxyBody::upstream(body)))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// A short static text response for an error.

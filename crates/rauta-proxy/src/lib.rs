@@ -42,6 +42,7 @@ mod config;
 mod downstream;
 mod error;
 mod forward;
+mod grpc;
 mod headers;
 mod listener;
 mod metrics;

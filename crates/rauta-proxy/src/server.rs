@@ -46,6 +46,8 @@ pub(crate) struct ProxyInner {
     pub(crate) routes: Arc<ArcSwap<RouteTable>>,
     pub(crate) metrics: ProxyMetrics,
     pub(crate) pool: Pool,
+    /// Upstream HTTP/2 connections (backends with `appProtocol: kubernetes.io/h2c`).
+    pub(crate) h2_pool: crate::upstream::H2Pool,
     /// HTTP/2 connections (h2c prior knowledge, or ALPN `h2` from a TLS acceptor). HTTP/1 is the own codec
     /// in `downstream`.
     h2: http2::Builder<TokioExecutor>,
@@ -80,12 +82,14 @@ impl Proxy {
         h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
         let pool = Pool::new(&config);
+        let h2_pool = crate::upstream::H2Pool::new(&config);
         Self {
             inner: Arc::new(ProxyInner {
                 config,
                 routes,
                 metrics,
                 pool,
+                h2_pool,
                 h2,
             }),
         }

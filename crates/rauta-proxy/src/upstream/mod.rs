@@ -14,6 +14,8 @@
 //!   writing whatever is left of the request body whenever it is polled.
 
 mod body;
+mod h2;
+mod h2_body;
 mod head;
 
 use std::future::poll_fn;
@@ -32,6 +34,8 @@ use crate::pool::Pooled;
 
 use body::Framing;
 pub(crate) use body::ResponseBody;
+pub(crate) use h2::{prepare as prepare_h2, H2Pool};
+pub(crate) use h2_body::H2ResponseBody;
 use head::{connection_has, parse_head, response_framing};
 
 /// Request body frames up to this size are copied next to their framing so both go out in one write.
