@@ -45,8 +45,14 @@ struct GrpcServer {
 
 impl GrpcServer {
     fn start() -> GrpcServer {
+        Self::start_on(0)
+    }
+
+    /// On a given port (0: any).
+    fn start_on(port: u16) -> GrpcServer {
         let mut child = Command::new("python3")
             .arg(SERVER_PY)
+            .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -319,4 +325,44 @@ fn h2load_many_concurrent_streams_to_h2c_backend() {
         "h2load:\n{text}"
     );
     assert!(text.contains("status codes: 2000 2xx"), "h2load:\n{text}");
+}
+
+#[test]
+fn backend_restart_is_unavailable_then_reconnected() {
+    if !have_grpcio() {
+        return;
+    }
+    let server = GrpcServer::start();
+    let addr = server.addr;
+    let dir = manifests(addr);
+    let rauta = Rauta::start(dir.path(), &[]);
+    assert_eq!(client(rauta.http, "echo")["code"], "OK");
+    // The backend goes away with the proxy's connection to it open: the next call is UNAVAILABLE, fast.
+    drop(server);
+    let out = client(rauta.http, "echo");
+    assert_eq!(out["code"], "UNAVAILABLE", "{out}");
+    assert!(out["elapsed"].as_f64().unwrap() < 3.0, "{out}");
+    // Back on the same address: a fresh connection is made for the next call.
+    let _server = GrpcServer::start_on(addr.port());
+    let out = client(rauta.http, "echo");
+    assert_eq!(out["code"], "OK", "{out}");
+}
+
+#[test]
+fn grpc_over_tls_with_alpn_h2() {
+    if !have_grpcio() {
+        return;
+    }
+    let server = GrpcServer::start();
+    let dir = manifests(server.addr);
+    // No TLS Secret: the HTTPS listener serves its generated default certificate (hence -k).
+    let rauta = Rauta::start(dir.path(), &[]);
+    let url = format!("https://{}/test.Echo/Echo", rauta.https);
+    let (head, _) = curl_grpc(&["-k", "--http2"], &url);
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(head.contains("grpc-status: 0\r\n"), "{head}");
+    assert!(head.contains("x-trailer: kept\r\n"), "{head}");
+    let url = format!("https://{}/dead.Svc/Echo", rauta.https);
+    let (head, _) = curl_grpc(&["-k", "--http2"], &url);
+    assert!(head.contains("grpc-status: 14\r\n"), "{head}");
 }

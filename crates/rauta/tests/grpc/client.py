@@ -66,6 +66,8 @@ def main():
         grpc.channel_ready_future(channel).result(timeout=10)
         if scenario == "calls":
             out = calls(channel)
+        elif scenario == "echo":
+            out = single(channel, "unary_unary", "Echo", "test.Echo", 5)
         elif scenario == "deadline":
             out = single(channel, "unary_unary", "Slow", "test.Echo", 0.5)
         elif scenario == "unavailable":
