@@ -15,12 +15,21 @@
 //! | 502 | connect refused, unreachable or timed out; upstream connection failed; invalid or oversized response head |
 //! | 504 | no response head within `response_timeout` |
 //!
+//! A gRPC request (`content-type: application/grpc*`) gets these failures as a gRPC status instead: HTTP 200
+//! with a trailers-only answer (`grpc-status`, `grpc-message`): no route → UNIMPLEMENTED (12), no endpoint,
+//! connect or upstream failure → UNAVAILABLE (14), timeout → DEADLINE_EXCEEDED (4), body too large →
+//! RESOURCE_EXHAUSTED (8), malformed → INTERNAL (13). Its `grpc-timeout`, when present, replaces
+//! `response_timeout` and bounds the whole response (a body still streaming at the deadline ends with
+//! DEADLINE_EXCEEDED trailers). `rauta_requests_total` counts such answers under the HTTP status above.
+//!
 //! Answers to a malformed head (400, 431) close the connection. Client connections speak HTTP/1.x through the
 //! proxy's own codec (`downstream`: keep-alive, pipelining answered in order, `Expect: 100-continue`,
 //! WebSocket upgrades tunnelled after the backend's 101), or HTTP/2 through hyper when the client opens with
 //! the HTTP/2 preface (h2c with prior knowledge) or the acceptor negotiated `h2`. Upstream connections are
 //! pooled per endpoint address and kept alive; the upstream side speaks HTTP/1.1 through the proxy's own codec
-//! (`upstream`), on the request's own task. Requests lose hop-by-hop headers and
+//! (`upstream`), on the request's own task, or HTTP/2 with prior knowledge (hyper's client, one multiplexed
+//! connection per endpoint) when the Service port's `appProtocol` is `kubernetes.io/h2c` (WebSocket upgrades
+//! always go over HTTP/1.1). Requests lose hop-by-hop headers and
 //! gain `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Real-IP`; the Host header passes
 //! unchanged; responses lose hop-by-hop headers. Trailers pass in both directions.
 //!

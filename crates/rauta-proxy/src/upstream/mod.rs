@@ -1,6 +1,10 @@
 //! The upstream HTTP/1.1 codec: one exchange (request out, response back) on a pooled `TcpStream`, driven
 //! entirely by the request's own task.
 //!
+//! Backends whose Service port says `appProtocol: kubernetes.io/h2c` are spoken to over HTTP/2 instead:
+//! `h2` (hyper's client, one multiplexed connection per endpoint) and `h2_body` (its request and response
+//! bodies).
+//!
 //! hyper's client runs each connection as a separate task and passes the request, the response head and
 //! every body frame over channels; here the request's task writes the head and body and reads the response
 //! itself, as nginx and Pingora do. That saves the channel hops, task wake-ups and moves per request.
