@@ -37,6 +37,9 @@ pub struct ProxyConfig {
     pub https_redirect_port: Option<u16>,
     /// The access log (one line per request on stdout).
     pub access_log: crate::access_log::AccessLogFormat,
+    /// Health-aware endpoint choice (active checks, outlier ejection, one retry after a connect failure).
+    /// `None`: every request picks from the backend's own table over all its endpoints, without retries.
+    pub health: Option<rauta_health::Health>,
 }
 
 impl Default for ProxyConfig {
@@ -52,6 +55,7 @@ impl Default for ProxyConfig {
             header_read_timeout: Duration::from_secs(30),
             https_redirect_port: None,
             access_log: crate::access_log::AccessLogFormat::Off,
+            health: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use http_body::Body;
 use rauta_routes::Match;
 
 use crate::access_log;
+use crate::balance::{self, Chosen};
 use crate::body::{ClientBody, ProxyBody, UpstreamBody};
 use crate::downstream::UpgradeRequest;
 use crate::error::ProxyError;
@@ -61,7 +62,7 @@ async fn forward(
     service: &mut Option<Arc<ServiceMetrics>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let proxy = &*conn.proxy;
-    let (endpoint, h2c) = {
+    let (mut chosen, h2c) = {
         let key = routing_key(&req)?;
         // The snapshot is only held while choosing: the request keeps its endpoint whatever reloads happen
         // while it is in flight, and a reload never waits for requests.
@@ -79,8 +80,8 @@ async fn forward(
             Match::NotFound => return Err(ProxyError::NoRoute),
         };
         *service = Some(proxy.metrics.service(&backend.service));
-        let endpoint = backend.pick(conn.peer).ok_or(ProxyError::NoEndpoints)?;
-        (endpoint, backend.app_protocol.as_deref() == Some(H2C))
+        let chosen = Chosen::new(proxy, backend, conn.peer).ok_or(ProxyError::NoEndpoints)?;
+        (chosen, backend.app_protocol.as_deref() == Some(H2C))
     };
 
     // A declared length over the limit is refused before any upstream work (both codecs take the exact size
@@ -138,22 +139,24 @@ async fn forward(
     let started = tokio::time::Instant::now();
     let deadline = started + grpc_timeout.unwrap_or(proxy.config.response_timeout);
     let response = if h2c {
-        crate::upstream::prepare_h2(&mut parts, endpoint);
+        crate::upstream::prepare_h2(&mut parts, chosen.endpoint());
         let grpc_deadline = grpc_timeout.map(|_| deadline);
         let sending = proxy
             .h2_pool
-            .send(endpoint, parts, body, limit, grpc_deadline);
+            .send(chosen.endpoint(), parts, body, limit, grpc_deadline);
         match tokio::time::timeout_at(deadline, sending).await {
             Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
-            Ok(result) => result?.map(ProxyBody::upstream_h2),
+            Ok(result) => chosen.settle(result)?.map(ProxyBody::upstream_h2),
         }
     } else {
         parts.version = Version::HTTP_11;
         let body = UpstreamBody::new(body, limit);
-        let sent = tokio::time::timeout_at(deadline, proxy.pool.send(endpoint, &parts, body)).await;
+        let retry = balance::idempotent(&parts.method);
+        let sending = proxy.pool.send_balanced(&mut chosen, retry, &parts, body);
+        let sent = tokio::time::timeout_at(deadline, sending).await;
         match sent {
             Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
-            Ok(result) => result?.map(ProxyBody::upstream),
+            Ok(result) => chosen.settle(result)?.map(ProxyBody::upstream),
         }
     };
     let waited = started.elapsed();
@@ -161,7 +164,7 @@ async fn forward(
         service.observe_latency(waited);
     }
     let (mut parts, body) = response.into_parts();
-    access_log::note_upstream(conn, &mut parts.extensions, endpoint, waited);
+    access_log::note_upstream(conn, &mut parts.extensions, chosen.endpoint(), waited);
     let switched = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let protocol = if switched {
         parts.headers.get(header::UPGRADE).cloned()

@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod balance;
 mod body;
 mod config;
 mod downstream;

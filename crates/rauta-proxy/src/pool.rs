@@ -19,6 +19,7 @@ use bytes::BytesMut;
 use http::{request, Response};
 use tokio::net::TcpStream;
 
+use crate::balance::Chosen;
 use crate::body::{RequestBodyError, UpstreamBody};
 use crate::config::ProxyConfig;
 use crate::downstream::BodyError;
@@ -215,17 +216,40 @@ impl Pool {
         })
     }
 
-    /// Send a request (head `parts`, body `body`) to `endpoint` and return the response once its head has
+    /// [`Pool::send_on`] to the endpoint `chosen` names; if connecting to it fails (refused, unreachable,
+    /// timed out: nothing of the request was sent), the failure is reported and, when `retry` allows it,
+    /// the request goes to one other endpoint of the backend. `chosen` names the endpoint used.
+    pub(crate) async fn send_balanced(
+        &self,
+        chosen: &mut Chosen,
+        retry: bool,
+        parts: &request::Parts,
+        body: UpstreamBody,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let conn = match self.checkout(chosen.endpoint()).await {
+            Ok(conn) => conn,
+            Err(err @ (ProxyError::Connect(_) | ProxyError::ConnectTimeout)) => {
+                if !chosen.connect_failed(retry) {
+                    return Err(err);
+                }
+                self.checkout(chosen.endpoint()).await?
+            }
+            Err(err) => return Err(err),
+        };
+        self.send_on(conn, chosen.endpoint(), parts, body).await
+    }
+
+    /// Send a request (head `parts`, body `body`) on `conn` (to `endpoint`) and return the response once its head has
     /// arrived; the body streams from the connection. A pooled connection that the upstream closed while it
     /// was idle (it closes without a byte of response while nothing of the request body was consumed) is
     /// replaced by a fresh one, once.
-    pub(crate) async fn send(
+    async fn send_on(
         &self,
+        conn: Pooled,
         endpoint: SocketAddr,
         parts: &request::Parts,
         body: UpstreamBody,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        let conn = self.checkout(endpoint).await?;
         let max_head = self.inner.max_head;
         let result = match upstream::exchange(conn, parts, Some(body), max_head).await {
             Attempt::Done(result) => result,

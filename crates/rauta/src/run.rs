@@ -98,6 +98,9 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     if let Some(kernel) = &kernel {
         kernel.count_requests_in(proxy_metrics.kernel_tier_requests("1"));
     }
+    // Endpoint health, shared by every worker; its control task follows the serving table (any source).
+    let health = rauta_health::Health::new(&mut registry);
+    let health_task = tokio::spawn(health.clone().follow(table.clone()));
     tls_metrics.register(&mut registry);
     kernel::register_metrics(&mut registry, kernel.clone());
 
@@ -179,6 +182,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
         max_headers: usize::try_from(args.max_headers).unwrap_or(usize::MAX),
         max_body_bytes: args.max_body_bytes,
         idle_timeout: args.upstream_idle_timeout,
+        health: Some(health),
         https_redirect_port: Some(https_addr.port()),
         access_log: match (args.access_log, args.logging.log_format) {
             (false, _) => AccessLogFormat::Off,
@@ -227,6 +231,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     ready.store(false, Ordering::Release);
     let _ = shutdown_tx.send(true);
     reload_task.abort();
+    health_task.abort();
 
     tokio::select! {
         finished = tokio::time::timeout(args.shutdown_timeout, workers.all_finished()) => match finished {

@@ -1,0 +1,263 @@
+//! Health-aware balancing through the real binary: a backend killed under a steady request loop stops
+//! getting requests within a second without a client seeing an error (connect-failure retry, outlier
+//! ejection), and gets requests again once it is back; an endpoint failing its active health check is
+//! taken out; a backend whose endpoints all fail fails open.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// `service(name, endpoints)` with `annotations` on the Service.
+fn annotated_service(name: &str, endpoints: &[SocketAddr], annotations: &[(&str, &str)]) -> String {
+    let mut block = String::from("  annotations:\n");
+    for (k, v) in annotations {
+        block.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    service(name, endpoints).replacen(
+        &format!("kind: Service\nmetadata:\n  name: {name}\n"),
+        &format!("kind: Service\nmetadata:\n  name: {name}\n{block}"),
+        1,
+    )
+}
+
+fn healthy_metric(service: &str, endpoint: SocketAddr) -> String {
+    format!("rauta_endpoint_healthy{{service=\"default/{service}:80\",endpoint=\"{endpoint}\"}}")
+}
+
+/// What the request loop saw: (when, backend name or error text).
+type Seen = Arc<Mutex<Vec<(Instant, Result<String, String>)>>>;
+
+/// Requests on fresh connections (so the client port, and with it the Maglev pick, changes every time)
+/// until aborted.
+fn request_loop(proxy: SocketAddr, seen: Seen) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let result = match get(proxy, "shop.example", "/").await {
+                Ok(a) if a.status == StatusCode::OK => Ok(a
+                    .headers
+                    .get("x-backend")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?")
+                    .to_owned()),
+                Ok(a) => Err(format!("status {}", a.status)),
+                Err(e) => Err(e.to_string()),
+            };
+            seen.lock().unwrap().push((Instant::now(), result));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_backend_is_ejected_without_client_errors_and_returns_when_back() {
+    let (a, _a) = backend("a").await;
+    let (b, b_task) = backend("b").await;
+    let dir = ManifestDir::new();
+    let mut yaml = ingress_class();
+    yaml.push_str(&annotated_service(
+        "web",
+        &[a, b],
+        &[("rauta.io/outlier-base-ejection-time", "500ms")],
+    ));
+    yaml.push_str(&ingress(
+        "shop",
+        &[(Some("shop.example"), &[path("/", "Prefix", "web")])],
+        None,
+    ));
+    dir.write("all.yaml", &yaml);
+    let rauta = Rauta::start(dir.path(), &["--workers", "2"]);
+
+    let seen: Seen = Arc::default();
+    let looping = request_loop(rauta.http, seen.clone());
+    eventually("both backends serve", || {
+        let seen = seen.clone();
+        async move {
+            let s = seen.lock().unwrap();
+            ["a", "b"]
+                .iter()
+                .all(|n| s.iter().any(|(_, r)| r.as_deref() == Ok(*n)))
+        }
+    })
+    .await;
+
+    // Kill b: its listener and every open connection go away at once, as with a crashed process.
+    b_task.abort();
+    let _ = b_task.await;
+    let killed = Instant::now();
+    let metric = healthy_metric("web", b);
+    eventually("b is marked unhealthy", || async {
+        rauta.metric(&metric).await == Some(0.0)
+    })
+    .await;
+    let ejected_after = killed.elapsed();
+    assert!(
+        ejected_after < Duration::from_secs(1),
+        "b ejected only after {ejected_after:?}"
+    );
+    // Keep the loop going; nothing after the first second may fail.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    {
+        let s = seen.lock().unwrap();
+        let late: Vec<_> = s
+            .iter()
+            .filter(|(t, _)| *t > killed + Duration::from_secs(1))
+            .collect();
+        assert!(late.len() > 50, "the loop ran too slowly: {}", late.len());
+        let errors: Vec<_> = late.iter().filter(|(_, r)| r.is_err()).collect();
+        assert!(
+            errors.is_empty(),
+            "client errors after the first second: {errors:?}"
+        );
+        assert!(late.iter().all(|(_, r)| r.as_deref() == Ok("a")));
+        // Requests in flight when b died may fail; a connect failure is retried on a.
+        let all_errors = s.iter().filter(|(_, r)| r.is_err()).count();
+        assert!(all_errors <= 4, "{all_errors} client errors in total");
+    }
+    let retries = rauta
+        .metric("rauta_upstream_retries_total{service=\"default/web:80\"}")
+        .await
+        .unwrap_or(0.0);
+    let ejections = rauta
+        .metric("rauta_endpoint_ejections_total{service=\"default/web:80\"}")
+        .await
+        .unwrap_or(0.0);
+    assert!(ejections >= 1.0, "ejections {ejections}");
+    // While b is dead, probes fail and it is ejected again (at least once more within 1.5 s).
+    assert!(retries >= 1.0, "retries {retries}");
+
+    // Bring b back on the same address: it is probed back in and gets requests again.
+    let (_b2, _b2_task) = echo::spawn(b, "b").await.unwrap();
+    let back = Instant::now();
+    eventually("b is healthy again", || async {
+        rauta.metric(&metric).await == Some(1.0)
+    })
+    .await;
+    eventually("b serves again", || {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|(t, r)| *t > back && r.as_deref() == Ok("b"))
+        }
+    })
+    .await;
+    assert!(
+        back.elapsed() < Duration::from_secs(6),
+        "b returned only after {:?}",
+        back.elapsed()
+    );
+    looping.abort();
+    rauta.wait_for_log("endpoint ejected after consecutive failed requests");
+    rauta.wait_for_log("ejected endpoint probed back in");
+}
+
+/// A backend answering every request `500` with `x-backend: NAME`.
+async fn failing_backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                // One request per connection is enough here: answer and close.
+                let _ = stream.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nx-backend: {name}\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbad\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_check_takes_out_a_failing_endpoint_and_all_unhealthy_fails_open() {
+    let (good, _g) = backend("good").await;
+    let bad = failing_backend("bad").await;
+    let also_bad = failing_backend("also-bad").await;
+    let checks = [
+        ("rauta.io/health-check-path", "/healthz"),
+        ("rauta.io/health-check-interval", "200ms"),
+        ("rauta.io/health-check-unhealthy-threshold", "2"),
+        ("rauta.io/health-check-healthy-threshold", "1"),
+        // Passive ejection off: only the active check decides here.
+        ("rauta.io/outlier-consecutive-failures", "0"),
+    ];
+    let dir = ManifestDir::new();
+    let mut yaml = ingress_class();
+    yaml.push_str(&annotated_service("web", &[good, bad], &checks));
+    yaml.push_str(&annotated_service("broken", &[bad, also_bad], &checks));
+    yaml.push_str(&ingress(
+        "shop",
+        &[(
+            Some("shop.example"),
+            &[
+                path("/broken", "Prefix", "broken"),
+                path("/", "Prefix", "web"),
+            ],
+        )],
+        None,
+    ));
+    dir.write("all.yaml", &yaml);
+    let rauta = Rauta::start(dir.path(), &[]);
+
+    let bad_metric = healthy_metric("web", bad);
+    let started = Instant::now();
+    eventually("the endpoint answering 500 is unhealthy", || async {
+        rauta.metric(&bad_metric).await == Some(0.0)
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(rauta.metric(&healthy_metric("web", good)).await, Some(1.0));
+    // Every new request goes to the healthy endpoint.
+    for _ in 0..40 {
+        let answer = get(rauta.http, "shop.example", "/").await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.headers["x-backend"], "good");
+    }
+
+    // Every endpoint of `broken` fails its check: the backend fails open, requests still reach them
+    // (their own 500, not a 503 from the proxy), and the metric and the log say so.
+    eventually("broken fails open", || async {
+        rauta
+            .metric("rauta_backend_fail_open{service=\"default/broken:80\"}")
+            .await
+            == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        rauta.metric(&healthy_metric("broken", bad)).await,
+        Some(0.0)
+    );
+    assert_eq!(
+        rauta.metric(&healthy_metric("broken", also_bad)).await,
+        Some(0.0)
+    );
+    let mut names = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let answer = get(rauta.http, "shop.example", "/broken").await.unwrap();
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        names.insert(answer.headers["x-backend"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        names.len(),
+        2,
+        "fail open spreads over every endpoint: {names:?}"
+    );
+    rauta.wait_for_log("failing open");
+    assert_eq!(
+        rauta
+            .metric("rauta_backend_fail_open{service=\"default/web:80\"}")
+            .await,
+        Some(0.0)
+    );
+}
