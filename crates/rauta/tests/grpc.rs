@@ -205,12 +205,20 @@ const HELLO: &[u8] = b"\x00\x00\x00\x00\x05hello";
 /// curl with `args` plus the gRPC request headers, the message `HELLO` as body and the response head and
 /// trailers on stdout (`-D -`, body discarded); (output, elapsed). Killed after 20 s.
 fn curl_grpc(args: &[&str], url: &str) -> (String, Duration) {
+    let (head, _, elapsed) = curl_grpc_with(args, url, HELLO);
+    (head, elapsed)
+}
+
+/// [`curl_grpc`] with `message` as the request body; also returns the response body.
+fn curl_grpc_with(args: &[&str], url: &str, message: &[u8]) -> (String, Vec<u8>, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("body");
-    std::fs::write(&body, HELLO).unwrap();
+    std::fs::write(&body, message).unwrap();
+    let answer = dir.path().join("answer");
     let started = Instant::now();
     let output = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-D", "-", "-o", "/dev/null"])
+        .args(["-sS", "--max-time", "20", "-D", "-", "-o"])
+        .arg(&answer)
         .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
         .args(args)
         .arg("--data-binary")
@@ -226,6 +234,7 @@ fn curl_grpc(args: &[&str], url: &str) -> (String, Duration) {
     );
     (
         String::from_utf8_lossy(&output.stdout).to_lowercase(),
+        std::fs::read(&answer).unwrap_or_default(),
         elapsed,
     )
 }
@@ -284,6 +293,15 @@ fn http1_client_to_h2c_backend_streams_body_and_trailers() {
         assert!(head.contains("grpc-status: 0\r\n"), "{head}");
         assert!(head.contains("x-trailer: kept\r\n"), "{head}");
     }
+    // A 4 MiB message, chunked: many frames through the one-frame pump, with back-pressure both ways.
+    let payload: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut message = vec![0u8];
+    message.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    message.extend_from_slice(&payload);
+    let args = ["--http1.1", "-H", "transfer-encoding: chunked"];
+    let (head, answer, _) = curl_grpc_with(&args, &url, &message);
+    assert!(head.contains("grpc-status: 0\r\n"), "{head}");
+    assert!(answer == message, "echoed {} bytes", answer.len());
 }
 
 #[test]
