@@ -70,6 +70,9 @@ pub enum SkipReason {
     NoEndpoints,
     /// An endpoint is not IPv4.
     NotIpv4,
+    /// The Service port's `appProtocol` says the backend does not speak plain HTTP/1.1 (e.g.
+    /// `kubernetes.io/h2c`, `kubernetes.io/wss`): the splice would carry an HTTP/1.1 request to it.
+    NotHttp1Backend,
     /// The route, service or slot map would exceed its capacity.
     Capacity,
 }
@@ -150,7 +153,20 @@ fn qualify(table: &RouteTable, route: &Route) -> Result<RouteKey, SkipReason> {
     if !endpoints.iter().all(SocketAddr::is_ipv4) {
         return Err(SkipReason::NotIpv4);
     }
+    if !speaks_http1(route.backend.app_protocol.as_deref()) {
+        return Err(SkipReason::NotHttp1Backend);
+    }
     Ok(key)
+}
+
+/// Whether a backend with this `appProtocol` takes the plain HTTP/1.1 request the splice sends: none
+/// given, `http`, or `kubernetes.io/ws` (WebSocket backends speak HTTP/1.1; upgrades themselves never
+/// reach Tier 1).
+fn speaks_http1(app_protocol: Option<&str>) -> bool {
+    match app_protocol {
+        None => true,
+        Some(p) => p.eq_ignore_ascii_case("http") || p == "kubernetes.io/ws",
+    }
 }
 
 /// The backend's Maglev table with each slot resolved to its (IPv4) endpoint.
@@ -243,6 +259,7 @@ spec:
       - {path: /about, pathType: Exact, backend: {service: {name: info, port: {number: 80}}}}
       - {path: /empty, pathType: Exact, backend: {service: {name: empty, port: {number: 80}}}}
       - {path: /v6, pathType: Exact, backend: {service: {name: six, port: {number: 80}}}}
+      - {path: /grpc, pathType: Exact, backend: {service: {name: grpc, port: {number: 80}}}}
   - host: "*.wild.example"
     http:
       paths:
@@ -273,8 +290,12 @@ addressType: IPv6
 ports: [{name: http, port: 8080}]
 endpoints: [{addresses: ["fd00::1"]}]
 "#;
+        let grpc = service("grpc", &["198.18.3.1"]).replace(
+            "ports: [{name: http, port: 80}]",
+            "ports: [{name: http, port: 80, appProtocol: kubernetes.io/h2c}]",
+        );
         table(&format!(
-            "{INGRESS}{}{}{}{six}",
+            "{INGRESS}{}{}{}{six}{grpc}",
             service("shop", &["198.18.1.1", "198.18.1.2", "198.18.1.3"]),
             service("info", &["198.18.2.1"]),
             service("empty", &[]),
@@ -314,6 +335,11 @@ endpoints: [{addresses: ["fd00::1"]}]
         assert_eq!(why(&image, "/any"), Some(SkipReason::Hostless));
         assert_eq!(why(&image, "/empty"), Some(SkipReason::NoEndpoints));
         assert_eq!(why(&image, "/v6"), Some(SkipReason::NotIpv4));
+        assert_eq!(
+            why(&image, "/grpc"),
+            Some(SkipReason::NotHttp1Backend),
+            "h2c backend"
+        );
         assert_eq!(image.services.len(), 2, "shop and info, each once");
     }
 
