@@ -114,6 +114,16 @@ impl EndpointState {
         ok
     }
 
+    /// Keep an ejected endpoint out for one more base ejection time (its probe back failed). The count of
+    /// ejections in a row does not grow: a dead endpoint is probed every base time, so that it returns
+    /// within about that long once it answers again.
+    pub(crate) fn extend_ejection(&self, policy: &HealthPolicy, now_ms: u64) {
+        let until = now_ms
+            .saturating_add(millis(policy.outlier.base_ejection_time))
+            .max(1);
+        self.ejected_until.store(until, Ordering::Relaxed);
+    }
+
     /// End an ejection (the monitor's probe succeeded).
     pub(crate) fn readmit(&self, now_ms: u64) {
         self.failures.store(0, Ordering::Relaxed);
@@ -189,6 +199,8 @@ mod tests {
         assert!(e.eject(&p, 0));
         assert!(e.eject(&p, 0));
         assert_eq!(until(&e), Duration::from_secs(3), "capped");
+        e.extend_ejection(&p, 5_000);
+        assert_eq!(until(&e), Duration::from_secs(6), "one more base time");
         e.readmit(10_000);
         assert!(e.healthy());
         assert!(e.record_failure(&p, 20_000));

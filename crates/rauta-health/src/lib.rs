@@ -8,7 +8,8 @@
 //!   timed out, upstream connection error, 5xx answer) eject the endpoint for the base ejection time, n
 //!   times that for the n-th ejection in a row (capped). When the time is up the endpoint is probed (the
 //!   HTTP check if configured, else a TCP connect) and only readmitted if the probe passes; otherwise it
-//!   is ejected again, for longer.
+//!   is probed again after another base ejection time (so a restarted endpoint returns within about that
+//!   long, while one that keeps failing real requests right after returning stays out longer each time).
 //! - **Every endpoint unhealthy: fail open.** The backend's table then holds all its endpoints, as Envoy
 //!   does below its panic threshold: a wrong health verdict (a broken check path, a shared dependency
 //!   blip) must not turn into a full outage. It is logged once per transition and shown by
@@ -416,3 +417,6 @@ impl Pick {
 fn service_label(service: &ServiceRef) -> String {
     service.to_string()
 }
+
+#[cfg(test)]
+mod tests;

@@ -77,8 +77,9 @@ pub(crate) async fn run(shared: Weak<Shared>, state: Arc<EndpointState>, policy:
                 state.readmit(shared.now_ms());
                 changed = true;
                 tracing::info!(endpoint = %state.addr, "ejected endpoint probed back in");
-            } else if state.eject(&policy, shared.now_ms()) {
-                tracing::debug!(endpoint = %state.addr, "ejected endpoint still failing; ejected again, for longer");
+            } else {
+                state.extend_ejection(&policy, shared.now_ms());
+                tracing::debug!(endpoint = %state.addr, "ejected endpoint still failing its probe; probing again later");
             }
         }
         if changed {
