@@ -1,8 +1,9 @@
 //! Tier 3: the userspace HTTP reverse proxy (tokio; its own HTTP/1.1 codecs on both sides, hyper for HTTP/2).
 //!
 //! Every request is routed by the current [`rauta_routes::RouteTable`] snapshot (Host header and path), sent
-//! to the endpoint Maglev picks for the client address, and streamed both ways without buffering whole
-//! bodies. The proxy answers these itself, each with a short static text body:
+//! to the endpoint Maglev picks for the client address (over the healthy endpoints when
+//! [`ProxyConfig::health`] is set; an idempotent request whose connect fails is then sent once to another
+//! endpoint), and streamed both ways without buffering whole bodies. The proxy answers these itself, each with a short static text body:
 //!
 //! | status | when |
 //! | --- | --- |
