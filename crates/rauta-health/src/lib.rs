@@ -90,12 +90,37 @@ struct Monitor {
     task: JoinHandle<()>,
 }
 
+/// Hashes a pointer-sized key with one multiplication (Fibonacci hashing): the per-request lookup by
+/// backend address must not pay for SipHash, and keys are not chosen by clients.
+#[derive(Default)]
+struct PtrHasher(u64);
+
+impl std::hash::Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        // Spread the (aligned, so low-zero) address over every bit; hashbrown uses both ends.
+        let x = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 32);
+    }
+}
+
+type PtrMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<PtrHasher>>;
+
 /// The health of every backend of one route table.
 #[derive(Default)]
 struct Snapshot {
     /// By the address of the table's `Arc<Backend>`; each value holds that `Arc`, so the address cannot be
     /// reused by another backend while it is a key here.
-    by_backend: HashMap<usize, Arc<ServiceHealth>>,
+    by_backend: PtrMap<Arc<ServiceHealth>>,
     /// The same values by Service port, to carry endpoint state over to the next table.
     by_service: HashMap<ServiceRef, Arc<ServiceHealth>>,
 }

@@ -96,3 +96,24 @@ pub(crate) fn idempotent(method: &Method) -> bool {
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_idempotent_methods_are_retried() {
+        for m in ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"] {
+            assert!(
+                idempotent(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "{m}"
+            );
+        }
+        for m in ["POST", "PATCH", "CONNECT", "PROPFIND"] {
+            assert!(
+                !idempotent(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "{m}"
+            );
+        }
+    }
+}
