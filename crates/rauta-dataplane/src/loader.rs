@@ -497,30 +497,22 @@ impl KernelTiers {
     /// Runs the TC egress program once on `packet` (an Ethernet frame) with `BPF_PROG_RUN`. Maps change as
     /// for a real packet; a redirect is returned as [`TC_ACT_REDIRECT`] but goes nowhere.
     pub fn run_tc_once(&self, packet: &[u8]) -> Result<TcRun, DataplaneError> {
-        let program = self.tc()?;
-        // Room for growth: a SYN-ACK becomes an ACK with up to PENDING_BUF bytes of payload.
-        let mut output = vec![0u8; packet.len() + rauta_common::maps::PENDING_BUF + 64];
-        let result = program
-            .test_run(TestRunOptions {
-                data_in: Some(packet),
-                data_out: Some(&mut output),
-                repeat: 1,
-                ..TestRunOptions::default()
-            })
-            .map_err(|source| DataplaneError::program(TC_EGRESS_PROGRAM, source))?;
-        output.truncate(result.data_size_out as usize);
-        Ok(TcRun {
-            action: result.return_value as i32,
-            output,
-            duration: result.duration,
-        })
+        self.run_classifier_once(TC_EGRESS_PROGRAM, packet)
     }
 
-    /// Runs the TC ingress program once on `packet` (an Ethernet frame) with `BPF_PROG_RUN`. Maps change as
-    /// for a real packet; a redirect is returned as [`TC_ACT_REDIRECT`] but goes nowhere.
+    /// Runs the TC ingress program once on `packet`, like [`KernelTiers::run_tc_once`].
     pub fn run_tc_ingress_once(&self, packet: &[u8]) -> Result<TcRun, DataplaneError> {
-        let program: &SchedClassifier = self.typed_program(TC_INGRESS_PROGRAM)?;
-        // Room for growth: a SYN-ACK becomes an ACK with the request and the inserted header.
+        self.run_classifier_once(TC_INGRESS_PROGRAM, packet)
+    }
+
+    fn run_classifier_once(
+        &self,
+        name: &'static str,
+        packet: &[u8],
+    ) -> Result<TcRun, DataplaneError> {
+        let program: &SchedClassifier = self.typed_program(name)?;
+        // Room for growth: a SYN-ACK becomes an ACK with up to PENDING_BUF bytes of payload (plus the
+        // splice's inserted header).
         let mut output = vec![0u8; packet.len() + rauta_common::maps::PENDING_BUF + 64];
         let result = program
             .test_run(TestRunOptions {
@@ -529,7 +521,7 @@ impl KernelTiers {
                 repeat: 1,
                 ..TestRunOptions::default()
             })
-            .map_err(|source| DataplaneError::program(TC_INGRESS_PROGRAM, source))?;
+            .map_err(|source| DataplaneError::program(name, source))?;
         output.truncate(result.data_size_out as usize);
         Ok(TcRun {
             action: result.return_value as i32,
@@ -691,10 +683,6 @@ impl KernelTiers {
         program
             .try_into()
             .map_err(|source| DataplaneError::program(name, source))
-    }
-
-    fn tc(&self) -> Result<&SchedClassifier, DataplaneError> {
-        self.typed_program(TC_EGRESS_PROGRAM)
     }
 
     fn xdp(&self) -> Result<&Xdp, DataplaneError> {

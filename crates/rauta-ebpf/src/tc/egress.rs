@@ -25,26 +25,19 @@ use rauta_common::{
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
-use super::TcVerdict;
+use super::{HEADERS, IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
 use crate::maps::{RAUTA_FLOWS, RAUTA_HELD, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_TC};
 
-/// Offsets in an Ethernet + IPv4 (no options) + TCP frame.
-const IP_AT: usize = 14;
-const TCP_AT: usize = 34;
+/// Offsets of the TCP sequence number and checksum in the frame.
 const SEQ_AT: usize = TCP_AT + 4;
 const CHECK_AT: usize = TCP_AT + 16;
-/// Ethernet + IPv4 + TCP without options.
-const HEADERS: usize = 54;
 
 /// Decides one packet leaving an interface Tier 1 is attached to.
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> TcVerdict {
-    let Ok(h) = ctx.load::<[u8; HEADERS]>(0) else {
+    let Some(h) = tcp_v4_headers(ctx) else {
         return TcVerdict::ok(Reason::TcPass);
     };
-    if h[12..14] != [0x08, 0x00] || h[IP_AT] != 0x45 || h[IP_AT + 9] != 6 {
-        return TcVerdict::ok(Reason::TcPass);
-    }
     let Some(vip) = RAUTA_VIP.get(0) else {
         return TcVerdict::ok(Reason::TcPass);
     };
@@ -319,14 +312,4 @@ fn rewrite_seq(ctx: &TcContext, old: u32, new: u32, reason: Reason) -> TcVerdict
         return TcVerdict::shot(Reason::TcInternalError);
     }
     TcVerdict::ok(reason)
-}
-
-#[inline(always)]
-fn field4(h: &[u8; HEADERS], at: usize) -> [u8; 4] {
-    [h[at], h[at + 1], h[at + 2], h[at + 3]]
-}
-
-#[inline(always)]
-fn field2(h: &[u8; HEADERS], at: usize) -> [u8; 2] {
-    [h[at], h[at + 1]]
 }

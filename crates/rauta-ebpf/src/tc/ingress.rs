@@ -21,29 +21,21 @@ use rauta_common::{
     synack::{SynV4, TCP_ACK, TCP_RST, TCP_SYN},
 };
 
-use super::TcVerdict;
+use super::{IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
 use crate::maps::{
     RAUTA_NAT, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP,
     SCRATCH_TC_INGRESS, copy_of,
 };
 
-/// Offsets in an Ethernet + IPv4 (no options) + TCP frame.
-const IP_AT: usize = 14;
-const TCP_AT: usize = 34;
-/// Ethernet + IPv4 + TCP without options.
-const HEADERS: usize = 54;
 /// TCP PSH.
 const TCP_PSH: u8 = 0x08;
 
 /// Decides one packet arriving on an interface Tier 1 is attached to.
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> TcVerdict {
-    let Ok(h) = ctx.load::<[u8; HEADERS]>(0) else {
+    let Some(h) = tcp_v4_headers(ctx) else {
         return TcVerdict::ok(Reason::TcPass);
     };
-    if h[12..14] != [0x08, 0x00] || h[IP_AT] != 0x45 || h[IP_AT + 9] != 6 {
-        return TcVerdict::ok(Reason::TcPass);
-    }
     let Some(config) = RAUTA_SPLICE_CONFIG.get(0) else {
         return TcVerdict::ok(Reason::TcPass);
     };
@@ -189,14 +181,4 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
         action,
         reason: Reason::TcSpliceAck,
     }
-}
-
-#[inline(always)]
-fn field4(h: &[u8; HEADERS], at: usize) -> [u8; 4] {
-    [h[at], h[at + 1], h[at + 2], h[at + 3]]
-}
-
-#[inline(always)]
-fn field2(h: &[u8; HEADERS], at: usize) -> [u8; 2] {
-    [h[at], h[at + 1]]
 }
