@@ -122,15 +122,17 @@ proptest! {
 
     /// (b) Removing one of N backends at the same table size moves every key of the removed backend
     /// and only a little more than the minimal 1/N in total. Maglev's refill cascades, so the bound
-    /// carries an allowance: over 1400 measured cases at the ladder's sizes the extra never exceeded
-    /// 0.06 of the table (see the crate docs; `mean_disruption_is_near_minimal` checks the average).
+    /// carries an allowance: typically the extra stays below 0.07 of the table, but rare sets of keys
+    /// cascade further — the worst of 20,000 random removals (`worst_extra_disruption`) was 0.173, at
+    /// N = 8. The per-case bound is therefore 1/N + 0.2; `mean_disruption_is_near_minimal` checks that the
+    /// average stays near the minimum. (An earlier allowance of 1.5/N + 0.07 failed on such a set.)
     #[test]
     fn removal_disrupts_little(keys in keys(60), pick in any::<prop::sample::Index>()) {
         prop_assume!(keys.len() >= 2);
         let n = keys.len();
         let removed = pick.index(n);
         let fraction = removal_disruption(&keys, removed)?;
-        prop_assert!(fraction <= 1.5 / n as f64 + 0.07,
+        prop_assert!(fraction <= 1.0 / n as f64 + 0.2,
             "moved {:.3} of keys removing 1 of {}", fraction, n);
     }
 
@@ -180,5 +182,33 @@ proptest! {
         for &s in table.slots() {
             prop_assert!(eligible.contains(&usize::from(s)));
         }
+    }
+}
+
+/// The worst extra disruption over many random removals (measurement, run on demand: it sizes the
+/// allowance of `removal_disrupts_little`).
+#[test]
+#[ignore = "measurement, run on demand"]
+fn worst_extra_disruption() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::default();
+    let mut worst = (0.0f64, 0usize);
+    let mut by_n = std::collections::BTreeMap::<usize, f64>::new();
+    for _ in 0..20_000 {
+        let keys = keys(60).new_tree(&mut runner).unwrap().current();
+        if keys.len() < 2 {
+            continue;
+        }
+        let n = keys.len();
+        let extra = removal_disruption(&keys, n / 2).unwrap() - 1.0 / n as f64;
+        let e = by_n.entry(n).or_default();
+        *e = e.max(extra);
+        if extra > worst.0 {
+            worst = (extra, n);
+        }
+    }
+    println!("worst extra {:.3} at N={}", worst.0, worst.1);
+    for (n, e) in by_n.iter().filter(|(n, _)| **n <= 12) {
+        println!("N={n}: worst extra {e:.3}");
     }
 }
