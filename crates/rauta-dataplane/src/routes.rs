@@ -70,9 +70,7 @@ pub enum SkipReason {
     NoEndpoints,
     /// An endpoint is not IPv4.
     NotIpv4,
-    /// The Service port's `appProtocol` says the backend does not speak plain HTTP/1.1 (e.g.
-    /// `kubernetes.io/h2c`, `kubernetes.io/wss`): the splice would carry an HTTP/1.1 request to it.
-    NotHttp1Backend,
+
     /// The route, service or slot map would exceed its capacity.
     Capacity,
 }
@@ -153,20 +151,7 @@ fn qualify(table: &RouteTable, route: &Route) -> Result<RouteKey, SkipReason> {
     if !endpoints.iter().all(SocketAddr::is_ipv4) {
         return Err(SkipReason::NotIpv4);
     }
-    if !speaks_http1(route.backend.app_protocol.as_deref()) {
-        return Err(SkipReason::NotHttp1Backend);
-    }
     Ok(key)
-}
-
-/// Whether a backend with this `appProtocol` takes the plain HTTP/1.1 request the splice sends: none
-/// given, `http`, or `kubernetes.io/ws` (WebSocket backends speak HTTP/1.1; upgrades themselves never
-/// reach Tier 1).
-fn speaks_http1(app_protocol: Option<&str>) -> bool {
-    match app_protocol {
-        None => true,
-        Some(p) => p.eq_ignore_ascii_case("http") || p == "kubernetes.io/ws",
-    }
 }
 
 /// The backend's Maglev table with each slot resolved to its (IPv4) endpoint.
@@ -337,8 +322,8 @@ endpoints: [{addresses: ["fd00::1"]}]
         assert_eq!(why(&image, "/v6"), Some(SkipReason::NotIpv4));
         assert_eq!(
             why(&image, "/grpc"),
-            Some(SkipReason::NotHttp1Backend),
-            "h2c backend"
+            Some(SkipReason::NotXdpTier),
+            "an h2c backend is Tier 3 only (Backend::speaks_plain_http1)"
         );
         assert_eq!(image.services.len(), 2, "shop and info, each once");
     }

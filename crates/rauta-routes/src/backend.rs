@@ -98,6 +98,16 @@ impl Backend {
     pub fn maglev(&self) -> &MaglevTable {
         &self.maglev
     }
+
+    /// Whether the backend takes a client's plain HTTP/1.1 request as it came — what the kernel tiers
+    /// send: no `appProtocol`, `http`, or `kubernetes.io/ws` (WebSocket backends speak HTTP/1.1; upgrades
+    /// never reach the kernel tiers). `kubernetes.io/h2c`, `kubernetes.io/wss` and others do not.
+    pub fn speaks_plain_http1(&self) -> bool {
+        match self.app_protocol.as_deref() {
+            None => true,
+            Some(p) => p.eq_ignore_ascii_case("http") || p == "kubernetes.io/ws",
+        }
+    }
 }
 
 /// The flow hash of a client address and port: the key every tier indexes Maglev tables with.

@@ -272,6 +272,12 @@ impl Compiler<'_> {
                     continue;
                 };
                 self.claimed.insert(key, me.clone());
+                // The kernel tiers forward the client's HTTP/1.1 request as it came.
+                let tier = if backend.speaks_plain_http1() {
+                    Tier::for_route(path_type, tls)
+                } else {
+                    Tier::Userspace
+                };
                 let route = Route {
                     host: host.as_ref().map(HostPattern::to_host_string),
                     path: spec.written().to_owned(),
@@ -280,7 +286,7 @@ impl Compiler<'_> {
                     ingress: me.clone(),
                     tls,
                     ssl_redirect: tls && ssl_redirect,
-                    tier: Tier::for_route(path_type, tls),
+                    tier,
                 };
                 self.pending.push(Pending {
                     host: host.clone(),

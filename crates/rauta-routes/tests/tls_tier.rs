@@ -201,3 +201,47 @@ spec:
     assert_eq!(shown("on.example"), true);
     assert_eq!(shown("off.example"), false);
 }
+
+#[test]
+fn exact_routes_to_backends_that_do_not_speak_http1_stay_in_userspace() {
+    let h2c = service("g", "127.0.0.2").replace(
+        "ports: [{name: http, port: 80}]",
+        "ports: [{name: http, port: 80, appProtocol: kubernetes.io/h2c}]",
+    );
+    let ws = service("w", "127.0.0.3").replace(
+        "ports: [{name: http, port: 80}]",
+        "ports: [{name: http, port: 80, appProtocol: kubernetes.io/ws}]",
+    );
+    let ingress = r#"
+---
+kind: Ingress
+metadata: {name: apps, namespace: default}
+spec:
+  ingressClassName: rauta
+  rules:
+    - host: plain.example.com
+      http:
+        paths:
+          - {path: /grpc, pathType: Exact, backend: {service: {name: g, port: {number: 80}}}}
+          - {path: /ws, pathType: Exact, backend: {service: {name: w, port: {number: 80}}}}
+"#;
+    let c = compile_yaml(&[h2c, ws, ingress.to_owned()].concat());
+    assert_eq!(c.diagnostics, vec![]);
+    let tier = |path: &str| {
+        c.table
+            .routes()
+            .iter()
+            .find(|r| r.path == path)
+            .map(|r| r.tier)
+    };
+    assert_eq!(
+        tier("/grpc"),
+        Some(Tier::Userspace),
+        "h2c: the kernel would send HTTP/1.1"
+    );
+    assert_eq!(
+        tier("/ws"),
+        Some(Tier::Xdp),
+        "WebSocket backends speak HTTP/1.1"
+    );
+}
