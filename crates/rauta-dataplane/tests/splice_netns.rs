@@ -404,28 +404,11 @@ impl Lab {
         })
     }
 
+    /// Retransmitted segments, summed over the three namespaces.
     fn retransmissions(&self) -> u64 {
         self.namespaces
             .iter()
-            .map(|ns| {
-                let out = Command::new("ip")
-                    .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-                let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
-                let i = names
-                    .split_whitespace()
-                    .position(|n| n == "RetransSegs")
-                    .unwrap();
-                values
-                    .split_whitespace()
-                    .nth(i)
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap()
-            })
+            .map(|ns| netns::retransmissions(ns))
             .sum()
     }
 

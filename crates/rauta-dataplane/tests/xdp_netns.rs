@@ -25,7 +25,7 @@ use std::{
 
 use rauta_common::maps::XDP_PASS_PROGRAM;
 use rauta_dataplane::{object::BPF_OBJECT, AttachMode, Counters, KernelTiers, Reason, TableSizes};
-use support::netns::{self, Pair, CLIENT_IP, SERVER_IP};
+use support::netns::{self, retransmissions, Pair, CLIENT_IP, SERVER_IP};
 
 fn can_run(test: &str) -> bool {
     if !support::root_or_skip(test) {
@@ -69,21 +69,6 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
 /// under 150 ms was not a retransmission, while leaving room for a loaded 2-core CI machine (a 50 ms bound
 /// flaked under load). The TcpRetransSegs counters are the exact check; this is the user-visible one.
 const FASTER_THAN_AN_RTO_S: f64 = 0.15;
-
-fn retransmissions(ns: &str) -> u64 {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
-    let i = names
-        .split_whitespace()
-        .position(|n| n == "RetransSegs")
-        .unwrap();
-    values.split_whitespace().nth(i).unwrap().parse().unwrap()
-}
 
 /// A namespace pair with Tier 1 on the server side and the pass program on the client side.
 struct Lab {

@@ -403,36 +403,23 @@ impl Collector for KernelCollector {
 mod tests {
     use super::*;
 
+    /// `start` with no interface, a valid VIP and the default attach mode and NAT ports.
+    fn start_without_interfaces(mode: Mode) -> Result<Option<KernelState>, Off> {
+        start(
+            mode,
+            &[],
+            "192.0.2.1:80".parse().unwrap(),
+            XdpMode::Auto,
+            None,
+        )
+    }
+
     #[test]
     fn off_and_missing_interface_are_reasons_not_errors_under_auto() {
+        assert!(matches!(start_without_interfaces(Mode::Off), Ok(None)));
+        assert!(matches!(start_without_interfaces(Mode::Auto), Ok(None)));
         assert!(matches!(
-            start(
-                Mode::Off,
-                &[],
-                "192.0.2.1:80".parse().unwrap(),
-                XdpMode::Auto,
-                None
-            ),
-            Ok(None)
-        ));
-        assert!(matches!(
-            start(
-                Mode::Auto,
-                &[],
-                "192.0.2.1:80".parse().unwrap(),
-                XdpMode::Auto,
-                None
-            ),
-            Ok(None)
-        ));
-        assert!(matches!(
-            start(
-                Mode::Required,
-                &[],
-                "192.0.2.1:80".parse().unwrap(),
-                XdpMode::Auto,
-                None
-            ),
+            start_without_interfaces(Mode::Required),
             Err(Off::NoInterface)
         ));
     }

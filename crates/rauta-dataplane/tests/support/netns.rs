@@ -111,3 +111,19 @@ pub fn tools_present() -> bool {
         .iter()
         .all(|t| Command::new(t).arg("-V").output().is_ok())
 }
+
+/// `TcpRetransSegs` of the namespace `ns` (from its `/proc/net/snmp`).
+pub fn retransmissions(ns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "RetransSegs")
+        .unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
