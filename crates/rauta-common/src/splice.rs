@@ -41,8 +41,15 @@ pub const PROG_SPLICE_START: u32 = 1;
 pub const XDP_SPLICE_PROGRAM: &str = "rauta_xdp_splice";
 /// Name of the XDP program that starts a splice (SYN to the backend).
 pub const XDP_SPLICE_START_PROGRAM: &str = "rauta_xdp_splice_start";
+/// Slot of [`XDP_ROUTE_PROGRAM`] in [`PROGS_MAP`].
+pub const PROG_ROUTE: u32 = 2;
+/// Name of the XDP program tail-called on every first data segment (after the hand-off stored it): the
+/// routing decision (request parser, route and Maglev lookups), then on a hit [`XDP_SPLICE_PROGRAM`].
+/// Out of the entry program so that the parser's verifier budget is its own: the entry program, which
+/// every packet runs, keeps room for the per-packet work (TCP options, translation).
+pub const XDP_ROUTE_PROGRAM: &str = "rauta_xdp_route";
 /// Slots in [`PROGS_MAP`].
-pub const PROG_SLOTS: u32 = 2;
+pub const PROG_SLOTS: u32 = 3;
 /// Name of the TC ingress program that turns a backend's SYN-ACK into the ACK carrying the request.
 pub const TC_INGRESS_PROGRAM: &str = "rauta_tc_ingress";
 

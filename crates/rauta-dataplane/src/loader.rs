@@ -23,9 +23,9 @@ use rauta_common::{
         SERVICE_BANK_BIT, SLOTS_MAP,
     },
     splice::{
-        NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_SPLICE,
+        NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_ROUTE, PROG_SPLICE,
         PROG_SPLICE_START, SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET, TC_INGRESS_PROGRAM,
-        XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM,
+        XDP_ROUTE_PROGRAM, XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM,
     },
 };
 use rauta_routes::RouteTable;
@@ -230,6 +230,7 @@ impl KernelTiers {
         for (name, slot) in [
             (XDP_SPLICE_PROGRAM, PROG_SPLICE),
             (XDP_SPLICE_START_PROGRAM, PROG_SPLICE_START),
+            (XDP_ROUTE_PROGRAM, PROG_ROUTE),
         ] {
             let program: &mut Xdp = tiers.typed_program_mut(name)?;
             program

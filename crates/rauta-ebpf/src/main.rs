@@ -17,7 +17,7 @@ mod xdp;
 
 use rauta_common::{
     reason::Reason,
-    splice::{PROG_SPLICE, PROG_SPLICE_START},
+    splice::{PROG_ROUTE, PROG_SPLICE, PROG_SPLICE_START},
 };
 
 use aya_ebpf::{
@@ -30,24 +30,37 @@ use aya_ebpf::{
 #[xdp]
 pub fn rauta_xdp(ctx: XdpContext) -> u32 {
     let verdict = xdp::classify::handle(&ctx);
-    // A first data segment was stored: take the routing decision on it (see `decide_stored`); a hit
-    // starts the splice to the backend (`rauta_xdp_splice`, a tail call) instead of the hand-off.
+    // A first data segment was stored and the packet is now the replayed SYN: the routing decision on
+    // it runs in `rauta_xdp_route` (a tail call, with a verifier budget of its own), which counts the
+    // hand-off and passes the SYN, or starts the splice to a backend.
     if matches!(
         verdict.reason,
         Reason::HandoffSynReplayed | Reason::HandoffRetransmitReplayed
-    ) && xdp::route::decide_stored()
-        && let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP)
+    ) && let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP)
     {
         // SAFETY: this CPU's scratch entry, valid for this run.
         unsafe { (*scratch).handoff_reason = verdict.reason as u32 };
         // SAFETY: a tail call with this program's own context; it returns only if the slot is
-        // empty, and then the hand-off below goes on as if there had been no hit.
-        unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };
+        // empty, and then the hand-off below goes on without a routing decision.
+        unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_ROUTE) };
     }
-    // No run-time recording here: the request parser leaves this program at the verifier's limit; the
-    // splice's programs record the routing hits (see `maps::first_request_done`).
     maps::count(verdict.reason);
     verdict.action
+}
+
+/// The routing decision on a stored first segment (tail-called by `rauta_xdp`; the packet is the
+/// replayed SYN). A hit goes on to the splice (`rauta_xdp_splice`); anything else passes the replayed
+/// SYN to Tier 3, counted as the hand-off it is.
+#[xdp]
+pub fn rauta_xdp_route(ctx: XdpContext) -> u32 {
+    if xdp::route::decide_stored() {
+        // SAFETY: a tail call with this program's own context; it returns only if the slot is empty,
+        // and then the hand-off goes on as if there had been no hit.
+        unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };
+    }
+    // Misses are not recorded in the first-request histogram: it measures the splice's hits.
+    count_handoff();
+    xdp_action::XDP_PASS
 }
 
 /// Step 1 of the splice of a routing hit (tail-called by `rauta_xdp` with the hit in the scratch entry):
@@ -99,6 +112,14 @@ fn fall_back(reason: Option<Reason>) -> u32 {
     if let Some(reason) = reason {
         maps::count(reason);
     }
+    count_handoff();
+    maps::first_request_done();
+    xdp_action::XDP_PASS
+}
+
+/// Counts the hand-off `rauta_xdp` left in the scratch entry (first time, or a retransmission).
+#[inline(always)]
+fn count_handoff() {
     let handoff = maps::RAUTA_SCRATCH
         .get_ptr(maps::SCRATCH_XDP)
         // SAFETY: this CPU's scratch entry, read at once.
@@ -109,8 +130,6 @@ fn fall_back(reason: Option<Reason>) -> u32 {
     } else {
         Reason::HandoffSynReplayed
     });
-    maps::first_request_done();
-    xdp_action::XDP_PASS
 }
 
 /// The backend leg's other half, at TC ingress of the same interfaces: turns a backend's SYN-ACK (and a
