@@ -3,6 +3,7 @@
 //! independently of `rauta_common::checksum` so that the tests do not trust the code they test.
 #![allow(dead_code)]
 
+pub mod lab;
 pub mod netns;
 pub mod packet;
 pub mod routes;
