@@ -2,21 +2,26 @@
 //!
 //! Fields: `time` (RFC 3339, UTC, milliseconds, when the request head was received), `client` (address and
 //! port), `host` (Host header or `:authority`, as received), `method`, `path` (the request target: path and
-//! query, undecoded), `status`, `bytes` (response body size when known from its length, else `-`/`null`,
-//! e.g. for chunked responses still streaming), `upstream` (endpoint address, `-`/`null` when the proxy
+//! query, undecoded), `status`, `bytes` (response body bytes sent to the client), `upstream` (endpoint address, `-`/`null` when the proxy
 //! answered itself), `upstream_latency` (seconds to the upstream's response head), `latency` (seconds from
 //! the request head to the response head) and `tier` (`3`: served by the userspace proxy).
 //!
-//! The line is written when the response head is ready, one `write` per line, so lines from different
-//! worker threads never interleave.
+//! The line is written when the response head is ready if the body's length is known then (Content-Length,
+//! error texts); otherwise (chunked, read-to-close, HTTP/2 without length, gRPC) the body is counted as it
+//! streams and the line is written when it ends, or with the bytes sent so far when it is dropped before its
+//! end (client gone, upstream failure). One `write` per line, so lines from different worker threads never
+//! interleave.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::{header, Extensions, Request, Response};
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
 
 use crate::body::ProxyBody;
 use crate::server::ConnContext;
@@ -37,6 +42,7 @@ pub enum AccessLogFormat {
 }
 
 /// What is known about a request when it arrives; completed by [`finish`].
+#[derive(Debug)]
 pub(crate) struct Pending {
     received: Instant,
     time: SystemTime,
@@ -89,27 +95,150 @@ pub(crate) fn note_upstream(
     }
 }
 
-/// Write the line of a request whose response head is ready.
-pub(crate) fn finish(pending: Option<Pending>, conn: &ConnContext, response: &Response<ProxyBody>) {
-    let Some(p) = pending else { return };
-    let entry = Entry {
-        time: p.time,
+/// The response head is ready: write the request's line now if the body's length is known, else hand the
+/// line to the body, which writes it with the bytes it counted once it ends (see the module doc).
+pub(crate) fn finish(
+    pending: Option<Pending>,
+    conn: &ConnContext,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let Some(p) = pending else { return response };
+    let format = conn.proxy.config.access_log;
+    let line = Line {
+        pending: p,
+        format,
         client: conn.peer,
-        host: &p.host,
-        method: p.method.as_str(),
-        target: &p.target,
         status: response.status().as_u16(),
-        bytes: response.body().size_hint().exact(),
         upstream: response.extensions().get::<UpstreamLeg>().copied(),
-        latency: p.received.elapsed(),
+        head_latency: None,
     };
-    let line = match conn.proxy.config.access_log {
-        AccessLogFormat::Off => return,
-        AccessLogFormat::Text => entry.text(),
-        AccessLogFormat::Json => entry.json(),
-    };
-    // A closed or full stdout must not fail the request; the line is lost.
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    let exact = response.body().size_hint().exact();
+    // A 101's body is the upgraded connection, not counted here (and must stay unwrapped for the upgrade).
+    let upgrade = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    match exact {
+        Some(bytes) => {
+            line.write(bytes);
+            response
+        }
+        None if upgrade => {
+            line.write(0);
+            response
+        }
+        None => {
+            let mut line = line;
+            line.head_latency = Some(line.pending.received.elapsed());
+            response.map(|body| {
+                ProxyBody::counted(CountedBody {
+                    inner: body,
+                    line: Some(line),
+                    bytes: 0,
+                })
+            })
+        }
+    }
+}
+
+/// A line waiting for its `bytes` field.
+#[derive(Debug)]
+struct Line {
+    pending: Pending,
+    format: AccessLogFormat,
+    client: SocketAddr,
+    status: u16,
+    upstream: Option<UpstreamLeg>,
+    /// Request head to response head, measured at [`finish`] when the line is deferred (so that `latency`
+    /// means the same for every line); `None`: the line is written at once, now is the response head.
+    head_latency: Option<Duration>,
+}
+
+impl Line {
+    fn write(self, bytes: u64) {
+        let latency = self
+            .head_latency
+            .unwrap_or_else(|| self.pending.received.elapsed());
+        let p = &self.pending;
+        let entry = Entry {
+            time: p.time,
+            client: self.client,
+            host: &p.host,
+            method: p.method.as_str(),
+            target: &p.target,
+            status: self.status,
+            bytes: Some(bytes),
+            upstream: self.upstream,
+            latency,
+        };
+        let line = match self.format {
+            AccessLogFormat::Off => return,
+            AccessLogFormat::Text => entry.text(),
+            AccessLogFormat::Json => entry.json(),
+        };
+        // A closed or full stdout must not fail the request; the line is lost.
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+/// A response body of unknown length, counted as it streams; its access-log line is written when it ends,
+/// or when it is dropped before (with the bytes passed on until then).
+#[derive(Debug)]
+pub(crate) struct CountedBody {
+    inner: ProxyBody,
+    /// `None` once written.
+    line: Option<Line>,
+    bytes: u64,
+}
+
+impl CountedBody {
+    /// Whether the counted body comes from an upstream.
+    pub(crate) fn is_upstream(&self) -> bool {
+        self.inner.is_upstream()
+    }
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        // Every field is Unpin.
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            // The end (or a failure, which ends the response too): the count is final.
+            Poll::Ready(None | Some(Err(_))) => {
+                if let Some(line) = this.line.take() {
+                    line.write(this.bytes);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CountedBody {
+    fn drop(&mut self) {
+        // A codec may stop polling once `is_end_stream` says so, without the final `None`.
+        if let Some(line) = self.line.take() {
+            line.write(self.bytes);
+        }
+    }
 }
 
 /// One complete line's fields.

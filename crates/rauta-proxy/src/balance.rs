@@ -65,6 +65,15 @@ impl Chosen {
         true
     }
 
+    /// The proxy's own response timeout passed waiting for the endpoint's answer: that counts against the
+    /// endpoint like a 5xx (a hung backend is as unhealthy as a failing one). Returns the error to answer.
+    pub(crate) fn timed_out(&self) -> ProxyError {
+        if let Some(pick) = &self.pick {
+            pick.report(Outcome::Failure);
+        }
+        ProxyError::ResponseTimeout
+    }
+
     /// Report how the exchange went (an upstream failure or a 5xx answer counts against the endpoint;
     /// errors of the client's own making do not) and pass the result on.
     #[inline]

@@ -5,9 +5,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::downstream::{BodyError, RequestBody};
+use crate::linger::H2ClientBody;
 use crate::upstream::{H2ResponseBody, ResponseBody};
 
 /// The body of a response sent to a client: the upstream's body passed through, or a static error text.
@@ -28,6 +28,8 @@ enum Kind {
     Upstream2(H2ResponseBody),
     /// A complete body known up front (error texts); `None` once sent.
     Static(Option<Bytes>),
+    /// A body of unknown length counted for the access log (only when the log is on).
+    Counted(Box<crate::access_log::CountedBody>),
 }
 
 impl ProxyBody {
@@ -51,9 +53,18 @@ impl ProxyBody {
         Self(Kind::Upstream(body))
     }
 
+    /// A body counted for the access log.
+    pub(crate) fn counted(body: crate::access_log::CountedBody) -> Self {
+        Self(Kind::Counted(Box::new(body)))
+    }
+
     /// Whether the body comes from an upstream (rather than being the proxy's own answer).
     pub(crate) fn is_upstream(&self) -> bool {
-        matches!(self.0, Kind::Upstream(_) | Kind::Upstream2(_))
+        match &self.0 {
+            Kind::Upstream(_) | Kind::Upstream2(_) => true,
+            Kind::Static(_) => false,
+            Kind::Counted(body) => body.is_upstream(),
+        }
     }
 
     /// The upstream connection of a `101 Switching Protocols` answer, with any bytes it sent after the head;
@@ -61,7 +72,8 @@ impl ProxyBody {
     pub(crate) fn into_upgraded(self) -> Option<(tokio::net::TcpStream, bytes::BytesMut)> {
         match self.0 {
             Kind::Upstream(body) => body.into_upgraded(),
-            Kind::Upstream2(_) | Kind::Static(_) => None,
+            // Counted bodies are never upgrades (see `access_log::finish`).
+            Kind::Upstream2(_) | Kind::Static(_) | Kind::Counted(_) => None,
         }
     }
 }
@@ -79,6 +91,7 @@ impl Body for ProxyBody {
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
             Kind::Upstream2(body) => Pin::new(body).poll_frame(cx),
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Counted(body) => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
@@ -87,6 +100,7 @@ impl Body for ProxyBody {
             Kind::Upstream(body) => body.is_end_stream(),
             Kind::Upstream2(body) => body.is_end_stream(),
             Kind::Static(bytes) => bytes.is_none(),
+            Kind::Counted(body) => body.is_end_stream(),
         }
     }
 
@@ -96,6 +110,7 @@ impl Body for ProxyBody {
             Kind::Upstream2(body) => body.size_hint(),
             Kind::Static(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Static(None) => SizeHint::with_exact(0),
+            Kind::Counted(body) => body.size_hint(),
         }
     }
 }
@@ -121,8 +136,8 @@ pub(crate) enum ClientBody {
     Empty,
     /// Streamed from an HTTP/1.1 connection by the proxy's own codec.
     Http1(RequestBody),
-    /// Streamed from an HTTP/2 connection by hyper.
-    Http2(Incoming),
+    /// Streamed from an HTTP/2 connection by hyper (parked if dropped before its end: see `linger`).
+    Http2(H2ClientBody),
 }
 
 impl Body for ClientBody {

@@ -15,6 +15,7 @@ use crate::downstream::UpgradeRequest;
 use crate::error::ProxyError;
 use crate::grpc;
 use crate::headers;
+use crate::linger::Parked;
 use crate::metrics::ServiceMetrics;
 use crate::redirect;
 use crate::server::ConnContext;
@@ -26,6 +27,16 @@ const H2C: &str = "kubernetes.io/h2c";
 /// Serve one request (from either protocol); every outcome becomes a response, and every response is
 /// counted in `rauta_requests_total`.
 pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Response<ProxyBody> {
+    handle_lingering(conn, req, None).await
+}
+
+/// [`handle`], and when the proxy answers itself, first read the rest of the request body that `parked`
+/// got back (HTTP/2; see `linger` for why).
+pub(crate) async fn handle_lingering(
+    conn: &ConnContext,
+    req: Request<ClientBody>,
+    parked: Option<&Parked>,
+) -> Response<ProxyBody> {
     let mut service: Option<Arc<ServiceMetrics>> = None;
     let access = access_log::start(conn, &req);
     let grpc = grpc::is_grpc(req.headers());
@@ -36,6 +47,9 @@ pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Resp
         }
         Err(err) => {
             tracing::debug!(client = %conn.peer, error = %err, "answered by proxy");
+            if let Some(parked) = parked {
+                parked.drain().await;
+            }
             // A gRPC client reads the outcome from `grpc-status` (under HTTP 200); the metrics count the
             // HTTP status a non-gRPC request would have got, so proxy-side failures stay visible there.
             let response = if grpc {
@@ -50,8 +64,7 @@ pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Resp
         .as_deref()
         .unwrap_or_else(|| conn.proxy.metrics.no_service());
     metrics.record(status);
-    access_log::finish(access, conn, &response);
-    response
+    access_log::finish(access, conn, response)
 }
 
 /// Route and forward. `service` is set as soon as a backend is chosen so the caller counts the response under
@@ -141,11 +154,17 @@ async fn forward(
     let response = if h2c {
         crate::upstream::prepare_h2(&mut parts, chosen.endpoint());
         let grpc_deadline = grpc_timeout.map(|_| deadline);
+        let retry = balance::idempotent(&parts.method);
         let sending = proxy
             .h2_pool
-            .send(chosen.endpoint(), parts, body, limit, grpc_deadline);
-        match tokio::time::timeout_at(deadline, sending).await {
-            Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
+            .send(&mut chosen, retry, parts, body, limit, grpc_deadline);
+        // Boxed: the HTTP/2 exchange's future is ~1.5x the HTTP/1.1 one, and inline it would enlarge this
+        // function's future, which every request (of either kind) moves whole through several layers.
+        let sent = tokio::time::timeout_at(deadline, Box::pin(sending)).await;
+        match sent {
+            // A client's own gRPC deadline is no fault of the endpoint; the proxy's timeout is.
+            Err(_elapsed) if grpc_timeout.is_some() => return Err(ProxyError::ResponseTimeout),
+            Err(_elapsed) => return Err(chosen.timed_out()),
             Ok(result) => chosen.settle(result)?.map(ProxyBody::upstream_h2),
         }
     } else {
@@ -155,7 +174,7 @@ async fn forward(
         let sending = proxy.pool.send_balanced(&mut chosen, retry, &parts, body);
         let sent = tokio::time::timeout_at(deadline, sending).await;
         match sent {
-            Err(_elapsed) => return Err(ProxyError::ResponseTimeout),
+            Err(_elapsed) => return Err(chosen.timed_out()),
             Ok(result) => chosen.settle(result)?.map(ProxyBody::upstream),
         }
     };

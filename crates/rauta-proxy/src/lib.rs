@@ -55,6 +55,7 @@ mod error;
 mod forward;
 mod grpc;
 mod headers;
+mod linger;
 mod listener;
 mod metrics;
 mod pool;

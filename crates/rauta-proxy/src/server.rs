@@ -254,7 +254,11 @@ where
     let peer = ctx.peer;
     let service = service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(forward::handle(&ctx, req.map(ClientBody::Http2)).await) }
+        async move {
+            let (req, parked) = crate::linger::park(req);
+            let req = req.map(ClientBody::Http2);
+            Ok::<_, Infallible>(forward::handle_lingering(&ctx, req, parked.as_ref()).await)
+        }
     });
     let mut connection = pin!(proxy.h2.serve_connection(TokioIo::new(io), service));
     let result = tokio::select! {

@@ -263,3 +263,82 @@ async fn active_check_takes_out_a_failing_endpoint_and_all_unhealthy_fails_open(
         Some(0.0)
     );
 }
+
+/// A backend that accepts connections and reads requests but never answers.
+async fn hung_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// An endpoint that hangs until the proxy's response timeout (504) is ejected like one answering 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_timing_out_is_ejected_like_one_failing() {
+    let (good, _good) = backend("good").await;
+    let hung = hung_backend().await;
+    let dir = ManifestDir::new();
+    let mut yaml = ingress_class();
+    yaml.push_str(&annotated_service(
+        "web",
+        &[good, hung],
+        &[
+            ("rauta.io/outlier-consecutive-failures", "2"),
+            ("rauta.io/outlier-base-ejection-time", "60s"),
+        ],
+    ));
+    yaml.push_str(&ingress(
+        "shop",
+        &[(Some("shop.example"), &[path("/", "Prefix", "web")])],
+        None,
+    ));
+    dir.write("all.yaml", &yaml);
+    let rauta = Rauta::start(
+        dir.path(),
+        &["--workers", "1", "--upstream-response-timeout", "200ms"],
+    );
+    let seen: Seen = Arc::default();
+    let looping = request_loop(rauta.http, seen.clone());
+    let metric = healthy_metric("web", hung);
+    eventually("the hung endpoint is ejected", || async {
+        rauta.metric(&metric).await == Some(0.0)
+    })
+    .await;
+    // Allow for requests already in flight at the ejection (each takes at most the 200 ms timeout).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = Instant::now();
+    eventually("20 answers after the ejection", || {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, _)| *t > settled)
+                .count()
+                >= 20
+        }
+    })
+    .await;
+    looping.abort();
+    let s = seen.lock().unwrap();
+    // Before: some requests hit the hung endpoint and got 504 (what made it count as failing).
+    assert!(
+        s.iter()
+            .any(|(_, r)| r.as_ref().err().is_some_and(|e| e.contains("504"))),
+        "no 504 seen: {:?}",
+        &s[..s.len().min(10)]
+    );
+    // After: only the good endpoint answers.
+    let late: Vec<_> = s.iter().filter(|(t, _)| *t > settled).collect();
+    assert!(
+        late.iter().all(|(_, r)| r.as_deref() == Ok("good")),
+        "{late:?}"
+    );
+}

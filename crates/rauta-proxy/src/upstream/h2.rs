@@ -25,6 +25,7 @@ use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use crate::balance::Chosen;
 use crate::body::{ClientBody, RequestBodyError, UpstreamBody};
 use crate::config::ProxyConfig;
 use crate::downstream::BodyError;
@@ -112,9 +113,14 @@ impl H2Pool {
     /// Send `req` (HTTP/2 form: absolute URI with scheme and authority) with `body` to `endpoint`; return
     /// once the response head arrived. `deadline`: a gRPC call's deadline, enforced on the response body
     /// too (see [`H2ResponseBody`]).
+    ///
+    /// A failed connect counts against `chosen`'s endpoint and, when `retry` allows it (idempotent
+    /// methods), the request moves once to another endpoint of the backend, as on HTTP/1.1: nothing of it
+    /// was sent.
     pub(crate) async fn send(
         &self,
-        endpoint: SocketAddr,
+        chosen: &mut Chosen,
+        retry: bool,
         parts: http::request::Parts,
         body: ClientBody,
         limit: Option<u64>,
@@ -131,8 +137,20 @@ impl H2Pool {
         };
         let mut req = Request::from_parts(parts, body);
         let mut retried = false;
+        let mut moved = false;
         loop {
-            let (mut sender, generation) = self.checkout(endpoint).await?;
+            let endpoint = chosen.endpoint();
+            let (mut sender, generation) = match self.checkout(endpoint).await {
+                Ok(checked_out) => checked_out,
+                Err(err @ (ProxyError::Connect(_) | ProxyError::ConnectTimeout)) => {
+                    if moved || !chosen.connect_failed(retry) {
+                        return Err(err);
+                    }
+                    moved = true;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             let sent = {
                 let mut sending = pin!(sender.try_send_request(req));
                 poll_fn(|cx| {
