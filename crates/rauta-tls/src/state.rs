@@ -14,11 +14,19 @@ use crate::store::{CertProblem, CertStore};
 #[derive(Debug)]
 pub struct TlsCertificates {
     store: Arc<ArcSwap<CertStore>>,
-    default: Arc<CertifiedKey>,
     ingress_class: String,
     metrics: TlsMetrics,
+    /// Held by every change for its whole build-and-swap, so that an update and a new default certificate
+    /// arriving together cannot undo each other.
+    changing: Mutex<Changing>,
+}
+
+/// What the changes of [`TlsCertificates`] share.
+#[derive(Debug)]
+struct Changing {
+    default: Arc<CertifiedKey>,
     /// The problems last reported, so that each is logged once per change rather than at every reload.
-    reported: Mutex<Vec<CertProblem>>,
+    reported: Vec<CertProblem>,
 }
 
 impl TlsCertificates {
@@ -30,11 +38,27 @@ impl TlsCertificates {
             store: Arc::new(ArcSwap::from_pointee(CertStore::only_default(
                 default.clone(),
             ))),
-            default,
             ingress_class,
             metrics,
-            reported: Mutex::new(Vec::new()),
+            changing: Mutex::new(Changing {
+                default,
+                reported: Vec::new(),
+            }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Changing> {
+        // Poisoning needs a panic while holding the lock; the fields are consistent between statements.
+        self.changing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serve `default` for names no Ingress covers from the next handshake on (the `--default-certificate`
+    /// file changed). Per-host certificates stay as they are; open connections keep their certificate.
+    pub fn set_default(&self, default: CertifiedKey) {
+        let mut changing = self.lock();
+        changing.default = Arc::new(default);
+        let store = self.store.load().with_default(changing.default.clone());
+        self.store.store(Arc::new(store));
     }
 
     /// The serving store, for [`crate::server_config`].
@@ -46,9 +70,10 @@ impl TlsCertificates {
     /// (with the Secret, the reason and the hosts on the default certificate), problems that went away at
     /// info; unchanged ones are not repeated.
     pub fn update(&self, inputs: &Inputs) {
-        let store = CertStore::build(inputs, &self.ingress_class, self.default.clone());
+        let mut changing = self.lock();
+        let store = CertStore::build(inputs, &self.ingress_class, changing.default.clone());
         self.metrics.set(store.problems(), store.hosts_on_default());
-        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        let reported = &mut changing.reported;
         for p in store.problems() {
             if !reported.contains(p) {
                 tracing::warn!(
@@ -70,7 +95,6 @@ impl TlsCertificates {
             }
         }
         *reported = store.problems().to_vec();
-        drop(reported);
         self.store.store(Arc::new(store));
     }
 }
@@ -152,11 +176,36 @@ mod tests {
         );
         // The same problem again is not "new": it stays reported once.
         certs.update(&broken);
-        assert_eq!(certs.reported.lock().unwrap().len(), 1);
+        assert_eq!(certs.lock().reported.len(), 1);
 
         certs.update(&inputs(&a.chain, &a.key));
         let text = metrics_text(&registry);
         assert!(!text.contains("rauta_tls_certificate_errors{"), "{text}");
-        assert!(certs.reported.lock().unwrap().is_empty());
+        assert!(certs.lock().reported.is_empty());
+    }
+
+    #[test]
+    fn a_new_default_keeps_the_host_certificates() {
+        let default = crate::generate_default_certificate().unwrap();
+        let certs = TlsCertificates::new(default, "rauta".into(), TlsMetrics::default());
+        let a = leaf(&["a.example"], false);
+        certs.update(&inputs(&a.chain, &a.key));
+        let store = certs.store();
+        let host_leaf = store.load().resolve(Some("a.example")).cert[0].clone();
+
+        let replacement = crate::generate_default_certificate().unwrap();
+        let replacement_leaf = replacement.cert[0].clone();
+        certs.set_default(replacement);
+        assert_eq!(
+            store.load().resolve(Some("other.example")).cert[0],
+            replacement_leaf
+        );
+        assert_eq!(store.load().resolve(Some("a.example")).cert[0], host_leaf);
+        // Later updates build on the new default.
+        certs.update(&inputs("broken", &a.key));
+        assert_eq!(
+            store.load().resolve(Some("a.example")).cert[0],
+            replacement_leaf
+        );
     }
 }

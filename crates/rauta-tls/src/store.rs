@@ -140,6 +140,17 @@ impl CertStore {
         self.wildcard.get(wildcard_suffix(&name)?)
     }
 
+    /// The same store with another default certificate (the per-host certificates are shared, not copied).
+    pub fn with_default(&self, default: Arc<CertifiedKey>) -> Self {
+        Self {
+            exact: self.exact.clone(),
+            wildcard: self.wildcard.clone(),
+            default,
+            problems: self.problems.clone(),
+            hosts_on_default: self.hosts_on_default,
+        }
+    }
+
     /// The default certificate.
     pub fn default_certificate(&self) -> &Arc<CertifiedKey> {
         &self.default

@@ -150,7 +150,20 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
 
-    let reload_task = match updates {
+    // `--default-certificate` is followed like the Secrets are, in both modes.
+    let default_cert_task = args.default_certificate.clone().map(|file| {
+        tokio::spawn(crate::tls::follow_default_certificate(
+            file,
+            certificates.clone(),
+            args.reload_debounce,
+        ))
+    });
+    // Kubernetes mode with leader election: the Lease is given up at shutdown (below).
+    let lease = match &updates {
+        Updates::Kubernetes(source) => source.releaser(),
+        Updates::Files { .. } => None,
+    };
+    let mut reload_task = match updates {
         Updates::Files {
             paths,
             watcher,
@@ -232,6 +245,14 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     let _ = shutdown_tx.send(true);
     reload_task.abort();
     health_task.abort();
+    if let Some(lease) = lease {
+        // Once the configuration task (which runs the election) is gone, so that nothing renews after.
+        let _ = (&mut reload_task).await;
+        lease.release().await;
+    }
+    if let Some(task) = &default_cert_task {
+        task.abort();
+    }
 
     tokio::select! {
         finished = tokio::time::timeout(args.shutdown_timeout, workers.all_finished()) => match finished {

@@ -90,3 +90,52 @@ pub fn server_config(
 ) -> Result<Arc<rauta_proxy::rustls::ServerConfig>, rauta_proxy::rustls::Error> {
     rauta_tls::server_config(certificates.store()).map(Arc::new)
 }
+
+/// Follow the `--default-certificate` file: after every change (and `debounce` of quiet), read it again
+/// and serve the new certificate from the next handshake on, like certificates from Secrets; open
+/// connections keep theirs. A file that no longer loads is reported and the current certificate stays (a
+/// half-written or broken file must not take the listener's fallback away). Runs until aborted.
+pub async fn follow_default_certificate(
+    file: std::path::PathBuf,
+    certificates: Arc<rauta_tls::TlsCertificates>,
+    debounce: std::time::Duration,
+) {
+    let (tx, mut changes) = tokio::sync::mpsc::channel(1);
+    // Held for as long as the loop runs: dropping it ends the watch.
+    let _watcher = match crate::watch::watch(std::slice::from_ref(&file), tx) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(file = %file.display(), %error, "cannot watch --default-certificate; changes to it need a restart");
+            return;
+        }
+    };
+    let mut current = std::fs::read(&file).ok();
+    while changes.recv().await.is_some() {
+        // Let a burst of writes settle (an editor's save is several events).
+        tokio::time::sleep(debounce).await;
+        while changes.try_recv().is_ok() {}
+        let read = {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || {
+                let bytes = std::fs::read(&file).ok();
+                (bytes, default_certificate(Some(&file)))
+            })
+            .await
+        };
+        let Ok((bytes, loaded)) = read else { continue };
+        if bytes.is_some() && bytes == current {
+            continue;
+        }
+        match loaded {
+            Ok(key) => {
+                certificates.set_default(key);
+                current = bytes;
+                tracing::info!(file = %file.display(), "default certificate reloaded");
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                "the changed --default-certificate cannot be used; still serving the previous default certificate"
+            ),
+        }
+    }
+}

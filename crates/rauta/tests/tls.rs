@@ -616,6 +616,51 @@ async fn the_default_certificate_comes_from_a_secret_file() {
     );
 }
 
+/// The `--default-certificate` file is followed like Secrets: a new certificate in it is served without a
+/// restart (open connections keep theirs), and a broken edit keeps the previous one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_certificate_file_is_followed_without_restart() {
+    let pki = Pki::new("rauta test intermediate");
+    let dir = ManifestDir::new();
+    let first = pki.leaf(&["fallback.example"], false);
+    let file = dir.dir.path().join("..default-cert.yaml");
+    std::fs::write(&file, secret("fallback", &first.chain, &first.key)).unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let (rauta, _dir, _web) = start_sni_setup(&pki, &["--default-certificate", &file_arg]).await;
+    assert_eq!(
+        subject_and_issuer(rauta.https, Some("unknown.example")).0,
+        "CN = fallback.example"
+    );
+    let root = pki.write_root(&dir);
+    let mut open = TlsClient::connect(rauta.https, "ec.example", &pki.root_pem).await;
+    assert_eq!(open.get("ec.example", "/before").await, "HTTP/1.1 200 OK");
+
+    // Replaced as editors do (a new file renamed over the old one).
+    let second = pki.leaf(&["second-fallback.example"], true);
+    let temp = dir.dir.path().join("..default-cert.yaml.tmp");
+    std::fs::write(&temp, secret("fallback", &second.chain, &second.key)).unwrap();
+    std::fs::rename(&temp, &file).unwrap();
+    eventually("the new default certificate is served", || async {
+        subject_and_issuer(rauta.https, Some("unknown.example")).0 == "CN = second-fallback.example"
+    })
+    .await;
+    // Ingress hosts keep their own certificates; the open connection keeps being served.
+    assert_eq!(
+        subject_and_issuer(rauta.https, Some("ec.example")).0,
+        "CN = ec.example"
+    );
+    assert_eq!(open.get("ec.example", "/after").await, "HTTP/1.1 200 OK");
+    assert_eq!(code(&curl_https(&rauta, "rsa.example", "/", &root)), "200");
+
+    // A broken edit (written in place) is reported and the previous default certificate stays.
+    std::fs::write(&file, secret("fallback", "garbage", &second.key)).unwrap();
+    rauta.wait_for_log("the changed --default-certificate cannot be used");
+    assert_eq!(
+        subject_and_issuer(rauta.https, Some("unknown.example")).0,
+        "CN = second-fallback.example"
+    );
+}
+
 /// Kubernetes mode: certificates come from the API's Secrets, the first snapshot's and later ones alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_mode_serves_secrets_from_the_api_and_follows_them() {
