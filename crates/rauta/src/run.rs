@@ -158,12 +158,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
             args.reload_debounce,
         ))
     });
-    // Kubernetes mode with leader election: the Lease is given up at shutdown (below).
-    let lease = match &updates {
-        Updates::Kubernetes(source) => source.releaser(),
-        Updates::Files { .. } => None,
-    };
-    let mut reload_task = match updates {
+    let reload_task = match updates {
         Updates::Files {
             paths,
             watcher,
@@ -245,11 +240,6 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     let _ = shutdown_tx.send(true);
     reload_task.abort();
     health_task.abort();
-    if let Some(lease) = lease {
-        // Once the configuration task (which runs the election) is gone, so that nothing renews after.
-        let _ = (&mut reload_task).await;
-        lease.release().await;
-    }
     if let Some(task) = &default_cert_task {
         task.abort();
     }
