@@ -147,6 +147,11 @@ pub fn run() -> Result<()> {
     let log_path = log_dir.join("rauta.log");
     let log = std::fs::File::create(&log_path)?;
     let https_demo = crate::demo_https::prepare(&log_dir.join("tls"))?;
+    let ws_demo = crate::demo_ws::prepare(&log_dir.join("ws"))?;
+    println!(
+        "\n==> a WebSocket echo backend (tungstenite) on {}, endpoint of Service chat",
+        ws_demo.backend
+    );
     println!("\n==> starting rauta");
     let mut rauta_cmd = Command::new(&rauta);
     rauta_cmd
@@ -154,6 +159,8 @@ pub fn run() -> Result<()> {
         .arg(&manifests)
         .arg("--manifests")
         .arg(&https_demo.manifest)
+        .arg("--manifests")
+        .arg(&ws_demo.manifest)
         .args([
             "--http-listen",
             "127.0.0.1:0",
@@ -220,6 +227,12 @@ pub fn run() -> Result<()> {
 
     println!("\n==> HTTPS on {https}: certificate chosen by SNI, and the redirect from HTTP");
     wrong += crate::demo_https::probe(&https_demo, &http, &https)?;
+
+    println!(
+        "\n==> WebSocket through RAUTA: one session to {}, messages echoed",
+        crate::demo_ws::HOST
+    );
+    wrong += crate::demo_ws::probe(&http)?;
 
     println!(
         "\n==> request counters from http://{admin}/metrics (the tier label says who served them)"

@@ -8,6 +8,7 @@ mod cmd;
 mod demo;
 mod demo_https;
 mod demo_kernel;
+mod demo_ws;
 mod json;
 mod procs;
 mod setup;
