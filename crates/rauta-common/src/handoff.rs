@@ -15,14 +15,20 @@
 //! Pure functions over fixed-size arrays, so the BPF programs and host tests run the same code.
 #![forbid(unsafe_code)]
 
-use crate::checksum::{add_words, fold, ipv4_header, pseudo_header_v4, IPPROTO_TCP};
-use crate::synack::{SynV4, TCPOPT_MSS, TCP_ACK, TCP_SYN};
+use crate::checksum::{add_words_at, fold, pseudo_header_v4, IPPROTO_TCP};
+use crate::synack::{SynV4, TCP_ACK, TCP_SYN};
+use crate::tcpopt::{ACK_OPTIONS_LEN, SYN_OPTIONS_LEN};
 
-/// Length of the replayed SYN: Ethernet (14) + IPv4 (20) + TCP with the MSS option only (24).
-pub const REPLAY_SYN_V4_LEN: usize = 58;
-/// Length of the headers of the hand-off ACK: Ethernet (14) + IPv4 (20) + TCP without options (20).
-/// The stored payload follows them.
-pub const HANDOFF_ACK_V4_HEADERS: usize = 54;
+/// Length of the replayed SYN: Ethernet (14) + IPv4 (20) + TCP (20) with the SYN options
+/// ([`SYN_OPTIONS_LEN`]).
+pub const REPLAY_SYN_V4_LEN: usize = 14 + 20 + SYN_TCP_LEN;
+/// Length of the headers of the hand-off ACK: Ethernet (14) + IPv4 (20) + TCP (20) with
+/// [`ACK_OPTIONS_LEN`] bytes of options (timestamps, or NOPs). The stored payload follows them.
+pub const HANDOFF_ACK_V4_HEADERS: usize = 14 + 20 + ACK_TCP_LEN;
+/// TCP header length of the SYNs Tier 1 builds.
+pub const SYN_TCP_LEN: usize = 20 + SYN_OPTIONS_LEN;
+/// TCP header length of the ACKs Tier 1 builds.
+pub const ACK_TCP_LEN: usize = 20 + ACK_OPTIONS_LEN;
 /// TTL of the packets Tier 1 builds.
 pub const HANDOFF_TTL: u8 = 64;
 
@@ -50,16 +56,59 @@ pub const fn seq_offset(listener_isn: u32, cookie: u32) -> u32 {
     listener_isn.wrapping_sub(cookie)
 }
 
-/// Writes the IPv4 header (no options, DF, id 0, TTL [`HANDOFF_TTL`], checksum complete) of a TCP
-/// segment of `tcp_len` bytes from `src` to `dst`.
+/// The header fields of a TCP/IPv4 frame Tier 1 builds. Addresses and ports as the octets sit in the
+/// packet; seq and ack in host order.
+pub struct FrameFields {
+    /// Ethernet destination.
+    pub dst_mac: [u8; 6],
+    /// Ethernet source.
+    pub src_mac: [u8; 6],
+    /// IPv4 source.
+    pub src_ip: [u8; 4],
+    /// IPv4 destination.
+    pub dst_ip: [u8; 4],
+    /// TCP source port.
+    pub src_port: [u8; 2],
+    /// TCP destination port.
+    pub dst_port: [u8; 2],
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// TCP flags.
+    pub flags: u8,
+    /// Window.
+    pub window: u16,
+}
+
+/// Writes the headers of a TCP/IPv4 frame into `frame` in place (no temporaries: the BPF stack is 512
+/// bytes): Ethernet, IPv4 (no options, DF, id 0, TTL [`HANDOFF_TTL`], checksum complete), TCP with
+/// `options` (`O` a multiple of 4). The TCP checksum covers `payload_len` bytes that follow the headers
+/// through `payload_sum` (their one's-complement sum of big-endian words, folded), so the frame is
+/// complete once the payload follows.
 #[inline(always)]
-fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], tcp_len: u16) -> [u8; 20] {
-    let tot_len = (20 + tcp_len).to_be_bytes();
-    let mut ip = [
+pub fn write_tcp_frame<const N: usize, const O: usize>(
+    frame: &mut [u8; N],
+    f: &FrameFields,
+    options: &[u8; O],
+    payload_len: u16,
+    payload_sum: u16,
+) {
+    let tcp_len = (20 + O) as u16;
+    let mut i = 0;
+    while i < 6 {
+        put(frame, i, f.dst_mac[i]);
+        put(frame, 6 + i, f.src_mac[i]);
+        i += 1;
+    }
+    put(frame, 12, 0x08);
+    put(frame, 13, 0x00);
+    let tot = (20 + tcp_len + payload_len).to_be_bytes();
+    let ip = [
         0x45,
         0,
-        tot_len[0],
-        tot_len[1],
+        tot[0],
+        tot[1],
         0,
         0,
         0x40,
@@ -68,91 +117,83 @@ fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], tcp_len: u16) -> [u8; 20] {
         IPPROTO_TCP,
         0,
         0,
-        src[0],
-        src[1],
-        src[2],
-        src[3],
-        dst[0],
-        dst[1],
-        dst[2],
-        dst[3],
     ];
-    let csum = ipv4_header(&ip).to_be_bytes();
-    ip[10] = csum[0];
-    ip[11] = csum[1];
-    ip
+    copy_into(frame, 14, &ip);
+    copy_into(frame, 26, &f.src_ip);
+    copy_into(frame, 30, &f.dst_ip);
+    let ip_csum = (!fold(add_words_at(0, frame, 14, 20))).to_be_bytes();
+    put(frame, 24, ip_csum[0]);
+    put(frame, 25, ip_csum[1]);
+
+    copy_into(frame, 34, &f.src_port);
+    copy_into(frame, 36, &f.dst_port);
+    copy_into(frame, 38, &f.seq.to_be_bytes());
+    copy_into(frame, 42, &f.ack.to_be_bytes());
+    put(frame, 46, ((tcp_len / 4) as u8) << 4);
+    put(frame, 47, f.flags);
+    copy_into(frame, 48, &f.window.to_be_bytes());
+    copy_into(frame, 50, &[0u8; 4]);
+    copy_into(frame, 54, options);
+    let sum = add_words_at(
+        pseudo_header_v4(f.src_ip, f.dst_ip, tcp_len + payload_len) + u32::from(payload_sum),
+        frame,
+        34,
+        tcp_len as usize,
+    );
+    let csum = (!fold(sum)).to_be_bytes();
+    put(frame, 50, csum[0]);
+    put(frame, 51, csum[1]);
 }
 
-/// Writes an Ethernet header from the client to us.
+/// `frame[at] = value`, if `at` is inside the frame.
 #[inline(always)]
-fn eth_to_server(flow: &SynV4) -> [u8; 14] {
-    let (d, s) = (flow.server_mac, flow.client_mac);
-    [
-        d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1], s[2], s[3], s[4], s[5], 0x08, 0x00,
-    ]
+fn put<const N: usize>(frame: &mut [u8; N], at: usize, value: u8) {
+    if let Some(b) = frame.get_mut(at) {
+        *b = value;
+    }
+}
+
+/// The header fields of a frame from the client to us.
+#[inline(always)]
+fn from_client(flow: &SynV4, seq: u32, ack: u32, flags: u8, window: u16) -> FrameFields {
+    FrameFields {
+        dst_mac: flow.server_mac,
+        src_mac: flow.client_mac,
+        src_ip: flow.client_ip,
+        dst_ip: flow.server_ip,
+        src_port: flow.client_port,
+        dst_port: flow.server_port,
+        seq,
+        ack,
+        flags,
+        window,
+    }
 }
 
 /// Writes the SYN the client would have sent the listener: from `flow.client_*` to `flow.server_*`,
-/// seq = `flow.client_seq` (the client's ISN), ack 0, flags SYN, `window`, one MSS option of `mss` and
-/// nothing else (Tier 1 offered no window scaling, SACK or timestamps, so neither may the listener).
-/// Both checksums complete: the stack verifies a packet that arrives without checksum offload.
+/// seq = `flow.client_seq` (the client's ISN), ack 0, flags SYN, `window`, and `options` (from
+/// [`crate::tcpopt::syn_options`]: exactly what Tier 1 agreed with the client, so that the listener or
+/// backend agrees to nothing the client does not know). Both checksums complete: the stack verifies a
+/// packet that arrives without checksum offload.
 #[inline(always)]
 pub fn build_replay_syn_v4(
     flow: &SynV4,
     window: u16,
-    mss: u16,
+    options: &[u8; SYN_OPTIONS_LEN],
     frame: &mut [u8; REPLAY_SYN_V4_LEN],
 ) {
-    let eth = eth_to_server(flow);
-    let ip = ipv4_tcp(flow.client_ip, flow.server_ip, 24);
-    let (cp, sp) = (flow.client_port, flow.server_port);
-    let seq = flow.client_seq.to_be_bytes();
-    let win = window.to_be_bytes();
-    let mss = mss.to_be_bytes();
-    let mut tcp = [
-        cp[0],
-        cp[1],
-        sp[0],
-        sp[1],
-        seq[0],
-        seq[1],
-        seq[2],
-        seq[3],
-        0,
-        0,
-        0,
-        0,
-        6 << 4,
-        TCP_SYN,
-        win[0],
-        win[1],
-        0,
-        0,
-        0,
-        0,
-        TCPOPT_MSS,
-        4,
-        mss[0],
-        mss[1],
-    ];
-    let csum = (!fold(add_words(
-        pseudo_header_v4(flow.client_ip, flow.server_ip, 24),
-        &tcp,
-    )))
-    .to_be_bytes();
-    tcp[16] = csum[0];
-    tcp[17] = csum[1];
-    copy_into(frame, 0, &eth);
-    copy_into(frame, 14, &ip);
-    copy_into(frame, 34, &tcp);
+    let f = from_client(flow, flow.client_seq, 0, TCP_SYN, window);
+    write_tcp_frame(frame, &f, options, 0, 0);
 }
 
 /// Writes the headers of the client's ACK that completes the replayed handshake and carries the stored
 /// first segment: seq = ISN + 1, ack = `ack` (the listener's ISN + 1), `flags` (ACK plus the first
-/// segment's PSH/FIN), `window`, no options. `payload_sum` is the one's-complement sum of the payload's
-/// big-endian 16-bit words, folded to 16 bits (odd length padded with a zero byte); the TCP checksum
-/// covers the payload through it, so it is complete once the payload follows these headers.
+/// segment's PSH/FIN), `window`, `options` (from [`crate::tcpopt::ack_options`]). `payload_sum` is the
+/// one's-complement sum of the payload's big-endian 16-bit words, folded to 16 bits (odd length padded
+/// with a zero byte); the TCP checksum covers the payload through it, so it is complete once the
+/// payload follows these headers.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // one per header field the callers vary; a struct would cost BPF stack
 pub fn build_handoff_ack_v4(
     flow: &SynV4,
     ack: u32,
@@ -160,47 +201,17 @@ pub fn build_handoff_ack_v4(
     flags: u8,
     payload_len: u16,
     payload_sum: u16,
+    options: &[u8; ACK_OPTIONS_LEN],
     frame: &mut [u8; HANDOFF_ACK_V4_HEADERS],
 ) {
-    let eth = eth_to_server(flow);
-    let tcp_len = 20 + payload_len;
-    let ip = ipv4_tcp(flow.client_ip, flow.server_ip, tcp_len);
-    let (cp, sp) = (flow.client_port, flow.server_port);
-    let seq = flow.client_seq.wrapping_add(1).to_be_bytes();
-    let ack = ack.to_be_bytes();
-    let win = window.to_be_bytes();
-    let mut tcp = [
-        cp[0],
-        cp[1],
-        sp[0],
-        sp[1],
-        seq[0],
-        seq[1],
-        seq[2],
-        seq[3],
-        ack[0],
-        ack[1],
-        ack[2],
-        ack[3],
-        5 << 4,
+    let f = from_client(
+        flow,
+        flow.client_seq.wrapping_add(1),
+        ack,
         flags | TCP_ACK,
-        win[0],
-        win[1],
-        0,
-        0,
-        0,
-        0,
-    ];
-    let sum = add_words(
-        pseudo_header_v4(flow.client_ip, flow.server_ip, tcp_len) + u32::from(payload_sum),
-        &tcp,
+        window,
     );
-    let csum = (!fold(sum)).to_be_bytes();
-    tcp[16] = csum[0];
-    tcp[17] = csum[1];
-    copy_into(frame, 0, &eth);
-    copy_into(frame, 14, &ip);
-    copy_into(frame, 34, &tcp);
+    write_tcp_frame(frame, &f, options, payload_len, payload_sum);
 }
 
 /// Copies `src` into `dst` at `at`; a constant-bound loop the verifier unrolls.
@@ -245,7 +256,14 @@ mod tests {
     #[test]
     fn replayed_syn_comes_from_the_client_with_its_isn() {
         let mut f = [0u8; REPLAY_SYN_V4_LEN];
-        build_replay_syn_v4(&flow(), 64240, 1300, &mut f);
+        let all = crate::tcpopt::Agreed {
+            wscale: 7,
+            sack: 1,
+            ts: 1,
+            _pad: 0,
+        };
+        let options = crate::tcpopt::syn_options(1300, &all, 7, (0x0a0b_0c0d, 0));
+        build_replay_syn_v4(&flow(), 64240, &options, &mut f);
         assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 1], "to us");
         assert_eq!(&f[6..12], &[2, 0, 0, 0, 0, 2], "from the client");
         assert_eq!(&f[26..30], &[198, 18, 0, 2]);
@@ -254,14 +272,19 @@ mod tests {
         assert_eq!(&f[36..38], &80u16.to_be_bytes());
         assert_eq!(&f[38..42], &0xffff_ffffu32.to_be_bytes());
         assert_eq!(&f[42..46], &[0; 4]);
-        assert_eq!(f[46], 6 << 4);
+        assert_eq!(f[46], 10 << 4);
         assert_eq!(f[47], TCP_SYN);
         assert_eq!(&f[48..50], &64240u16.to_be_bytes());
-        assert_eq!(&f[54..58], &[TCPOPT_MSS, 4, 0x05, 0x14]);
+        assert_eq!(&f[54..74], &options);
         assert!(ipv4_header_ok(&f[14..34].try_into().unwrap()));
         let mut seg = [0u8; 60];
-        seg[..24].copy_from_slice(&f[34..58]);
-        assert!(tcp_v4_ok([198, 18, 0, 2], [198, 18, 0, 1], &seg, 24));
+        seg[..SYN_TCP_LEN].copy_from_slice(&f[34..34 + SYN_TCP_LEN]);
+        assert!(tcp_v4_ok(
+            [198, 18, 0, 2],
+            [198, 18, 0, 1],
+            &seg,
+            SYN_TCP_LEN
+        ));
     }
 
     #[test]
@@ -280,6 +303,7 @@ mod tests {
                 0x08,
                 payload.len() as u16,
                 fold(sum),
+                &crate::tcpopt::ack_options(Some((1, 2))),
                 &mut h,
             );
             let mut frame = h.to_vec();
@@ -287,7 +311,7 @@ mod tests {
             assert!(ipv4_header_ok(&frame[14..34].try_into().unwrap()));
             assert_eq!(
                 u16::from_be_bytes([frame[16], frame[17]]) as usize,
-                40 + payload.len()
+                20 + ACK_TCP_LEN + payload.len()
             );
             assert!(tcp_ok([198, 18, 0, 2], [198, 18, 0, 1], &frame[34..]));
             // ISN 0xffffffff + 1 wraps to 0.

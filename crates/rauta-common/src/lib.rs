@@ -22,3 +22,4 @@ pub mod reason;
 pub mod route;
 pub mod splice;
 pub mod synack;
+pub mod tcpopt;

@@ -127,6 +127,16 @@ pub struct FlowState {
     pub next_seq: u32,
     /// Segments held in [`HELD_MAP`] under indexes `0..held`, not injected yet.
     pub held: u32,
+    /// The options agreed with the client (and offered to the listener in the replayed SYN).
+    pub agreed: crate::tcpopt::Agreed,
+    /// Tier 1's SYN-ACK timestamp value (the client's echo in its first segment).
+    pub ts_ours: u32,
+    /// Listener timestamp − Tier 1's (wrapping): subtracted from the listener's timestamp values, added
+    /// to the client's echoes. Valid from [`FLOW_ACK_SENT`].
+    pub ts_delta: u32,
+    /// The window scale the listener announced (its windows are rescaled to the VIP's when they differ;
+    /// [`crate::tcpopt::WSCALE_NONE`] without window scaling).
+    pub peer_wscale: u32,
 }
 
 /// Key of [`HELD_MAP`]: the flow and the held segment's index (0-based, in sequence order).
@@ -147,14 +157,14 @@ pub struct PendingSegment {
     pub len: u32,
     /// The segment's PSH and FIN flags (carried over to the hand-off ACK).
     pub flags: u32,
-    /// The client's advertised window (unscaled: Tier 1 offers no window scaling).
+    /// The client's advertised window, as in the segment (scaled by the client's window scale).
     pub window: u32,
     /// One's-complement sum of the payload's big-endian 16-bit words, folded to 16 bits.
     pub sum: u32,
     /// The segment's sequence number (host order).
     pub seq: u32,
-    /// Explicit padding; always zero.
-    pub _pad: u32,
+    /// The segment's timestamp value (0 without timestamps).
+    pub tsval: u32,
     /// The payload; bytes past `len` are undefined except the up to 3 zero bytes that pad it to a multiple
     /// of 4.
     pub data: [u8; PENDING_BUF],
@@ -191,9 +201,13 @@ pub const COUNTER_SLOTS: u32 = 64;
 /// Largest TCP header (doff = 15).
 pub const TCP_MAX_HEADER: usize = 60;
 
-/// Size of the SYN-ACK the XDP program sends: Ethernet (14) + IPv4 without options (20) + TCP with the
-/// MSS option only (24).
-pub const SYNACK_V4_LEN: usize = 58;
+/// Size of the SYN-ACK the XDP program sends: Ethernet (14) + IPv4 without options (20) + TCP (20) with
+/// [`crate::tcpopt::SYN_OPTIONS_LEN`] bytes of options.
+pub const SYNACK_V4_LEN: usize = 14 + 20 + 20 + crate::tcpopt::SYN_OPTIONS_LEN;
+
+/// The window scale Linux announces with its default buffer sizes (`tcp_rmem[2]` = 6 MiB): what
+/// [`VipConfig::new`] announces until the loader sets the node's own.
+pub const DEFAULT_WSCALE: u8 = 7;
 
 /// `VipConfig::enabled` value that turns the program on.
 pub const VIP_ENABLED: u32 = 1;
@@ -206,8 +220,12 @@ pub struct VipConfig {
     pub addr_be: u32,
     /// TCP port, in network byte order as it sits in the packet (`u16::from_ne_bytes(port.to_be_bytes())`).
     pub port_be: u16,
+    /// The window scale Tier 1 announces to clients that offer window scaling: the one the node's own
+    /// listener computes (`ilog2(max(tcp_rmem[2], rmem_max)) − 15`), so that handed-off connections need
+    /// no window rewriting. Windows of a peer that chose another scale are rescaled to this one.
+    pub wscale: u8,
     /// Explicit padding; always zero.
-    pub _pad: u16,
+    pub _pad: u8,
     /// [`VIP_ENABLED`] to answer for this VIP; anything else passes all traffic.
     pub enabled: u32,
 }
@@ -218,6 +236,7 @@ impl VipConfig {
         VipConfig {
             addr_be: u32::from_ne_bytes(octets),
             port_be: u16::from_ne_bytes(port.to_be_bytes()),
+            wscale: DEFAULT_WSCALE,
             _pad: 0,
             enabled: VIP_ENABLED,
         }
@@ -237,7 +256,7 @@ impl VipConfig {
 // The layout is part of the kernel/userspace contract: fail the build if it changes by accident.
 const _: () = assert!(core::mem::size_of::<VipConfig>() == 12);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 12);
-const _: () = assert!(core::mem::size_of::<FlowState>() == 32);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 48);
 const _: () = assert!(core::mem::size_of::<HeldKey>() == 16);
 const _: () = assert!(core::mem::size_of::<PendingSegment>() == 24 + PENDING_BUF);
 

@@ -48,8 +48,14 @@ pub const PROG_ROUTE: u32 = 2;
 /// Out of the entry program so that the parser's verifier budget is its own: the entry program, which
 /// every packet runs, keeps room for the per-packet work (TCP options, translation).
 pub const XDP_ROUTE_PROGRAM: &str = "rauta_xdp_route";
+/// Slot of [`XDP_SYN_PROGRAM`] in [`PROGS_MAP`].
+pub const PROG_SYN: u32 = 3;
+/// Name of the XDP program tail-called on a SYN to the VIP: the SYN-cookie SYN-ACK with the options
+/// agreed (`crate::tcpopt`). Out of the entry program because building the SYN-ACK needs more stack
+/// than the entry program has left.
+pub const XDP_SYN_PROGRAM: &str = "rauta_xdp_syn";
 /// Slots in [`PROGS_MAP`].
-pub const PROG_SLOTS: u32 = 3;
+pub const PROG_SLOTS: u32 = 4;
 /// Name of the TC ingress program that turns a backend's SYN-ACK into the ACK carrying the request.
 pub const TC_INGRESS_PROGRAM: &str = "rauta_tc_ingress";
 
@@ -192,11 +198,32 @@ pub struct SpliceState {
     pub node_mac: [u8; 6],
     /// The backend's (or its next hop's) MAC (FIB).
     pub backend_mac: [u8; 6],
+    /// The options agreed with the client (and offered to the backend in our SYN).
+    pub agreed: crate::tcpopt::Agreed,
+    /// Tier 1's SYN-ACK timestamp value (the client's echo in its first segment).
+    pub ts_ours: u32,
+    /// The client's timestamp value in its first segment.
+    pub ts_client: u32,
+    /// Our timestamp value in the SYN to the backend: Tier 1's millisecond clock, not the client's
+    /// value. Clients start every connection at a random timestamp, and a backend that holds the last
+    /// use of the same NAT 4-tuple in TIME_WAIT refuses a SYN whose timestamp is older (PAWS); one
+    /// clock across all legs only moves forward. The client's values are moved by
+    /// `ts_leg − ts_client` on the way to the backend.
+    pub ts_leg: u32,
+    /// Backend timestamp − Tier 1's (wrapping): subtracted from the backend's timestamp values, added to
+    /// the client's echoes. Valid from [`SPLICE_ACK_SENT`].
+    pub ts_offset: u32,
+    /// The window scale the backend announced ([`crate::tcpopt::WSCALE_NONE`] without window scaling).
+    pub backend_wscale: u8,
+    /// The window scale Tier 1 announced to the client.
+    pub vip_wscale: u8,
+    /// Explicit padding; always zero.
+    pub _pad: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<SpliceConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 12);
-const _: () = assert!(core::mem::size_of::<SpliceState>() == 100);
+const _: () = assert!(core::mem::size_of::<SpliceState>() == 124);
 
 impl SpliceState {
     /// The client's first data byte's sequence number.
@@ -251,6 +278,12 @@ impl SpliceState {
     #[inline(always)]
     pub const fn to_backend_ack(&self, client_ack: u32) -> u32 {
         client_ack.wrapping_add(self.server_offset())
+    }
+
+    /// What the client's timestamp values gain on the backend leg (see [`SpliceState::ts_leg`]).
+    #[inline(always)]
+    pub const fn ts_leg_delta(&self) -> u32 {
+        self.ts_leg.wrapping_sub(self.ts_client)
     }
 
     /// The key of the backend leg in [`NAT_MAP`].

@@ -3,17 +3,21 @@
 //! A pure function over fixed-size arrays: the XDP program calls it with the cookie the kernel helper
 //! generated and writes the result over the packet; host tests check the same bytes.
 //!
-//! What it offers: MSS only. Window scaling, SACK-permitted and timestamps are not offered because the
-//! splice does not translate them yet (they arrive with the second part of the kernel tier); without
-//! window scaling the client's view of our receive window stays at most 65535 bytes.
+//! What it offers: the MSS of the cookie, and, when the client offered timestamps, SACK-permitted,
+//! timestamps and window scaling as `crate::tcpopt` explains (the options come in as bytes from
+//! [`crate::tcpopt::syn_options`]).
 #![forbid(unsafe_code)]
 
-use crate::checksum::{add_words, fold, ipv4_header, pseudo_header_v4};
 use crate::maps::SYNACK_V4_LEN;
+use crate::tcpopt::SYN_OPTIONS_LEN;
+
+/// Length of the SYN-ACK's TCP header: 20 + the options.
+#[cfg(test)]
+const TCP_LEN: usize = 20 + SYN_OPTIONS_LEN;
 
 /// TTL of the SYN-ACK (Linux's default).
 pub const SYNACK_TTL: u8 = 64;
-/// Receive window advertised in the SYN-ACK (unscaled: no window-scale option is offered).
+/// Receive window advertised in the SYN-ACK (a SYN-ACK's window is never scaled).
 pub const SYNACK_WINDOW: u16 = 65535;
 /// TCP flag bits.
 pub const TCP_FIN: u8 = 0x01;
@@ -48,100 +52,29 @@ pub struct SynV4 {
 
 /// Writes the SYN-ACK answering `syn` into `frame`: MACs, addresses and ports swapped, seq = `cookie`,
 /// ack = client ISN + 1, flags SYN|ACK, window [`SYNACK_WINDOW`], one MSS option of `mss`, IPv4 TTL
-/// [`SYNACK_TTL`] with DF and id 0, both checksums complete (no offload is assumed).
+/// [`SYNACK_TTL`] with DF and id 0, both checksums complete (no offload is assumed). `options` are the
+/// SYN-ACK's options (MSS first: see [`crate::tcpopt::syn_options`]).
 #[inline(always)]
-pub fn build_synack_v4(syn: &SynV4, cookie: u32, mss: u16, frame: &mut [u8; SYNACK_V4_LEN]) {
-    // Ethernet: back to where the SYN came from.
-    let mut eth = [0u8; 14];
-    let mut i = 0;
-    while i < 6 {
-        eth[i] = syn.client_mac[i];
-        eth[6 + i] = syn.server_mac[i];
-        i += 1;
-    }
-    eth[12] = 0x08; // EtherType IPv4
-    eth[13] = 0x00;
-
-    let tot_len = (SYNACK_V4_LEN - 14) as u16;
-    let mut ip = [
-        0x45, // version 4, IHL 5: never options
-        0,
-        (tot_len >> 8) as u8,
-        tot_len as u8,
-        0,
-        0, // id 0: DF is set, so the id identifies nothing
-        0x40,
-        0, // DF
-        SYNACK_TTL,
-        crate::checksum::IPPROTO_TCP,
-        0,
-        0,
-        syn.server_ip[0],
-        syn.server_ip[1],
-        syn.server_ip[2],
-        syn.server_ip[3],
-        syn.client_ip[0],
-        syn.client_ip[1],
-        syn.client_ip[2],
-        syn.client_ip[3],
-    ];
-    let ip_csum = ipv4_header(&ip).to_be_bytes();
-    ip[10] = ip_csum[0];
-    ip[11] = ip_csum[1];
-
-    let seq = cookie.to_be_bytes();
-    let ack = syn.client_seq.wrapping_add(1).to_be_bytes();
-    let win = SYNACK_WINDOW.to_be_bytes();
-    let mss = mss.to_be_bytes();
-    let mut tcp = [
-        syn.server_port[0],
-        syn.server_port[1],
-        syn.client_port[0],
-        syn.client_port[1],
-        seq[0],
-        seq[1],
-        seq[2],
-        seq[3],
-        ack[0],
-        ack[1],
-        ack[2],
-        ack[3],
-        6 << 4, // data offset: 6 words (20 + 4 bytes of options)
-        TCP_SYN | TCP_ACK,
-        win[0],
-        win[1],
-        0,
-        0, // checksum, below
-        0,
-        0, // urgent pointer
-        TCPOPT_MSS,
-        4,
-        mss[0],
-        mss[1],
-    ];
-    let tcp_csum = (!fold(add_words(
-        pseudo_header_v4(syn.server_ip, syn.client_ip, 24),
-        &tcp,
-    )))
-    .to_be_bytes();
-    tcp[16] = tcp_csum[0];
-    tcp[17] = tcp_csum[1];
-
-    let mut j = 0;
-    while j < 14 {
-        frame[j] = eth[j];
-        j += 1;
-    }
-    j = 0;
-    while j < 20 {
-        frame[14 + j] = ip[j];
-        j += 1;
-    }
-    j = 0;
-    while j < 24 {
-        frame[34 + j] = tcp[j];
-        j += 1;
-    }
+pub fn build_synack_v4(
+    syn: &SynV4,
+    cookie: u32,
+    options: &[u8; SYN_OPTIONS_LEN],
+    frame: &mut [u8; SYNACK_V4_LEN],
+) {
+    // Back to where the SYN came from.
+    let f = crate::handoff::FrameFields {
+        dst_mac: syn.client_mac,
+        src_mac: syn.server_mac,
+        src_ip: syn.server_ip,
+        dst_ip: syn.client_ip,
+        src_port: syn.server_port,
+        dst_port: syn.client_port,
+        seq: cookie,
+        ack: syn.client_seq.wrapping_add(1),
+        flags: TCP_SYN | TCP_ACK,
+        window: SYNACK_WINDOW,
+    };
+    crate::handoff::write_tcp_frame(frame, &f, options, 0, 0);
 }
 
 #[cfg(test)]
@@ -161,10 +94,14 @@ mod tests {
         }
     }
 
+    fn mss_only(mss: u16) -> [u8; SYN_OPTIONS_LEN] {
+        crate::tcpopt::syn_options(mss, &crate::tcpopt::Agreed::NONE, 0, (0, 0))
+    }
+
     #[test]
     fn synack_swaps_endpoints_and_acknowledges_the_isn() {
         let mut f = [0u8; SYNACK_V4_LEN];
-        build_synack_v4(&syn(), 0x1234_5678, 1460, &mut f);
+        build_synack_v4(&syn(), 0x1234_5678, &mss_only(1460), &mut f);
         assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2]);
         assert_eq!(&f[6..12], &[2, 0, 0, 0, 0, 1]);
         assert_eq!(&f[12..14], &[0x08, 0x00]);
@@ -182,11 +119,19 @@ mod tests {
     #[test]
     fn synack_checksums_verify() {
         let mut f = [0u8; SYNACK_V4_LEN];
-        build_synack_v4(&syn(), 7, 536, &mut f);
+        let all = crate::tcpopt::Agreed {
+            wscale: 7,
+            sack: 1,
+            ts: 1,
+            _pad: 0,
+        };
+        let options = crate::tcpopt::syn_options(536, &all, 7, (0x0102_0304, 99));
+        build_synack_v4(&syn(), 7, &options, &mut f);
         let ip: [u8; 20] = f[14..34].try_into().unwrap();
         assert!(ipv4_header_ok(&ip));
         let mut seg = [0u8; 60];
-        seg[..24].copy_from_slice(&f[34..58]);
-        assert!(tcp_v4_ok([198, 18, 0, 1], [198, 18, 0, 2], &seg, 24));
+        seg[..TCP_LEN].copy_from_slice(&f[34..34 + TCP_LEN]);
+        assert!(tcp_v4_ok([198, 18, 0, 1], [198, 18, 0, 2], &seg, TCP_LEN));
+        assert_eq!(&f[54..74], &options);
     }
 }

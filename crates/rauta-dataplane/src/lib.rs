@@ -18,8 +18,8 @@ pub use capability::{kernel_tiers_available, Unavailable};
 pub use counters::{Counters, RouteCounters};
 pub use error::DataplaneError;
 pub use loader::{
-    AppliedRoutes, AttachMode, FirstRequestLatency, KernelTiers, PacketRun, TableSizes, TcRun,
-    XdpAction, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
+    node_window_scale, AppliedRoutes, AttachMode, FirstRequestLatency, KernelTiers, PacketRun,
+    TableSizes, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
 };
 pub use rauta_common::{reason::Reason, route::RouteReason};
 pub use routes::{route_maps_from_table, RouteMapsImage, ServiceImage, SkipReason, Skipped};

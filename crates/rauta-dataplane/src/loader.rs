@@ -23,9 +23,10 @@ use rauta_common::{
         SERVICE_BANK_BIT, SLOTS_MAP,
     },
     splice::{
-        NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_ROUTE, PROG_SPLICE,
-        PROG_SPLICE_START, SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET, TC_INGRESS_PROGRAM,
-        XDP_ROUTE_PROGRAM, XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM,
+        NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_ROUTE,
+        PROG_SPLICE, PROG_SPLICE_START, PROG_SYN, SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET,
+        TC_INGRESS_PROGRAM, XDP_ROUTE_PROGRAM, XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM,
+        XDP_SYN_PROGRAM,
     },
 };
 use rauta_routes::RouteTable;
@@ -216,7 +217,14 @@ impl KernelTiers {
 
         let mut vip_map: Array<_, VipConfig> = tiers.typed_map_mut(VIP_MAP)?;
         vip_map
-            .set(0, VipConfig::new(vip.ip().octets(), vip.port()), 0)
+            .set(
+                0,
+                VipConfig {
+                    wscale: node_window_scale(),
+                    ..VipConfig::new(vip.ip().octets(), vip.port())
+                },
+                0,
+            )
             .map_err(|source| DataplaneError::map(VIP_MAP, source))?;
 
         tiers.set_splicing(Some(DEFAULT_NAT_PORTS))?;
@@ -231,6 +239,7 @@ impl KernelTiers {
             (XDP_SPLICE_PROGRAM, PROG_SPLICE),
             (XDP_SPLICE_START_PROGRAM, PROG_SPLICE_START),
             (XDP_ROUTE_PROGRAM, PROG_ROUTE),
+            (XDP_SYN_PROGRAM, PROG_SYN),
         ] {
             let program: &mut Xdp = tiers.typed_program_mut(name)?;
             program
@@ -761,6 +770,27 @@ impl Drop for KernelTiers {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot reach the XDP program to detach it"),
+        }
+    }
+}
+
+/// The window scale this node's TCP listeners announce (Linux's `tcp_select_initial_window`:
+/// `ilog2(max(tcp_rmem[2], rmem_max)) − 15`, within 0..=14). Tier 1 announces the same, so that connections
+/// it hands to the local listener need no window rewriting. Falls back to Linux's default (7) if the
+/// sysctls cannot be read.
+pub fn node_window_scale() -> u8 {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let rmem_max = read("/proc/sys/net/ipv4/tcp_rmem")
+        .and_then(|v| v.split_whitespace().nth(2)?.parse::<u64>().ok());
+    let core_max = read("/proc/sys/net/core/rmem_max").and_then(|v| v.trim().parse::<u64>().ok());
+    match (rmem_max, core_max) {
+        (None, None) => rauta_common::maps::DEFAULT_WSCALE,
+        (a, b) => {
+            let space = a
+                .unwrap_or(0)
+                .max(b.unwrap_or(0))
+                .clamp(1, u64::from(u32::MAX));
+            (space.ilog2().saturating_sub(15)).min(14) as u8
         }
     }
 }

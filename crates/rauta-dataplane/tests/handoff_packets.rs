@@ -117,7 +117,7 @@ fn assert_replayed_syn(syn: &Tcp4, run: &PacketRun, mss: u16) {
         XdpAction::Pass,
         "the SYN goes to the local stack"
     );
-    assert_eq!(run.output.len(), 58);
+    assert_eq!(run.output.len(), 74);
     let p = packet::parse(&run.output);
     assert_eq!((p.eth_dst, p.eth_src), (SERVER_MAC, CLIENT_MAC));
     assert_eq!(
@@ -131,7 +131,12 @@ fn assert_replayed_syn(syn: &Tcp4, run: &PacketRun, mss: u16) {
     assert_eq!(p.flags, SYN);
     assert_eq!(p.window, 502, "the client's window");
     let m = mss.to_be_bytes();
-    assert_eq!(p.tcp_options, vec![2, 4, m[0], m[1]], "MSS only");
+    let mut mss_only = vec![1u8; 20];
+    mss_only[..4].copy_from_slice(&[2, 4, m[0], m[1]]);
+    assert_eq!(
+        p.tcp_options, mss_only,
+        "MSS only (the client sends no timestamps), NOP padded"
+    );
     assert_eq!(p.payload_len, 0);
     assert!(p.ip_csum_ok && p.tcp_csum_ok, "complete checksums");
 }
@@ -142,7 +147,7 @@ fn handoff(t: &KernelTiers, syn: &Tcp4, listener_isn: u32, payload: &[u8], reaso
     let run = tc(t, &synack.build(), reason);
     assert_eq!(run.action, TC_ACT_REDIRECT, "back into the stack");
     let p = packet::parse(&run.output);
-    assert_eq!(run.output.len(), 54 + payload.len());
+    assert_eq!(run.output.len(), 66 + payload.len());
     assert_eq!(
         (p.eth_dst, p.eth_src),
         (SERVER_MAC, CLIENT_MAC),
@@ -158,9 +163,13 @@ fn handoff(t: &KernelTiers, syn: &Tcp4, listener_isn: u32, payload: &[u8], reaso
     );
     assert_eq!(p.flags, PSH | ACK);
     assert_eq!(p.window, 502);
-    assert_eq!(p.doff, 5);
-    assert!(p.tcp_options.is_empty());
-    assert_eq!(&run.output[54..], payload, "the stored segment");
+    assert_eq!(p.doff, 8);
+    assert_eq!(
+        p.tcp_options,
+        vec![1; 12],
+        "no timestamps (the client sends none): 12 NOPs"
+    );
+    assert_eq!(&run.output[66..], payload, "the stored segment");
     assert!(p.ip_csum_ok, "IPv4 checksum");
     assert!(p.tcp_csum_ok, "TCP checksum over the payload");
 }
@@ -399,7 +408,7 @@ fn held_segments_are_injected_behind_the_listeners_first_ack() {
         "acknowledges what the listener sent"
     );
     assert_eq!(p.flags, PSH | ACK);
-    assert_eq!(&run.output[54..], b"last one");
+    assert_eq!(&run.output[66..], b"last one");
     assert!(p.ip_csum_ok && p.tcp_csum_ok);
     let flow = t.flow(&key(44500)).unwrap().unwrap();
     assert_eq!((flow.state, flow.held), (FLOW_SPLICED, 0));
@@ -623,7 +632,7 @@ fn injected_segments_seen_again_are_not_translated_twice() {
         listener_isn.wrapping_add(1),
         "already in the listener's space"
     );
-    assert_eq!(&injected[54..], b"second");
+    assert_eq!(&injected[66..], b"second");
     // Generic-mode XDP sees it again: it passes as it is.
     let run = xdp(&t, &injected, Reason::FlowPass);
     assert!(

@@ -9,6 +9,7 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use rauta_common::tcpopt;
 use rauta_dataplane::{KernelTiers, PacketRun, Reason, TableSizes, XdpAction};
 use support::packet::{self, Tcp4, ACK, CLIENT_MAC, FIN, RST, SERVER_MAC, SYN};
 
@@ -43,20 +44,23 @@ fn assert_untouched(run: &PacketRun, action: XdpAction, input: &[u8]) {
     );
 }
 
-/// Checks a SYN-ACK answering `syn` and returns its cookie (the SYN-ACK's sequence number).
+/// Checks a SYN-ACK answering `syn` and returns its cookie (the SYN-ACK's sequence number). Its options:
+/// the cookie's MSS, and when the SYN offered timestamps, SACK-permitted (if offered), timestamps (our
+/// value carrying the client's window scale and SACK permission, the echo of the client's) and the
+/// node's window scale; NOPs pad them to 20 bytes.
 fn assert_cookie_synack(syn: &Tcp4, run: &PacketRun, expected_mss: u16) -> u32 {
     assert_eq!(run.action, XdpAction::Tx);
     assert_eq!(
         run.output.len(),
-        58,
-        "Ethernet + IPv4 + TCP with the MSS option only"
+        74,
+        "Ethernet + IPv4 + TCP with 20 bytes of options"
     );
     let p = packet::parse(&run.output);
     assert_eq!(p.eth_dst, CLIENT_MAC, "MACs swapped");
     assert_eq!(p.eth_src, SERVER_MAC, "MACs swapped");
     assert_eq!(p.ethertype, [0x08, 0x00]);
     assert_eq!(p.ihl, 5);
-    assert_eq!(p.tot_len, 44);
+    assert_eq!(p.tot_len, 60);
     assert_eq!(p.ttl, 64);
     assert_eq!(p.frag_off, 0x4000, "DF, no fragment");
     assert_eq!(p.protocol, 6);
@@ -65,15 +69,41 @@ fn assert_cookie_synack(syn: &Tcp4, run: &PacketRun, expected_mss: u16) -> u32 {
     assert_eq!((p.sport, p.dport), (syn.dport, syn.sport), "ports swapped");
     assert_eq!(p.flags, SYN | ACK);
     assert_eq!(p.ack, syn.seq.wrapping_add(1), "ack = client ISN + 1");
-    assert_eq!(p.doff, 6);
+    assert_eq!(p.doff, 10);
     assert_eq!(p.window, 65535);
     assert_eq!(p.urg, 0);
-    let mss = expected_mss.to_be_bytes();
-    assert_eq!(
-        p.tcp_options,
-        vec![2, 4, mss[0], mss[1]],
-        "only the MSS option"
-    );
+    let mut ours = [0u8; tcpopt::OPTIONS_BUF];
+    ours[..20].copy_from_slice(&p.tcp_options);
+    let got = tcpopt::walk(&ours, 20);
+    assert_eq!(got.mss, u32::from(expected_mss), "the cookie's MSS");
+    let mut offered_buf = [0u8; tcpopt::OPTIONS_BUF];
+    offered_buf[..syn.tcp_options.len()].copy_from_slice(&syn.tcp_options);
+    let offered = tcpopt::walk(&offered_buf, syn.tcp_options.len() as u32);
+    match tcpopt::timestamps(&offered_buf, &offered) {
+        Some((client_ts, _)) => {
+            let (our_ts, echo) = tcpopt::timestamps(&ours, &got).expect("timestamps agreed");
+            assert_eq!(echo, client_ts, "the client's timestamp echoed");
+            assert_eq!(
+                tcpopt::cookie_decode(our_ts),
+                (offered.wscale as u8, offered.sack_perm == 1),
+                "our timestamp carries the client's window scale and SACK permission"
+            );
+            assert_eq!(got.sack_perm, offered.sack_perm, "SACK as offered");
+            let expected_wscale = if offered.wscale == u32::from(tcpopt::WSCALE_NONE) {
+                u32::from(tcpopt::WSCALE_NONE)
+            } else {
+                u32::from(rauta_dataplane::node_window_scale())
+            };
+            assert_eq!(got.wscale, expected_wscale, "the node's window scale");
+        }
+        None => {
+            assert_eq!(
+                (got.ts_at, got.sack_perm, got.wscale),
+                (tcpopt::ABSENT, 0, u32::from(tcpopt::WSCALE_NONE)),
+                "without timestamps: MSS only"
+            );
+        }
+    }
     assert_eq!(p.payload_len, 0);
     assert!(p.tcp_csum_ok, "TCP checksum");
     p.seq

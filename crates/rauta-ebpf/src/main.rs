@@ -11,13 +11,14 @@
 #![no_main]
 
 mod maps;
+mod options;
 mod parse;
 mod tc;
 mod xdp;
 
 use rauta_common::{
     reason::Reason,
-    splice::{PROG_ROUTE, PROG_SPLICE, PROG_SPLICE_START},
+    splice::{PROG_ROUTE, PROG_SPLICE, PROG_SPLICE_START, PROG_SYN},
 };
 
 use aya_ebpf::{
@@ -30,6 +31,12 @@ use aya_ebpf::{
 #[xdp]
 pub fn rauta_xdp(ctx: XdpContext) -> u32 {
     let verdict = xdp::classify::handle(&ctx);
+    if verdict.action == xdp::TAIL_CALL_SYN {
+        // SAFETY: a tail call with this program's own context; it returns only if the slot is empty.
+        unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SYN) };
+        maps::count(Reason::InternalErrorPass);
+        return xdp_action::XDP_PASS;
+    }
     // A first data segment was stored and the packet is now the replayed SYN: the routing decision on
     // it runs in `rauta_xdp_route` (a tail call, with a verifier budget of its own), which counts the
     // hand-off and passes the SYN, or starts the splice to a backend.
@@ -44,6 +51,15 @@ pub fn rauta_xdp(ctx: XdpContext) -> u32 {
         // empty, and then the hand-off below goes on without a routing decision.
         unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_ROUTE) };
     }
+    maps::count(verdict.reason);
+    verdict.action
+}
+
+/// A SYN to the VIP (tail-called by `rauta_xdp`, which checked it and walked its options): the
+/// SYN-cookie SYN-ACK.
+#[xdp]
+pub fn rauta_xdp_syn(ctx: XdpContext) -> u32 {
+    let verdict = xdp::syn::answer_packet(&ctx);
     maps::count(verdict.reason);
     verdict.action
 }

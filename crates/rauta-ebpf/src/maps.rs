@@ -20,6 +20,7 @@ use rauta_common::{
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry, SlotKey,
     },
     splice::{NatKey, PROG_SLOTS, RST_V4_LEN, SPLICE_ENTRIES, SpliceConfig, SpliceState},
+    tcpopt::{OPTIONS_BUF, OptionWalk},
 };
 
 use crate::xdp::route::{Hit, RouteScratch};
@@ -134,6 +135,14 @@ pub struct Scratch {
     pub rst: [u8; RST_V4_LEN],
     /// Explicit padding to a multiple of 8.
     pub _pad3: [u8; 2],
+    /// The TCP options of the packet at hand (loaded, walked, translated, stored back).
+    pub opts: [u8; OPTIONS_BUF],
+    /// Where they are: the one walk of the packet's options (XDP: `options::prepare_xdp`).
+    pub walk: OptionWalk,
+    /// The checksum change of their translation (see `options::translate_xdp`).
+    pub delta: u32,
+    /// A splice being started (XDP).
+    pub splice: SpliceState,
 }
 
 /// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held

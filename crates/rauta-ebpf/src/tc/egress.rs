@@ -16,6 +16,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use rauta_common::{
+    checksum::fold,
     handoff::{HANDOFF_ACK_V4_HEADERS, build_handoff_ack_v4, seq_offset},
     maps::{
         FIN_CLIENT, FIN_LISTENER, FLOW_ACK_SENT, FLOW_REPLAYED, FLOW_SPLICED, FlowKey, FlowState,
@@ -23,13 +24,16 @@ use rauta_common::{
     },
     reason::Reason,
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    tcpopt::{Translation, ack_options, rescale_window, shift_of, timestamps, translate},
 };
 
 use super::{HEADERS, IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
 use crate::maps::{RAUTA_FLOWS, RAUTA_HELD, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_TC};
+use crate::options;
 
-/// Offsets of the TCP sequence number and checksum in the frame.
+/// Offsets of the TCP sequence number, window and checksum in the frame.
 const SEQ_AT: usize = TCP_AT + 4;
+const WINDOW_AT: usize = TCP_AT + 14;
 const CHECK_AT: usize = TCP_AT + 16;
 
 /// Decides one packet leaving an interface Tier 1 is attached to.
@@ -102,10 +106,65 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
         let _ = RAUTA_FLOWS.remove(key);
         let _ = crate::maps::RAUTA_DECISIONS.remove(key);
     }
+    let options_moved = translate_options(ctx, flow, &h, vip.wscale);
+    if !options_moved {
+        return TcVerdict::shot(Reason::TcInternalError);
+    }
     if offset == 0 {
         return TcVerdict::ok(Reason::TcPass);
     }
     rewrite_seq(ctx, seq, seq.wrapping_sub(offset), Reason::TcTranslated)
+}
+
+/// Moves the listener's timestamp value into the client's view of Tier 1's clock, and its window into
+/// the window scale Tier 1 announced (when the listener chose another). False if the packet could not
+/// be rewritten (it must not leave half translated).
+#[inline(always)]
+fn translate_options(ctx: &TcContext, flow: &FlowState, h: &[u8; HEADERS], vip_wscale: u8) -> bool {
+    if flow.agreed.scaled() && flow.peer_wscale != u32::from(vip_wscale) {
+        let old = u16::from_be_bytes(field2(h, WINDOW_AT));
+        let new = rescale_window(old, shift_of(flow.peer_wscale as u8), vip_wscale);
+        let (old_ne, new_ne) = (old.to_be_bytes(), new.to_be_bytes());
+        if ctx.store(WINDOW_AT, &new_ne, 0).is_err()
+            || ctx
+                .l4_csum_replace(
+                    CHECK_AT,
+                    u64::from(u16::from_ne_bytes(old_ne)),
+                    u64::from(u16::from_ne_bytes(new_ne)),
+                    2,
+                )
+                .is_err()
+        {
+            return false;
+        }
+    }
+    if flow.agreed.ts == 0 || flow.ts_delta == 0 {
+        return true;
+    }
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC) else {
+        return false;
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
+    let tcp_len = u32::from(h[TCP_AT + 12] >> 4) * 4;
+    let len = options::load_skb(ctx, tcp_len, &mut scratch.opts);
+    options::walk(&scratch.opts, len, &mut scratch.walk);
+    if !scratch.walk.has_ts() {
+        return true;
+    }
+    let opts = &mut scratch.opts;
+    let delta = translate(
+        opts,
+        &scratch.walk,
+        &Translation {
+            tsval: 0u32.wrapping_sub(flow.ts_delta),
+            tsecr: 0,
+            sack: 0,
+        },
+    );
+    // The kernel sums 16-bit words as loaded by this little-endian machine: the swapped sum.
+    let diff = u64::from(fold(delta).swap_bytes());
+    options::store_skb(ctx, len, opts) && ctx.l4_csum_replace(CHECK_AT, 0, diff, 0).is_ok()
 }
 
 /// Turns the listener's SYN-ACK (seq = its ISN) into the client's ACK carrying the stored segment, and
@@ -136,6 +195,20 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
     };
     // Restate 1..=PENDING_BUF for the verifier (black_box keeps LLVM from folding the mask away).
     let len = ((core::hint::black_box(pending.len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
+    // The listener's options: its window scale (rescaled on the way out if it differs from the one
+    // Tier 1 announced) and its timestamp (its offset to ours is translated from now on; the ACK echoes
+    // it, which is how the listener's cookie check recovers what it agreed to).
+    let tcp_len = u32::from(h[TCP_AT + 12] >> 4) * 4;
+    let opts_len = options::load_skb(ctx, tcp_len, &mut scratch.opts);
+    options::walk(&scratch.opts, opts_len, &mut scratch.walk);
+    flow.peer_wscale = scratch.walk.wscale;
+    let echo = match timestamps(&scratch.opts, &scratch.walk) {
+        Some((listener_ts, _)) if flow.agreed.ts != 0 => {
+            flow.ts_delta = listener_ts.wrapping_sub(flow.ts_ours);
+            Some((pending.tsval, listener_ts))
+        }
+        _ => None,
+    };
     build_handoff_ack_v4(
         &client,
         listener_isn.wrapping_add(1),
@@ -143,6 +216,7 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
         pending.flags as u8,
         len as u16,
         pending.sum as u16,
+        &ack_options(echo),
         &mut scratch.ack,
     );
     let skb = ctx.skb.skb;
@@ -246,6 +320,11 @@ fn inject_held(
         };
         let len =
             ((core::hint::black_box(segment.len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
+        let echo = if flow.agreed.ts != 0 {
+            Some((segment.tsval, flow.ts_ours.wrapping_add(flow.ts_delta)))
+        } else {
+            None
+        };
         build_handoff_ack_v4(
             &client,
             listener_seq,
@@ -253,6 +332,7 @@ fn inject_held(
             segment.flags as u8,
             len as u16,
             segment.sum as u16,
+            &ack_options(echo),
             &mut scratch.ack,
         );
         // SAFETY: as in `handoff`.

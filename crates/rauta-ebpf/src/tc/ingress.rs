@@ -19,13 +19,15 @@ use rauta_common::{
         CONNECTION_CLOSE, INSERT_LEN, NatKey, SPLICE_ACK_SENT, SpliceState, add_sums, insertion_sum,
     },
     synack::{SynV4, TCP_ACK, TCP_RST, TCP_SYN},
+    tcpopt::{ack_options, timestamps},
 };
 
-use super::{IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
+use super::{HEADERS, IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
 use crate::maps::{
     RAUTA_NAT, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP,
     SCRATCH_TC_INGRESS, copy_of,
 };
+use crate::options;
 
 /// TCP PSH.
 const TCP_PSH: u8 = 0x08;
@@ -58,12 +60,16 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
         let Some(key) = copy_of(&RAUTA_NAT, &nat) else {
             return TcVerdict::ok(Reason::TcPass);
         };
-        let Some(s) = copy_of(&RAUTA_SPLICES, &key) else {
+        let Some(splice) = RAUTA_SPLICES.get_ptr_mut(&key) else {
             return TcVerdict::ok(Reason::TcPass);
         };
-        if s.state != SPLICE_ACK_SENT || seq != s.backend_isn {
+        // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
+        let splice = unsafe { &mut *splice };
+        if splice.state != SPLICE_ACK_SENT || seq != splice.backend_isn {
             return TcVerdict::ok(Reason::TcPass);
         }
+        record_backend_options(ctx, &h, splice);
+        let s = *splice;
         return send_request(ctx, &key, &s);
     }
 
@@ -90,6 +96,24 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
         return TcVerdict::ok(Reason::TcPass);
     }
     send_request(ctx, &key, &s)
+}
+
+/// Records what the backend's SYN-ACK agreed to: its window scale (its windows are rescaled to Tier 1's
+/// when they differ) and its timestamp (the offset to Tier 1's, translated from now on).
+#[inline(always)]
+fn record_backend_options(ctx: &TcContext, h: &[u8; HEADERS], s: &mut SpliceState) {
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC_INGRESS) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
+    let tcp_len = u32::from(h[TCP_AT + 12] >> 4) * 4;
+    let len = options::load_skb(ctx, tcp_len, &mut scratch.opts);
+    options::walk(&scratch.opts, len, &mut scratch.walk);
+    s.backend_wscale = scratch.walk.wscale as u8;
+    if let Some((backend_ts, _)) = timestamps(&scratch.opts, &scratch.walk) {
+        s.ts_offset = backend_ts.wrapping_sub(s.ts_ours);
+    }
 }
 
 /// Rebuilds the packet into our ACK to the backend carrying the stored request with `Connection:close`
@@ -133,6 +157,11 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
         TCP_PSH,
         total as u16,
         add_sums(pending.sum as u16, insertion_sum(at)),
+        &ack_options(if s.agreed.ts != 0 {
+            Some((s.ts_leg, s.ts_ours.wrapping_add(s.ts_offset)))
+        } else {
+            None
+        }),
         &mut scratch.ack,
     );
     let skb = ctx.skb.skb;

@@ -12,9 +12,10 @@ use rauta_common::{
     synack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
-use super::{Verdict, ack, splice, syn};
+use super::{Verdict, ack, splice};
 use crate::{
     maps::{RAUTA_SPLICE_CONFIG, RAUTA_VIP},
+    options,
     parse::{
         ETH_LEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len,
         ptr_at,
@@ -87,6 +88,9 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
         return Verdict::drop(Reason::MalformedDrop);
     }
 
+    // One walk of the options for whatever needs them below (SYN-ACK, hand-off, translation).
+    options::prepare_xdp(ctx, tcp_len as u32);
+
     let flags = tcp.flags;
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         if flags & (TCP_FIN | TCP_RST) != 0 {
@@ -95,7 +99,11 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
         if tot_len != IPV4_LEN + tcp_len {
             return Verdict::pass(Reason::SynWithDataPass);
         }
-        return syn::answer(ctx, &ip, &tcp, tcp_len as u32);
+        // Answered by `rauta_xdp_syn` (a tail call): building the SYN-ACK needs a stack of its own.
+        return Verdict {
+            action: super::TAIL_CALL_SYN,
+            reason: Reason::SynCookieSent,
+        };
     }
     let payload_len = (tot_len - IPV4_LEN - tcp_len) as u32;
     ack::check(ctx, &ip, &tcp, tcp_len as u32, payload_len)
@@ -128,5 +136,7 @@ fn backend_reply(ctx: &XdpContext, ip: &Ipv4Hdr) -> Verdict {
         return Verdict::pass(Reason::NotVipPass);
     }
     let payload_len = (tot_len - IPV4_LEN - tcp_len) as u32;
-    splice::backend_segment(ctx, ip, &tcp, payload_len).unwrap_or(Verdict::pass(Reason::NotVipPass))
+    options::prepare_xdp(ctx, tcp_len as u32);
+    splice::backend_segment(ctx, ip, &tcp, tcp_len as u32, payload_len)
+        .unwrap_or(Verdict::pass(Reason::NotVipPass))
 }

@@ -10,11 +10,13 @@ use rauta_common::{
     maps::{FIN_CLIENT, FIN_LISTENER, FLOW_ACK_SENT, FLOW_SPLICED, FlowKey, FlowState},
     reason::Reason,
     synack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    tcpopt::{Translation, csum_add_delta},
 };
 
 use super::{Verdict, ack, handoff};
 use crate::{
     maps::RAUTA_FLOWS,
+    options,
     parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
 };
 
@@ -117,18 +119,40 @@ pub fn segment(
         let _ = RAUTA_FLOWS.remove(key);
         let _ = crate::maps::RAUTA_DECISIONS.remove(key);
     }
-    if !translate {
+    // The client's timestamp echoes are in Tier 1's clock; the listener's is `ts_delta` ahead. Its SACK
+    // blocks name the listener's bytes in the client's sequence space.
+    let move_options = !ours
+        && ((flow.agreed.ts != 0 && flow.ts_delta != 0) || (flow.agreed.sack != 0 && offset != 0));
+    if !translate && !move_options {
         return Verdict::pass(Reason::FlowPass);
+    }
+    let mut delta = 0;
+    if move_options {
+        let Some(moved) = options::translate_xdp(
+            ctx,
+            &Translation {
+                tsval: 0,
+                tsecr: flow.ts_delta,
+                sack: offset,
+            },
+        ) else {
+            return Verdict::drop(Reason::InternalErrorPass);
+        };
+        delta = moved;
     }
     let Some(th) = ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN) else {
         return Verdict::drop(Reason::MalformedDrop);
     };
     // SAFETY: `th` covers the whole TCP header (checked by `ptr_at`); alignment 1.
     let th = unsafe { &mut *th };
-    let old = u32::from_be_bytes(th.ack_seq);
-    let new = old.wrapping_add(offset);
-    th.ack_seq = new.to_be_bytes();
-    th.check = csum_replace4(u16::from_be_bytes(th.check), old, new).to_be_bytes();
+    let mut check = csum_add_delta(u16::from_be_bytes(th.check), delta);
+    if translate {
+        let old = u32::from_be_bytes(th.ack_seq);
+        let new = old.wrapping_add(offset);
+        th.ack_seq = new.to_be_bytes();
+        check = csum_replace4(check, old, new);
+    }
+    th.check = check.to_be_bytes();
     Verdict::pass(Reason::FlowTranslatedPass)
 }
 

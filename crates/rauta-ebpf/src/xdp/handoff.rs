@@ -19,11 +19,13 @@ use rauta_common::{
     },
     reason::Reason,
     synack::{SynV4, TCP_FIN, TCP_SYN, TCPOPT_MSS},
+    tcpopt::{Agreed, WSCALE_NONE, rescale_window, shift_of, syn_options},
 };
 
 use super::Verdict;
 use crate::{
     maps::{RAUTA_FLOWS, RAUTA_HELD, RAUTA_PENDING, RAUTA_SCRATCH, SCRATCH_XDP},
+    options,
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TcpHdr, frame_len, ptr_at},
 };
 
@@ -60,6 +62,12 @@ pub fn replay(
     if let Err(reason) = capture(ctx, segment, tcp, tcp_len, payload_len) {
         return Verdict::drop(reason);
     }
+    // The client's timestamps: its own value goes on in the replayed SYN, its echo of our SYN-ACK's
+    // says what was agreed (`rauta_common::tcpopt`).
+    let ts = options::timestamps_xdp();
+    let agreed = Agreed::from_echo(ts.map(|(_, ecr)| ecr));
+    let (client_ts, ts_ours) = ts.unwrap_or((0, 0));
+    scratch.segment.tsval = client_ts;
 
     // Whom the routing decision is for: `route::decide_stored` runs on this segment after the verdict.
     scratch.route.flow = *key;
@@ -76,7 +84,7 @@ pub fn replay(
 
     // By reference on purpose: passing the 2 KB value by value would copy it onto the 512-byte stack.
     #[allow(clippy::needless_borrows_for_generic_args)]
-    let stored = RAUTA_PENDING.insert(key, &*segment, 0);
+    let stored = RAUTA_PENDING.insert(key, &scratch.segment, 0);
     if stored.is_err() {
         return Verdict::drop(Reason::InternalErrorPass);
     }
@@ -89,6 +97,10 @@ pub fn replay(
         fins: 0,
         next_seq: client_isn.wrapping_add(1).wrapping_add(payload_len),
         held: 0,
+        agreed,
+        ts_ours,
+        ts_delta: 0,
+        peer_wscale: u32::from(WSCALE_NONE),
     };
     if RAUTA_FLOWS.insert(key, state, 0).is_err() {
         return Verdict::drop(Reason::InternalErrorPass);
@@ -108,12 +120,11 @@ pub fn replay(
         server_port: tcp.dest,
         client_seq: client_isn,
     };
-    build_replay_syn_v4(
-        &flow,
-        u16::from_be_bytes(tcp.window),
-        mss,
-        &mut scratch.frame,
-    );
+    // A SYN's window is never scaled; the listener is offered exactly what the client agreed to, with
+    // the client's own window scale and timestamp.
+    let window = rescale_window(u16::from_be_bytes(tcp.window), shift_of(agreed.wscale), 0);
+    let syn_opts = syn_options(mss, &agreed, agreed.wscale, (client_ts, 0));
+    build_replay_syn_v4(&flow, window, &syn_opts, &mut scratch.frame);
     let delta = REPLAY_SYN_V4_LEN as i32 - frame_len(ctx) as i32;
     // SAFETY: plain helper calls on this program's context; packet pointers are not used afterwards.
     if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
@@ -156,10 +167,12 @@ pub fn hold(
         return Verdict::drop(Reason::InternalErrorPass);
     };
     // SAFETY: this CPU's scratch entry, valid for this run.
-    let segment = unsafe { &mut (*scratch).segment };
-    if let Err(reason) = capture(ctx, segment, tcp, tcp_len, payload_len) {
+    let scratch = unsafe { &mut *scratch };
+    if let Err(reason) = capture(ctx, &mut scratch.segment, tcp, tcp_len, payload_len) {
         return Verdict::drop(reason);
     }
+    scratch.segment.tsval = options::timestamps_xdp().map_or(0, |(val, _)| val);
+    let segment = &scratch.segment;
     let held = HeldKey {
         flow: *key,
         index: flow.held,
@@ -208,7 +221,7 @@ fn capture(
     segment.window = u32::from(u16::from_be_bytes(tcp.window));
     segment.sum = u32::from(sum);
     segment.seq = u32::from_be_bytes(tcp.seq);
-    segment._pad = 0;
+    segment.tsval = 0;
     Ok(())
 }
 

@@ -18,6 +18,9 @@ pub struct Verdict {
     pub reason: Reason,
 }
 
+/// [`Verdict::action`] meaning "a SYN to the VIP: tail-call the SYN program" (not an XDP action).
+pub const TAIL_CALL_SYN: u32 = u32::MAX;
+
 impl Verdict {
     /// Pass the packet to the stack.
     #[inline(always)]

@@ -30,6 +30,7 @@ use rauta_common::{
         SpliceState, build_rst_v4, nat_port_candidate,
     },
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    tcpopt::{Translation, WSCALE_NONE, csum_add_delta, rescale_window, shift_of, syn_options},
 };
 
 use super::{Verdict, handoff, route::Hit};
@@ -38,13 +39,13 @@ use crate::{
         RAUTA_FLOWS, RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, SCRATCH_XDP,
         copy_of, forget_splice,
     },
-    parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TcpHdr, frame_len, ptr_at},
+    parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len, ptr_at},
 };
 
 /// `AF_INET` for the FIB lookup.
 const AF_INET: u8 = 2;
-/// IPv4 total length of our SYN (20 + 24), for the FIB's MTU check.
-const SYN_IP_LEN: u16 = 44;
+/// IPv4 total length of our SYN, for the FIB's MTU check.
+const SYN_IP_LEN: u16 = (REPLAY_SYN_V4_LEN - ETH_LEN) as u16;
 
 /// Starts the splice of a routing hit: the packet holds the replayed SYN `handoff::replay` built and the
 /// stored segment is in `RAUTA_PENDING`. On success the packet is our SYN to the backend and the verdict
@@ -63,6 +64,9 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         return Err(Some(Reason::InternalErrorPass));
     };
     let (client_isn, cookie, mss) = (flow.client_isn, flow.cookie, flow.mss);
+    let Some(vip) = crate::maps::RAUTA_VIP.get(0) else {
+        return Err(Some(Reason::InternalErrorPass));
+    };
     if hit.len + INSERT_LEN > mss {
         return Err(Some(Reason::SpliceTooLarge));
     }
@@ -133,7 +137,9 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
     let leg_isn = ((now >> 6) as u32).wrapping_add(fmix32(
         nat.backend_addr ^ u32::from(nat.nat_port) ^ (u32::from(nat.backend_port) << 16),
     ));
-    let state = SpliceState {
+    // Built in the scratch entry: 120 bytes next to the FIB lookup and the SYN's arrays exceed the
+    // 512-byte stack.
+    scratch.splice = SpliceState {
         state: SPLICE_SYN_SENT,
         client_isn,
         cookie,
@@ -158,8 +164,16 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         vip_mac: eth.dst,
         node_mac: fib.smac,
         backend_mac: fib.dmac,
+        agreed: flow.agreed,
+        ts_ours: flow.ts_ours,
+        ts_client: scratch.segment.tsval,
+        ts_leg: (now / 1_000_000) as u32,
+        ts_offset: 0,
+        backend_wscale: WSCALE_NONE,
+        vip_wscale: vip.wscale,
+        _pad: 0,
     };
-    if RAUTA_SPLICES.insert(key, state, 0).is_err() {
+    if RAUTA_SPLICES.insert(key, &scratch.splice, 0).is_err() {
         let _ = RAUTA_NAT.remove(nat);
         return Err(Some(Reason::InternalErrorPass));
     }
@@ -167,7 +181,7 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
     let _ = RAUTA_FLOWS.remove(key);
     Ok(send_syn(
         ctx,
-        &state,
+        &scratch.splice,
         &mut scratch.frame,
         Reason::SpliceSynSent,
     ))
@@ -256,7 +270,12 @@ fn send_syn(
         server_port: s.backend_port.to_ne_bytes(),
         client_seq: s.leg_isn,
     };
-    build_replay_syn_v4(&syn, s.window as u16, s.mss as u16, frame);
+    // The backend is offered what the client agreed to, with the client's window scale (the client's
+    // windows then mean the same on both legs) and Tier 1's clock as timestamp (see
+    // `SpliceState::ts_leg`). A SYN's window is unscaled.
+    let window = rescale_window(s.window as u16, shift_of(s.agreed.wscale), 0);
+    let options = syn_options(s.mss as u16, &s.agreed, s.agreed.wscale, (s.ts_leg, 0));
+    build_replay_syn_v4(&syn, window, &options, frame);
     let delta = REPLAY_SYN_V4_LEN as i32 - frame_len(ctx) as i32;
     // SAFETY: plain helper calls on this program's context; no packet pointer is used afterwards.
     let written = unsafe {
@@ -372,7 +391,11 @@ pub fn client_segment(
         // backend must not be left with an unacknowledged FIN whose NAT port is already reused).
         s.fins == SPLICE_CLOSED
     };
-    let copy = *s;
+    // A copy outlives the entry's deletion (another CPU may reuse the memory at once); it goes to the
+    // scratch entry, not the 512-byte stack.
+    let Some(copy) = copy_to_scratch(s) else {
+        return Verdict::drop(Reason::InternalErrorPass);
+    };
     if done {
         forget_splice(key);
     }
@@ -388,6 +411,23 @@ pub fn client_segment(
             seq: copy.to_backend_seq(seq),
             ack: new_ack,
         },
+        Options {
+            tcp_len,
+            // The client's echoes are in Tier 1's clock, its SACK blocks in its view of the backend's
+            // sequence numbers.
+            translation: Translation {
+                tsval: copy.ts_leg_delta(),
+                tsecr: copy.ts_offset,
+                sack: copy.server_offset(),
+            },
+            active: copy.agreed.ts != 0 || copy.agreed.sack != 0,
+            // A backend that did not take up window scaling reads the client's windows unscaled.
+            window: (
+                shift_of(copy.agreed.wscale),
+                0,
+                copy.agreed.scaled() && copy.backend_wscale == WSCALE_NONE,
+            ),
+        },
         copy.backend_ifindex,
         Reason::SpliceClientTranslated,
     )
@@ -399,6 +439,7 @@ pub fn backend_segment(
     ctx: &XdpContext,
     ip: &Ipv4Hdr,
     tcp: &TcpHdr,
+    tcp_len: u32,
     payload_len: u32,
 ) -> Option<Verdict> {
     let nat = NatKey {
@@ -437,7 +478,9 @@ pub fn backend_segment(
     }
     if s.state == SPLICE_RESET {
         // The endpoint left the route table: this segment becomes the client's RST.
-        let copy = *s;
+        let Some(copy) = copy_to_scratch(s) else {
+            return Some(Verdict::drop(Reason::InternalErrorPass));
+        };
         forget_splice(&key);
         return Some(send_rst(
             ctx,
@@ -476,7 +519,9 @@ pub fn backend_segment(
         }
         s.fins == SPLICE_CLOSED
     };
-    let copy = *s;
+    let Some(copy) = copy_to_scratch(s) else {
+        return Some(Verdict::drop(Reason::InternalErrorPass));
+    };
     if done {
         forget_splice(&key);
     }
@@ -497,9 +542,40 @@ pub fn backend_segment(
             seq: copy.to_client_seq(seq),
             ack: new_ack,
         },
+        Options {
+            tcp_len,
+            // The backend's timestamps are `ts_offset` ahead of Tier 1's clock; its SACK blocks name
+            // client bytes on the leg (all past the inserted header: the request is one segment).
+            translation: Translation {
+                tsval: 0u32.wrapping_sub(copy.ts_offset),
+                tsecr: 0u32.wrapping_sub(copy.ts_leg_delta()),
+                sack: copy
+                    .first_seq()
+                    .wrapping_sub(copy.leg_isn.wrapping_add(1))
+                    .wrapping_sub(INSERT_LEN),
+            },
+            active: copy.agreed.ts != 0 || copy.agreed.sack != 0,
+            window: (
+                shift_of(copy.backend_wscale),
+                copy.vip_wscale,
+                copy.agreed.scaled() && copy.backend_wscale != copy.vip_wscale,
+            ),
+        },
         copy.client_ifindex,
         Reason::SpliceBackendTranslated,
     ))
+}
+
+/// Copies the splice state into this CPU's scratch entry (see the callers).
+#[inline(always)]
+fn copy_to_scratch(s: &SpliceState) -> Option<&'static SpliceState> {
+    let scratch = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP)?;
+    // SAFETY: this CPU's scratch entry, valid for this run; nothing else uses its `splice` field during
+    // a translated segment's run.
+    unsafe {
+        (*scratch).splice = *s;
+        Some(&(*scratch).splice)
+    }
 }
 
 /// The headers a translated segment leaves with. Addresses and ports in network order, seq/ack in host
@@ -515,10 +591,29 @@ struct Leg {
     ack: u32,
 }
 
-/// Rewrites the packet's Ethernet, IPv4 and TCP headers to `leg` (checksums updated incrementally) and
-/// forwards it out of `ifindex`.
+/// What happens to a translated segment's options and window.
+struct Options {
+    /// The TCP header's length.
+    tcp_len: u32,
+    /// Added to timestamps and SACK edges.
+    translation: Translation,
+    /// Whether the connection has options to translate.
+    active: bool,
+    /// The window's scale on arrival and on departure, and whether they differ.
+    window: (u8, u8, bool),
+}
+
+/// Rewrites the packet's Ethernet, IPv4 and TCP headers to `leg` and its options as `options` says
+/// (checksums updated incrementally) and forwards it out of `ifindex`.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, leg: Leg, ifindex: u32, reason: Reason) -> Verdict {
+fn rewrite(ctx: &XdpContext, leg: Leg, options: Options, ifindex: u32, reason: Reason) -> Verdict {
+    let mut delta = 0;
+    if options.active && options.tcp_len > TCP_LEN as u32 {
+        let Some(moved) = crate::options::translate_xdp(ctx, &options.translation) else {
+            return Verdict::drop(Reason::InternalErrorPass);
+        };
+        delta = moved;
+    }
     let (Some(eth), Some(ip), Some(tcp)) = (
         ptr_at::<EthHdr>(ctx, 0),
         ptr_at::<Ipv4Hdr>(ctx, ETH_LEN),
@@ -548,7 +643,14 @@ fn rewrite(ctx: &XdpContext, leg: Leg, ifindex: u32, reason: Reason) -> Verdict 
     let new_ports = u32::from_be_bytes([sp[0], sp[1], dp[0], dp[1]]);
     let old_seq = u32::from_be_bytes(tcp.seq);
     let old_ack = u32::from_be_bytes(tcp.ack_seq);
-    let mut check = u16::from_be_bytes(tcp.check);
+    let mut check = csum_add_delta(u16::from_be_bytes(tcp.check), delta);
+    let (from, to, rescale) = options.window;
+    if rescale {
+        let old = u16::from_be_bytes(tcp.window);
+        let new = rescale_window(old, from, to);
+        tcp.window = new.to_be_bytes();
+        check = csum_add_delta(check, u32::from(!old) + u32::from(new));
+    }
     // The pseudo-header's addresses, then the ports, seq and ack words.
     check = csum_replace4(check, old_saddr, new_saddr);
     check = csum_replace4(check, old_daddr, new_daddr);

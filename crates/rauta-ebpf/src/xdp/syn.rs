@@ -4,23 +4,40 @@
 use aya_ebpf::{
     bindings::{iphdr, tcphdr},
     helpers::generated::{
-        bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+        bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
         bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
 use rauta_common::{
     checksum::{ipv4_header_ok, tcp_v4_ok},
-    maps::SYNACK_V4_LEN,
+    maps::{DEFAULT_WSCALE, SYNACK_V4_LEN},
     reason::Reason,
     synack::{SynV4, build_synack_v4},
+    tcpopt::{Agreed, cookie_tsval, syn_options, timestamps},
 };
 
 use super::Verdict;
 use crate::{
-    maps::{RAUTA_SCRATCH, SCRATCH_XDP},
+    maps::{RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_XDP},
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len, ptr_at},
 };
+
+/// Answers the SYN in the packet (the entry program checked it: IPv4 without options, a TCP SYN without
+/// payload and with a sane header length, to the VIP) in the SYN program, a tail call.
+#[inline(always)]
+pub fn answer_packet(ctx: &XdpContext) -> Verdict {
+    let (Some(ip), Some(tcp)) = (
+        ptr_at::<Ipv4Hdr>(ctx, ETH_LEN),
+        ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN),
+    ) else {
+        return Verdict::drop(Reason::MalformedDrop);
+    };
+    // SAFETY: bounds checked by `ptr_at`; alignment 1.
+    let (ip, tcp) = unsafe { (*ip, *tcp) };
+    let tcp_len = u32::from(tcp.doff_res >> 4) * 4;
+    answer(ctx, &ip, &tcp, tcp_len)
+}
 
 /// Answers a SYN without payload whose IPv4 header has no options and whose TCP header is `tcp_len`
 /// bytes (20..=60, checked by the caller).
@@ -92,7 +109,17 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
         server_port: tcp.dest,
         client_seq: u32::from_be_bytes(tcp.seq),
     };
-    build_synack_v4(&syn, cookie, mss, &mut scratch.frame);
+    // What the client offered decides what the SYN-ACK agrees to; the agreement rides in our timestamp
+    // (see `rauta_common::tcpopt`).
+    let agreed = Agreed::for_syn(&scratch.walk);
+    let client_ts = timestamps(&scratch.opts, &scratch.walk).map_or(0, |(val, _)| val);
+    // SAFETY: plain helper call.
+    let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
+    let ours = cookie_tsval(now_ms, agreed.wscale, agreed.sack != 0);
+    // The window scale to announce (one more lookup here keeps the call within BPF's five arguments).
+    let vip_wscale = RAUTA_VIP.get(0).map_or(DEFAULT_WSCALE, |vip| vip.wscale);
+    let synack_options = syn_options(mss, &agreed, vip_wscale, (ours, client_ts));
+    build_synack_v4(&syn, cookie, &synack_options, &mut scratch.frame);
 
     // Resize to exactly the SYN-ACK (this also drops Ethernet padding of short frames), then write it.
     let delta = SYNACK_V4_LEN as i32 - frame_len(ctx) as i32;
