@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use rauta_common::maps::{
     FlowKey, FLOW_ACK_SENT, FLOW_REPLAYED, FLOW_SPLICED, PENDING_PAYLOAD_MAX,
 };
+use rauta_common::tcpopt;
 use rauta_dataplane::{
     KernelTiers, PacketRun, Reason, TableSizes, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT,
 };
@@ -643,4 +644,94 @@ fn injected_segments_seen_again_are_not_translated_twice() {
     // The client's own retransmission of it is translated.
     let run = xdp(&t, &second.build(), Reason::FlowTranslatedPass);
     assert_eq!(packet::parse(&run.output).ack, listener_isn.wrapping_add(1));
+}
+
+/// The options of a frame, walked.
+fn options_of(frame: &[u8]) -> ([u8; tcpopt::OPTIONS_BUF], tcpopt::OptionWalk) {
+    let p = packet::parse(frame);
+    let mut buf = [0u8; tcpopt::OPTIONS_BUF];
+    buf[..p.tcp_options.len()].copy_from_slice(&p.tcp_options);
+    let walk = tcpopt::walk(&buf, p.tcp_options.len() as u32);
+    (buf, walk)
+}
+
+/// NOP, NOP, timestamps (`val`, `ecr`).
+fn ts_options(val: u32, ecr: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend_from_slice(&val.to_be_bytes());
+    o.extend_from_slice(&ecr.to_be_bytes());
+    o
+}
+
+#[test]
+fn timestamps_and_window_scaling_go_through_the_handoff() {
+    needs_root!("timestamps_and_window_scaling_go_through_the_handoff");
+    let t = tiers();
+    let sport = 47000;
+    let vip_wscale = rauta_dataplane::node_window_scale();
+    // The client's SYN offers everything (Linux's options, window scale 7).
+    let mut syn = Tcp4::syn(VIP, PORT);
+    syn.sport = sport;
+    let run = xdp(&t, &syn.build(), Reason::SynCookieSent);
+    let cookie = packet::parse(&run.output).seq;
+    let (buf, w) = options_of(&run.output);
+    let (ours, _) = tcpopt::timestamps(&buf, &w).expect("timestamps agreed");
+
+    // Its first data segment echoes our timestamp: the replayed SYN offers the listener exactly that
+    // (the client's window scale, SACK, the client's own timestamp).
+    let mut data = client_segment(&syn, 0, cookie.wrapping_add(1), PSH | ACK, REQUEST);
+    data.tcp_options = ts_options(1000, ours);
+    let run = xdp(&t, &data.build(), Reason::HandoffSynReplayed);
+    let p = packet::parse(&run.output);
+    let (buf, w) = options_of(&run.output);
+    assert_eq!((w.mss, w.sack_perm, w.wscale), (1460, 1, 7));
+    assert_eq!(tcpopt::timestamps(&buf, &w), Some((1000, 0)));
+    assert_eq!(p.window, tcpopt::rescale_window(502, 7, 0));
+    assert!(p.tcp_csum_ok);
+
+    // The listener's SYN-ACK (its clock, a window scale two above ours): the hand-off ACK echoes it.
+    let listener_ts = 9_000_000u32;
+    let mut synack = listener_segment(&syn, cookie, syn.seq.wrapping_add(1), SYN | ACK, &[]);
+    let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    o.extend_from_slice(&listener_ts.to_be_bytes());
+    o.extend_from_slice(&1000u32.to_be_bytes());
+    o.extend_from_slice(&[1, 3, 3, vip_wscale + 2]);
+    synack.tcp_options = o;
+    let run = tc(&t, &synack.build(), Reason::TcHandoffAck);
+    let (buf, w) = options_of(&run.output);
+    assert_eq!(tcpopt::timestamps(&buf, &w), Some((1000, listener_ts)));
+    assert!(packet::parse(&run.output).tcp_csum_ok);
+    let flow = t.flow(&key(sport)).unwrap().unwrap();
+    assert_eq!(flow.ts_delta, listener_ts.wrapping_sub(ours));
+
+    // The listener's response: its timestamp moved into our clock, its window into our scale.
+    let mut response = listener_segment(
+        &syn,
+        cookie.wrapping_add(1),
+        syn.seq.wrapping_add(1 + REQUEST.len() as u32),
+        PSH | ACK,
+        b"HTTP/1.1 200 OK\r\n",
+    );
+    response.window = 100;
+    response.tcp_options = ts_options(listener_ts + 7, 1000);
+    let run = tc(&t, &response.build(), Reason::TcPass);
+    let p = packet::parse(&run.output);
+    let (buf, w) = options_of(&run.output);
+    assert_eq!(tcpopt::timestamps(&buf, &w), Some((ours + 7, 1000)));
+    assert_eq!(p.window, 400, "rescaled from the listener's scale to ours");
+    assert!(p.tcp_csum_ok, "checksum still right");
+
+    // The client's ACK of it: its echo moved into the listener's clock.
+    let mut ack = client_segment(
+        &syn,
+        REQUEST.len() as u32,
+        cookie.wrapping_add(1 + 17),
+        ACK,
+        &[],
+    );
+    ack.tcp_options = ts_options(1010, ours + 7);
+    let run = xdp(&t, &ack.build(), Reason::FlowTranslatedPass);
+    let (buf, w) = options_of(&run.output);
+    assert_eq!(tcpopt::timestamps(&buf, &w), Some((1010, listener_ts + 7)));
+    assert!(packet::parse(&run.output).tcp_csum_ok);
 }

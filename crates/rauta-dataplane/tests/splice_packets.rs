@@ -12,6 +12,7 @@ use std::{net::Ipv4Addr, process::Command, thread};
 use rauta_common::{
     maps::FlowKey,
     splice::{SpliceState, SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_SYN_SENT},
+    tcpopt,
 };
 use rauta_dataplane::{KernelTiers, Reason, XdpAction, TC_ACT_REDIRECT};
 use support::{
@@ -656,5 +657,175 @@ fn median_cost_of_the_splice() {
                 m.saturating_sub(base)
             );
         }
+    });
+}
+
+/// The options of a parsed segment, walked.
+fn options_of(p: &Parsed) -> ([u8; tcpopt::OPTIONS_BUF], tcpopt::OptionWalk) {
+    let mut buf = [0u8; tcpopt::OPTIONS_BUF];
+    buf[..p.tcp_options.len()].copy_from_slice(&p.tcp_options);
+    let walk = tcpopt::walk(&buf, p.tcp_options.len() as u32);
+    (buf, walk)
+}
+
+/// NOP, NOP, timestamps (`val`, `ecr`), then NOP, NOP, SACK with one block `sack` if given.
+fn ts_options(val: u32, ecr: u32, sack: Option<(u32, u32)>) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend_from_slice(&val.to_be_bytes());
+    o.extend_from_slice(&ecr.to_be_bytes());
+    if let Some((left, right)) = sack {
+        o.extend_from_slice(&[1, 1, 5, 10]);
+        o.extend_from_slice(&left.to_be_bytes());
+        o.extend_from_slice(&right.to_be_bytes());
+    }
+    o
+}
+
+#[test]
+fn options_are_agreed_with_both_sides_and_translated_both_ways() {
+    if !support::root_or_skip("options_are_agreed_with_both_sides_and_translated_both_ways") {
+        return;
+    }
+    in_node("opts", |tiers, nc, nb, nb_mac| {
+        let sport = 40300;
+        let vip_wscale = rauta_dataplane::node_window_scale();
+        // 1. A Linux SYN (MSS 1460, SACK, timestamps, window scale 7): everything agreed, the
+        //    agreement in our timestamp.
+        let mut syn = Tcp4::syn(VIP, PORT);
+        syn.sport = sport;
+        let (_, out) = xdp(tiers, &syn.build(), nc, Reason::SynCookieSent);
+        let synack = packet::parse(&out);
+        let (buf, w) = options_of(&synack);
+        let (t0, _) = tcpopt::timestamps(&buf, &w).expect("timestamps agreed");
+        assert_eq!(tcpopt::cookie_decode(t0), (7, true));
+        assert_eq!((w.sack_perm, w.wscale), (1, u32::from(vip_wscale)));
+        let cookie = synack.seq;
+
+        // 2. The first data segment (timestamps echo ours) → our SYN to the backend offers the same:
+        //    the client's window scale, SACK, Tier 1's clock as timestamp.
+        let mut data = syn.clone();
+        data.flags = PSH | ACK;
+        data.seq = syn.seq.wrapping_add(1);
+        data.ack = cookie.wrapping_add(1);
+        data.tcp_options = ts_options(1000, t0, None);
+        data.window = 502;
+        data.payload = REQUEST.to_vec();
+        let (action, out) = xdp(tiers, &data.build(), nc, Reason::SpliceSynSent);
+        assert_eq!(action, XdpAction::Redirect);
+        let s = splice_of(tiers, sport).expect("a splice");
+        let leg_syn = packet::parse(&out);
+        let (buf, w) = options_of(&leg_syn);
+        assert_eq!((w.mss, w.sack_perm, w.wscale), (1460, 1, 7));
+        assert_eq!(tcpopt::timestamps(&buf, &w), Some((s.ts_leg, 0)));
+        assert_eq!(
+            leg_syn.window,
+            tcpopt::rescale_window(502, 7, 0),
+            "the client's window, unscaled for the SYN"
+        );
+        assert!(leg_syn.tcp_csum_ok);
+
+        // 3. The backend's SYN-ACK (its own clock, a window scale one above ours) → the ACK carrying the
+        //    request echoes the backend's timestamp.
+        let backend_isn = 0x7000_0000u32;
+        let backend_ts = 500_000u32;
+        let backend_wscale = vip_wscale + 1;
+        let mut bsa = Tcp4::syn(NODE, leg_syn.sport);
+        bsa.src = BACKEND;
+        bsa.sport = 8080;
+        bsa.src_mac = BACKEND_MAC;
+        bsa.dst_mac = nb_mac;
+        bsa.flags = SYN | ACK;
+        bsa.seq = backend_isn;
+        bsa.ack = s.leg_isn.wrapping_add(1);
+        let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+        o.extend_from_slice(&backend_ts.to_be_bytes());
+        o.extend_from_slice(&s.ts_leg.to_be_bytes());
+        o.extend_from_slice(&[1, 3, 3, backend_wscale]);
+        bsa.tcp_options = o;
+        xdp(tiers, &bsa.build(), nb, Reason::SpliceSynAck);
+        let run = tiers.run_tc_ingress_once(&bsa.build()).unwrap();
+        assert_eq!(run.action, TC_ACT_REDIRECT);
+        let ack = packet::parse(&run.output);
+        let (buf, w) = options_of(&ack);
+        assert_eq!(tcpopt::timestamps(&buf, &w), Some((s.ts_leg, backend_ts)));
+        assert_eq!(
+            ack.window, 502,
+            "the client's scaled window: the backend agreed to its scale"
+        );
+        assert!(ack.ip_csum_ok && ack.tcp_csum_ok);
+        let s = splice_of(tiers, sport).unwrap();
+        assert_eq!(s.backend_wscale, backend_wscale);
+        assert_eq!(s.ts_offset, backend_ts.wrapping_sub(t0));
+
+        // 4. Backend data with a SACK block → to the client: its timestamp in our clock, the echo in the
+        //    client's, the SACK edges in the client's sequence space, the window rescaled.
+        let leg_first = s.leg_isn.wrapping_add(1);
+        let inserted = 18u32;
+        let mut bdata = bsa.clone();
+        bdata.flags = PSH | ACK;
+        bdata.seq = backend_isn.wrapping_add(1);
+        bdata.ack = leg_first.wrapping_add(REQUEST.len() as u32 + inserted);
+        bdata.window = 100;
+        bdata.tcp_options = ts_options(
+            backend_ts + 10,
+            s.ts_leg + 5,
+            Some((leg_first + inserted + 40, leg_first + inserted + 50)),
+        );
+        bdata.payload = b"HTTP/1.1 200 OK\r\n".to_vec();
+        let (action, out) = xdp(tiers, &bdata.build(), nb, Reason::SpliceBackendTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        let to_client = packet::parse(&out);
+        let (buf, w) = options_of(&to_client);
+        assert_eq!(
+            tcpopt::timestamps(&buf, &w),
+            Some((t0 + 10, 1005)),
+            "tsval in our clock, echo in the client's"
+        );
+        let first = data.seq;
+        assert_eq!(
+            (
+                tcpopt::read_u32(&buf, w.sack_at + 2),
+                tcpopt::read_u32(&buf, w.sack_at + 6)
+            ),
+            (first + 40, first + 50),
+            "SACK edges in the client's space"
+        );
+        assert_eq!(
+            to_client.window, 200,
+            "rescaled from the backend's scale to ours"
+        );
+        assert!(to_client.ip_csum_ok && to_client.tcp_csum_ok);
+
+        // 5. The client's ACK with a SACK block → to the backend: timestamps in the leg's clock and the
+        //    backend's, the SACK edges in the backend's space, the window as it is.
+        let mut cack = data.clone();
+        cack.flags = ACK;
+        cack.seq = first.wrapping_add(REQUEST.len() as u32);
+        cack.ack = cookie.wrapping_add(1 + 17);
+        cack.payload.clear();
+        cack.tcp_options = ts_options(
+            1010,
+            t0 + 10,
+            Some((cookie.wrapping_add(1 + 100), cookie.wrapping_add(1 + 200))),
+        );
+        let (action, out) = xdp(tiers, &cack.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        let to_backend = packet::parse(&out);
+        let (buf, w) = options_of(&to_backend);
+        assert_eq!(
+            tcpopt::timestamps(&buf, &w),
+            Some((s.ts_leg + 10, backend_ts + 10)),
+            "tsval in the leg's clock, echo in the backend's"
+        );
+        assert_eq!(
+            (
+                tcpopt::read_u32(&buf, w.sack_at + 2),
+                tcpopt::read_u32(&buf, w.sack_at + 6)
+            ),
+            (backend_isn + 1 + 100, backend_isn + 1 + 200),
+            "SACK edges in the backend's space"
+        );
+        assert_eq!(to_backend.window, 502);
+        assert!(to_backend.ip_csum_ok && to_backend.tcp_csum_ok);
     });
 }
