@@ -774,3 +774,92 @@ fn generic_mode_wrk_and_a_python_client() {
     );
     assert!(lab.tier3.seen().is_empty(), "nothing reached Tier 3");
 }
+
+/// What a real client negotiated through the splice: its socket's `TCP_INFO` after a 10 MB download
+/// (Python's `socket`, a plain keep-alive-less GET), printed as "options snd_wscale rcv_wscale retrans
+/// bytes sha256".
+const TCP_INFO_CLIENT: &str = r#"
+import hashlib, socket, struct, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"GET /size/10485760 HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        break
+    data += chunk
+    # struct tcp_info: state, ca_state, retransmits, probes, backoff, options, wscale nibbles, ...
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+head, _, body = data.partition(b"\r\n\r\n")
+options, wscales = info[5], info[6]
+total_retrans = struct.unpack_from("I", info, 100)[0]
+print(options, wscales & 0x0f, wscales >> 4, total_retrans, len(body), hashlib.sha256(body).hexdigest())
+"#;
+
+#[test]
+fn a_real_client_gets_window_scaling_sack_and_timestamps_through_the_splice() {
+    if !can_run("a_real_client_gets_window_scaling_sack_and_timestamps_through_the_splice") {
+        return;
+    }
+    let mut lab = Lab::start("spliceopt");
+    lab.tiers_mut().apply_routes(&routes()).unwrap();
+    let before = lab.counters();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.namespaces[0], "python3", "-c"])
+        .arg(TCP_INFO_CLIENT)
+        .arg(VIP.to_string())
+        .arg(lab.vip.port().to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(
+        fields.len(),
+        6,
+        "python: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let options: u8 = fields[0].parse().unwrap();
+    // TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE
+    assert_eq!(
+        options & 0x7,
+        0x7,
+        "timestamps, SACK and window scaling in use: {text}"
+    );
+    let snd_wscale: u8 = fields[1].parse().unwrap();
+    assert_eq!(
+        snd_wscale,
+        rauta_dataplane::node_window_scale(),
+        "the client scales our windows by the node's scale"
+    );
+    assert_eq!(fields[4], (10 * 1024 * 1024).to_string());
+    let expected = {
+        use std::fmt::Write;
+        let digest = sha256(&pattern(10 * 1024 * 1024));
+        digest.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    };
+    assert_eq!(fields[5], expected, "10 MB byte-exact");
+    assert_eq!(fields[3], "0", "no retransmission on the client's side");
+    let moved = lab.counters().since(&before);
+    assert_eq!(splices(&moved), 1, "{:?}", moved.non_zero());
+    assert!(lab.tier3.seen().is_empty());
+}
+
+/// SHA-256 through the system's `sha256sum` (no hashing crate needed for one test).
+fn sha256(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout);
+    let hex = hex.split_whitespace().next().unwrap();
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
