@@ -8,9 +8,13 @@
 //!    comparison is about the proxies. With 2+ cores the proxy under test gets core 0 to itself and wrk and
 //!    the backend share the other core(s).
 //! 3. Memory: RSS of an idle `rauta run` with 0, 1,000, 5,000 and 10,000 generated Ingress paths.
+//! 4. With `--kernel` (root): Tier 1 in the kernel against direct forwarding, Tier 3 and nginx in a
+//!    network-namespace topology, BPF_PROG_RUN costs, and the chart docs/kernel-bench.svg (see `kernel`).
 //!
 //! Results go to stdout and target/bench/summary.md.
 
+mod chart;
+mod kernel;
 mod manifests;
 mod wrk;
 
@@ -43,6 +47,10 @@ pub struct BenchArgs {
     /// Skip the memory measurements.
     #[arg(long)]
     pub no_memory: bool,
+    /// Also benchmark the kernel tiers in network namespaces (needs root; skipped with a message
+    /// otherwise).
+    #[arg(long)]
+    pub kernel: bool,
 }
 
 /// Route counts of the memory benchmark.
@@ -91,6 +99,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("\n==> Tier 3: HTTP/1.1 keep-alive through RAUTA and nginx (wrk)");
     let http = http_bench(args, &rauta, &nginx, &out_dir)?;
     md.push_str(&http);
+
+    if args.kernel {
+        println!(
+            "\n==> kernel tiers: direct, Tier 1, Tier 3 and nginx through a namespace topology"
+        );
+        md.push_str(&kernel::run(args, &rauta, &nginx, &out_dir)?);
+    }
 
     if !args.no_memory {
         println!("\n==> memory: idle RSS of rauta run by number of Ingress paths");
