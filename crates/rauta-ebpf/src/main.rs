@@ -79,8 +79,9 @@ pub fn rauta_xdp_route(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Step 1 of the splice of a routing hit (tail-called by `rauta_xdp` with the hit in the scratch entry):
-/// the header check (over the header lines the parser recorded).
+/// Step 1 of the splice of a routing hit (tail-called by `rauta_xdp_route` with the hit in the scratch
+/// entry): requests with a header line the splice cannot carry (found by the parser's one pass) go to
+/// Tier 3.
 /// Then step 2, `rauta_xdp_splice_start`. If the splice cannot go on, the packet (the replayed SYN) goes
 /// on to Tier 3 as before.
 #[xdp]
@@ -89,13 +90,7 @@ pub fn rauta_xdp_splice(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU).
-    let scratch = unsafe { &*scratch };
-    let mut scan = xdp::splice::HeaderScan {
-        data: &scratch.segment.data,
-        len: u64::from(scratch.hit.len),
-        found: 0,
-    };
-    if !xdp::splice::headers_spliceable(&mut scan) {
+    if unsafe { (*scratch).hit.unsupported_headers } != 0 {
         return fall_back(Some(Reason::SpliceHeaderUnsupported));
     }
     // SAFETY: a tail call with this program's own context; it returns only if the slot is empty.

@@ -73,6 +73,8 @@ pub struct RouteScratch {
     mode: u32,
     /// Host bytes written to the key.
     host_len: u32,
+    /// 1 if a header line the splice cannot carry was seen (see `scan_head`).
+    unsupported: u32,
 }
 
 /// What was decided: the reason, and on a hit the service id and endpoint.
@@ -182,6 +184,7 @@ pub fn decide_stored() -> bool {
         service: decision.service,
         insert_at: ld(&scratch.route.request_lf) + 1,
         len,
+        unsupported_headers: ld(&scratch.route.unsupported),
     };
     true
 }
@@ -201,6 +204,8 @@ pub struct Hit {
     pub insert_at: u32,
     /// The stored request's length.
     pub len: u32,
+    /// 1 if the head has a header line the splice cannot carry (`Connection`, `Content-*`, ...).
+    pub unsupported_headers: u32,
 }
 
 /// Decides the request in `data[..len]` (the first segment's payload, `len` ≥ 1) from the client
@@ -361,6 +366,7 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
     st(&mut s.head_end, 0);
     st(&mut s.fail, 0);
     st(&mut s.head_mode, HEAD_REQUEST_LINE);
+    st(&mut s.unsupported, 0);
     let mut i = 0u32;
     while i < HEAD_SCAN_MAX {
         if i >= len {
@@ -398,7 +404,20 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
                 // Headers that change the framing or the connection: the splice inserts its own
                 // `Connection:close` and carries no body, so such requests go to Tier 3. Compared by their
                 // first four letters, lowercased (`conn`, `cont`ent-*, `tran`sfer-encoding, `upgr`ade,
-                // `expe`ct).
+                // `expe`ct), here in the one pass over the head (a second pass per byte cost more than
+                // the parse itself). `| 0x20` lowercases letters and maps no other byte onto one.
+                let word = u32::from(at(data, start) | 0x20)
+                    | u32::from(at(data, start + 1) | 0x20) << 8
+                    | u32::from(at(data, start + 2) | 0x20) << 16
+                    | u32::from(at(data, start + 3) | 0x20) << 24;
+                if word == u32::from_le_bytes(*b"conn")
+                    || word == u32::from_le_bytes(*b"cont")
+                    || word == u32::from_le_bytes(*b"tran")
+                    || word == u32::from_le_bytes(*b"upgr")
+                    || word == u32::from_le_bytes(*b"expe")
+                {
+                    st(&mut s.unsupported, 1);
+                }
             }
             st(&mut s.head_mode, HEAD_NAME);
             st(&mut s.line_start, i + 1);

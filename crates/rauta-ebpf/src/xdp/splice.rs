@@ -11,7 +11,7 @@
 use aya_ebpf::{
     bindings::{BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, bpf_fib_lookup, xdp_action},
     helpers::generated::{
-        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_loop, bpf_redirect,
+        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect,
         bpf_xdp_adjust_tail, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
@@ -20,9 +20,8 @@ use rauta_common::{
     checksum::csum_replace4,
     flow::fmix32,
     handoff::{REPLAY_SYN_V4_LEN, build_replay_syn_v4},
-    maps::{FlowKey, PENDING_BUF, VIP_ENABLED},
+    maps::{FlowKey, VIP_ENABLED},
     reason::Reason,
-    route::HEAD_SCAN_MAX,
     splice::{
         INSERT_LEN, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT, SPLICE_CLOSED,
         SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND, SPLICE_FIN_BACKEND_ACKED,
@@ -185,72 +184,6 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         &mut scratch.frame,
         Reason::SpliceSynSent,
     ))
-}
-
-/// Whether the head in `data[..len]` (a complete head and nothing after it: the parser checked) has no
-/// header line the splice cannot carry: `Connection` (the splice inserts its own `Connection:close`),
-/// `Content-*` and `Transfer-Encoding` (no body is spliced), `Upgrade`, `Expect`. Compared by the LF
-/// before a line and the line's first four letters; `| 0x20` lowercases letters and maps no other byte
-/// onto a letter, so it is exact here.
-///
-/// The scan runs under `bpf_loop`: the verifier checks its body once, where an open-coded loop of up to
-/// 1024 steps after the parser's exceeded its budget.
-#[inline(always)]
-pub fn headers_spliceable(scan: &mut HeaderScan) -> bool {
-    // SAFETY: `bpf_loop` with a callback that takes (index, pointer to this stack struct) and returns
-    // 0 (go on) or 1 (stop); the struct outlives the call.
-    let ran = unsafe {
-        bpf_loop(
-            HEAD_SCAN_MAX,
-            scan_step as *mut core::ffi::c_void,
-            (scan as *mut HeaderScan).cast(),
-            0,
-        )
-    };
-    ran >= 0 && scan.found == 0
-}
-
-/// The state of [`headers_spliceable`]'s scan, on the caller's stack.
-#[repr(C)]
-pub struct HeaderScan {
-    /// The stored request.
-    pub data: *const [u8; PENDING_BUF],
-    /// Its length.
-    pub len: u64,
-    /// 1 once an unsupported header line is found.
-    pub found: u64,
-}
-
-/// One step of the header scan: position `index`.
-#[inline(never)]
-extern "C" fn scan_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    const MASK: u64 = PENDING_BUF as u64 - 1;
-    const fn key(name: &[u8; 4]) -> u32 {
-        u32::from_le_bytes(*name)
-    }
-    // SAFETY: `ctx` is the `HeaderScan` `headers_spliceable` passed; `data` points into a map value of
-    // PENDING_BUF bytes and every index is masked to it.
-    let scan = unsafe { &mut *ctx.cast::<HeaderScan>() };
-    if index + 5 > scan.len {
-        return 1;
-    }
-    let data = unsafe { &*scan.data };
-    if data[(index & MASK) as usize] != b'\n' {
-        return 0;
-    }
-    let byte = |i: u64| -> u32 { u32::from(data[(i & MASK) as usize]) | 0x20 };
-    let word =
-        byte(index + 1) | byte(index + 2) << 8 | byte(index + 3) << 16 | byte(index + 4) << 24;
-    if word == key(b"conn")
-        || word == key(b"cont")
-        || word == key(b"tran")
-        || word == key(b"upgr")
-        || word == key(b"expe")
-    {
-        scan.found = 1;
-        return 1;
-    }
-    0
 }
 
 /// Writes our SYN to the backend over the packet (resized to it) and forwards it.
