@@ -199,8 +199,6 @@ fn a_hundred_thousand_connections_leave_no_splice_and_no_nat_port_behind() {
 }
 
 #[test]
-#[ignore = "engine bug: a spliced connection's stored request stays in RAUTA_PENDING after the splice \
-            ends (forget_splice does not remove it; only LRU eviction does)"]
 fn a_closed_splice_leaves_no_stored_request_behind() {
     if !can_run("a_closed_splice_leaves_no_stored_request_behind") {
         return;

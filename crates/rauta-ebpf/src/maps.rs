@@ -177,6 +177,8 @@ pub fn forget_splice(key: &FlowKey) {
         let nat = unsafe { (*splice).nat_key() };
         let _ = RAUTA_NAT.remove(nat);
         let _ = RAUTA_SPLICES.remove(key);
+        // The stored request, if the splice ends before the backend acknowledged it.
+        let _ = RAUTA_PENDING.remove(key);
     }
 }
 

@@ -433,6 +433,8 @@ pub fn backend_segment(
         && ack.wrapping_sub(s.leg_isn.wrapping_add(1)) < 1 << 31
     {
         s.state = SPLICE_ESTABLISHED;
+        // The backend has the request: nothing will resend it.
+        let _ = crate::maps::RAUTA_PENDING.remove(&key);
     }
     let done = if flags & TCP_RST != 0 {
         true
