@@ -10,6 +10,7 @@
 //! HTTP/1.1 codec) is in `upstream`, run on the request's own task.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
@@ -35,8 +36,52 @@ pub(crate) struct Pool {
     inner: Arc<PoolInner>,
 }
 
+/// Idle connections by endpoint. Keyed with [`AddrHasher`]: the map is looked up twice per request
+/// (checkout and release), and its keys are endpoint addresses from the route table, not client input.
+type IdleMap = HashMap<SocketAddr, Vec<Idle>, BuildHasherDefault<AddrHasher>>;
+
+/// A one-multiply-per-word hasher for endpoint addresses (SipHash showed up in the request path's profile).
+/// Not resistant to chosen keys, which is fine for addresses that come from EndpointSlices.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // FxHash's step: rotate, mix in, multiply by a large odd constant.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 struct PoolInner {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<IdleMap>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -118,7 +163,7 @@ fn idle_is_open(stream: &TcpStream) -> bool {
 }
 
 impl PoolInner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap> {
         // Poisoning needs a panic while holding the lock; the map is consistent between statements anyway.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -192,7 +237,9 @@ impl Pool {
                 pool: Arc::downgrade(&self.inner),
             });
         }
-        self.connect(endpoint).await
+        // Boxed: connecting is rare once connections are pooled, and inline its future would enlarge the
+        // future of every request, which is moved (copied whole) at each layer it passes through.
+        Box::pin(self.connect(endpoint)).await
     }
 
     async fn connect(&self, endpoint: SocketAddr) -> Result<Pooled, ProxyError> {
@@ -253,28 +300,43 @@ impl Pool {
         let max_head = self.inner.max_head;
         let result = match upstream::exchange(conn, parts, Some(body), max_head).await {
             Attempt::Done(result) => result,
-            Attempt::Retry(body) => {
-                let fresh = self.connect(endpoint).await?;
-                match upstream::exchange(fresh, parts, body, max_head).await {
-                    Attempt::Done(result) => result,
-                    // Only reused connections are retried; a fresh one never asks.
-                    Attempt::Retry(_) => Err(SendError::Io(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "upstream closed a fresh connection before responding",
-                    ))),
-                }
-            }
+            // Boxed for the same reason as the connect in `checkout`: it is the rare path.
+            Attempt::Retry(body) => Box::pin(self.send_fresh(endpoint, parts, body)).await?,
         };
-        result.map_err(|err| match err {
-            SendError::Body(RequestBodyError::TooLarge) => ProxyError::BodyTooLarge,
-            SendError::Body(RequestBodyError::Client(BodyError::Malformed(why))) => {
-                ProxyError::Malformed(why)
-            }
-            SendError::Body(
-                err @ (RequestBodyError::Downstream(_)
-                | RequestBodyError::Client(BodyError::Closed)),
-            ) => ProxyError::Upstream(std::io::Error::other(err)),
-            SendError::Io(err) => ProxyError::Upstream(err),
-        })
+        result.map_err(send_error)
+    }
+
+    /// The retry of [`Pool::send_on`]: the request again, on a new connection.
+    async fn send_fresh(
+        &self,
+        endpoint: SocketAddr,
+        parts: &request::Parts,
+        body: Option<UpstreamBody>,
+    ) -> Result<Result<Response<ResponseBody>, SendError>, ProxyError> {
+        let fresh = self.connect(endpoint).await?;
+        Ok(
+            match upstream::exchange(fresh, parts, body, self.inner.max_head).await {
+                Attempt::Done(result) => result,
+                // Only reused connections are retried; a fresh one never asks.
+                Attempt::Retry(_) => Err(SendError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "upstream closed a fresh connection before responding",
+                ))),
+            },
+        )
+    }
+}
+
+/// The proxy error (and so the status) for a failed exchange.
+fn send_error(err: SendError) -> ProxyError {
+    match err {
+        SendError::Body(RequestBodyError::TooLarge) => ProxyError::BodyTooLarge,
+        SendError::Body(RequestBodyError::Client(BodyError::Malformed(why))) => {
+            ProxyError::Malformed(why)
+        }
+        SendError::Body(
+            err @ (RequestBodyError::Downstream(_) | RequestBodyError::Client(BodyError::Closed)),
+        ) => ProxyError::Upstream(std::io::Error::other(err)),
+        SendError::Io(err) => ProxyError::Upstream(err),
     }
 }

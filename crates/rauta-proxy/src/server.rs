@@ -188,6 +188,14 @@ impl Drain {
     }
 }
 
+/// The flag is set however the `Drain` goes, before its sender's drop wakes the connections: a connection
+/// that registered for the signal once only reads the flag afterwards (`downstream::Conn::poll_head_bytes`).
+impl Drop for Drain {
+    fn drop(&mut self) {
+        self.started.store(true, Ordering::Relaxed);
+    }
+}
+
 impl DrainWatch {
     /// Completes once shutdown has begun (at once if it already has).
     async fn started(&mut self) {

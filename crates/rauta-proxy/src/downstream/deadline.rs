@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Context;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -27,6 +27,9 @@ pub(super) struct HeadDeadline {
     seen: u64,
     /// Firings during `seen`.
     strikes: u32,
+    /// The waker the sleep was last polled (and so registered) with. While the sleep has not fired and the
+    /// task's waker is the same, polling again would only register it again: it is skipped.
+    armed: Option<Waker>,
 }
 
 impl HeadDeadline {
@@ -39,6 +42,7 @@ impl HeadDeadline {
             wait: 1,
             seen: 1,
             strikes: 0,
+            armed: None,
         }
     }
 
@@ -49,6 +53,15 @@ impl HeadDeadline {
 
     /// Whether the current head wait has run out of time. Registers the task to be woken at the next firing.
     pub(super) fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        // Runs once per request: skip the timer poll when it cannot change anything (not fired, same task).
+        // `is_elapsed` turns true when the sleep fires, before it wakes the task.
+        let same_task = self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if same_task && !self.sleep.is_elapsed() {
+            return false;
+        }
+        if !same_task {
+            self.armed = Some(cx.waker().clone());
+        }
         while self.sleep.as_mut().poll(cx).is_ready() {
             if self.wait == self.seen {
                 self.strikes += 1;

@@ -29,7 +29,7 @@ use std::io;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -109,6 +109,7 @@ where
         deadline: HeadDeadline::new(config.header_read_timeout),
         shutdown,
         shutdown_seen: false,
+        signal_armed: None,
     };
     let mut first = true;
     loop {
@@ -177,6 +178,8 @@ struct Conn<'a, I, F> {
     shutdown: Shutdown<'a, F>,
     /// The shutdown future completed (it must not be polled again).
     shutdown_seen: bool,
+    /// The waker the shutdown future was last polled with (see `poll_head_bytes`).
+    signal_armed: Option<Waker>,
 }
 
 impl<I, F> Conn<'_, I, F>
@@ -227,21 +230,43 @@ where
     }
 
     /// Read some bytes of a head, unless the head deadline passes or (when idle) shutdown begins.
+    ///
+    /// The shutdown signal and the deadline are looked at only once the read would block, and are polled
+    /// only when that can change something (first wait of this task, or the timer fired): this runs for
+    /// every request, and each poll costs a lock or an atomic waker update. Nothing is missed: a wait ends
+    /// either with bytes, taken at once, or with a read that would block, after which both are checked; a
+    /// client trickling bytes reaches that point after each of them.
     fn poll_head_bytes(&mut self, cx: &mut Context<'_>, idle: bool) -> Poll<Result<(), WaitEnd>> {
-        if idle && !self.shutdown_seen && self.shutdown.signal.as_mut().poll(cx).is_ready() {
-            self.shutdown_seen = true;
-            return Poll::Ready(Err(WaitEnd::Shutdown));
+        reserve(&mut self.rbuf);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(WaitEnd::Eof)),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(WaitEnd::Failed)),
+            Poll::Pending => {}
+        }
+        if idle && !self.shutdown_seen {
+            // The flag is set before the signal wakes anyone (also when the signal's sender is dropped), so
+            // once the signal future is registered with this task's waker, the flag alone tells.
+            if self.draining() {
+                self.shutdown_seen = true;
+                return Poll::Ready(Err(WaitEnd::Shutdown));
+            }
+            let same_task = self
+                .signal_armed
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()));
+            if !same_task {
+                if self.shutdown.signal.as_mut().poll(cx).is_ready() {
+                    self.shutdown_seen = true;
+                    return Poll::Ready(Err(WaitEnd::Shutdown));
+                }
+                self.signal_armed = Some(cx.waker().clone());
+            }
         }
         if self.deadline.poll_expired(cx) {
             return Poll::Ready(Err(WaitEnd::Timeout));
         }
-        reserve(&mut self.rbuf);
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
-            Poll::Ready(Ok(0)) => Poll::Ready(Err(WaitEnd::Eof)),
-            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(WaitEnd::Failed)),
-            Poll::Pending => Poll::Pending,
-        }
+        Poll::Pending
     }
 
     /// Forward one request and write its response.

@@ -22,7 +22,7 @@ mod h2;
 mod h2_body;
 mod head;
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -299,18 +299,21 @@ impl Exchange {
 }
 
 /// Send one request on `conn` and read the response head. See [`Attempt`] for when a retry is offered.
-pub(crate) async fn exchange(
-    conn: Pooled,
+///
+/// A plain `poll_fn` over the exchange rather than an `async fn`: the future is moved (copied whole) into
+/// each layer that awaits it, on every request, and an `async fn` would keep its arguments and locals
+/// (the connection twice, the body twice) next to the exchange that owns them.
+pub(crate) fn exchange(
+    mut conn: Pooled,
     parts: &request::Parts,
     body: Option<UpstreamBody>,
     max_head: usize,
-) -> Attempt {
+) -> impl Future<Output = Attempt> + Send + '_ {
     let reused = conn.reused();
-    let mut conn = conn;
     // An empty body needs no polling: the head is the whole request.
     let body = body.filter(|b| !b.is_end_stream());
     let chunked = encode_head(parts, body.as_ref(), &mut conn.write_buf);
-    let mut ex = Exchange {
+    let mut ex = Some(Exchange {
         conn: Some(conn),
         out_pos: 0,
         cur: Bytes::new(),
@@ -321,8 +324,33 @@ pub(crate) async fn exchange(
         req_ok: false,
         body_touched: false,
         received: 0,
-    };
-    let head = poll_fn(|cx| ex.poll_head(cx, max_head)).await;
+    });
+    poll_fn(move |cx| {
+        let head = match ex.as_mut() {
+            Some(running) => ready!(running.poll_head(cx, max_head)),
+            None => return Poll::Ready(polled_after_completion()),
+        };
+        Poll::Ready(match ex.take() {
+            Some(done) => conclude(done, head, parts, reused),
+            None => polled_after_completion(),
+        })
+    })
+}
+
+/// The answer to a misuse that cannot happen through `Pool` (which awaits each exchange once).
+fn polled_after_completion() -> Attempt {
+    Attempt::Done(Err(SendError::Io(io::Error::other(
+        "upstream exchange polled after it completed",
+    ))))
+}
+
+/// What an exchange whose response head arrived (or failed) turns into.
+fn conclude(
+    mut ex: Exchange,
+    head: Result<Response<()>, SendError>,
+    parts: &request::Parts,
+    reused: bool,
+) -> Attempt {
     let head = match head {
         Ok(head) => head,
         Err(SendError::Io(err))
