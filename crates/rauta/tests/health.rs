@@ -342,3 +342,56 @@ async fn an_endpoint_timing_out_is_ejected_like_one_failing() {
         "{late:?}"
     );
 }
+
+/// h2c upstreams: an idempotent request whose endpoint refuses the connection is sent once to another
+/// endpoint, as on HTTP/1.1. The h2c endpoint is a second RAUTA (its HTTP listener speaks h2c with prior
+/// knowledge) in front of an echo backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_connect_failure_is_retried_on_another_endpoint() {
+    let (echo, _echo) = backend("live").await;
+    let inner_dir = ManifestDir::new();
+    inner_dir.write(
+        "inner.yaml",
+        &(ingress_class()
+            + &service("echo", &[echo])
+            + &ingress("inner", &[(None, &[path("/", "Prefix", "echo")])], None)),
+    );
+    let inner = Rauta::start(inner_dir.path(), &[]);
+    let dir = ManifestDir::new();
+    // Ejection would hide missing retries after the first failures: effectively off here.
+    let h2c = annotated_service(
+        "web",
+        &[dead_address(), inner.http],
+        &[("rauta.io/outlier-consecutive-failures", "100000")],
+    )
+    .replacen(
+        "      port: 80\n",
+        "      port: 80\n      appProtocol: kubernetes.io/h2c\n",
+        1,
+    );
+    dir.write(
+        "all.yaml",
+        &(ingress_class()
+            + &h2c
+            + &ingress(
+                "shop",
+                &[(Some("shop.example"), &[path("/", "Prefix", "web")])],
+                None,
+            )),
+    );
+    let rauta = Rauta::start(dir.path(), &["--workers", "1"]);
+    // Fresh connections: the client port, and with it the Maglev pick, changes every time; about half of
+    // the requests are first sent to the dead endpoint.
+    for n in 0..30 {
+        let answer = get(rauta.http, "shop.example", &format!("/{n}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "request {n}");
+        assert_eq!(answer.backend(), Some("live"), "request {n}");
+    }
+    let retries = rauta
+        .metric("rauta_upstream_retries_total{service=\"default/web:80\"}")
+        .await
+        .unwrap_or(0.0);
+    assert!(retries >= 1.0, "retries {retries}");
+}
