@@ -8,12 +8,14 @@
 //!    comparison is about the proxies. With 2+ cores the proxy under test gets core 0 to itself and wrk and
 //!    the backend share the other core(s).
 //! 3. Memory: RSS of an idle `rauta run` with 0, 1,000, 5,000 and 10,000 generated Ingress paths.
+//! - Tier 3 over TLS (`https`): HTTPS HTTP/1.1 and HTTP/2 requests/s and TLS handshakes/s, RAUTA vs nginx.
 //! 4. With `--kernel` (root): Tier 1 in the kernel against direct forwarding, Tier 3 and nginx in a
 //!    network-namespace topology, BPF_PROG_RUN costs, and the chart docs/kernel-bench.svg (see `kernel`).
 //!
 //! Results go to stdout and target/bench/summary.md.
 
 mod chart;
+mod https;
 mod kernel;
 mod manifests;
 mod wrk;
@@ -99,6 +101,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("\n==> Tier 3: HTTP/1.1 keep-alive through RAUTA and nginx (wrk)");
     let http = http_bench(args, &rauta, &nginx, &out_dir)?;
     md.push_str(&http);
+
+    println!(
+        "\n==> Tier 3 over TLS: HTTPS HTTP/1.1, HTTP/2 and new handshakes through RAUTA and nginx"
+    );
+    md.push_str(&https::bench(args, &rauta, &nginx, &out_dir)?);
 
     if args.kernel {
         println!(
