@@ -580,77 +580,127 @@ fn median_cost_of_the_splice() {
             v[v.len() / 2]
         };
         let ns = |run: &rauta_dataplane::PacketRun| run.duration.as_nanos() as u64;
+        // Rows: the harness baseline, then one per step, each measured without and with timestamps
+        // (what a Linux client sends on every segment once they are agreed).
+        let mut rows: Vec<(&str, Vec<u64>)> = [
+            "SYN -> cookie SYN-ACK (XDP_TX)",
+            "first GET, miss -> hand-off to Tier 3 (1 tail call)",
+            "first GET, hit -> SYN to the backend (3 tail calls)",
+            "backend SYN-ACK recorded (XDP)",
+            "backend SYN-ACK -> ACK + request (TC ingress)",
+            "backend data -> client, 1400 B (XDP_REDIRECT)",
+            "client ACK -> backend (XDP_REDIRECT)",
+            "  the same with timestamps: backend data -> client",
+            "  the same with timestamps: client ACK -> backend",
+        ]
+        .iter()
+        .map(|name| (*name, Vec::with_capacity(RUNS)))
+        .collect();
         let mut baseline = Vec::new();
-        let mut syn = Vec::new();
-        let mut first = Vec::new();
-        let mut synack_xdp = Vec::new();
-        let mut synack_tc = Vec::new();
-        let mut to_client = Vec::new();
-        let mut to_backend = Vec::new();
         let mut other = Tcp4::syn(Ipv4Addr::new(198, 18, 0, 99), PORT);
         other.flags = ACK;
         for i in 0..RUNS {
             baseline.push(ns(&tiers.run_once_from(&other.build(), nc).unwrap()));
-            let sport = 20000 + i as u16;
-            let mut s = Tcp4::syn(VIP, PORT);
-            s.sport = sport;
-            let run = tiers.run_once_from(&s.build(), nc).unwrap();
-            syn.push(ns(&run));
-            let cookie = packet::parse(&run.output).seq;
-            let mut data = s.clone();
-            data.flags = PSH | ACK;
-            data.seq = s.seq.wrapping_add(1);
-            data.ack = cookie.wrapping_add(1);
-            data.tcp_options.clear();
-            data.payload = REQUEST.to_vec();
-            let run = tiers.run_once_from(&data.build(), nc).unwrap();
-            assert_eq!(run.action, XdpAction::Redirect);
-            first.push(ns(&run));
-            let out = packet::parse(&run.output);
-            let state = splice_of(tiers, sport).unwrap();
-            let mut synack = Tcp4::syn(NODE, out.sport);
-            synack.src = BACKEND;
-            synack.sport = 8080;
-            synack.src_mac = BACKEND_MAC;
-            synack.dst_mac = nb_mac;
-            synack.flags = SYN | ACK;
-            synack.seq = 77;
-            synack.ack = state.leg_isn.wrapping_add(1);
-            synack.tcp_options = vec![2, 4, 0x05, 0xb4];
-            synack_xdp.push(ns(&tiers.run_once_from(&synack.build(), nb).unwrap()));
-            synack_tc.push(
-                tiers
+            for with_ts in [false, true] {
+                let sport = if with_ts { 30000 } else { 20000 } + i as u16;
+                let mut s = Tcp4::syn(VIP, PORT);
+                s.sport = sport;
+                let run = tiers.run_once_from(&s.build(), nc).unwrap();
+                if !with_ts {
+                    rows[0].1.push(ns(&run));
+                }
+                let synack_out = packet::parse(&run.output);
+                let cookie = synack_out.seq;
+                let (buf, w) = options_of(&synack_out);
+                let (ours, _) = tcpopt::timestamps(&buf, &w).unwrap();
+                let mut data = s.clone();
+                data.flags = PSH | ACK;
+                data.seq = s.seq.wrapping_add(1);
+                data.ack = cookie.wrapping_add(1);
+                data.tcp_options = if with_ts {
+                    ts_options(1000, ours, None)
+                } else {
+                    Vec::new()
+                };
+                if !with_ts {
+                    // A miss on another connection of the same client: the hand-off's cost.
+                    let mut miss = data.clone();
+                    miss.sport = sport + 5000;
+                    let mut miss_syn = s.clone();
+                    miss_syn.sport = miss.sport;
+                    let run = tiers.run_once_from(&miss_syn.build(), nc).unwrap();
+                    miss.ack = packet::parse(&run.output).seq.wrapping_add(1);
+                    miss.payload = b"GET /miss HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec();
+                    let run = tiers.run_once_from(&miss.build(), nc).unwrap();
+                    assert_eq!(run.action, XdpAction::Pass);
+                    rows[1].1.push(ns(&run));
+                }
+                data.payload = REQUEST.to_vec();
+                let run = tiers.run_once_from(&data.build(), nc).unwrap();
+                assert_eq!(run.action, XdpAction::Redirect);
+                if !with_ts {
+                    rows[2].1.push(ns(&run));
+                }
+                let out = packet::parse(&run.output);
+                let state = splice_of(tiers, sport).unwrap();
+                let mut synack = Tcp4::syn(NODE, out.sport);
+                synack.src = BACKEND;
+                synack.sport = 8080;
+                synack.src_mac = BACKEND_MAC;
+                synack.dst_mac = nb_mac;
+                synack.flags = SYN | ACK;
+                synack.seq = 77;
+                synack.ack = state.leg_isn.wrapping_add(1);
+                synack.tcp_options = if with_ts {
+                    let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 1, 0];
+                    o.extend_from_slice(&state.ts_leg.to_be_bytes());
+                    o.extend_from_slice(&[1, 3, 3, 7]);
+                    o
+                } else {
+                    vec![2, 4, 0x05, 0xb4]
+                };
+                let xdp_run = ns(&tiers.run_once_from(&synack.build(), nb).unwrap());
+                let tc_run = tiers
                     .run_tc_ingress_once(&synack.build())
                     .unwrap()
                     .duration
-                    .as_nanos() as u64,
-            );
-            let mut response = synack.clone();
-            response.flags = PSH | ACK;
-            response.seq = 78;
-            response.ack = state.leg_isn.wrapping_add(1 + REQUEST.len() as u32 + 18);
-            response.tcp_options.clear();
-            response.payload = vec![b'x'; 1400];
-            to_client.push(ns(&tiers.run_once_from(&response.build(), nb).unwrap()));
-            let mut ack = data.clone();
-            ack.flags = ACK;
-            ack.seq = data.seq.wrapping_add(REQUEST.len() as u32);
-            ack.ack = cookie.wrapping_add(1 + 1400);
-            ack.payload.clear();
-            to_backend.push(ns(&tiers.run_once_from(&ack.build(), nc).unwrap()));
+                    .as_nanos() as u64;
+                if !with_ts {
+                    rows[3].1.push(xdp_run);
+                    rows[4].1.push(tc_run);
+                }
+                let mut response = synack.clone();
+                response.flags = PSH | ACK;
+                response.seq = 78;
+                response.ack = state.leg_isn.wrapping_add(1 + REQUEST.len() as u32 + 18);
+                response.tcp_options = if with_ts {
+                    ts_options(256 + 5, state.ts_leg + 5, None)
+                } else {
+                    Vec::new()
+                };
+                response.payload = vec![b'x'; 1400];
+                let to_client = ns(&tiers.run_once_from(&response.build(), nb).unwrap());
+                let mut ack = data.clone();
+                ack.flags = ACK;
+                ack.seq = data.seq.wrapping_add(REQUEST.len() as u32);
+                ack.ack = cookie.wrapping_add(1 + 1400);
+                ack.tcp_options = if with_ts {
+                    ts_options(1005, ours + 5, None)
+                } else {
+                    Vec::new()
+                };
+                ack.payload.clear();
+                let to_backend = ns(&tiers.run_once_from(&ack.build(), nc).unwrap());
+                let (a, b) = if with_ts { (7, 8) } else { (5, 6) };
+                rows[a].1.push(to_client);
+                rows[b].1.push(to_backend);
+            }
         }
         let base = median(baseline);
         println!(
             "median BPF_PROG_RUN ns over {RUNS} runs (harness baseline, not-VIP pass: {base} ns):"
         );
-        for (name, v) in [
-            ("SYN -> cookie SYN-ACK (XDP_TX)", syn),
-            ("first GET, hit -> SYN to the backend (2 tail calls)", first),
-            ("backend SYN-ACK recorded (XDP)", synack_xdp),
-            ("backend SYN-ACK -> ACK + request (TC ingress)", synack_tc),
-            ("backend data -> client, 1400 B (XDP_REDIRECT)", to_client),
-            ("client ACK -> backend (XDP_REDIRECT)", to_backend),
-        ] {
+        for (name, v) in rows {
             let m = median(v);
             println!(
                 "  {name:<52} {m:>6} ns  ({:>5} ns above baseline)",
