@@ -140,16 +140,16 @@ impl<'a> Resolver<'a> {
     /// Slices without the label belong to no Service and are ignored. Each slice is checked once here
     /// (not per reference): FQDN slices are left out and unparsable addresses reported, into `diags`.
     pub fn new(
-        services: &'a [Service],
-        slices: &'a [EndpointSlice],
+        services: &[&'a Service],
+        slices: &[&'a EndpointSlice],
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
         let services = services
             .iter()
-            .map(|s| ((s.metadata.namespace(), s.metadata.name.as_str()), s))
+            .map(|&s| ((s.metadata.namespace(), s.metadata.name.as_str()), s))
             .collect();
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for slice in slices {
+        for &slice in slices {
             if let Some(svc) = slice.metadata.labels.get(SERVICE_NAME_LABEL) {
                 if !check_slice(slice, diags) {
                     continue;

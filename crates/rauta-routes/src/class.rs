@@ -24,7 +24,15 @@ pub struct ClassFilter<'a> {
 impl<'a> ClassFilter<'a> {
     /// The filter for our class name among the cluster's IngressClasses.
     pub fn new(class: &'a str, classes: &[IngressClass]) -> Self {
-        let owns_unclassed = classes.iter().any(|c| {
+        Self::from_classes(class, classes)
+    }
+
+    /// [`ClassFilter::new`] over IngressClasses held any way (e.g. each in an `Arc`).
+    pub fn from_classes<'c>(
+        class: &'a str,
+        classes: impl IntoIterator<Item = &'c IngressClass>,
+    ) -> Self {
+        let owns_unclassed = classes.into_iter().any(|c| {
             c.metadata.name == class
                 && c.spec.controller.as_deref() == Some(CONTROLLER_NAME)
                 && c.metadata

@@ -4,18 +4,19 @@
 //! sorts after every timestamp), so that whenever two Ingresses claim the same thing, the older one
 //! wins and the newer one gets the diagnostic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::backend::{Backend, Resolver};
 use crate::class::ClassFilter;
 use crate::diagnostic::{Diagnostic, ObjectRef};
 use crate::health_policy::{AnnotationSource, HealthPolicy};
-use crate::host::{tls_covers, HostPattern};
-use crate::lookup::{DefaultBackend, DefaultScope, HostRoutes, RegexRoute, RouteTable};
-use crate::model::{Ingress, IngressBackend, Inputs};
+use crate::host::HostPattern;
+use crate::lookup::{DefaultBackend, DefaultScope, FastMap, HostRoutes, RegexRoute, RouteTable};
+use crate::lower::{lower, BackendRef, GroupKey, Lowered, PathStep, Step};
+use crate::model::{EndpointSlice, Ingress, IngressClass, Inputs, Service};
 use crate::path::PathSpec;
-use crate::route::{PathType, PortRef, Route, ServiceRef, Tier, SSL_REDIRECT_ANNOTATION};
+use crate::route::{PathType, Route, ServiceRef, Tier};
 
 /// Compiler settings that do not come from objects.
 #[derive(Debug, Clone)]
@@ -46,23 +47,60 @@ pub struct Compiled {
 
 /// Compile objects into a table. Never fails: invalid pieces are dropped with a diagnostic.
 pub fn compile(inputs: &Inputs, options: &CompileOptions) -> Compiled {
+    let objects = Objects {
+        ingresses: inputs.ingresses.iter().collect(),
+        ingress_classes: inputs.ingress_classes.iter().collect(),
+        services: inputs.services.iter().collect(),
+        endpoint_slices: inputs.endpoint_slices.iter().collect(),
+    };
+    let filter = ClassFilter::from_classes(
+        &options.ingress_class,
+        objects.ingress_classes.iter().copied(),
+    );
+    let ours: Vec<&Ingress> = objects
+        .ingresses
+        .iter()
+        .copied()
+        .filter(|i| filter.owns(i))
+        .collect();
+    let lowered: Vec<Lowered> = ours.iter().map(|i| lower(i)).collect();
+    let ours: Vec<(&Ingress, &Lowered)> = ours.into_iter().zip(lowered.iter()).collect();
+    compile_lowered(&objects, ours, options)
+}
+
+/// The objects of one compile, borrowed (from [`Inputs`] or from [`crate::model::SharedInputs`]).
+pub(crate) struct Objects<'a> {
+    pub ingresses: Vec<&'a Ingress>,
+    pub ingress_classes: Vec<&'a IngressClass>,
+    pub services: Vec<&'a Service>,
+    pub endpoint_slices: Vec<&'a EndpointSlice>,
+}
+
+/// The compile after lowering: `ours` are the Ingresses of our class with their lowered form, in any
+/// order. Shared by [`compile`] and the incremental compiler, so that both produce the same result.
+pub(crate) fn compile_lowered<'a>(
+    objects: &Objects<'a>,
+    mut ours: Vec<(&'a Ingress, &'a Lowered)>,
+    options: &CompileOptions,
+) -> Compiled {
     let mut diagnostics = Vec::new();
     let mut c = Compiler {
-        resolver: Resolver::new(&inputs.services, &inputs.endpoint_slices, &mut diagnostics),
-        backends: HashMap::new(),
+        resolver: Resolver::new(
+            &objects.services,
+            &objects.endpoint_slices,
+            &mut diagnostics,
+        ),
+        backends: FastMap::default(),
         diagnostics,
         groups: BTreeMap::new(),
-        claimed: HashMap::new(),
-        pending: Vec::new(),
+        claimed: FastMap::default(),
         catch_all: None,
         current: None,
     };
-    let filter = ClassFilter::new(&options.ingress_class, &inputs.ingress_classes);
-    let mut ours: Vec<&Ingress> = inputs.ingresses.iter().filter(|i| filter.owns(i)).collect();
-    ours.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
-    for ingress in ours {
+    ours.sort_by(|a, b| age_key(a.0).cmp(&age_key(b.0)));
+    for (ingress, lowered) in ours {
         c.current = Some(ingress);
-        c.add_ingress(ingress);
+        c.add_ingress(lowered);
     }
     c.current = None;
     let controller_default = options.default_backend.as_ref().map(|service| {
@@ -100,21 +138,19 @@ fn age_key(ingress: &Ingress) -> (bool, &str, &str, &str) {
     )
 }
 
-/// Which rules a request host selects: one host, or (`None`) the rules without a host.
-type GroupKey = Option<HostPattern>;
-
 /// A route before the table is laid out.
-struct Pending {
-    host: GroupKey,
-    spec: PathSpec,
+struct Pending<'a> {
+    spec: &'a PathSpec,
     route: Route,
 }
 
 /// Per-host state while compiling.
 #[derive(Default)]
-struct Group {
+struct Group<'a> {
     /// The default backend of the oldest Ingress with rules for this host that has one.
     default_backend: Option<(Arc<Backend>, ObjectRef)>,
+    /// The host's routes, oldest Ingress and first declared first.
+    pending: Vec<Pending<'a>>,
 }
 
 /// A resolved backend and its configuration problem (sub-field, message), if any.
@@ -122,18 +158,17 @@ type CachedBackend = (Arc<Backend>, Option<(&'static str, String)>);
 
 struct Compiler<'a> {
     resolver: Resolver<'a>,
-    backends: HashMap<ServiceRef, CachedBackend>,
+    backends: FastMap<ServiceRef, CachedBackend>,
     diagnostics: Vec<Diagnostic>,
-    groups: BTreeMap<GroupKey, Group>,
+    groups: BTreeMap<&'a GroupKey, Group<'a>>,
     /// (host, path type, path identity) → the Ingress that owns it.
-    claimed: HashMap<(GroupKey, PathType, String), ObjectRef>,
-    pending: Vec<Pending>,
+    claimed: FastMap<(&'a GroupKey, PathType, &'a str), &'a ObjectRef>,
     catch_all: Option<(Arc<Backend>, ObjectRef)>,
     /// The Ingress being added: its annotations give the health policy of backends it references first.
     current: Option<&'a Ingress>,
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
     fn diag(&mut self, object: &ObjectRef, field: String, message: String) {
         self.diagnostics.push(Diagnostic {
             object: object.clone(),
@@ -191,153 +226,103 @@ impl Compiler<'_> {
         policy
     }
 
-    /// Turn an Ingress backend into a shared backend, or report why it cannot be one.
+    /// Turn a lowered backend reference into a shared backend, or report why it cannot be one.
     fn ingress_backend(
         &mut self,
         ingress: &ObjectRef,
-        b: &IngressBackend,
+        b: &BackendRef,
         field: &str,
     ) -> Option<Arc<Backend>> {
-        match service_ref(&ingress.namespace, b) {
-            Ok(service) => Some(self.backend(&service, || (ingress.clone(), field.to_owned()))),
+        match b {
+            Ok(service) => Some(self.backend(service, || (ingress.clone(), field.to_owned()))),
             Err((sub, message)) => {
-                self.diag(ingress, format!("{field}.{sub}"), message);
+                self.diag(ingress, format!("{field}.{sub}"), message.clone());
                 None
             }
         }
     }
 
-    fn add_ingress(&mut self, ingress: &Ingress) {
-        let me = ObjectRef::new("Ingress", &ingress.metadata);
-        let spec = &ingress.spec;
-        let tls_hosts: Vec<Vec<String>> = spec.tls.iter().map(|t| t.hosts.clone()).collect();
-        let ssl_redirect = self.ssl_redirect(ingress, &me);
-        let default_backend = spec
-            .default_backend
-            .as_ref()
-            .and_then(|b| self.ingress_backend(&me, b, "spec.defaultBackend"));
-        let has_host_rules = spec
-            .rules
-            .iter()
-            .any(|r| r.host.as_deref().is_some_and(|h| !h.is_empty()));
-
-        for (ri, rule) in spec.rules.iter().enumerate() {
-            let host: GroupKey = match rule.host.as_deref().filter(|h| !h.is_empty()) {
-                None => None,
-                Some(h) => match HostPattern::parse(h) {
-                    Ok(p) => Some(p),
-                    Err(message) => {
-                        self.diag(
-                            &me,
-                            format!("spec.rules[{ri}].host"),
-                            format!("{message}; rule ignored"),
-                        );
-                        continue;
-                    }
-                },
-            };
-            // The host is claimed even by a rule without paths: its requests go to this Ingress's
-            // default backend rather than to the hostless rules.
-            self.claim_host_default(&host, default_backend.as_ref(), &me);
-            let tls = tls_covers(host.as_ref(), &tls_hosts);
-            let Some(http) = &rule.http else { continue };
-            for (pi, p) in http.paths.iter().enumerate() {
-                let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-                let spec = match PathSpec::parse(p.path.as_deref(), p.path_type.as_deref()) {
-                    Ok(s) => s,
-                    Err((sub, message)) => {
-                        self.diag(
-                            &me,
-                            format!("{field}.{sub}"),
-                            format!("{message}; path ignored"),
-                        );
-                        continue;
-                    }
-                };
-                let (path_type, identity) = spec.identity();
-                let key = (host.clone(), path_type, identity.to_owned());
-                if let Some(winner) = self.claimed.get(&key) {
-                    let message = format!(
-                        "conflict lost to {winner}: same host {:?}, path {:?} and pathType {}; path ignored",
-                        host.as_ref().map(HostPattern::to_host_string).unwrap_or_default(),
-                        spec.written(),
-                        path_type.as_k8s()
-                    );
-                    self.diag(&me, field, message);
-                    continue;
+    /// Replay one lowered Ingress (see [`crate::lower`]) against what older Ingresses claimed.
+    fn add_ingress(&mut self, lowered: &'a Lowered) {
+        let me = &lowered.me;
+        let mut default_backend = None;
+        for step in &lowered.steps {
+            match step {
+                Step::Problem(field, message) => self.diag(me, field.clone(), message.clone()),
+                Step::DefaultBackend(b) => {
+                    default_backend = self.ingress_backend(me, b, "spec.defaultBackend");
                 }
-                let Some(backend) =
-                    self.ingress_backend(&me, &p.backend, &format!("{field}.backend"))
-                else {
-                    continue;
-                };
-                self.claimed.insert(key, me.clone());
-                // The kernel tiers forward the client's HTTP/1.1 request as it came.
-                let tier = if backend.speaks_plain_http1() {
-                    Tier::for_route(path_type, tls)
-                } else {
-                    Tier::Userspace
-                };
-                let route = Route {
-                    host: host.as_ref().map(HostPattern::to_host_string),
-                    path: spec.written().to_owned(),
-                    path_type,
-                    backend,
-                    ingress: me.clone(),
-                    tls,
-                    ssl_redirect: tls && ssl_redirect,
-                    tier,
-                };
-                self.pending.push(Pending {
-                    host: host.clone(),
-                    spec,
-                    route,
-                });
+                Step::Rule(host) => self.claim_host_default(host, default_backend.as_ref(), me),
+                Step::Path(p) => self.add_path(lowered, p),
             }
         }
-
-        if let (Some(backend), false) = (default_backend, has_host_rules) {
+        if let (Some(backend), false) = (default_backend, lowered.has_host_rules) {
             match &self.catch_all {
-                None => self.catch_all = Some((backend, me)),
+                None => self.catch_all = Some((backend, me.clone())),
                 Some((_, winner)) => {
                     let message = format!(
                         "conflict lost to {winner}: both have a defaultBackend and no host rules; this one is not the catch-all"
                     );
-                    self.diag(&me, "spec.defaultBackend".into(), message);
+                    self.diag(me, "spec.defaultBackend".into(), message);
                 }
             }
         }
     }
 
-    /// Whether the Ingress's TLS routes redirect plain HTTP to HTTPS: on unless the annotation says
-    /// `"false"`. A value that is neither `true` nor `false` keeps the default, with a diagnostic.
-    fn ssl_redirect(&mut self, ingress: &Ingress, me: &ObjectRef) -> bool {
-        let Some(value) = ingress.metadata.annotations.get(SSL_REDIRECT_ANNOTATION) else {
-            return true;
-        };
-        match value.trim().to_ascii_lowercase().as_str() {
-            "false" => false,
-            "true" => true,
-            _ => {
-                self.diag(
-                    me,
-                    format!("metadata.annotations[{SSL_REDIRECT_ANNOTATION}]"),
-                    format!("{value:?} is not \"true\" or \"false\"; redirect stays on"),
-                );
-                true
-            }
+    /// One path: claim it unless an older Ingress did, and queue its route under its host.
+    fn add_path(&mut self, lowered: &'a Lowered, p: &'a PathStep) {
+        let me = &lowered.me;
+        let (path_type, identity) = p.spec.identity();
+        let key = (&p.host, path_type, identity);
+        if let Some(winner) = self.claimed.get(&key) {
+            let message = format!(
+                "conflict lost to {winner}: same host {:?}, path {:?} and pathType {}; path ignored",
+                p.host_string.as_deref().unwrap_or_default(),
+                p.spec.written(),
+                path_type.as_k8s()
+            );
+            self.diag(me, p.field.clone(), message);
+            return;
         }
+        let Some(backend) = self.ingress_backend(me, &p.backend, &p.backend_field) else {
+            return;
+        };
+        self.claimed.insert(key, me);
+        // The kernel tiers forward the client's HTTP/1.1 request as it came.
+        let tier = if backend.speaks_plain_http1() {
+            Tier::for_route(path_type, p.tls)
+        } else {
+            Tier::Userspace
+        };
+        let route = Route {
+            host: p.host_string.clone(),
+            path: p.spec.written().to_owned(),
+            path_type,
+            backend,
+            ingress: me.clone(),
+            tls: p.tls,
+            ssl_redirect: p.tls && lowered.ssl_redirect,
+            tier,
+        };
+        self.groups
+            .entry(&p.host)
+            .or_default()
+            .pending
+            .push(Pending {
+                spec: &p.spec,
+                route,
+            });
     }
 
     /// Record that `ingress` has rules for `host`; its default backend becomes the host's if it is the
     /// first (oldest) one with a default backend there.
     fn claim_host_default(
         &mut self,
-        host: &GroupKey,
+        host: &'a GroupKey,
         backend: Option<&Arc<Backend>>,
         ingress: &ObjectRef,
     ) {
-        let group = self.groups.entry(host.clone()).or_default();
+        let group = self.groups.entry(host).or_default();
         let Some(backend) = backend else { return };
         match &group.default_backend {
             None => group.default_backend = Some((Arc::clone(backend), ingress.clone())),
@@ -354,27 +339,23 @@ impl Compiler<'_> {
         }
     }
 
-    /// Lay the routes out: sorted by host (hostless last) then precedence, and indexed per host.
+    /// Lay the routes out: by host (hostless last), then by precedence within the host, and index them
+    /// per host.
     fn build(self, controller_default: Option<DefaultBackend>) -> (RouteTable, Vec<Diagnostic>) {
         let Compiler {
             groups,
-            mut pending,
             catch_all,
             diagnostics,
             ..
         } = self;
-        // Stable sort: routes that tie (only possible between regexes of equal pattern length, which
-        // may both match) keep the order they were added in, oldest Ingress and first declared first,
-        // and the lookup tries them in that order.
-        pending.sort_by(|a, b| {
-            let host = (a.host.is_none(), &a.host).cmp(&(b.host.is_none(), &b.host));
-            host.then_with(|| b.spec.precedence_len().cmp(&a.spec.precedence_len()))
-                .then_with(|| a.route.path_type.rank().cmp(&b.route.path_type.rank()))
-        });
-
         let mut table = RouteTable::default();
-        let mut hosts: BTreeMap<GroupKey, HostRoutes> = BTreeMap::new();
-        for (key, group) in groups {
+        table
+            .routes
+            .reserve(groups.values().map(|g| g.pending.len()).sum());
+        // BTreeMap order puts the hostless rules (`None`) first; they go last.
+        let (hostless, hosts): (Vec<_>, Vec<_>) =
+            groups.into_iter().partition(|(k, _)| k.is_none());
+        for (key, mut group) in hosts.into_iter().chain(hostless) {
             if let Some((backend, ingress)) = &group.default_backend {
                 let host = key.as_ref().map(HostPattern::to_host_string);
                 table.default_backends.push(DefaultBackend {
@@ -383,42 +364,47 @@ impl Compiler<'_> {
                     backend: Arc::clone(backend),
                 });
             }
-            let routes = HostRoutes {
+            let mut routes = HostRoutes {
                 default_backend: group.default_backend.map(|(b, _)| b),
                 ..Default::default()
             };
-            hosts.insert(key, routes);
-        }
-        for p in pending {
-            let index = u32::try_from(table.routes.len()).unwrap_or(u32::MAX);
-            let group = hosts.entry(p.host).or_default();
-            match p.spec {
-                PathSpec::Exact(path) => {
-                    group.exact_lens.insert(path.len());
-                    group.exact.insert(path.into_boxed_str(), index);
+            // Stable sort: routes that tie (only possible between regexes of equal pattern length, which
+            // may both match) keep the order they were added in, oldest Ingress and first declared
+            // first, and the lookup tries them in that order.
+            group.pending.sort_by(|a, b| {
+                b.spec
+                    .precedence_len()
+                    .cmp(&a.spec.precedence_len())
+                    .then_with(|| a.route.path_type.rank().cmp(&b.route.path_type.rank()))
+            });
+            for p in group.pending {
+                let index = u32::try_from(table.routes.len()).unwrap_or(u32::MAX);
+                match p.spec {
+                    PathSpec::Exact(path) => {
+                        routes.exact_lens.insert(path.len());
+                        routes.exact.insert(path.as_str().into(), index);
+                    }
+                    PathSpec::Prefix { key, .. } => {
+                        routes.prefix_lens.insert(key.len());
+                        routes.prefix.insert(key.as_str().into(), index);
+                    }
+                    PathSpec::Regex { pattern, regex } => {
+                        // Sorted by decreasing precedence, so pushing keeps the list sorted.
+                        routes.regexes.push(RegexRoute {
+                            regex: regex.clone(),
+                            len: pattern.len(),
+                            route: index,
+                        });
+                    }
                 }
-                PathSpec::Prefix { key, .. } => {
-                    group.prefix_lens.insert(key.len());
-                    group.prefix.insert(key.into_boxed_str(), index);
-                }
-                PathSpec::Regex { pattern, regex } => {
-                    // Pending is sorted by decreasing precedence, so pushing keeps the list sorted.
-                    group.regexes.push(RegexRoute {
-                        regex,
-                        len: pattern.len(),
-                        route: index,
-                    });
-                }
+                table.routes.push(p.route);
             }
-            table.routes.push(p.route);
-        }
-        for (key, routes) in hosts {
             match key {
                 Some(HostPattern::Exact(h)) => {
-                    table.exact_hosts.insert(h.into_boxed_str(), routes);
+                    table.exact_hosts.insert(h.as_str().into(), routes);
                 }
                 Some(HostPattern::Wildcard(suffix)) => {
-                    table.wildcard_hosts.insert(suffix.into_boxed_str(), routes);
+                    table.wildcard_hosts.insert(suffix.as_str().into(), routes);
                 }
                 None => table.hostless = Some(routes),
             }
@@ -439,53 +425,4 @@ impl Compiler<'_> {
         }
         (table, diagnostics)
     }
-}
-
-/// The Service port an Ingress backend names, in the Ingress's namespace. `Err` carries the sub-field
-/// of the backend and the message.
-fn service_ref(namespace: &str, b: &IngressBackend) -> Result<ServiceRef, (&'static str, String)> {
-    if b.resource.is_some() {
-        return Err((
-            "resource",
-            "resource backends are not supported by RAUTA; ignored".into(),
-        ));
-    }
-    let Some(svc) = &b.service else {
-        return Err(("service", "a service backend is required; ignored".into()));
-    };
-    if svc.name.is_empty() {
-        return Err(("service.name", "service name is required; ignored".into()));
-    }
-    let port = match (
-        svc.port.number,
-        svc.port.name.as_deref().filter(|n| !n.is_empty()),
-    ) {
-        (Some(n), None) => match u16::try_from(n) {
-            Ok(n) if n != 0 => PortRef::Number(n),
-            _ => {
-                return Err((
-                    "service.port.number",
-                    format!("port {n} is out of range 1-65535; ignored"),
-                ))
-            }
-        },
-        (None, Some(name)) => PortRef::Name(name.to_owned()),
-        (Some(_), Some(_)) => {
-            return Err((
-                "service.port",
-                "set port.number or port.name, not both; ignored".into(),
-            ))
-        }
-        (None, None) => {
-            return Err((
-                "service.port",
-                "port.number or port.name is required; ignored".into(),
-            ))
-        }
-    };
-    Ok(ServiceRef {
-        namespace: namespace.to_owned(),
-        name: svc.name.clone(),
-        port,
-    })
 }

@@ -17,8 +17,10 @@ mod compile;
 mod diagnostic;
 pub mod health_policy;
 pub mod host;
+pub mod incremental;
 mod json;
 mod lookup;
+mod lower;
 pub mod model;
 pub mod path;
 mod route;
@@ -27,6 +29,7 @@ pub use backend::Backend;
 pub use compile::{compile, CompileOptions, Compiled};
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use health_policy::HealthPolicy;
+pub use incremental::{IncrementalCompiler, Reuse};
 pub use lookup::{DefaultBackend, DefaultScope, Match, RouteTable};
 pub use route::{
     PathType, PortRef, Route, ServiceRef, Tier, CONTROLLER_NAME, SSL_REDIRECT_ANNOTATION,

@@ -326,3 +326,51 @@ pub struct Inputs {
     /// TLS Secrets (not read by the route compiler; carried for the TLS loader).
     pub secrets: Vec<Secret>,
 }
+
+/// [`Inputs`] with every object behind an `Arc`: what a long-running source (the Kubernetes watch cache)
+/// hands to [`crate::IncrementalCompiler`]. Successive snapshots share the objects that did not change, so
+/// taking one costs a pointer copy per object rather than a deep clone, and the compiler recognises
+/// unchanged objects by pointer before comparing values.
+#[derive(Debug, Clone, Default)]
+pub struct SharedInputs {
+    /// Ingresses (of every class; the compiler filters).
+    pub ingresses: Vec<std::sync::Arc<Ingress>>,
+    /// IngressClasses (for the default-class rule).
+    pub ingress_classes: Vec<std::sync::Arc<IngressClass>>,
+    /// Services referenced by Ingress backends.
+    pub services: Vec<std::sync::Arc<Service>>,
+    /// EndpointSlices of those Services.
+    pub endpoint_slices: Vec<std::sync::Arc<EndpointSlice>>,
+    /// TLS Secrets (not read by the route compiler; carried for the TLS loader).
+    pub secrets: Vec<std::sync::Arc<Secret>>,
+}
+
+impl SharedInputs {
+    /// Wrap owned objects (each one moves into its own `Arc`).
+    pub fn from_inputs(inputs: Inputs) -> Self {
+        fn arcs<T>(v: Vec<T>) -> Vec<std::sync::Arc<T>> {
+            v.into_iter().map(std::sync::Arc::new).collect()
+        }
+        Self {
+            ingresses: arcs(inputs.ingresses),
+            ingress_classes: arcs(inputs.ingress_classes),
+            services: arcs(inputs.services),
+            endpoint_slices: arcs(inputs.endpoint_slices),
+            secrets: arcs(inputs.secrets),
+        }
+    }
+
+    /// A deep copy as plain [`Inputs`] (for consumers that take owned objects, e.g. tests).
+    pub fn to_inputs(&self) -> Inputs {
+        fn owned<T: Clone>(v: &[std::sync::Arc<T>]) -> Vec<T> {
+            v.iter().map(|o| (**o).clone()).collect()
+        }
+        Inputs {
+            ingresses: owned(&self.ingresses),
+            ingress_classes: owned(&self.ingress_classes),
+            services: owned(&self.services),
+            endpoint_slices: owned(&self.endpoint_slices),
+            secrets: owned(&self.secrets),
+        }
+    }
+}
