@@ -4,32 +4,34 @@
 //! end of a (re)list; a snapshot is only taken when every stream has completed at least one list and the
 //! Secret stream has listed with every Secret the Ingresses reference (see [`crate::secrets`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use rauta_routes::model::{EndpointSlice, Ingress, IngressClass, Inputs, Secret, Service};
+use rauta_routes::model::{EndpointSlice, Ingress, IngressClass, Secret, Service, SharedInputs};
 use tokio::sync::{watch, Notify};
 
 use crate::kinds::Kind;
 use crate::secrets::{self, SecretKey};
+use crate::status::StatusView;
 use crate::WatchConfig;
 
 /// An object by namespace ("" when cluster-scoped) and name.
 pub type Key = (String, String);
 
-/// One decoded object.
+/// One decoded object. Each sits in an `Arc` that every snapshot shares until the object changes: a
+/// snapshot copies pointers, not objects, and the incremental compiler recognises unchanged objects by it.
 #[derive(Debug, Clone)]
 pub enum Object {
-    /// An Ingress and its `status.loadBalancer.ingress` (for the status writer; `Null` if unset).
-    Ingress(Box<Ingress>, serde_json::Value),
+    /// An Ingress, and what the status writer needs of it besides the model.
+    Ingress(Arc<Ingress>, Arc<StatusView>),
     /// An IngressClass.
-    IngressClass(IngressClass),
+    IngressClass(Arc<IngressClass>),
     /// A Service.
-    Service(Service),
+    Service(Arc<Service>),
     /// An EndpointSlice.
-    EndpointSlice(EndpointSlice),
+    EndpointSlice(Arc<EndpointSlice>),
     /// A TLS Secret.
-    Secret(Secret),
+    Secret(Arc<Secret>),
 }
 
 impl Object {
@@ -37,13 +39,13 @@ impl Object {
     pub fn decode(kind: Kind, json: serde_json::Value) -> Result<Self, serde_json::Error> {
         Ok(match kind {
             Kind::Ingress => {
-                let status = json["status"]["loadBalancer"]["ingress"].clone();
-                Object::Ingress(Box::new(serde_json::from_value(json)?), status)
+                let view = StatusView::of(&json);
+                Object::Ingress(Arc::new(serde_json::from_value(json)?), Arc::new(view))
             }
-            Kind::IngressClass => Object::IngressClass(serde_json::from_value(json)?),
-            Kind::Service => Object::Service(serde_json::from_value(json)?),
-            Kind::EndpointSlice => Object::EndpointSlice(serde_json::from_value(json)?),
-            Kind::Secret => Object::Secret(serde_json::from_value(json)?),
+            Kind::IngressClass => Object::IngressClass(Arc::new(serde_json::from_value(json)?)),
+            Kind::Service => Object::Service(Arc::new(serde_json::from_value(json)?)),
+            Kind::EndpointSlice => Object::EndpointSlice(Arc::new(serde_json::from_value(json)?)),
+            Kind::Secret => Object::Secret(Arc::new(serde_json::from_value(json)?)),
         })
     }
 }
@@ -156,28 +158,25 @@ impl Cache {
     }
 
     /// The current objects, or `None` while a list is incomplete. Also brings the Secret streams'
-    /// references up to date (see [`crate::secrets`]).
-    pub fn snapshot(&self, class: &str) -> Option<(Inputs, BTreeMap<Key, serde_json::Value>)> {
+    /// references up to date (see [`crate::secrets`]). Objects are shared, not copied; the statuses are
+    /// in the order of `inputs.ingresses`.
+    pub fn snapshot(&self, class: &str) -> Option<(SharedInputs, Vec<Arc<StatusView>>)> {
         let mut state = self.lock();
         if !state.streams.iter().all(|s| s.synced) {
             return None;
         }
-        let mut inputs = Inputs::default();
-        let mut status = BTreeMap::new();
+        let mut inputs = SharedInputs::default();
+        let mut status = Vec::new();
         for s in &state.streams {
             for object in s.objects.values() {
                 match object {
                     Object::Ingress(o, lb) => {
-                        let meta = &o.metadata;
-                        status.insert(
-                            (meta.namespace().to_string(), meta.name.clone()),
-                            lb.clone(),
-                        );
-                        inputs.ingresses.push((**o).clone());
+                        status.push(Arc::clone(lb));
+                        inputs.ingresses.push(Arc::clone(o));
                     }
-                    Object::IngressClass(o) => inputs.ingress_classes.push(o.clone()),
-                    Object::Service(o) => inputs.services.push(o.clone()),
-                    Object::EndpointSlice(o) => inputs.endpoint_slices.push(o.clone()),
+                    Object::IngressClass(o) => inputs.ingress_classes.push(Arc::clone(o)),
+                    Object::Service(o) => inputs.services.push(Arc::clone(o)),
+                    Object::EndpointSlice(o) => inputs.endpoint_slices.push(Arc::clone(o)),
                     Object::Secret(_) => {}
                 }
             }
@@ -201,7 +200,7 @@ impl Cache {
                 inputs
                     .secrets
                     .extend(s.objects.values().filter_map(|o| match o {
-                        Object::Secret(secret) => Some(secret.clone()),
+                        Object::Secret(secret) => Some(Arc::clone(secret)),
                         _ => None,
                     }));
             }

@@ -81,6 +81,41 @@ pub async fn run(client: kube::Client, config: ElectionConfig, leader: watch::Se
     }
 }
 
+/// Give the Lease up, if this replica holds it, so that another replica takes over at once rather than
+/// after the lease duration (client-go's `ReleaseOnCancel`): the holder is cleared, and
+/// `leaseDurationSeconds` set to 1 for clients that only look at expiry. Call it after the election task
+/// has stopped, when shutting down. Returns whether a Lease was released.
+pub async fn release(client: kube::Client, config: &ElectionConfig) -> Result<bool, kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+    // A renewal still in flight from the stopped task can make the first write conflict.
+    for _ in 0..3 {
+        let Some(mut lease) = api.get_opt(&config.name).await? else {
+            return Ok(false);
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+            return Ok(false);
+        }
+        let now = MicroTime(Timestamp::now());
+        lease.spec = Some(LeaseSpec {
+            holder_identity: None,
+            lease_duration_seconds: Some(1),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            ..spec
+        });
+        match api
+            .replace(&config.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(error) if is_conflict(&error) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(false)
+}
+
 fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.is_conflict() || status.is_already_exists())
 }

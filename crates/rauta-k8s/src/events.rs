@@ -2,11 +2,16 @@
 //!
 //! One Warning Event per distinct problem (object, field, message): a problem that persists across
 //! recompiles is reported once, not at every change; one that goes away and comes back is reported
-//! again. The reason names the kind of problem (`BackendNotFound`, `InvalidPath`, `TLSSecret`,
+//! again (once the first Event has expired from the API server, see below).
+//!
+//! Across replicas: with leader election only the leader records; without it (no address to publish),
+//! or during a leadership change, several replicas may try to record the same problem. The Event's name
+//! is therefore derived from the problem alone (object uid, field, message), not from the replica, so the
+//! API server accepts the first replica's Event and answers the others `409 AlreadyExists`, which counts
+//! as recorded: one Event per problem, however many replicas see it. The reason names the kind of problem (`BackendNotFound`, `InvalidPath`, `TLSSecret`,
 //! `Conflict`, else `InvalidConfiguration`), so `kubectl get events --field-selector reason=...` works.
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
@@ -60,8 +65,12 @@ impl EventRecorder {
     }
 
     /// Report the Ingress problems among `diagnostics` that were not reported yet. `ingresses` supplies
-    /// the uids. Returns how many Events were created.
-    pub async fn record(&mut self, diagnostics: &[Diagnostic], ingresses: &[Ingress]) -> usize {
+    /// the uids. Returns how many Events were created (not counting those another replica had created).
+    pub async fn record(
+        &mut self,
+        diagnostics: &[Diagnostic],
+        ingresses: &[std::sync::Arc<Ingress>],
+    ) -> usize {
         let uids: HashMap<(&str, &str), &str> = ingresses
             .iter()
             .filter_map(|i| {
@@ -79,19 +88,16 @@ impl EventRecorder {
                 diagnostic.field.clone(),
                 diagnostic.message.clone(),
             );
-            if !self.reported.contains(&problem)
-                && self
-                    .create(
-                        diagnostic,
-                        uids.get(&(object.namespace.as_str(), object.name.as_str()))
-                            .copied(),
-                    )
-                    .await
-            {
-                created += 1;
-            } else if !self.reported.contains(&problem) {
-                // Not recorded: try again at the next compile.
-                continue;
+            if !self.reported.contains(&problem) {
+                let uid = uids
+                    .get(&(object.namespace.as_str(), object.name.as_str()))
+                    .copied();
+                match self.create(diagnostic, uid).await {
+                    Created::New => created += 1,
+                    Created::Existing => {}
+                    // Not recorded: try again at the next compile.
+                    Created::Failed => continue,
+                }
             }
             current.insert(problem);
         }
@@ -99,17 +105,10 @@ impl EventRecorder {
         created
     }
 
-    async fn create(&self, diagnostic: &Diagnostic, uid: Option<&str>) -> bool {
+    async fn create(&self, diagnostic: &Diagnostic, uid: Option<&str>) -> Created {
         let object = &diagnostic.object;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (&diagnostic.field, &diagnostic.message, &self.instance).hash(&mut hasher);
         let now = Timestamp::now();
-        let name = format!(
-            "{}.{:x}{:x}",
-            object.name,
-            hasher.finish() & 0xffff_ffff,
-            now.as_nanosecond() & 0xffff_ffff
-        );
+        let name = event_name(diagnostic, uid);
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(name),
@@ -135,13 +134,48 @@ impl EventRecorder {
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &object.namespace);
         match api.create(&PostParams::default(), &event).await {
-            Ok(_) => true,
+            Ok(_) => Created::New,
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {
+                tracing::debug!(ingress = %object, event = %event_name(diagnostic, uid), "another replica recorded this problem");
+                Created::Existing
+            }
             Err(error) => {
                 tracing::warn!(%error, ingress = %object, "cannot create an Event");
-                false
+                Created::Failed
             }
         }
     }
+}
+
+/// What became of one Event.
+enum Created {
+    New,
+    /// Another replica (or this one, before a restart) created it already.
+    Existing,
+    Failed,
+}
+
+/// The Event's name: the Ingress's name and a hash of the problem, the same on every replica. The hash
+/// is FNV-1a, fixed by its definition (unlike `DefaultHasher`, whose algorithm may change between Rust
+/// releases, which would make two replicas built differently disagree).
+fn event_name(diagnostic: &Diagnostic, uid: Option<&str>) -> String {
+    let object = &diagnostic.object;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        object.namespace.as_str(),
+        object.name.as_str(),
+        uid.unwrap_or(""),
+        diagnostic.field.as_str(),
+        diagnostic.message.as_str(),
+    ] {
+        for byte in part.bytes().chain([0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    // Object names are at most 253 characters; keep room for the suffix.
+    let prefix: String = object.name.chars().take(200).collect();
+    format!("{prefix}.{hash:016x}")
 }
 
 #[cfg(test)]
@@ -159,6 +193,19 @@ mod tests {
             field: field.into(),
             message: message.into(),
         }
+    }
+
+    #[test]
+    fn event_names_depend_on_the_problem_only() {
+        let a = diag("spec.rules[0].host", "bad");
+        assert_eq!(
+            event_name(&a, Some("u1")),
+            event_name(&a.clone(), Some("u1"))
+        );
+        assert_ne!(event_name(&a, Some("u1")), event_name(&a, Some("u2")));
+        let b = diag("spec.rules[0].host", "worse");
+        assert_ne!(event_name(&a, None), event_name(&b, None));
+        assert!(event_name(&a, None).starts_with("x."));
     }
 
     #[test]

@@ -33,13 +33,15 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rauta_routes::model::Inputs;
+use rauta_routes::model::SharedInputs;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use connect::{client, ConnectError};
 pub use election::ElectionConfig;
 pub use events::EventRecorder;
+/// The Kubernetes client (kube-rs), for callers that hold one without depending on kube.
+pub use kube::Client;
 pub use status::Publish;
 
 /// What to watch and how to batch.
@@ -71,9 +73,11 @@ impl WatchConfig {
 /// A published state of the watched objects.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// The objects, as the compiler takes them.
-    pub inputs: Arc<Inputs>,
-    /// `status.loadBalancer.ingress` of every Ingress by (namespace, name), for the status writer.
+    /// The objects, as the incremental compiler takes them (shared with the previous snapshot where
+    /// unchanged).
+    pub inputs: Arc<SharedInputs>,
+    /// `status.loadBalancer.ingress` of every Ingress, in the order of `inputs.ingresses`, for the
+    /// status writer.
     pub ingress_status: status::IngressStatus,
     /// Counts up with every publication (1 is the first full sync).
     pub generation: u64,
@@ -89,6 +93,11 @@ pub struct Watching {
 }
 
 impl Watching {
+    /// The client the watches use (for calls made at shutdown, such as releasing the Lease).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// Also elect a leader among the replicas and, while leading, write the status of our Ingresses.
     /// Returns whether this replica leads (changes over time).
     pub fn publish_status(

@@ -11,9 +11,10 @@
 //! References that go away are dropped from memory at the next publication, without a relist.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use rauta_routes::class::ClassFilter;
-use rauta_routes::model::{Ingress, IngressClass, Inputs};
+use rauta_routes::model::{Ingress, IngressClass, SharedInputs};
 use rauta_routes::{Diagnostic, ObjectRef};
 
 /// A Secret by namespace and name.
@@ -25,10 +26,10 @@ pub const TLS_FIELD_SELECTOR: &str = "type=kubernetes.io/tls";
 /// The Secrets referenced by the TLS sections of the Ingresses of `class`.
 pub fn referenced<'a>(
     class: &str,
-    classes: &[IngressClass],
-    ingresses: impl IntoIterator<Item = &'a Ingress>,
+    classes: &[Arc<IngressClass>],
+    ingresses: impl IntoIterator<Item = &'a Arc<Ingress>>,
 ) -> BTreeSet<SecretKey> {
-    let filter = ClassFilter::new(class, classes);
+    let filter = ClassFilter::from_classes(class, classes.iter().map(|c| &**c));
     ingresses
         .into_iter()
         .filter(|ingress| filter.owns(ingress))
@@ -45,8 +46,8 @@ pub fn referenced<'a>(
 
 /// Problems with the TLS Secrets our Ingresses name: missing, or without `tls.crt` and `tls.key`. (The
 /// certificates themselves are checked by whatever loads them.)
-pub fn diagnostics(class: &str, inputs: &Inputs) -> Vec<Diagnostic> {
-    let filter = ClassFilter::new(class, &inputs.ingress_classes);
+pub fn diagnostics(class: &str, inputs: &SharedInputs) -> Vec<Diagnostic> {
+    let filter = ClassFilter::from_classes(class, inputs.ingress_classes.iter().map(|c| &**c));
     let mut out = Vec::new();
     for ingress in inputs.ingresses.iter().filter(|i| filter.owns(i)) {
         let namespace = ingress.metadata.namespace();
@@ -106,8 +107,8 @@ mod tests {
 
     #[test]
     fn only_our_class_counts() {
-        let ours = ingress("a", "rauta", "cert-a");
-        let theirs = ingress("b", "nginx", "cert-b");
+        let ours = Arc::new(ingress("a", "rauta", "cert-a"));
+        let theirs = Arc::new(ingress("b", "nginx", "cert-b"));
         let refs = referenced("rauta", &[], [&ours, &theirs]);
         assert_eq!(
             refs.into_iter().collect::<Vec<_>>(),

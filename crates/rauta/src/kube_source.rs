@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rauta_k8s::{ElectionConfig, EventRecorder, Publish};
-use rauta_routes::{compile, CompileOptions, Compiled, Diagnostic, RouteTable};
+use rauta_routes::model::{Inputs, SharedInputs};
+use rauta_routes::{CompileOptions, Compiled, Diagnostic, IncrementalCompiler, RouteTable};
 
 use crate::cli::RunArgs;
 use crate::config_metrics::ConfigMetrics;
@@ -32,10 +33,16 @@ pub struct KubeSource {
     /// Events for configuration problems.
     events: Option<EventRecorder>,
     /// The objects of the last compile (for the Events' object uids).
-    last_inputs: Arc<rauta_routes::model::Inputs>,
+    last_inputs: Arc<SharedInputs>,
     /// Diagnostics of the first compile, reported as Events once serving has started.
     first_diagnostics: Vec<Diagnostic>,
-    options: CompileOptions,
+    /// Compiles each snapshot reusing what it lowered for the unchanged Ingresses (`None` only while a
+    /// compile runs on the blocking pool, which owns it meanwhile).
+    compiler: Option<IncrementalCompiler>,
+    /// The objects the certificates were last built from (see [`TlsObjects`]).
+    tls_objects: Option<TlsObjects>,
+    /// Leader election, for releasing the Lease at shutdown.
+    election: Option<(rauta_k8s::Client, ElectionConfig)>,
     /// Diagnostics already logged, so that a recompile does not repeat them.
     reported: HashSet<String>,
     /// The HTTPS certificates, rebuilt from every snapshot right after its table is installed.
@@ -69,15 +76,17 @@ pub async fn start(
         (None, None) => None,
     };
     // Without an address to publish there is nothing only a leader may do, so no election either.
+    let mut election = None;
     let leader = publish.map(|publish| {
-        let election = ElectionConfig {
+        let config = ElectionConfig {
             namespace: args.kube.election_namespace.clone(),
             name: format!("rauta-{}", options.ingress_class),
             identity: identity(),
             lease_duration: args.kube.election_lease_duration,
         };
-        tracing::info!(identity = %election.identity, namespace = %election.namespace, lease = %election.name, "Ingress status: taking part in leader election");
-        watching.publish_status(publish, election)
+        tracing::info!(identity = %config.identity, namespace = %config.namespace, lease = %config.name, "Ingress status: taking part in leader election");
+        election = Some((watching.client(), config.clone()));
+        watching.publish_status(publish, config)
     });
     let mut source = KubeSource {
         watching,
@@ -85,7 +94,9 @@ pub async fn start(
         events: Some(events),
         last_inputs: Arc::default(),
         first_diagnostics: Vec::new(),
-        options: options.clone(),
+        compiler: Some(IncrementalCompiler::new(options.clone())),
+        tls_objects: None,
+        election,
         reported: HashSet::new(),
         tls: None,
     };
@@ -127,19 +138,23 @@ fn identity() -> String {
 impl KubeSource {
     async fn compile(&mut self, snapshot: rauta_k8s::Snapshot) -> Result<Compiled, FatalError> {
         let started = std::time::Instant::now();
-        let options = self.options.clone();
+        let mut compiler = self
+            .compiler
+            .take()
+            .ok_or_else(|| FatalError::Internal("a compile is already running".to_string()))?;
         let inputs = snapshot.inputs.clone();
-        let compiled = tokio::task::spawn_blocking(move || {
-            let mut compiled = compile(&inputs, &options);
+        let (compiler, compiled, reuse) = tokio::task::spawn_blocking(move || {
+            let (mut compiled, reuse) = compiler.compile(&inputs);
             // Secret problems the route compiler does not see (it does not read Secrets).
             compiled.diagnostics.extend(rauta_k8s::secrets::diagnostics(
-                &options.ingress_class,
+                &compiler.options().ingress_class,
                 &inputs,
             ));
-            compiled
+            (compiler, compiled, reuse)
         })
         .await
         .map_err(|e| FatalError::Internal(format!("compiling failed unexpectedly: {e}")))?;
+        self.compiler = Some(compiler);
         self.last_inputs = snapshot.inputs.clone();
         let current: HashSet<String> = compiled
             .diagnostics
@@ -153,6 +168,8 @@ impl KubeSource {
         tracing::debug!(
             generation = snapshot.generation,
             ingresses = snapshot.inputs.ingresses.len(),
+            lowered = reuse.lowered,
+            reused = reuse.reused,
             took = ?started.elapsed(),
             "compiled a Kubernetes snapshot"
         );
@@ -161,9 +178,27 @@ impl KubeSource {
 
     /// Serve the TLS Secrets of the snapshots through `tls`, starting with the first snapshot's.
     pub fn with_tls(mut self, tls: Arc<rauta_tls::TlsCertificates>) -> Self {
-        tls.update(&self.last_inputs);
         self.tls = Some(tls);
+        self.update_tls();
         self
+    }
+
+    /// Rebuild the certificates if the objects they come from changed since the last build.
+    fn update_tls(&mut self) {
+        let Some(tls) = &self.tls else { return };
+        let objects = TlsObjects::of(&self.last_inputs);
+        if self.tls_objects.as_ref() == Some(&objects) {
+            return;
+        }
+        tls.update(&objects.to_inputs());
+        self.tls_objects = Some(objects);
+    }
+
+    /// What shutdown needs to give up this replica's leadership at once; `None` without election.
+    pub fn releaser(&self) -> Option<LeaseReleaser> {
+        self.election
+            .clone()
+            .map(|(client, config)| LeaseReleaser { client, config })
     }
 
     /// Compile and install every new snapshot until the watch ends.
@@ -192,9 +227,7 @@ impl KubeSource {
             match self.compile(snapshot).await {
                 Ok(compiled) => {
                     let routes = install(&table, kernel.as_deref(), &metrics, compiled.table);
-                    if let Some(tls) = &self.tls {
-                        tls.update(&self.last_inputs);
-                    }
+                    self.update_tls();
                     tracing::info!(
                         routes,
                         diagnostics = compiled.diagnostics.len(),
@@ -210,7 +243,84 @@ impl KubeSource {
 }
 
 /// The latest compile's problems and the objects they are about.
-type Problems = (Arc<Vec<Diagnostic>>, Arc<rauta_routes::model::Inputs>);
+type Problems = (Arc<Vec<Diagnostic>>, Arc<SharedInputs>);
+
+/// Gives the Lease up at shutdown (see [`rauta_k8s::election::release`]).
+pub struct LeaseReleaser {
+    client: rauta_k8s::Client,
+    config: ElectionConfig,
+}
+
+impl LeaseReleaser {
+    /// Release the Lease if this replica holds it. Call after the configuration task has stopped (so
+    /// the election no longer renews). Bounded: shutdown never waits long for an unreachable API server.
+    pub async fn release(self) {
+        let released = tokio::time::timeout(
+            RELEASE_TIMEOUT,
+            rauta_k8s::election::release(self.client, &self.config),
+        )
+        .await;
+        match released {
+            Ok(Ok(true)) => tracing::info!(lease = %self.config.name, "released the leadership"),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(lease = %self.config.name, %error, "cannot release the Lease; another replica takes over when it expires")
+            }
+            Err(_) => {
+                tracing::warn!(lease = %self.config.name, "releasing the Lease timed out; another replica takes over when it expires")
+            }
+        }
+    }
+}
+
+/// How long shutdown waits for the Lease release.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The objects the TLS certificates are built from: the Ingresses with a `spec.tls`, the IngressClasses
+/// (which Ingresses are ours) and the Secrets, as shared pointers. Comparing two of them tells whether
+/// the certificates need a rebuild, without looking inside any object (an unchanged object keeps its
+/// `Arc` from snapshot to snapshot).
+struct TlsObjects {
+    ingresses: Vec<Arc<rauta_routes::model::Ingress>>,
+    classes: Vec<Arc<rauta_routes::model::IngressClass>>,
+    secrets: Vec<Arc<rauta_routes::model::Secret>>,
+}
+
+impl TlsObjects {
+    fn of(inputs: &SharedInputs) -> Self {
+        Self {
+            ingresses: inputs
+                .ingresses
+                .iter()
+                .filter(|i| !i.spec.tls.is_empty())
+                .cloned()
+                .collect(),
+            classes: inputs.ingress_classes.clone(),
+            secrets: inputs.secrets.clone(),
+        }
+    }
+
+    /// The certificate store reads only these objects (Ingresses without `spec.tls` add nothing to it).
+    fn to_inputs(&self) -> Inputs {
+        Inputs {
+            ingresses: self.ingresses.iter().map(|i| (**i).clone()).collect(),
+            ingress_classes: self.classes.iter().map(|c| (**c).clone()).collect(),
+            secrets: self.secrets.iter().map(|s| (**s).clone()).collect(),
+            ..Inputs::default()
+        }
+    }
+}
+
+impl PartialEq for TlsObjects {
+    fn eq(&self, other: &Self) -> bool {
+        fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+        }
+        same(&self.ingresses, &other.ingresses)
+            && same(&self.classes, &other.classes)
+            && same(&self.secrets, &other.secrets)
+    }
+}
 
 /// Create Events for problems not reported yet, whenever the problems change or this replica becomes the
 /// leader; with leader election, only the leader reports.

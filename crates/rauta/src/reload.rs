@@ -132,7 +132,13 @@ pub fn install(
 ) -> usize {
     let routes = table.routes().len();
     let table = Arc::new(table);
-    serving.store(table.clone());
+    let old = serving.swap(table.clone());
+    // Freeing a large table (10,000 routes: milliseconds) is no reason to delay what comes next on the
+    // control thread; whoever holds the last reference frees it, here the blocking pool.
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(old))),
+        Err(_) => drop(old),
+    }
     if let Some(kernel) = kernel {
         kernel.apply_routes(&table);
     }

@@ -158,7 +158,12 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
             args.reload_debounce,
         ))
     });
-    let reload_task = match updates {
+    // Kubernetes mode with leader election: the Lease is given up at shutdown (below).
+    let lease = match &updates {
+        Updates::Kubernetes(source) => source.releaser(),
+        Updates::Files { .. } => None,
+    };
+    let mut reload_task = match updates {
         Updates::Files {
             paths,
             watcher,
@@ -240,6 +245,13 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     let _ = shutdown_tx.send(true);
     reload_task.abort();
     health_task.abort();
+    if let Some(lease) = lease {
+        // Once the configuration task (which runs the election) is gone, so that nothing renews after.
+        let _ = (&mut reload_task).await;
+        lease.release().await;
+        // Already awaited: what the wait below polls instead (a finished JoinHandle must not be polled).
+        reload_task = tokio::spawn(std::future::ready(()));
+    }
     if let Some(task) = &default_cert_task {
         task.abort();
     }

@@ -496,3 +496,208 @@ async fn config_problems_become_deduplicated_events_on_the_ingress() {
         .collect();
     assert_eq!(after, all);
 }
+
+impl Cluster {
+    /// A replica with `args` after the kubeconfig and `--kernel-tiers off`.
+    async fn replica_with(&self, args: &'static [&'static str]) -> Rauta {
+        let kubeconfig = self.kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut all = vec!["--kernel-tiers", "off"];
+            all.extend_from_slice(args);
+            Rauta::start_from(&[OsStr::new("--kubeconfig"), kubeconfig.as_os_str()], &all)
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn lease_holder(&self) -> Value {
+        self.api
+            .get("/apis/coordination.k8s.io/v1/namespaces/rauta-system/leases/rauta-rauta")
+            .await
+            .unwrap()
+            .body["spec"]["holderIdentity"]
+            .clone()
+    }
+}
+
+/// An Ingress that leaves RAUTA's class loses the address RAUTA published; one that another controller
+/// has written meanwhile, or that never was RAUTA's, is left alone. Status is written with `update` on
+/// `ingresses/status` (the verb deploy/rbac.yaml grants; tests/rbac.rs checks the verbs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_leaving_the_class_has_its_published_address_removed() {
+    let cluster = Cluster::start(1000).await;
+    cluster.create(SERVICES, service()).await;
+    cluster
+        .create(INGRESSES, ingress("leaving", "/leaving"))
+        .await;
+    cluster.create(INGRESSES, ingress("taken", "/taken")).await;
+    let mut theirs = ingress("theirs", "/theirs");
+    theirs["spec"]["ingressClassName"] = json!("nginx");
+    cluster.create(INGRESSES, theirs.clone()).await;
+    let other_lb = json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.18.0.99"}]}}});
+    let answer = cluster
+        .api
+        .merge_patch(&format!("{INGRESSES}/theirs/status"), &other_lb)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+
+    let rauta = cluster.replica("198.18.0.10").await;
+    rauta.wait_for_log("became the leader");
+    for name in ["leaving", "taken"] {
+        eventually("the leader to write status", || async {
+            cluster.published(name).await == json!([{"ip": "198.18.0.10"}])
+        })
+        .await;
+    }
+
+    // "taken" moves to another class whose controller writes its address first: not touched.
+    let mut taken = ingress("taken", "/taken");
+    taken["spec"]["ingressClassName"] = json!("nginx");
+    let answer = cluster
+        .api
+        .put(&format!("{INGRESSES}/taken"), &taken)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let answer = cluster
+        .api
+        .merge_patch(&format!("{INGRESSES}/taken/status"), &other_lb)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    // "leaving" moves to another class: its address is removed.
+    let mut leaving = ingress("leaving", "/leaving");
+    leaving["spec"]["ingressClassName"] = json!("nginx");
+    let answer = cluster
+        .api
+        .put(&format!("{INGRESSES}/leaving"), &leaving)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    eventually("the address to be removed", || async {
+        cluster.published("leaving").await == json!([])
+    })
+    .await;
+    rauta.wait_for_log("cleared the status of an Ingress that left our class");
+    eventually("the route to go", || async {
+        status(&rauta, "/leaving").await == 404
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        cluster.published("taken").await,
+        json!([{"ip": "198.18.0.99"}])
+    );
+    assert_eq!(
+        cluster.published("theirs").await,
+        json!([{"ip": "198.18.0.99"}])
+    );
+    // Every status write was an update of the status subresource, none a patch.
+    let writes: Vec<_> = cluster
+        .server
+        .store()
+        .requests()
+        .into_iter()
+        .filter(|r| r.subresource == "status" && r.resource == "ingresses")
+        .map(|r| r.verb)
+        .collect();
+    assert!(writes.contains(&"update"), "{writes:?}");
+    // (The test's own two merge patches are the only patches.)
+    assert_eq!(
+        writes.iter().filter(|v| **v == "patch").count(),
+        2,
+        "{writes:?}"
+    );
+}
+
+/// On SIGTERM the leader gives the Lease up, so the other replica takes over at once instead of after
+/// the lease duration (30 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_lease_and_the_other_replica_takes_over_at_once() {
+    const ARGS: &[&str] = &[
+        "--publish-address",
+        "198.18.0.10",
+        "--election-namespace",
+        "rauta-system",
+        "--election-lease-duration",
+        "30s",
+    ];
+    let cluster = Cluster::start(1000).await;
+    cluster.create(SERVICES, service()).await;
+    cluster.create(INGRESSES, ingress("ours", "/ours")).await;
+    let mut first = cluster.replica_with(ARGS).await;
+    first.wait_for_log("became the leader");
+    let first_holder = cluster.lease_holder().await;
+    assert!(first_holder.as_str().is_some_and(|h| !h.is_empty()));
+    let second = cluster.replica_with(ARGS).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stopped = Instant::now();
+    first.signal("TERM");
+    let exit = first.wait_exit(Duration::from_secs(10)).expect("no exit");
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        first
+            .logs()
+            .iter()
+            .any(|l| l.contains("released the leadership")),
+        "{:?}",
+        first.logs()
+    );
+    second.wait_for_log("became the leader");
+    let took = stopped.elapsed();
+    println!("takeover after SIGTERM: {took:?}");
+    // The second replica retries every 2 s (a quarter of the lease, at most 2 s).
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let holder = cluster.lease_holder().await;
+    assert!(
+        holder.as_str().is_some_and(|h| !h.is_empty()) && holder != first_holder,
+        "{holder:?}"
+    );
+}
+
+/// Two replicas that both see a problem create one Event for it, with leader election (only the leader
+/// records) and without (no address to publish: the Event's name is the same on both replicas, and the
+/// API server rejects the second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_record_each_problem_once() {
+    for election in [false, true] {
+        let cluster = Cluster::start(1000).await;
+        let mut missing = ingress("missing-service", "/missing");
+        missing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] =
+            json!("nope");
+        cluster.create(INGRESSES, missing).await;
+        const ELECTION: &[&str] = &[
+            "--publish-address",
+            "198.18.0.10",
+            "--election-namespace",
+            "rauta-system",
+            "--election-lease-duration",
+            "2s",
+        ];
+        let args: &'static [&'static str] = if election { ELECTION } else { &[] };
+        let first = cluster.replica_with(args).await;
+        let second = cluster.replica_with(args).await;
+        eventually("an Event", || async { !events(&cluster).await.is_empty() }).await;
+        if !election {
+            // Both replicas tried: one created the Event, the other found it there.
+            for replica in [&first, &second] {
+                eventually("each replica to record or find the Event", || async {
+                    replica.logs().iter().any(|l| {
+                        l.contains("recorded Events")
+                            || l.contains("another replica recorded this problem")
+                    })
+                })
+                .await;
+            }
+        }
+        // A change makes both recompile; still one Event.
+        cluster.create(SERVICES, service()).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let all = events(&cluster).await;
+        assert_eq!(all.len(), 1, "election={election}: {all:?}");
+        assert_eq!(all[0].0, "missing-service");
+        assert_eq!(all[0].1, "BackendNotFound");
+    }
+}
