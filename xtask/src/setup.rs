@@ -58,6 +58,11 @@ const PACKAGES: &[Package] = &[
         why: "NIC offload settings in root tests",
     },
     Package {
+        name: "nftables",
+        program: "nft",
+        why: "random packet drops in the splice loss test (tests/splice_scale.rs)",
+    },
+    Package {
         name: "tcpdump",
         program: "tcpdump",
         why: "packet captures when debugging",
