@@ -85,16 +85,24 @@ fn panel(
         let x = x0 + slot * i as f64 + slot * 0.15;
         let w = slot * 0.7;
         let colour = COLOURS[i % COLOURS.len()];
+        // Labels are long for a bar's width: the part before " (" on one line, the rest under it.
+        let (first, second) = match bar.label.split_once(" (") {
+            Some((a, b)) => (a.to_owned(), format!("({b}")),
+            None => (bar.label.to_owned(), String::new()),
+        };
         let _ = writeln!(
             s,
-            r#"<rect x="{x:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}" fill="{colour}"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            r#"<rect x="{x:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}" fill="{colour}"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11"><tspan x="{:.1}">{}</tspan><tspan x="{:.1}" dy="14">{}</tspan></text>"#,
             base - h,
             x + w / 2.0,
             base - h - 4.0,
             escape(&fmt(v)),
             x + w / 2.0,
             base + 16.0,
-            escape(bar.label)
+            x + w / 2.0,
+            escape(&first),
+            x + w / 2.0,
+            escape(&second)
         );
     }
 }
