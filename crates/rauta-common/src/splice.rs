@@ -204,11 +204,15 @@ pub struct SpliceState {
     pub ts_ours: u32,
     /// The client's timestamp value in its first segment.
     pub ts_client: u32,
-    /// Our timestamp value in the SYN to the backend: Tier 1's millisecond clock, not the client's
-    /// value. Clients start every connection at a random timestamp, and a backend that holds the last
-    /// use of the same NAT 4-tuple in TIME_WAIT refuses a SYN whose timestamp is older (PAWS); one
-    /// clock across all legs only moves forward. The client's values are moved by
-    /// `ts_leg − ts_client` on the way to the backend.
+    /// Our timestamp value in the SYN to the backend: Tier 1's clock in ~1 µs ticks (`ktime >> 10`), not
+    /// the client's value. Clients start every connection at a random timestamp, and a backend that holds
+    /// the last use of the same NAT 4-tuple in TIME_WAIT refuses a SYN whose timestamp is older than the
+    /// last one it saw there (PAWS, with no tolerance). That last one is our SYN's value plus the
+    /// client's elapsed milliseconds; a clock that ticks a thousand times faster than the client's is
+    /// ahead of it again after a microsecond, where a millisecond clock fell behind by rounding (found by
+    /// `splice_scale`'s TIME_WAIT test). The client's values are moved by `ts_leg − ts_client` on the way
+    /// to the backend; within a connection they keep the client's rate. The clock wraps every ~73
+    /// minutes, far beyond the 60 s a TIME_WAIT lasts.
     pub ts_leg: u32,
     /// Backend timestamp − Tier 1's (wrapping): subtracted from the backend's timestamp values, added to
     /// the client's echoes. Valid from [`SPLICE_ACK_SENT`].

@@ -207,8 +207,6 @@ fn a_hundred_thousand_connections_leave_no_splice_and_no_nat_port_behind() {
 /// that connection: by timestamp (PAWS) now that timestamps are negotiated. Eight NAT ports and four
 /// client threads make SYNs meet TIME_WAIT sockets within the same millisecond of the client's clock.
 #[test]
-#[ignore = "engine bug: a SYN reusing a NAT port in the backend's TIME_WAIT within the same timestamp \
-            tick is answered with an ACK, not a SYN-ACK, so the connection falls back to Tier 3 after 3 SYNs"]
 fn a_nat_port_in_time_wait_at_the_backend_is_reused_without_a_fallback() {
     if !can_run("a_nat_port_in_time_wait_at_the_backend_is_reused_without_a_fallback") {
         return;

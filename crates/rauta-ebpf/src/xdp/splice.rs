@@ -11,8 +11,8 @@
 use aya_ebpf::{
     bindings::{BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, bpf_fib_lookup, xdp_action},
     helpers::generated::{
-        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect,
-        bpf_xdp_adjust_tail, bpf_xdp_store_bytes,
+        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_tail,
+        bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -166,7 +166,8 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         agreed: flow.agreed,
         ts_ours: flow.ts_ours,
         ts_client: scratch.segment.tsval,
-        ts_leg: (now / 1_000_000) as u32,
+        // A microsecond clock (1,024 ns ticks): see `SpliceState::ts_leg`.
+        ts_leg: (now >> 10) as u32,
         ts_offset: 0,
         backend_wscale: WSCALE_NONE,
         vip_wscale: vip.wscale,
