@@ -389,9 +389,16 @@ fn start_rauta(rauta: &Path, out: &Path, mode: &str, pin: &Pinning) -> Result<Ra
     Ok(Rauta { guard, admin })
 }
 
-/// Starts rauta in driver mode and checks that a GET is served by Tier 1; falls back to generic mode
-/// if driver mode fails either way. Returns the process and the mode that worked.
-fn start_rauta_tier1(rauta: &Path, out: &Path, pin: &Pinning) -> Result<(Rauta, &'static str)> {
+/// Starts rauta in driver mode and checks that it serves: a GET answered by Tier 1, then a 1 s wrk on
+/// the Tier 1 and the Tier 3 route with at least 100 requests each and no error (a single GET can pass
+/// when most frames are lost). Falls back to generic mode if driver mode fails any of that. Returns the
+/// process and the mode that worked.
+fn start_rauta_tier1(
+    rauta: &Path,
+    out: &Path,
+    args: &BenchArgs,
+    pin: &Pinning,
+) -> Result<(Rauta, &'static str)> {
     let mut failure = String::new();
     for mode in ["driver", "generic"] {
         let attempt = start_rauta(rauta, out, mode, pin).and_then(|mut r| {
@@ -400,10 +407,21 @@ fn start_rauta_tier1(rauta: &Path, out: &Path, pin: &Pinning) -> Result<(Rauta, 
             r.guard.check_alive()?;
             let served = tier_requests(&r.admin, "1")? > before;
             match body {
-                Ok(b) if b.trim() == "ok" && served => Ok(r),
+                Ok(b) if b.trim() == "ok" && served => {}
                 Ok(b) => bail!("answered {b:?}, Tier 1 counter moved: {served}"),
                 Err(e) => bail!("GET failed: {e:#}"),
             }
+            for path in ["/", "/tier3"] {
+                let w = wrk_in_client(&format!("http://{VIP}{path}"), args, 1, pin)?;
+                if w.requests < 100 || w.errors > 0 {
+                    bail!(
+                        "1 s of wrk on {path}: {} requests, {} errors",
+                        w.requests,
+                        w.errors
+                    );
+                }
+            }
+            Ok(r)
         });
         match attempt {
             Ok(r) => {
@@ -493,7 +511,7 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         None,
     )?);
 
-    let (mut proxy, mode) = start_rauta_tier1(rauta, out, &pin)?;
+    let (mut proxy, mode) = start_rauta_tier1(rauta, out, args, &pin)?;
     for (label, path, tier) in [
         ("RAUTA Tier 1 (kernel)", "/", "1"),
         ("RAUTA Tier 3 (userspace)", "/tier3", "3"),
