@@ -192,20 +192,20 @@ fn a_hundred_thousand_connections_leave_no_splice_and_no_nat_port_behind() {
         (0, 0, 0),
         "flows, stored first segments, held segments"
     );
-    // Whether every request stayed in Tier 1 is the next test's question (a few fall back to Tier 3
-    // today; their clients still get their answer, which is asserted above).
     assert_eq!(
-        lab.backend_a.requests() + lab.backend_b.requests() + lab.tier3.requests(),
+        lab.backend_a.requests() + lab.backend_b.requests(),
         total as u64,
-        "every request answered once"
+        "every request reached a backend"
     );
+    assert_eq!(lab.tier3.requests(), 0, "nothing fell back to Tier 3");
     assert!(splices(&moved) >= total as u64, "{:?}", moved.non_zero());
 }
 
 /// A NAT port is reused while the backend still holds the previous connection on it in TIME_WAIT (the
 /// backend closes first: `Connection:close`). The backend accepts the new SYN only if it is newer than
 /// that connection: by timestamp (PAWS) now that timestamps are negotiated. Eight NAT ports and four
-/// client threads make SYNs meet TIME_WAIT sockets within the same millisecond of the client's clock.
+/// client threads make SYNs meet TIME_WAIT sockets within the same millisecond of the client's clock
+/// (at 5326320 about 1 in 1,200 fell back to Tier 3 after three SYNs; fixed in d53021c).
 #[test]
 fn a_nat_port_in_time_wait_at_the_backend_is_reused_without_a_fallback() {
     if !can_run("a_nat_port_in_time_wait_at_the_backend_is_reused_without_a_fallback") {
