@@ -315,15 +315,7 @@ pub fn syn_options(mss: u16, agreed: &Agreed, wscale: u8, ts: (u32, u32)) -> [u8
         o[5] = 2;
     }
     if agreed.ts != 0 {
-        let (v, e) = (ts.0.to_be_bytes(), ts.1.to_be_bytes());
-        o[6] = TCPOPT_TIMESTAMP;
-        o[7] = TCPOLEN_TIMESTAMP;
-        let mut i = 0;
-        while i < 4 {
-            o[8 + i] = v[i];
-            o[12 + i] = e[i];
-            i += 1;
-        }
+        put_timestamps(&mut o, 6, ts);
     }
     if agreed.scaled() {
         o[17] = TCPOPT_WSCALE;
@@ -345,18 +337,24 @@ pub const ACK_OPTIONS_LEN: usize = 12;
 #[inline(always)]
 pub fn ack_options(ts: Option<(u32, u32)>) -> [u8; ACK_OPTIONS_LEN] {
     let mut o = [TCPOPT_NOP; ACK_OPTIONS_LEN];
-    if let Some((val, ecr)) = ts {
-        let (v, e) = (val.to_be_bytes(), ecr.to_be_bytes());
-        o[2] = TCPOPT_TIMESTAMP;
-        o[3] = TCPOLEN_TIMESTAMP;
-        let mut i = 0;
-        while i < 4 {
-            o[4 + i] = v[i];
-            o[8 + i] = e[i];
-            i += 1;
-        }
+    if let Some(ts) = ts {
+        put_timestamps(&mut o, 2, ts);
     }
     o
+}
+
+/// Writes a timestamps option (kind, length, tsval, tsecr) at `at` (`at + 10 <= N`).
+#[inline(always)]
+fn put_timestamps<const N: usize>(o: &mut [u8; N], at: usize, (val, ecr): (u32, u32)) {
+    let (v, e) = (val.to_be_bytes(), ecr.to_be_bytes());
+    o[at] = TCPOPT_TIMESTAMP;
+    o[at + 1] = TCPOLEN_TIMESTAMP;
+    let mut i = 0;
+    while i < 4 {
+        o[at + 2 + i] = v[i];
+        o[at + 6 + i] = e[i];
+        i += 1;
+    }
 }
 
 /// What to add (wrapping) to a segment's option fields on its way to the other leg.

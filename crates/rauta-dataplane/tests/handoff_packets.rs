@@ -15,6 +15,7 @@ use rauta_common::tcpopt;
 use rauta_dataplane::{
     KernelTiers, PacketRun, Reason, TableSizes, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT,
 };
+use support::options::{options_of, ts_options};
 use support::packet::{self, Tcp4, ACK, CLIENT_MAC, FIN, RST, SERVER_MAC, SYN};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -646,23 +647,6 @@ fn injected_segments_seen_again_are_not_translated_twice() {
     assert_eq!(packet::parse(&run.output).ack, listener_isn.wrapping_add(1));
 }
 
-/// The options of a frame, walked.
-fn options_of(frame: &[u8]) -> ([u8; tcpopt::OPTIONS_BUF], tcpopt::OptionWalk) {
-    let p = packet::parse(frame);
-    let mut buf = [0u8; tcpopt::OPTIONS_BUF];
-    buf[..p.tcp_options.len()].copy_from_slice(&p.tcp_options);
-    let walk = tcpopt::walk(&buf, p.tcp_options.len() as u32);
-    (buf, walk)
-}
-
-/// NOP, NOP, timestamps (`val`, `ecr`).
-fn ts_options(val: u32, ecr: u32) -> Vec<u8> {
-    let mut o = vec![1, 1, 8, 10];
-    o.extend_from_slice(&val.to_be_bytes());
-    o.extend_from_slice(&ecr.to_be_bytes());
-    o
-}
-
 #[test]
 fn timestamps_and_window_scaling_go_through_the_handoff() {
     needs_root!("timestamps_and_window_scaling_go_through_the_handoff");
@@ -674,16 +658,16 @@ fn timestamps_and_window_scaling_go_through_the_handoff() {
     syn.sport = sport;
     let run = xdp(&t, &syn.build(), Reason::SynCookieSent);
     let cookie = packet::parse(&run.output).seq;
-    let (buf, w) = options_of(&run.output);
+    let (buf, w) = options_of(&packet::parse(&run.output));
     let (ours, _) = tcpopt::timestamps(&buf, &w).expect("timestamps agreed");
 
     // Its first data segment echoes our timestamp: the replayed SYN offers the listener exactly that
     // (the client's window scale, SACK, the client's own timestamp).
     let mut data = client_segment(&syn, 0, cookie.wrapping_add(1), PSH | ACK, REQUEST);
-    data.tcp_options = ts_options(1000, ours);
+    data.tcp_options = ts_options(1000, ours, None);
     let run = xdp(&t, &data.build(), Reason::HandoffSynReplayed);
     let p = packet::parse(&run.output);
-    let (buf, w) = options_of(&run.output);
+    let (buf, w) = options_of(&packet::parse(&run.output));
     assert_eq!((w.mss, w.sack_perm, w.wscale), (1460, 1, 7));
     assert_eq!(tcpopt::timestamps(&buf, &w), Some((1000, 0)));
     assert_eq!(p.window, tcpopt::rescale_window(502, 7, 0));
@@ -698,7 +682,7 @@ fn timestamps_and_window_scaling_go_through_the_handoff() {
     o.extend_from_slice(&[1, 3, 3, vip_wscale + 2]);
     synack.tcp_options = o;
     let run = tc(&t, &synack.build(), Reason::TcHandoffAck);
-    let (buf, w) = options_of(&run.output);
+    let (buf, w) = options_of(&packet::parse(&run.output));
     assert_eq!(tcpopt::timestamps(&buf, &w), Some((1000, listener_ts)));
     assert!(packet::parse(&run.output).tcp_csum_ok);
     let flow = t.flow(&key(sport)).unwrap().unwrap();
@@ -713,10 +697,10 @@ fn timestamps_and_window_scaling_go_through_the_handoff() {
         b"HTTP/1.1 200 OK\r\n",
     );
     response.window = 100;
-    response.tcp_options = ts_options(listener_ts + 7, 1000);
+    response.tcp_options = ts_options(listener_ts + 7, 1000, None);
     let run = tc(&t, &response.build(), Reason::TcPass);
     let p = packet::parse(&run.output);
-    let (buf, w) = options_of(&run.output);
+    let (buf, w) = options_of(&packet::parse(&run.output));
     assert_eq!(tcpopt::timestamps(&buf, &w), Some((ours + 7, 1000)));
     assert_eq!(p.window, 400, "rescaled from the listener's scale to ours");
     assert!(p.tcp_csum_ok, "checksum still right");
@@ -729,9 +713,9 @@ fn timestamps_and_window_scaling_go_through_the_handoff() {
         ACK,
         &[],
     );
-    ack.tcp_options = ts_options(1010, ours + 7);
+    ack.tcp_options = ts_options(1010, ours + 7, None);
     let run = xdp(&t, &ack.build(), Reason::FlowTranslatedPass);
-    let (buf, w) = options_of(&run.output);
+    let (buf, w) = options_of(&packet::parse(&run.output));
     assert_eq!(tcpopt::timestamps(&buf, &w), Some((1010, listener_ts + 7)));
     assert!(packet::parse(&run.output).tcp_csum_ok);
 }

@@ -17,6 +17,7 @@ use rauta_common::{
 use rauta_dataplane::{KernelTiers, Reason, XdpAction, TC_ACT_REDIRECT};
 use support::{
     netns,
+    options::{options_of, ts_options},
     packet::{self, Parsed, Tcp4, ACK},
     routes::{service, table},
 };
@@ -708,27 +709,6 @@ fn median_cost_of_the_splice() {
             );
         }
     });
-}
-
-/// The options of a parsed segment, walked.
-fn options_of(p: &Parsed) -> ([u8; tcpopt::OPTIONS_BUF], tcpopt::OptionWalk) {
-    let mut buf = [0u8; tcpopt::OPTIONS_BUF];
-    buf[..p.tcp_options.len()].copy_from_slice(&p.tcp_options);
-    let walk = tcpopt::walk(&buf, p.tcp_options.len() as u32);
-    (buf, walk)
-}
-
-/// NOP, NOP, timestamps (`val`, `ecr`), then NOP, NOP, SACK with one block `sack` if given.
-fn ts_options(val: u32, ecr: u32, sack: Option<(u32, u32)>) -> Vec<u8> {
-    let mut o = vec![1, 1, 8, 10];
-    o.extend_from_slice(&val.to_be_bytes());
-    o.extend_from_slice(&ecr.to_be_bytes());
-    if let Some((left, right)) = sack {
-        o.extend_from_slice(&[1, 1, 5, 10]);
-        o.extend_from_slice(&left.to_be_bytes());
-        o.extend_from_slice(&right.to_be_bytes());
-    }
-    o
 }
 
 #[test]
