@@ -69,7 +69,9 @@ impl ProxyBody {
 
     /// The upstream connection of a `101 Switching Protocols` answer, with any bytes it sent after the head;
     /// `None` for any other body.
-    pub(crate) fn into_upgraded(self) -> Option<(tokio::net::TcpStream, bytes::BytesMut)> {
+    pub(crate) fn into_upgraded(
+        self,
+    ) -> Option<(crate::upstream::tls::UpstreamIo, bytes::BytesMut)> {
         match self.0 {
             Kind::Upstream(body) => body.into_upgraded(),
             // Counted bodies are never upgrades (see `access_log::finish`).

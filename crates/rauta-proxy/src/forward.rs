@@ -24,6 +24,17 @@ use crate::target::routing_key;
 /// The Service port `appProtocol` that makes the upstream side speak HTTP/2 with prior knowledge.
 const H2C: &str = "kubernetes.io/h2c";
 
+/// How the upstream side is spoken to, from the backend's Service port `appProtocol`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Upstream {
+    /// HTTP/1.1 over TCP (no `appProtocol`, `http`, `kubernetes.io/ws`, anything unknown).
+    Http1,
+    /// HTTP/2 with prior knowledge (`kubernetes.io/h2c`); upgrades still go over HTTP/1.1.
+    H2c,
+    /// HTTP/1.1 over TLS (`kubernetes.io/wss`), WebSocket upgrades included; see `upstream::tls`.
+    Tls,
+}
+
 /// Serve one request (from either protocol); every outcome becomes a response, and every response is
 /// counted in `rauta_requests_total`.
 pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Response<ProxyBody> {
@@ -75,7 +86,7 @@ async fn forward(
     service: &mut Option<Arc<ServiceMetrics>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let proxy = &*conn.proxy;
-    let (mut chosen, h2c) = {
+    let (mut chosen, speak) = {
         let key = routing_key(&req)?;
         // The snapshot is only held while choosing: the request keeps its endpoint whatever reloads happen
         // while it is in flight, and a reload never waits for requests.
@@ -94,7 +105,12 @@ async fn forward(
         };
         *service = Some(proxy.metrics.service(&backend.service));
         let chosen = Chosen::new(proxy, backend, conn.peer).ok_or(ProxyError::NoEndpoints)?;
-        (chosen, backend.app_protocol.as_deref() == Some(H2C))
+        let speak = match backend.app_protocol.as_deref() {
+            Some(H2C) => Upstream::H2c,
+            Some(crate::upstream::tls::WSS) => Upstream::Tls,
+            _ => Upstream::Http1,
+        };
+        (chosen, speak)
     };
 
     // A declared length over the limit is refused before any upstream work (both codecs take the exact size
@@ -113,7 +129,7 @@ async fn forward(
         None => None,
     };
     // HTTP/2 upstream for h2c backends, except for upgrades (WebSocket), which only HTTP/1.1 carries.
-    let h2c = h2c && upgrade.is_none();
+    let h2c = speak == Upstream::H2c && upgrade.is_none();
     // A gRPC call's own deadline replaces `response_timeout`.
     let grpc_timeout = grpc::is_grpc(&parts.headers)
         .then(|| grpc::timeout(&parts.headers))
@@ -171,8 +187,14 @@ async fn forward(
         parts.version = Version::HTTP_11;
         let body = UpstreamBody::new(body, limit);
         let retry = balance::idempotent(&parts.method);
-        let sending = proxy.pool.send_balanced(&mut chosen, retry, &parts, body);
-        let sent = tokio::time::timeout_at(deadline, sending).await;
+        let sent = if speak == Upstream::Tls {
+            // Boxed like the HTTP/2 exchange: a rare path must not enlarge every request's future.
+            let sending = proxy.pool.send_tls(&mut chosen, retry, &parts, body);
+            tokio::time::timeout_at(deadline, Box::pin(sending)).await
+        } else {
+            let sending = proxy.pool.send_balanced(&mut chosen, retry, &parts, body);
+            tokio::time::timeout_at(deadline, sending).await
+        };
         match sent {
             Err(_elapsed) => return Err(chosen.timed_out()),
             Ok(result) => chosen.settle(result)?.map(ProxyBody::upstream),

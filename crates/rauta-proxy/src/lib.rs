@@ -30,7 +30,9 @@
 //! pooled per endpoint address and kept alive; the upstream side speaks HTTP/1.1 through the proxy's own codec
 //! (`upstream`), on the request's own task, or HTTP/2 with prior knowledge (hyper's client, one multiplexed
 //! connection per endpoint) when the Service port's `appProtocol` is `kubernetes.io/h2c` (WebSocket upgrades
-//! always go over HTTP/1.1). Requests lose hop-by-hop headers and
+//! always go over HTTP/1.1), or HTTP/1.1 over TLS, on a connection per request, when it is
+//! `kubernetes.io/wss` (SNI from the Host, certificate not verified; see `upstream::tls`). A failed
+//! handshake with such a backend answers 502. Requests lose hop-by-hop headers and
 //! gain `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Real-IP`; the Host header passes
 //! unchanged; responses lose hop-by-hop headers. Trailers pass in both directions.
 //!

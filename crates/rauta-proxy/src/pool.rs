@@ -25,6 +25,7 @@ use crate::body::{RequestBodyError, UpstreamBody};
 use crate::config::ProxyConfig;
 use crate::downstream::BodyError;
 use crate::error::ProxyError;
+use crate::upstream::tls::{self, UpstreamIo};
 use crate::upstream::{self, Attempt, ResponseBody, SendError};
 
 /// Shortest interval between idle sweeps.
@@ -100,7 +101,8 @@ struct Idle {
 /// A connection checked out for one request, with its buffers (kept across requests so an exchange
 /// allocates nothing for them).
 pub(crate) struct Pooled {
-    pub(crate) stream: TcpStream,
+    /// Plain TCP, or TLS for `kubernetes.io/wss` backends (those are never pooled).
+    pub(crate) stream: UpstreamIo,
     /// Bytes read from the upstream and not consumed yet.
     pub(crate) read_buf: BytesMut,
     /// Request bytes (head, framing, small body frames) queued for writing.
@@ -119,7 +121,7 @@ impl Pooled {
 
     /// The stream and the bytes read from it but not consumed, for a connection leaving the pool's care
     /// for good (an upgraded connection).
-    pub(crate) fn into_parts(self) -> (TcpStream, BytesMut) {
+    pub(crate) fn into_parts(self) -> (UpstreamIo, BytesMut) {
         (self.stream, self.read_buf)
     }
 
@@ -132,13 +134,17 @@ impl Pooled {
         if pool.max_idle == 0 || !self.read_buf.is_empty() {
             return;
         }
+        let UpstreamIo::Plain(stream) = self.stream else {
+            // TLS connections are not pooled (see `upstream::tls`).
+            return;
+        };
         let mut write_buf = self.write_buf;
         write_buf.clear();
         let mut idle = pool.lock();
         let list = idle.entry(self.endpoint).or_default();
         if list.len() < pool.max_idle {
             list.push(Idle {
-                stream: self.stream,
+                stream,
                 read_buf: self.read_buf,
                 write_buf,
                 since: Instant::now(),
@@ -229,7 +235,7 @@ impl Pool {
     async fn checkout(&self, endpoint: SocketAddr) -> Result<Pooled, ProxyError> {
         if let Some(idle) = self.inner.take_idle(endpoint) {
             return Ok(Pooled {
-                stream: idle.stream,
+                stream: UpstreamIo::Plain(idle.stream),
                 read_buf: idle.read_buf,
                 write_buf: idle.write_buf,
                 endpoint,
@@ -254,7 +260,7 @@ impl Pool {
         // Small requests must not wait for Nagle; failure only costs latency.
         let _ = stream.set_nodelay(true);
         Ok(Pooled {
-            stream,
+            stream: UpstreamIo::Plain(stream),
             read_buf: BytesMut::new(),
             write_buf: Vec::with_capacity(1024),
             endpoint,
@@ -284,6 +290,37 @@ impl Pool {
             Err(err) => return Err(err),
         };
         self.send_on(conn, chosen.endpoint(), parts, body).await
+    }
+
+    /// [`Pool::send_balanced`] for a `kubernetes.io/wss` backend: a new TLS connection (SNI from the
+    /// request's Host, see `upstream::tls`), never pooled; a failed TCP connect is retried the same way.
+    pub(crate) async fn send_tls(
+        &self,
+        chosen: &mut Chosen,
+        retry: bool,
+        parts: &request::Parts,
+        body: UpstreamBody,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let mut conn = match self.connect(chosen.endpoint()).await {
+            Ok(conn) => conn,
+            Err(err @ (ProxyError::Connect(_) | ProxyError::ConnectTimeout)) => {
+                if !chosen.connect_failed(retry) {
+                    return Err(err);
+                }
+                self.connect(chosen.endpoint()).await?
+            }
+            Err(err) => return Err(err),
+        };
+        let endpoint = chosen.endpoint();
+        let UpstreamIo::Plain(tcp) = conn.stream else {
+            // `connect` only makes plain connections; kept as an error rather than a panic.
+            return Err(ProxyError::Upstream(std::io::Error::other(
+                "upstream connection already encrypted",
+            )));
+        };
+        let sni = tls::server_name(parts, endpoint);
+        conn.stream = tls::handshake(tcp, endpoint, sni, self.inner.connect_timeout).await?;
+        self.send_on(conn, endpoint, parts, body).await
     }
 
     /// Send a request (head `parts`, body `body`) on `conn` (to `endpoint`) and return the response once its head has

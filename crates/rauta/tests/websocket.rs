@@ -244,3 +244,121 @@ async fn a_wss_session_survives_20_reloads_and_a_certificate_rotation() {
     fresh.echo("a new session under the new certificate");
     client.echo("the old session still echoes");
 }
+
+/// [`service`] whose port declares `appProtocol: kubernetes.io/wss` (the backend speaks TLS).
+fn wss_service(name: &str, endpoints: &[SocketAddr]) -> String {
+    service(name, endpoints).replacen(
+        "      port: 80\n",
+        "      port: 80\n      appProtocol: kubernetes.io/wss\n",
+        1,
+    )
+}
+
+/// [`ws_ingress`] without the HTTP to HTTPS redirect (so `ws://` to the HTTP port reaches the backend
+/// too), plus a host-less rule to Service `ws` (requests by address, whose Host is no DNS name).
+fn ws_ingress_both_schemes() -> String {
+    ws_ingress().replacen(
+        "  name: ws\n",
+        "  name: ws\n  annotations:\n    rauta.io/ssl-redirect: \"false\"\n",
+        1,
+    ) + &ingress(
+        "by-address",
+        &[(None, &[common::path("/", "Prefix", "ws")])],
+        None,
+    )
+}
+
+/// The next line of `server` that is not about a handshake's SNI... or is: the SNI line itself.
+fn sni_line(server: &Py) -> String {
+    let line = server.line();
+    assert!(line.starts_with("sni "), "server said {line:?}");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_backend_is_spoken_to_over_tls_with_the_host_as_sni() {
+    if !have_websockets() {
+        return;
+    }
+    let dir = ManifestDir::new();
+    // The backend's certificate is self-signed and for another name: RAUTA does not verify it.
+    let (backend_cert, backend_key) = self_signed("backend.internal", "backend");
+    let cert_file = dir.file("..backend.crt");
+    let key_file = dir.file("..backend.key");
+    std::fs::write(&cert_file, &backend_cert).unwrap();
+    std::fs::write(&key_file, &backend_key).unwrap();
+    let (server, backend_addr) = echo_server(Some((
+        cert_file.to_str().unwrap(),
+        key_file.to_str().unwrap(),
+    )));
+    let (cert, key) = self_signed("ws.example", "ws.example");
+    let ca = dir.file("..front.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    dir.write(
+        "all.yaml",
+        &(ingress_class()
+            + &wss_service("ws", &[backend_addr])
+            + &secret("ws-cert", &cert, &key)
+            + &ws_ingress_both_schemes()),
+    );
+    let rauta = Rauta::start(dir.path(), &[]);
+
+    // ws:// to the HTTP listener: TLS only on the backend leg.
+    let uri = format!("ws://ws.example:{}/chat", rauta.http.port());
+    let mut plain = ws_client(&uri, rauta.http, None);
+    assert_eq!(sni_line(&server), "sni ws.example");
+    plain.echo("over ws to RAUTA, wss to the backend");
+
+    // wss:// to the HTTPS listener: TLS on both legs.
+    let uri = format!("wss://ws.example:{}/chat", rauta.https.port());
+    let mut secure = ws_client(&uri, rauta.https, ca.to_str());
+    assert_eq!(sni_line(&server), "sni ws.example");
+    secure.echo("over wss on both legs");
+    plain.echo("the first session still echoes");
+
+    // A plain (not upgrade) request goes over TLS too: the backend answers it 426 itself.
+    let answer = get(rauta.http, "ws.example", "/chat").await.unwrap();
+    assert_eq!(answer.status, 426, "{:?}", answer.body);
+    assert_eq!(sni_line(&server), "sni ws.example");
+
+    // A Host that is an address: no SNI at all.
+    let by_address = format!("127.0.0.1:{}", rauta.http.port());
+    let answer = get(rauta.http, &by_address, "/chat").await.unwrap();
+    assert_eq!(answer.status, 426, "{:?}", answer.body);
+    assert_eq!(sni_line(&server), "sni None");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_backend_that_does_not_speak_tls_answers_502_and_is_logged() {
+    if !have_websockets() {
+        return;
+    }
+    // A WebSocket server without TLS behind a port that says it has TLS.
+    let (_server, backend_addr) = echo_server(None);
+    let dir = ManifestDir::new();
+    let (cert, key) = self_signed("ws.example", "ws.example");
+    dir.write(
+        "all.yaml",
+        &(ingress_class()
+            + &wss_service("ws", &[backend_addr])
+            + &secret("ws-cert", &cert, &key)
+            + &ws_ingress_both_schemes()),
+    );
+    let rauta = Rauta::start(dir.path(), &[]);
+
+    let answer = get(rauta.http, "ws.example", "/chat").await.unwrap();
+    assert_eq!(answer.status, 502);
+    assert_eq!(&answer.body[..], b"502 bad gateway\n");
+    let line = rauta.wait_for_log("TLS handshake with the backend failed");
+    assert!(line.contains(&backend_addr.to_string()), "{line}");
+
+    // The WebSocket client is refused with the same status.
+    let uri = format!("ws://ws.example:{}/chat", rauta.http.port());
+    let addr = rauta.http.to_string();
+    let client = Py::spawn(&[CLIENT_PY, &uri, &addr]);
+    let said = client.line();
+    assert!(
+        said.starts_with("error") && said.contains("502"),
+        "client said {said:?}"
+    );
+}

@@ -7,7 +7,8 @@
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::upstream::tls::UpstreamIo;
 
 /// Copy between `client` and `upstream` until either closes. `to_upstream` and `to_client` are bytes each
 /// side sent after its head that were already read (a client may send its first frame without waiting for
@@ -15,7 +16,7 @@ use tokio::net::TcpStream;
 pub(super) async fn tunnel<I>(
     client: &mut I,
     to_upstream: &[u8],
-    mut upstream: TcpStream,
+    mut upstream: UpstreamIo,
     to_client: BytesMut,
 ) -> std::io::Result<(u64, u64)>
 where

@@ -77,7 +77,7 @@ impl ResponseBody {
 
     /// The connection and the bytes the upstream sent after its `101` head, for the tunnel; `None` unless
     /// this is the answer to an upgrade.
-    pub(crate) fn into_upgraded(mut self) -> Option<(tokio::net::TcpStream, bytes::BytesMut)> {
+    pub(crate) fn into_upgraded(mut self) -> Option<(super::tls::UpstreamIo, bytes::BytesMut)> {
         if !matches!(self.framing, Framing::Upgraded) {
             return None;
         }

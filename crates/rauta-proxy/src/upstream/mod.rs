@@ -21,6 +21,7 @@ mod body;
 mod h2;
 mod h2_body;
 mod head;
+pub(crate) mod tls;
 
 use std::future::{poll_fn, Future};
 use std::io::{self, Write as _};
