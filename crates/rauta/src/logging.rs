@@ -2,9 +2,12 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{LogArgs, LogFormat};
+use crate::tls_log::RustlsWarnings;
 
 /// Install the global subscriber. The filter is `--log-level` if given, else `RUST_LOG`, else `info`.
 pub fn init(args: &LogArgs) {
@@ -19,13 +22,16 @@ pub fn init(args: &LogArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    // try_init: a second call (tests) keeps the first subscriber instead of panicking.
+    // try_init: a second call (tests) keeps the first subscriber instead of panicking. Like the
+    // builder's own, it also routes `log` records (rustls logs through `log`) into tracing.
     let _ = match args.log_format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.finish().with(RustlsWarnings::default()).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .finish()
+            .with(RustlsWarnings::default())
             .try_init(),
     };
 }

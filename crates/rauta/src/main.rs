@@ -17,6 +17,7 @@ mod routes_view;
 mod run;
 mod sources;
 mod tls;
+mod tls_log;
 mod watch;
 mod workers;
 

@@ -796,3 +796,43 @@ fn check_reports_unusable_tls_secrets() {
     assert_eq!(v["tls"].as_array().unwrap().len(), 2, "{json}");
     assert_eq!(v["ok"], false);
 }
+
+/// A client sending an IP address as SNI (wrk and other OpenSSL clients send the address they connect to)
+/// makes rustls warn once per handshake; 100 such handshakes must not become 100 log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_address_as_sni_is_not_a_log_line_per_handshake() {
+    let pki = Pki::new("rauta test intermediate");
+    let (rauta, _dir, _web) = start_sni_setup(&pki, &[]).await;
+    let illegal = |rauta: &Rauta| {
+        rauta
+            .logs()
+            .iter()
+            .filter(|l| l.contains("Illegal SNI"))
+            .count()
+    };
+    // Handshakes in four parallel lanes (s_client is a process each); every one gets the default
+    // certificate (rustls ignores the address).
+    let lanes: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = rauta.https;
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let out = s_client(addr, Some("127.0.0.1"), &[]);
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    assert!(text.contains("subject="), "no handshake:\n{text}");
+                }
+            })
+        })
+        .collect();
+    for lane in lanes {
+        lane.join().unwrap();
+    }
+    // The first warning is logged (the problem stays visible), then nothing for a minute.
+    rauta.wait_for_log("Illegal SNI");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let lines = illegal(&rauta);
+    assert!(
+        (1..=3).contains(&lines),
+        "{lines} log lines for 100 handshakes"
+    );
+}
