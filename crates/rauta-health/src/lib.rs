@@ -18,7 +18,8 @@
 //! Concurrency: the request path only loads snapshots ([`arc_swap`]) and touches per-endpoint atomics; it
 //! never locks and never builds a table. Tables are rebuilt by one control task ([`Health::follow`]) when
 //! it is told that some endpoint changed, and swapped atomically; monitors (one task per endpoint) run on
-//! the same control runtime. The control task also follows the route table: backends are matched to
+//! the same control runtime. The control task also follows the route table, woken by
+//! [`Health::table_swapped`] after every swap (it never polls): backends are matched to
 //! their health by the identity of their `Arc<Backend>`, and the state of an endpoint survives reloads
 //! while the same Service port keeps it.
 
@@ -48,8 +49,6 @@ use endpoint::{millis, EndpointState};
 use metrics::{EndpointLabels, HealthMetrics, ServiceLabels};
 use selection::Selection;
 
-/// How often [`Health::follow`] looks for a new route table.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(50);
 /// Time allowed for the TCP probe of an ejected endpoint without an HTTP check.
 const TCP_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -325,9 +324,17 @@ impl Health {
         }
     }
 
-    /// The control loop: apply every new table of `routes` (checked every 50 ms) and rebuild pick tables as
-    /// soon as an endpoint's health changes. Runs until the task is dropped; spawn it on the control
-    /// runtime, never on a serving worker.
+    /// Tell the control task that `routes` (the table given to [`Health::follow`]) holds a new table.
+    /// Call after every swap: the task applies tables only when told. Cheap, never blocks; calls while
+    /// the task is busy fold into one wake-up (it always applies the latest table).
+    pub fn table_swapped(&self) {
+        self.shared.changed.notify_one();
+    }
+
+    /// The control loop: apply the current table of `routes` at start and after every
+    /// [`Health::table_swapped`], and rebuild pick tables as soon as an endpoint's health changes. Sleeps
+    /// between those events. Runs until the task is dropped; spawn it on the control runtime, never on a
+    /// serving worker.
     pub async fn follow(self, routes: Arc<ArcSwap<RouteTable>>) {
         let mut applied: Option<Arc<RouteTable>> = None;
         loop {
@@ -337,10 +344,10 @@ impl Health {
                 applied = Some(current);
             }
             self.rebuild_changed();
-            tokio::select! {
-                () = self.shared.changed.notified() => {}
-                () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
-            }
+            // `notify_one` keeps a permit when nobody waits, so a swap or a health change signalled while
+            // this loop was busy wakes the next wait at once: nothing is missed between the checks above
+            // and here.
+            self.shared.changed.notified().await;
         }
     }
 

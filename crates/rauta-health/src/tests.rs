@@ -159,6 +159,7 @@ async fn failures_eject_an_endpoint_moving_only_its_flows_and_retries_go_elsewhe
         &endpoints,
         serde_json::json!({"rauta.io/outlier-base-ejection-time": "60s"}),
     )));
+    health.table_swapped();
     let backend = backend_of(&routes.load());
     wait_until("the new table is applied", || {
         health
@@ -169,6 +170,7 @@ async fn failures_eject_an_endpoint_moving_only_its_flows_and_retries_go_elsewhe
     assert!(clients().all(|c| health.pick(&backend, c).unwrap().endpoint != victim));
     let fewer: Vec<SocketAddr> = endpoints.iter().copied().filter(|e| *e != victim).collect();
     routes.store(Arc::new(table(&fewer, serde_json::json!({}))));
+    health.table_swapped();
     wait_until("the victim's series is gone", || {
         !metrics_text(&registry).contains(&victim.to_string())
     })

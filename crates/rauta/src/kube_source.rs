@@ -206,6 +206,7 @@ impl KubeSource {
         mut self,
         table: Arc<ArcSwap<RouteTable>>,
         kernel: Option<Arc<KernelState>>,
+        health: Option<rauta_health::Health>,
         metrics: ConfigMetrics,
     ) {
         // Events are created by their own task, so that creating many (a burst of problems) never delays
@@ -226,7 +227,13 @@ impl KubeSource {
             };
             match self.compile(snapshot).await {
                 Ok(compiled) => {
-                    let routes = install(&table, kernel.as_deref(), &metrics, compiled.table);
+                    let routes = install(
+                        &table,
+                        kernel.as_deref(),
+                        health.as_ref(),
+                        &metrics,
+                        compiled.table,
+                    );
                     self.update_tls();
                     tracing::info!(
                         routes,

@@ -32,6 +32,8 @@ pub struct Reloader {
     pub kernel: Option<Arc<crate::kernel::KernelState>>,
     /// The HTTPS certificates: rebuilt from the same objects as the table, swapped right after it.
     pub tls: Option<Arc<rauta_tls::TlsCertificates>>,
+    /// Endpoint health: told of every table swap (see [`install`]).
+    pub health: Option<rauta_health::Health>,
     /// Reload counters.
     pub metrics: ConfigMetrics,
     /// Quiet time after the last change before reloading.
@@ -105,6 +107,7 @@ impl Reloader {
         let routes = install(
             &self.table,
             self.kernel.as_deref(),
+            self.health.as_ref(),
             &self.metrics,
             loaded.compiled.table,
         );
@@ -121,12 +124,13 @@ impl Reloader {
     }
 }
 
-/// Swap a new table in: the proxy's, then the kernel tiers' route maps, then the metrics. Shared by every
-/// configuration source (files, Kubernetes), so that they all reach the data plane the same way. Returns
-/// the number of routes.
+/// Swap a new table in: the proxy's, then the kernel tiers' route maps, then endpoint health (its control
+/// task is woken to follow the new table), then the metrics. Shared by every configuration source (files,
+/// Kubernetes), so that they all reach the data plane the same way. Returns the number of routes.
 pub fn install(
     serving: &ArcSwap<RouteTable>,
     kernel: Option<&crate::kernel::KernelState>,
+    health: Option<&rauta_health::Health>,
     metrics: &ConfigMetrics,
     table: RouteTable,
 ) -> usize {
@@ -141,6 +145,9 @@ pub fn install(
     }
     if let Some(kernel) = kernel {
         kernel.apply_routes(&table);
+    }
+    if let Some(health) = health {
+        health.table_swapped();
     }
     metrics.record_reload(ReloadResult::Ok);
     metrics.record_clean_load();

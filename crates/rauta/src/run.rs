@@ -100,6 +100,9 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     }
     // Endpoint health, shared by every worker; its control task follows the serving table (any source).
     let health = rauta_health::Health::new(&mut registry);
+    // The first table is applied here rather than left to the task's first turn, which may come after the
+    // listeners are up: the first requests then already pick from it and get its connect-failure retry.
+    health.update(table.load_full());
     let health_task = tokio::spawn(health.clone().follow(table.clone()));
     tls_metrics.register(&mut registry);
     kernel::register_metrics(&mut registry, kernel.clone());
@@ -176,6 +179,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
                 table: table.clone(),
                 kernel: kernel.clone(),
                 tls: Some(certificates.clone()),
+                health: Some(health.clone()),
                 metrics: config_metrics,
                 debounce: args.reload_debounce,
                 watcher,
@@ -183,9 +187,12 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
             };
             tokio::spawn(reloader.run(change_rx))
         }
-        Updates::Kubernetes(source) => {
-            tokio::spawn(source.run(table.clone(), kernel.clone(), config_metrics))
-        }
+        Updates::Kubernetes(source) => tokio::spawn(source.run(
+            table.clone(),
+            kernel.clone(),
+            Some(health.clone()),
+            config_metrics,
+        )),
     };
 
     let config = ProxyConfig {

@@ -395,3 +395,63 @@ async fn h2c_connect_failure_is_retried_on_another_endpoint() {
         .unwrap_or(0.0);
     assert!(retries >= 1.0, "retries {retries}");
 }
+
+/// Health follows reloads as they happen (woken by the table swap, not by polling): an endpoint added by a
+/// reload is health-checked, and taken out, within moments; one removed by a reload loses its series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_each_reload_at_once() {
+    let (good, _g) = backend("good").await;
+    let bad = failing_backend("bad").await;
+    let checks = [
+        ("rauta.io/health-check-path", "/healthz"),
+        ("rauta.io/health-check-interval", "100ms"),
+        ("rauta.io/health-check-unhealthy-threshold", "1"),
+        ("rauta.io/outlier-consecutive-failures", "0"),
+    ];
+    let dir = ManifestDir::new();
+    let shop = ingress(
+        "shop",
+        &[(Some("shop.example"), &[path("/", "Prefix", "web")])],
+        None,
+    );
+    dir.write(
+        "all.yaml",
+        &(ingress_class() + &annotated_service("web", &[good], &checks) + &shop),
+    );
+    let rauta = Rauta::start(dir.path(), &[]);
+    let good_metric = healthy_metric("web", good);
+    let bad_metric = healthy_metric("web", bad);
+    eventually("the first table is followed", || async {
+        rauta.metric(&good_metric).await == Some(1.0)
+    })
+    .await;
+
+    for round in 1..=3 {
+        dir.write(
+            "all.yaml",
+            &(ingress_class() + &annotated_service("web", &[good, bad], &checks) + &shop),
+        );
+        let reloaded = Instant::now();
+        eventually(
+            &format!("round {round}: the added endpoint is checked and out"),
+            || async { rauta.metric(&bad_metric).await == Some(0.0) },
+        )
+        .await;
+        // Debounce (50 ms), one check interval and the scrape: well under a second on a quiet machine.
+        assert!(
+            reloaded.elapsed() < Duration::from_secs(3),
+            "round {round}: {:?}",
+            reloaded.elapsed()
+        );
+        dir.write(
+            "all.yaml",
+            &(ingress_class() + &annotated_service("web", &[good], &checks) + &shop),
+        );
+        eventually(
+            &format!("round {round}: the removed endpoint's series is gone"),
+            || async { rauta.metric(&bad_metric).await.is_none() },
+        )
+        .await;
+    }
+    assert_eq!(rauta.metric(&good_metric).await, Some(1.0));
+}
