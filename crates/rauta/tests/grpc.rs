@@ -21,20 +21,7 @@ const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/client.
 
 /// Whether python3 with grpcio is there; `false` (after saying so) means skip, unless CI=true.
 fn have_grpcio() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import grpc"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "python3 with grpcio is required in CI (cargo xtask setup)"
-        );
-        eprintln!("skipped: needs python3 with grpcio (cargo xtask setup)");
-    }
-    ok
+    require_python_module("grpc", "python3 with grpcio")
 }
 
 /// The Python gRPC server, killed on drop.
@@ -309,12 +296,8 @@ fn h2load_many_concurrent_streams_to_h2c_backend() {
     if !have_grpcio() {
         return;
     }
-    if Command::new("h2load").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "h2load is required in CI (cargo xtask setup)"
-        );
-        eprintln!("skipped: needs h2load (nghttp2-client)");
+    let h2load = Command::new("h2load").arg("--version").output().is_ok();
+    if !require(h2load, "h2load (nghttp2-client)") {
         return;
     }
     let server = GrpcServer::start();

@@ -19,20 +19,7 @@ const CLIENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/websocket/cl
 
 /// Whether python3 with `websockets` is there; `false` (after saying so) means skip, unless CI=true.
 fn have_websockets() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import websockets.asyncio.client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "python3 with websockets is required in CI (cargo xtask setup)"
-        );
-        eprintln!("skipped: needs python3 with websockets (cargo xtask setup)");
-    }
-    ok
+    require_python_module("websockets.asyncio.client", "python3 with websockets")
 }
 
 /// A Python helper talking line by line over stdin/stdout; killed on drop.
@@ -268,7 +255,24 @@ fn ws_ingress_both_schemes() -> String {
     )
 }
 
-/// The next line of `server` that is not about a handshake's SNI... or is: the SNI line itself.
+/// RAUTA with manifests in `dir`: host `ws.example` (its own certificate, also without the HTTPS redirect)
+/// and any host by address routed to `backend` behind a `kubernetes.io/wss` port. Returns RAUTA and the
+/// file a client verifying `ws.example` trusts.
+fn start_in_front_of_wss(dir: &ManifestDir, backend: SocketAddr) -> (Rauta, std::path::PathBuf) {
+    let (cert, key) = self_signed("ws.example", "ws.example");
+    let ca = dir.file("..front.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    dir.write(
+        "all.yaml",
+        &(ingress_class()
+            + &wss_service("ws", &[backend])
+            + &secret("ws-cert", &cert, &key)
+            + &ws_ingress_both_schemes()),
+    );
+    (Rauta::start(dir.path(), &[]), ca)
+}
+
+/// The next line of `server`, which must be the SNI of a handshake (`sni NAME` or `sni None`).
 fn sni_line(server: &Py) -> String {
     let line = server.line();
     assert!(line.starts_with("sni "), "server said {line:?}");
@@ -291,17 +295,7 @@ async fn a_wss_backend_is_spoken_to_over_tls_with_the_host_as_sni() {
         cert_file.to_str().unwrap(),
         key_file.to_str().unwrap(),
     )));
-    let (cert, key) = self_signed("ws.example", "ws.example");
-    let ca = dir.file("..front.pem");
-    std::fs::write(&ca, &cert).unwrap();
-    dir.write(
-        "all.yaml",
-        &(ingress_class()
-            + &wss_service("ws", &[backend_addr])
-            + &secret("ws-cert", &cert, &key)
-            + &ws_ingress_both_schemes()),
-    );
-    let rauta = Rauta::start(dir.path(), &[]);
+    let (rauta, ca) = start_in_front_of_wss(&dir, backend_addr);
 
     // ws:// to the HTTP listener: TLS only on the backend leg.
     let uri = format!("ws://ws.example:{}/chat", rauta.http.port());
@@ -336,15 +330,7 @@ async fn a_wss_backend_that_does_not_speak_tls_answers_502_and_is_logged() {
     // A WebSocket server without TLS behind a port that says it has TLS.
     let (_server, backend_addr) = echo_server(None);
     let dir = ManifestDir::new();
-    let (cert, key) = self_signed("ws.example", "ws.example");
-    dir.write(
-        "all.yaml",
-        &(ingress_class()
-            + &wss_service("ws", &[backend_addr])
-            + &secret("ws-cert", &cert, &key)
-            + &ws_ingress_both_schemes()),
-    );
-    let rauta = Rauta::start(dir.path(), &[]);
+    let (rauta, _ca) = start_in_front_of_wss(&dir, backend_addr);
 
     let answer = get(rauta.http, "ws.example", "/chat").await.unwrap();
     assert_eq!(answer.status, 502);

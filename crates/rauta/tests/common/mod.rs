@@ -232,6 +232,31 @@ impl Drop for Rauta {
     }
 }
 
+/// Whether a tool a test needs from outside the workspace is there. When it is not: the test must not pass
+/// by skipping in CI, so this fails it when CI=true, and otherwise says `skipped: needs WHAT` and returns
+/// `false` (the test then returns).
+pub fn require(present: bool, what: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} is required in CI (cargo xtask setup)"
+        );
+        eprintln!("skipped: needs {what} (cargo xtask setup)");
+    }
+    present
+}
+
+/// [`require`] for a Python module the test's Python peers import (`what` names it for people).
+pub fn require_python_module(module: &str, what: &str) -> bool {
+    let present = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(present, what)
+}
+
 /// Run `rauta` to completion with `args`; returns (status, stdout, stderr). Killed after [`PATIENCE`].
 pub fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
     let mut child = Command::new(RAUTA)
