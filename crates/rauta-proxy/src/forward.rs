@@ -1,5 +1,6 @@
 //! One request: route it, rewrite it, send it upstream, stream the answer back.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -37,8 +38,14 @@ enum Upstream {
 
 /// Serve one request (from either protocol); every outcome becomes a response, and every response is
 /// counted in `rauta_requests_total`.
-pub(crate) async fn handle(conn: &ConnContext, req: Request<ClientBody>) -> Response<ProxyBody> {
-    handle_lingering(conn, req, None).await
+///
+/// A plain function returning [`handle_lingering`]'s future, not an `async fn` awaiting it: that would be
+/// one more layer holding a copy-sized slot for the whole request future, moved (copied) on every request.
+pub(crate) fn handle(
+    conn: &ConnContext,
+    req: Request<ClientBody>,
+) -> impl Future<Output = Response<ProxyBody>> + Send + '_ {
+    handle_lingering(conn, req, None)
 }
 
 /// [`handle`], and when the proxy answers itself, first read the rest of the request body that `parked`

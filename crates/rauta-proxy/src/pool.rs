@@ -26,7 +26,7 @@ use crate::config::ProxyConfig;
 use crate::downstream::BodyError;
 use crate::error::ProxyError;
 use crate::upstream::tls::{self, UpstreamIo};
-use crate::upstream::{self, Attempt, ResponseBody, SendError};
+use crate::upstream::{self, Attempt, FieldSpans, ResponseBody, SendError};
 
 /// Shortest interval between idle sweeps.
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -95,6 +95,7 @@ struct Idle {
     stream: TcpStream,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
+    spans: FieldSpans,
     since: Instant,
 }
 
@@ -107,6 +108,8 @@ pub(crate) struct Pooled {
     pub(crate) read_buf: BytesMut,
     /// Request bytes (head, framing, small body frames) queued for writing.
     pub(crate) write_buf: Vec<u8>,
+    /// Scratch space of the response head parse.
+    pub(crate) spans: FieldSpans,
     endpoint: SocketAddr,
     /// Taken from the pool rather than freshly connected (a failed send may then be retried).
     reused: bool,
@@ -147,6 +150,7 @@ impl Pooled {
                 stream,
                 read_buf: self.read_buf,
                 write_buf,
+                spans: self.spans,
                 since: Instant::now(),
             });
         }
@@ -238,6 +242,7 @@ impl Pool {
                 stream: UpstreamIo::Plain(idle.stream),
                 read_buf: idle.read_buf,
                 write_buf: idle.write_buf,
+                spans: idle.spans,
                 endpoint,
                 reused: true,
                 pool: Arc::downgrade(&self.inner),
@@ -263,6 +268,7 @@ impl Pool {
             stream: UpstreamIo::Plain(stream),
             read_buf: BytesMut::new(),
             write_buf: Vec::with_capacity(1024),
+            spans: Vec::new(),
             endpoint,
             reused: false,
             pool: Arc::downgrade(&self.inner),

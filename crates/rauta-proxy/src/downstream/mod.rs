@@ -581,8 +581,47 @@ where
 }
 
 /// Make room for a read when less than a quarter of the reserve is free.
+///
+/// An emptied buffer first goes back to the start of its allocation when nothing else still shares it (the
+/// previous head's header values are dropped by then): each request then lands in the same few cache lines.
+/// Without this, every request's bytes went one head further into the 16 KiB reserve, so with 50 connections
+/// the reads walked through megabytes of cold memory (cache misses in the kernel's copy and in the parse).
+/// `try_reclaim` never allocates; it declines when the allocation is shared or already rewound.
 fn reserve(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        let _ = buf.try_reclaim(buf.capacity() + 1);
+    }
     if buf.capacity() - buf.len() < READ_RESERVE / 4 {
         buf.reserve(READ_RESERVE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emptied_read_buffer_rewinds_to_its_start_unless_shared() {
+        let mut buf = BytesMut::with_capacity(INITIAL_READ_BUF);
+        reserve(&mut buf);
+        let start = buf.as_ptr();
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let head = buf.split_to(buf.len()).freeze();
+        // The head still shares the allocation: no rewind, and no new allocation either.
+        reserve(&mut buf);
+        assert_ne!(buf.as_ptr(), start);
+        drop(head);
+        reserve(&mut buf);
+        assert_eq!(
+            buf.as_ptr(),
+            start,
+            "the next read starts where the first did"
+        );
+        // Pipelined bytes are never moved away.
+        buf.extend_from_slice(b"GET /a HTTP/1.1\r\n\r\nGET /b");
+        let first = buf.split_to(19).freeze();
+        drop(first);
+        reserve(&mut buf);
+        assert_eq!(&buf[..], b"GET /b");
     }
 }

@@ -1,6 +1,7 @@
 //! The upstream response head: parsing it (httparse) and what it says about the body and the connection.
 
 use std::io;
+use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -11,12 +12,27 @@ use super::body::{Chunk, Framing};
 /// Most header fields accepted in an upstream response head (and in a chunked body's trailer section).
 pub(super) const MAX_RESPONSE_HEADERS: usize = 128;
 
+/// Where a field's name and value sit in the head: byte offsets (name start, name end, value start, value
+/// end). Each pooled connection keeps one vector of these, so a parse allocates and clears nothing for it.
+pub(crate) type FieldSpans = Vec<[usize; 4]>;
+
 /// Parse a response head at the start of `buf`; on success remove it from `buf`. `None`: incomplete.
 /// 1xx heads are returned too: the caller skips interim ones and decides whether a 101 is expected.
-pub(super) fn parse_head(buf: &mut BytesMut, max_head: usize) -> io::Result<Option<Response<()>>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    let len = match parsed.parse(buf) {
+/// `spans` is scratch space.
+pub(super) fn parse_head(
+    buf: &mut BytesMut,
+    max_head: usize,
+    spans: &mut FieldSpans,
+) -> io::Result<Option<Response<()>>> {
+    // Uninitialised slots: httparse fills only what it parses (zeroing 128 slots, 4 KiB, cost more than
+    // parsing a typical head).
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut slots,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => {
             return Err(invalid("response head too large"))
@@ -37,16 +53,15 @@ pub(super) fn parse_head(buf: &mut BytesMut, max_head: usize) -> io::Result<Opti
     // Header values are sliced out of the frozen head (no copy per value); record where they are first,
     // since the parsed slices borrow the buffer.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_RESPONSE_HEADERS];
-    let count = parsed.headers.len();
-    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+    spans.clear();
+    spans.extend(parsed.headers.iter().map(|h| {
         let name = h.name.as_ptr() as usize - base;
         let value = h.value.as_ptr() as usize - base;
-        *span = (name, name + h.name.len(), value, value + h.value.len());
-    }
+        [name, name + h.name.len(), value, value + h.value.len()]
+    }));
     let head = buf.split_to(len).freeze();
-    let mut map = HeaderMap::with_capacity(count);
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    let mut map = HeaderMap::with_capacity(spans.len());
+    for &[ns, ne, vs, ve] in spans.iter() {
         let name =
             HeaderName::from_bytes(&head[ns..ne]).map_err(|_| invalid("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
@@ -136,13 +151,17 @@ mod tests {
     fn heads_parse_skip_nothing_and_limit_size() {
         let mut buf =
             BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok"[..]);
-        let head = parse_head(&mut buf, 8192).unwrap().unwrap();
+        let head = parse_head(&mut buf, 8192, &mut Vec::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(head.status(), 200);
         assert_eq!(head.headers()["x-a"], "b");
         assert_eq!(&buf[..], b"ok");
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-A: b"[..]);
-        assert!(parse_head(&mut partial, 8192).unwrap().is_none());
-        assert!(parse_head(&mut partial, 10).is_err());
+        assert!(parse_head(&mut partial, 8192, &mut Vec::new())
+            .unwrap()
+            .is_none());
+        assert!(parse_head(&mut partial, 10, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -41,6 +41,7 @@ use body::Framing;
 pub(crate) use body::ResponseBody;
 pub(crate) use h2::{prepare as prepare_h2, H2Pool};
 pub(crate) use h2_body::H2ResponseBody;
+pub(crate) use head::FieldSpans;
 use head::{connection_has, parse_head, response_framing};
 
 /// Request body frames up to this size are copied next to their framing so both go out in one write.
@@ -244,6 +245,11 @@ impl Exchange {
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(Ok(0));
         };
+        // As on the client side (`downstream::reserve`): an emptied buffer rewinds to the start of its
+        // allocation, so every response lands in the same cache lines instead of walking the reserve.
+        if conn.read_buf.is_empty() {
+            let _ = conn.read_buf.try_reclaim(conn.read_buf.capacity() + 1);
+        }
         if conn.read_buf.capacity() - conn.read_buf.len() < READ_RESERVE / 4 {
             conn.read_buf.reserve(READ_RESERVE);
         }
@@ -270,7 +276,7 @@ impl Exchange {
             }
             let conn = conn!(self);
             if !conn.read_buf.is_empty() {
-                match parse_head(&mut conn.read_buf, max_head)? {
+                match parse_head(&mut conn.read_buf, max_head, &mut conn.spans)? {
                     Some(head)
                         if head.status().is_informational()
                             && head.status() != http::StatusCode::SWITCHING_PROTOCOLS =>
