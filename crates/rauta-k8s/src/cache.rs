@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 use crate::kinds::Kind;
 use crate::secrets::{self, SecretKey};
 use crate::status::StatusView;
+use crate::wire::{IngressWire, Model};
 use crate::WatchConfig;
 
 /// An object by namespace ("" when cluster-scoped) and name.
@@ -35,17 +36,15 @@ pub enum Object {
 }
 
 impl Object {
-    /// Decode the API's JSON for `kind` into the model.
+    /// Decode the API's JSON for `kind` into the model, as [`crate::wire`] decodes listed and watched
+    /// objects (this is the path of the `DynamicObject` fallback).
     pub fn decode(kind: Kind, json: serde_json::Value) -> Result<Self, serde_json::Error> {
         Ok(match kind {
-            Kind::Ingress => {
-                let view = StatusView::of(&json);
-                Object::Ingress(Arc::new(serde_json::from_value(json)?), Arc::new(view))
-            }
-            Kind::IngressClass => Object::IngressClass(Arc::new(serde_json::from_value(json)?)),
-            Kind::Service => Object::Service(Arc::new(serde_json::from_value(json)?)),
-            Kind::EndpointSlice => Object::EndpointSlice(Arc::new(serde_json::from_value(json)?)),
-            Kind::Secret => Object::Secret(Arc::new(serde_json::from_value(json)?)),
+            Kind::Ingress => IngressWire::decode(json)?.into_object(),
+            Kind::IngressClass => IngressClass::decode(json)?.into_object(),
+            Kind::Service => Service::decode(json)?.into_object(),
+            Kind::EndpointSlice => EndpointSlice::decode(json)?.into_object(),
+            Kind::Secret => Secret::decode(json)?.into_object(),
         })
     }
 }

@@ -27,16 +27,21 @@ impl Kind {
         Kind::Secret,
     ];
 
+    /// (group, version, kind, plural).
+    pub fn gvk_plural(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Kind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+            Kind::IngressClass => ("networking.k8s.io", "v1", "IngressClass", "ingressclasses"),
+            Kind::Service => ("", "v1", "Service", "services"),
+            Kind::EndpointSlice => ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+            Kind::Secret => ("", "v1", "Secret", "secrets"),
+        }
+    }
+
     /// The kube description of the kind.
     pub fn api_resource(self) -> ApiResource {
-        let (group, kind, plural) = match self {
-            Kind::Ingress => ("networking.k8s.io", "Ingress", "ingresses"),
-            Kind::IngressClass => ("networking.k8s.io", "IngressClass", "ingressclasses"),
-            Kind::Service => ("", "Service", "services"),
-            Kind::EndpointSlice => ("discovery.k8s.io", "EndpointSlice", "endpointslices"),
-            Kind::Secret => ("", "Secret", "secrets"),
-        };
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
+        let (group, version, kind, plural) = self.gvk_plural();
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
     }
 
     /// Whether objects of the kind live in namespaces.

@@ -9,7 +9,8 @@
 //! stays as it was.
 //!
 //! Objects are decoded from the API's JSON straight into the compiler's own serde model
-//! ([`rauta_routes::model`]), the same types standalone mode reads from files, and handed on as
+//! ([`rauta_routes::model`]), the same types standalone mode reads from files, skipping what the model
+//! does not read (see `wire`: no `serde_json::Value` trees per object), and handed on as
 //! [`Inputs`] snapshots through a `tokio::sync::watch` channel ([`Watching::snapshots`]): the binary
 //! compiles them with the same compiler and swaps the table the same way as for files.
 //!
@@ -29,6 +30,7 @@ mod kinds;
 mod reflect;
 pub mod secrets;
 pub mod status;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

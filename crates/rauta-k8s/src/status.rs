@@ -71,10 +71,12 @@ async fn desired(client: &kube::Client, publish: &Publish) -> Option<Value> {
 pub struct StatusView {
     /// `status.loadBalancer.ingress` as last seen (`Null` if unset).
     pub load_balancer: Value,
-    /// `metadata` as the API server sent it, without `managedFields`: a status update sends it back
-    /// unchanged (with its `resourceVersion` as the precondition), so no metadata field the model does
-    /// not keep (finalizers, owner references) can be lost whatever the server does with metadata there.
-    pub metadata: Value,
+    /// `metadata` as the API server sent it, without `managedFields`, as compact JSON text (one
+    /// allocation per Ingress rather than a tree of values): a status update sends it back unchanged
+    /// (with its `resourceVersion` as the precondition), so no metadata field the model does not keep
+    /// (finalizers, owner references, annotations it drops) can be lost whatever the server does with
+    /// metadata there.
+    metadata: Box<str>,
 }
 
 impl StatusView {
@@ -84,10 +86,20 @@ impl StatusView {
         if let Some(m) = metadata.as_object_mut() {
             m.remove("managedFields");
         }
+        Self::new(json["status"]["loadBalancer"]["ingress"].clone(), &metadata)
+    }
+
+    /// From `status.loadBalancer.ingress` and the metadata (already without `managedFields`).
+    pub fn new(load_balancer: Value, metadata: &Value) -> Self {
         Self {
-            load_balancer: json["status"]["loadBalancer"]["ingress"].clone(),
-            metadata,
+            load_balancer,
+            metadata: metadata.to_string().into_boxed_str(),
         }
+    }
+
+    /// The metadata to send back with a status update (`Null` if the object had none).
+    pub fn metadata(&self) -> Value {
+        serde_json::from_str(&self.metadata).unwrap_or(Value::Null)
     }
 
     /// The published addresses, `[]` when unset.
@@ -216,7 +228,7 @@ async fn write(client: &kube::Client, ingress: &Ingress, view: &StatusView, addr
     let mut body = json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": view.metadata,
+        "metadata": view.metadata(),
         "spec": ingress.spec,
         "status": {"loadBalancer": {"ingress": addresses}},
     });

@@ -3,6 +3,11 @@
 //! controller's RSS. Ignored by default (it takes a while in debug builds); run with
 //! `cargo test --release -p rauta --test kubernetes_scale -- --ignored --nocapture`.
 //! Results go to docs/benchmarks.md.
+//!
+//! For heap profiles: `RAUTA_SCALE_WRAPPER="heaptrack -o /tmp/rauta"` starts the binary under that
+//! command (the RSS is then read from the `rauta` process below it), and `RAUTA_SCALE_UPDATES=N` sets the
+//! number of updates (default 20; 0 stops at ready). The process is killed at the end, so heaptrack's
+//! "leaked" figure is what was live at that moment.
 
 mod common;
 
@@ -22,6 +27,29 @@ fn ingress(i: usize) -> Value {
     };
     json!({"metadata": {"name": format!("ing-{i}")}, "spec": {"ingressClassName": "rauta",
         "rules": [{"host": format!("h{}.scale.test", i % 50), "http": {"paths": [path("a"), path("b")]}}]}})
+}
+
+/// The `rauta` process: `pid` itself, or (under a wrapper such as heaptrack) its descendant.
+fn rauta_pid(pid: u32) -> u32 {
+    let exe = std::fs::canonicalize(RAUTA).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut queue = vec![pid];
+        while let Some(p) = queue.pop() {
+            if std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe) {
+                return p;
+            }
+            let children =
+                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            queue.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        assert!(Instant::now() < deadline, "no rauta process below {pid}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -82,7 +110,17 @@ async fn five_thousand_ingresses() {
     // Started directly (not through common::Rauta, which logs at debug level) so that logging does not
     // weigh on the numbers.
     let started = Instant::now();
-    let mut child = std::process::Command::new(RAUTA)
+    let wrapper = std::env::var("RAUTA_SCALE_WRAPPER").unwrap_or_default();
+    let mut wrapper = wrapper.split_whitespace();
+    let mut command = match wrapper.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(wrapper).arg(RAUTA);
+            command
+        }
+        None => std::process::Command::new(RAUTA),
+    };
+    let mut child = command
         .args(["run", "--kubeconfig"])
         .arg(&path)
         .args([
@@ -97,18 +135,20 @@ async fn five_thousand_ingresses() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let http: std::net::SocketAddr = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("http="))
-        .expect("no listen line")
-        .parse()
-        .unwrap();
+    // A wrapper may print lines of its own first.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let http: std::net::SocketAddr = loop {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(read > 0, "no listen line");
+        if let Some(addr) = line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("http="))
+        {
+            break addr.parse().unwrap();
+        }
+    };
+    let pid = rauta_pid(child.id());
     let ready = started.elapsed();
     let last = INGRESSES - 1;
     let answer = get(
@@ -122,10 +162,14 @@ async fn five_thousand_ingresses() {
         answer.status, 503,
         "the last Ingress is routed (no endpoints)"
     );
-    let rss_ready = rss_kib(child.id());
+    let rss_ready = rss_kib(pid);
 
     let mut updates = Vec::new();
-    for round in 0..20 {
+    let rounds: usize = std::env::var("RAUTA_SCALE_UPDATES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    for round in 0..rounds {
         let i = round * 97 % INGRESSES;
         let mut changed = ingress(i);
         changed["spec"]["rules"][0]["http"]["paths"][1]["path"] =
@@ -151,7 +195,10 @@ async fn five_thousand_ingresses() {
         updates.push(t.elapsed());
     }
     updates.sort();
-    let rss_after = rss_kib(child.id());
+    if updates.is_empty() {
+        updates.push(Duration::ZERO);
+    }
+    let rss_after = rss_kib(pid);
     println!(
         "ingresses={INGRESSES} paths={} ready={ready:?} update_median={:?} update_max={:?} rss_ready={} MiB rss_after_updates={} MiB",
         INGRESSES * 2,
@@ -160,6 +207,10 @@ async fn five_thousand_ingresses() {
         rss_ready / 1024,
         rss_after / 1024
     );
+    // SIGKILL to rauta itself (not a graceful stop): a heap profiler then reports what was live now.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
     let _ = child.kill();
     let _ = child.wait();
 }
