@@ -50,6 +50,34 @@ pub const fn mss_covering(payload_len: u32) -> u16 {
     COOKIE_MSS_TABLE[0]
 }
 
+/// The MSS the kernel encodes as index 0 of its cookie table (`msstab[0]`): a probe SYN with this MSS
+/// yields the cookie [`decode_cookie_mss`] compares against.
+pub const COOKIE_PROBE_MSS: u16 = 536;
+
+/// What a client's cookie says, decoded against `probe`, the cookie the kernel generates *now* for the
+/// same 4-tuple and ISN with an MSS of [`COOKIE_PROBE_MSS`] (table index 0). One generation both
+/// validates and decodes: `Some(mss)` if `cookie` is exactly what the kernel issues in the current minute
+/// for one of its four MSS values (the kernel's own check accepts no more in that minute, so this is
+/// as hard to forge), `None` otherwise — a forgery, or a cookie of an earlier minute (the caller then
+/// asks the kernel's check, which accepts two minutes, and does without the MSS).
+///
+/// Why it works (`net/ipv4/syncookies.c`): a cookie is `H0 + isn + (minute << 24) + ((H1 + mss_index)
+/// & 0xffffff)`, with `H0`, `H1` keyed hashes of the 4-tuple (`H1` also of the minute). Against the
+/// probe of the same minute the difference is `((H1 + k) & M) - (H1 & M)`, i.e. exactly `k` unless the
+/// 24-bit part wrapped (a 3-in-16-million case that then reads as "earlier minute": safe). A cookie of
+/// an earlier minute differs by at least `-(1 << 24)` plus a 24-bit remainder: never below 4.
+pub const fn decode_cookie_mss(cookie: u32, probe: u32) -> Option<u16> {
+    // The kernel's table is smallest first (COOKIE_MSS_TABLE is largest first). A match, not an index
+    // into the table: LLVM turns an indexed read into a form the BPF verifier cannot bound.
+    match cookie.wrapping_sub(probe) {
+        0 => Some(COOKIE_MSS_TABLE[3]),
+        1 => Some(COOKIE_MSS_TABLE[2]),
+        2 => Some(COOKIE_MSS_TABLE[1]),
+        3 => Some(COOKIE_MSS_TABLE[0]),
+        _ => None,
+    }
+}
+
 /// The offset between the listener's ISN and the cookie the client knows: a sequence number of the
 /// listener's is the client's plus this (wrapping). 0 when the listener issued the very same cookie.
 pub const fn seq_offset(listener_isn: u32, cookie: u32) -> u32 {
@@ -328,6 +356,50 @@ mod tests {
         assert_eq!(mss_covering(537), 1300);
         assert_eq!(mss_covering(1441), 1460);
         assert_eq!(mss_covering(9000), 1460);
+    }
+
+    /// A model of the kernel's cookie (`secure_tcp_syn_cookie`) with made-up hash values.
+    fn kernel_cookie(h0: u32, h1: u32, isn: u32, minute: u32, index: u32) -> u32 {
+        h0.wrapping_add(isn)
+            .wrapping_add(minute << 24)
+            .wrapping_add(h1.wrapping_add(index) & 0x00ff_ffff)
+    }
+
+    #[test]
+    fn one_probe_decodes_every_mss_of_the_current_minute() {
+        for (h0, h1) in [(0u32, 0u32), (0xdead_beef, 0x0012_3456), (7, 0x00ff_fff0)] {
+            let probe = kernel_cookie(h0, h1, 99, 5, 0);
+            for (index, mss) in [(0, 536), (1, 1300), (2, 1440), (3, 1460)] {
+                let cookie = kernel_cookie(h0, h1, 99, 5, index);
+                assert_eq!(
+                    decode_cookie_mss(cookie, probe),
+                    Some(mss),
+                    "{h1:#x} {index}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn earlier_minutes_forgeries_and_wraps_do_not_decode() {
+        let (h0, isn) = (0x1234_5678, 1000);
+        let probe = kernel_cookie(h0, 0x0000_0010, isn, 9, 0);
+        for h1_earlier in [0u32, 0x10, 0x11, 0x00ff_ffff, 0x0080_0000] {
+            for index in 0..4 {
+                for minute in [8, 7] {
+                    let old = kernel_cookie(h0, h1_earlier, isn, minute, index);
+                    assert_eq!(decode_cookie_mss(old, probe), None);
+                }
+            }
+        }
+        assert_eq!(decode_cookie_mss(probe.wrapping_add(4), probe), None);
+        assert_eq!(decode_cookie_mss(probe.wrapping_sub(1), probe), None);
+        // The 24-bit part wraps (H1 & M + index >= 2^24): not decoded, the caller falls back.
+        let probe = kernel_cookie(h0, 0x00ff_ffff, isn, 9, 0);
+        assert_eq!(
+            decode_cookie_mss(kernel_cookie(h0, 0x00ff_ffff, isn, 9, 1), probe),
+            None
+        );
     }
 
     #[test]

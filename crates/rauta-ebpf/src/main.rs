@@ -15,6 +15,7 @@ mod options;
 mod parse;
 mod tc;
 mod xdp;
+mod zero;
 
 use rauta_common::{
     reason::Reason,
@@ -40,16 +41,19 @@ pub fn rauta_xdp(ctx: XdpContext) -> u32 {
     // A first data segment was stored and the packet is now the replayed SYN: the routing decision on
     // it runs in `rauta_xdp_route` (a tail call, with a verifier budget of its own), which counts the
     // hand-off and passes the SYN, or starts the splice to a backend.
-    if matches!(
-        verdict.reason,
-        Reason::HandoffSynReplayed | Reason::HandoffRetransmitReplayed
-    ) && let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP)
-    {
-        // SAFETY: this CPU's scratch entry, valid for this run.
-        unsafe { (*scratch).handoff_reason = verdict.reason as u32 };
-        // SAFETY: a tail call with this program's own context; it returns only if the slot is
-        // empty, and then the hand-off below goes on without a routing decision.
-        unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_ROUTE) };
+    if xdp::handoff::routed_next(verdict.reason) {
+        if let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) {
+            // SAFETY: this CPU's scratch entry, valid for this run.
+            unsafe { (*scratch).handoff_reason = verdict.reason as u32 };
+            // SAFETY: a tail call with this program's own context; it returns only if the slot is
+            // empty, and then the hand-off below goes on without a routing decision.
+            unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_ROUTE) };
+        }
+        // No routing decision: the hand-off needs its flow entry.
+        if !xdp::handoff::commit_flow() {
+            maps::count(Reason::InternalErrorPass);
+            return xdp_action::XDP_DROP;
+        }
     }
     maps::count(verdict.reason);
     verdict.action
@@ -75,8 +79,7 @@ pub fn rauta_xdp_route(ctx: XdpContext) -> u32 {
         unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };
     }
     // Misses are not recorded in the first-request histogram: it measures the splice's hits.
-    count_handoff();
-    xdp_action::XDP_PASS
+    handoff()
 }
 
 /// Step 1 of the splice of a routing hit (tail-called by `rauta_xdp_route` with the hit in the scratch
@@ -123,8 +126,21 @@ fn fall_back(reason: Option<Reason>) -> u32 {
     if let Some(reason) = reason {
         maps::count(reason);
     }
-    count_handoff();
+    let action = handoff();
     maps::first_request_done();
+    action
+}
+
+/// The hand-off to Tier 3 of a first data segment that is not spliced: its flow entry is written (the
+/// routing decision came first, see `xdp::handoff::replay_decoded`) and the replayed SYN passes. If the
+/// entry cannot be written the packet is dropped (the client retransmits; nothing is half done).
+#[inline(always)]
+fn handoff() -> u32 {
+    if !xdp::handoff::commit_flow() {
+        maps::count(Reason::InternalErrorPass);
+        return xdp_action::XDP_DROP;
+    }
+    count_handoff();
     xdp_action::XDP_PASS
 }
 

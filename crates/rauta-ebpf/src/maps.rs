@@ -143,6 +143,9 @@ pub struct Scratch {
     pub delta: u32,
     /// A splice being started (XDP).
     pub splice: SpliceState,
+    /// The flow entry of the first data segment being decided (XDP): written to `RAUTA_FLOWS` only if
+    /// the connection goes to Tier 3 (`handoff::commit_flow`), read by the splice if it is a hit.
+    pub flow_state: FlowState,
 }
 
 /// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held

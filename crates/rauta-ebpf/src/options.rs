@@ -11,8 +11,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use rauta_common::tcpopt::{
-    OPTIONS_BUF, OPTIONS_MAX, OptionWalk, TCPOLEN_TIMESTAMP, TCPOPT_NOP, TCPOPT_TIMESTAMP,
-    Translation, WALK_STEPS, translate,
+    OPTIONS_BUF, OPTIONS_MAX, OptionWalk, TCPOLEN_TIMESTAMP, TCPOPT_MSS, TCPOPT_NOP,
+    TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WSCALE, Translation, WALK_STEPS, WSCALE_MAX,
+    translate,
 };
 
 use crate::{
@@ -88,9 +89,50 @@ pub fn prepare_xdp(ctx: &XdpContext, tcp_len: u32) {
             return;
         }
     }
+    // The SYN layout of Linux peers: MSS, SACK-permitted, timestamps, NOP, window scale (20 bytes). Read
+    // in place, no walk: the walk costs one `bpf_loop` callback per option.
+    if tcp_len == (TCP_LEN + LINUX_SYN_OPTIONS) as u32
+        && let Some(opts) =
+            crate::parse::ptr_at::<[u8; LINUX_SYN_OPTIONS]>(ctx, OPTIONS_AT as usize)
+    {
+        // SAFETY: bounds checked by `ptr_at`; alignment 1.
+        let opts = unsafe { *opts };
+        if opts[0] == TCPOPT_MSS
+            && opts[1] == 4
+            && opts[4] == TCPOPT_SACK_PERM
+            && opts[5] == 2
+            && opts[6] == TCPOPT_TIMESTAMP
+            && opts[7] == TCPOLEN_TIMESTAMP
+            && opts[16] == TCPOPT_NOP
+            && opts[17] == TCPOPT_WSCALE
+            && opts[18] == 3
+        {
+            let mut i = 0;
+            while i < LINUX_SYN_OPTIONS {
+                scratch.opts[i] = opts[i];
+                i += 1;
+            }
+            let mut found = OptionWalk::new(LINUX_SYN_OPTIONS as u32);
+            found.at = LINUX_SYN_OPTIONS as u32;
+            found.mss = u32::from(u16::from_be_bytes([opts[2], opts[3]]));
+            found.sack_perm = 1;
+            found.ts_at = 6;
+            found.wscale = u32::from(if opts[19] > WSCALE_MAX {
+                WSCALE_MAX
+            } else {
+                opts[19]
+            });
+            found.done = 1;
+            scratch.walk = found;
+            return;
+        }
+    }
     let len = load_xdp(ctx, tcp_len, &mut scratch.opts);
     walk(&scratch.opts, len, &mut scratch.walk);
 }
+
+/// Length of the options of a Linux SYN (MSS 4, SACK-permitted 2, timestamps 10, NOP, window scale 3).
+const LINUX_SYN_OPTIONS: usize = 20;
 
 /// The XDP packet's (tsval, tsecr), from `prepare_xdp`'s walk.
 #[inline(always)]

@@ -19,7 +19,7 @@ use rauta_common::{
 
 use super::{Verdict, flow, handoff, splice};
 use crate::{
-    maps::{RAUTA_FLOWS, RAUTA_SPLICES},
+    maps::{RAUTA_FLOWS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP},
     parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
 };
 
@@ -55,26 +55,34 @@ pub fn check(
     if tcp.flags & (TCP_SYN | TCP_RST | TCP_ACK) != TCP_ACK {
         return Verdict::pass(Reason::OtherFlagsPass);
     }
-    if !cookie_valid(ctx) {
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+        return Verdict::pass(Reason::InternalErrorPass);
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let probe = unsafe { &mut (*scratch).tcp };
+    // One cookie generation validates the cookie and decodes its MSS (the kernel's check would cost as
+    // much again, and decodes nothing).
+    let Some(mss) = handoff::check_cookie(ctx, probe, tcp) else {
         // No RST in this increment: the client times out or retransmits, as with a lost SYN-ACK.
         return Verdict::drop(Reason::AckCookieBad);
-    }
+    };
     if payload_len == 0 {
         return Verdict::drop(Reason::AckCookieOk);
     }
-    handoff::replay(
+    handoff::replay_decoded(
         ctx,
         &key,
         ip,
         tcp,
-        tcp_len,
-        payload_len,
+        (tcp_len, payload_len),
+        mss,
         Reason::HandoffSynReplayed,
     )
 }
 
 /// True if the cookie in the packet's ACK is valid for its 4-tuple and ISN (right secret, at most two
-/// minutes old). The helper reads seq − 1 as the client's ISN and ack − 1 as the cookie.
+/// minutes old). The helper reads seq − 1 as the client's ISN and ack − 1 as the cookie. Asked only when
+/// `handoff::check_cookie`'s one generation did not match (a cookie of an earlier minute, or a forgery).
 #[inline(always)]
 pub fn cookie_valid(ctx: &XdpContext) -> bool {
     let (Some(iph), Some(th)) = (

@@ -12,7 +12,9 @@ use aya_ebpf::{
 };
 use rauta_common::{
     checksum::fold,
-    handoff::{COOKIE_MSS_TABLE, REPLAY_SYN_V4_LEN, build_replay_syn_v4, mss_covering},
+    handoff::{
+        COOKIE_PROBE_MSS, REPLAY_SYN_V4_LEN, build_replay_syn_v4, decode_cookie_mss, mss_covering,
+    },
     maps::{
         FLOW_REPLAYED, FlowKey, FlowState, HELD_MAX, HeldKey, PENDING_BUF, PENDING_PAYLOAD_MAX,
         PendingSegment,
@@ -49,6 +51,34 @@ pub fn replay(
     payload_len: u32,
     reason: Reason,
 ) -> Verdict {
+    // A retransmission or a fallback (the cookie was validated the first time): only the MSS is needed.
+    let mss = match RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) {
+        // SAFETY: this CPU's scratch entry, valid for this run.
+        Some(scratch) => probe_cookie(ctx, unsafe { &mut (*scratch).tcp }, tcp)
+            .and_then(|probe| decode_cookie_mss(cookie_of(tcp), probe))
+            .unwrap_or(0),
+        None => 0,
+    };
+    replay_decoded(ctx, key, ip, tcp, (tcp_len, payload_len), mss, reason)
+}
+
+/// [`replay`] with the MSS the cookie encodes already known (`mss`, 0 if it could not be decoded).
+/// `lens` is (TCP header length, payload length).
+///
+/// When the routing decision comes next (`reason` is a hand-off the entry point routes, see
+/// [`routed_next`]), the flow entry is only prepared in the scratch entry: a routing hit never needs it
+/// (the splice takes the connection), so it is written by [`commit_flow`] on the way to Tier 3 only.
+#[inline(always)]
+pub fn replay_decoded(
+    ctx: &XdpContext,
+    key: &FlowKey,
+    ip: &Ipv4Hdr,
+    tcp: &TcpHdr,
+    lens: (u32, u32),
+    mss: u16,
+    reason: Reason,
+) -> Verdict {
+    let (tcp_len, payload_len) = lens;
     if payload_len > PENDING_PAYLOAD_MAX {
         return Verdict::drop(Reason::HandoffOversizeDrop);
     }
@@ -74,12 +104,13 @@ pub fn replay(
     scratch.route.len = payload_len;
 
     let client_isn = u32::from_be_bytes(tcp.seq).wrapping_sub(1);
-    let cookie = u32::from_be_bytes(tcp.ack_seq).wrapping_sub(1);
-    let mss = match cookie_mss(ctx, &mut scratch.tcp, tcp, client_isn, cookie) {
-        Some(mss) => mss,
+    let cookie = cookie_of(tcp);
+    let mss = if mss != 0 {
+        mss
+    } else {
         // The cookie is from the previous minute (the helper accepts two): its MSS cannot be recomputed.
         // The listener's cookie will differ; TC records the offset.
-        None => mss_covering(payload_len),
+        mss_covering(payload_len)
     };
 
     // By reference on purpose: passing the 2 KB value by value would copy it onto the 512-byte stack.
@@ -102,7 +133,9 @@ pub fn replay(
         ts_delta: 0,
         peer_wscale: u32::from(WSCALE_NONE),
     };
-    if RAUTA_FLOWS.insert(key, state, 0).is_err() {
+    if routed_next(reason) {
+        scratch.flow_state = state;
+    } else if RAUTA_FLOWS.insert(key, state, 0).is_err() {
         return Verdict::drop(Reason::InternalErrorPass);
     }
 
@@ -225,20 +258,61 @@ fn capture(
     Ok(())
 }
 
-/// The MSS the cookie encodes, found by regenerating the cookie for each MSS the kernel can encode (the
-/// check helper validates but does not decode). `None` if none matches: the cookie was issued in the
-/// previous minute.
+/// Whether the entry point runs the routing decision after a replay counted as `reason` (and so
+/// [`commit_flow`] writes the flow entry, or the splice takes the connection).
 #[inline(always)]
-fn cookie_mss(
-    ctx: &XdpContext,
-    probe: &mut [u8; 60],
-    tcp: &TcpHdr,
-    client_isn: u32,
-    cookie: u32,
-) -> Option<u16> {
+pub fn routed_next(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::HandoffSynReplayed | Reason::HandoffRetransmitReplayed
+    )
+}
+
+/// Writes the flow entry [`replay_decoded`] prepared in the scratch entry: the hand-off to Tier 3 goes
+/// on. False if it could not be written (the caller drops the packet; the client retransmits).
+#[inline(always)]
+pub fn commit_flow() -> bool {
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr(SCRATCH_XDP) else {
+        return false;
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU); by reference,
+    // so the value is copied from the map, not through the stack.
+    let (key, state) = unsafe { (&(*scratch).route.flow, &(*scratch).flow_state) };
+    RAUTA_FLOWS.insert(key, state, 0).is_ok()
+}
+
+/// The cookie the client's ACK acknowledges (ack − 1).
+#[inline(always)]
+pub fn cookie_of(tcp: &TcpHdr) -> u32 {
+    u32::from_be_bytes(tcp.ack_seq).wrapping_sub(1)
+}
+
+/// Validates the cookie the segment acknowledges and decodes its MSS with one cookie generation (see
+/// `rauta_common::handoff::decode_cookie_mss`): `Some(mss)` if valid (`mss` 0 when it is of an earlier
+/// minute, validated by the kernel's check, whose MSS cannot be recomputed), `None` if invalid.
+#[inline(always)]
+pub fn check_cookie(ctx: &XdpContext, probe: &mut [u8; 60], tcp: &TcpHdr) -> Option<u16> {
+    if let Some(generated) = probe_cookie(ctx, probe, tcp)
+        && let Some(mss) = decode_cookie_mss(cookie_of(tcp), generated)
+    {
+        return Some(mss);
+    }
+    if super::ack::cookie_valid(ctx) {
+        Some(0)
+    } else {
+        None
+    }
+}
+
+/// The cookie the kernel issues now for the client's SYN (4-tuple and ISN = seq − 1 of the segment)
+/// with an MSS of [`COOKIE_PROBE_MSS`], built in `probe` (the helper wants a TCP header whose length
+/// the verifier can bound).
+#[inline(always)]
+fn probe_cookie(ctx: &XdpContext, probe: &mut [u8; 60], tcp: &TcpHdr) -> Option<u32> {
     let iph = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN)?;
     // The SYN the client sent, as far as the cookie depends on it: ports, ISN, MSS option.
-    let seq = client_isn.to_be_bytes();
+    let seq = u32::from_be_bytes(tcp.seq).wrapping_sub(1).to_be_bytes();
+    let mss = COOKIE_PROBE_MSS.to_be_bytes();
     let head = [
         tcp.source[0],
         tcp.source[1],
@@ -262,32 +336,28 @@ fn cookie_mss(
         0,
         TCPOPT_MSS,
         4,
+        mss[0],
+        mss[1],
     ];
     let mut i = 0;
     while i < head.len() {
         probe[i] = head[i];
         i += 1;
     }
-    let mut k = 0;
-    while k < COOKIE_MSS_TABLE.len() {
-        let mss = COOKIE_MSS_TABLE[k].to_be_bytes();
-        probe[22] = mss[0];
-        probe[23] = mss[1];
-        // SAFETY: `iph` covers a whole IPv4 header in the packet; the probe is PROBE_LEN bytes long and its
-        // data offset says so.
-        let generated = unsafe {
-            bpf_tcp_raw_gen_syncookie_ipv4(
-                iph.cast::<iphdr>(),
-                probe.as_mut_ptr().cast::<tcphdr>(),
-                PROBE_LEN,
-            )
-        };
-        if generated >= 0 && generated as u32 == cookie {
-            return Some(COOKIE_MSS_TABLE[k]);
-        }
-        k += 1;
+    // SAFETY: `iph` covers a whole IPv4 header in the packet; the probe is PROBE_LEN bytes long and its
+    // data offset says so.
+    let generated = unsafe {
+        bpf_tcp_raw_gen_syncookie_ipv4(
+            iph.cast::<iphdr>(),
+            probe.as_mut_ptr().cast::<tcphdr>(),
+            PROBE_LEN,
+        )
+    };
+    if generated < 0 {
+        None
+    } else {
+        Some(generated as u32)
     }
-    None
 }
 
 /// The payload's one's-complement sum of big-endian 16-bit words, folded (odd length padded with zero).

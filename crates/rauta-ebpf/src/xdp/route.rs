@@ -273,8 +273,9 @@ pub fn decide(
     }
 
     // 5. The path, up to the space or `?` (the query is not part of the match, as in Tier 3).
-    // SAFETY: zeroing a plain-integer struct in the scratch map.
-    unsafe { core::ptr::write_bytes(&mut s.key as *mut RouteKey, 0, 1) };
+    // SAFETY: zeroing a plain-integer struct in the scratch map (word stores: a `write_bytes` of the
+    // 196-byte key was a call of the byte-wise `memset`, ~1,000 instructions per first segment).
+    unsafe { crate::zero::zero_in_place(&mut s.key as *mut RouteKey) };
     let mut j = 0u32;
     let mut path_len = ROUTE_PATH_MAX as u32 + 1;
     while j <= ROUTE_PATH_MAX as u32 {

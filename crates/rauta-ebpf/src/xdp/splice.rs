@@ -59,9 +59,14 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         return Err(None);
     }
     let key = hit.flow;
-    let Some(flow) = copy_of(&RAUTA_FLOWS, &key) else {
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
         return Err(Some(Reason::InternalErrorPass));
     };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
+    // The flow entry `handoff::replay_decoded` prepared (not written to RAUTA_FLOWS: a splice does not
+    // need it).
+    let flow = scratch.flow_state;
     let (client_isn, cookie, mss) = (flow.client_isn, flow.cookie, flow.mss);
     let Some(vip) = crate::maps::RAUTA_VIP.get(0) else {
         return Err(Some(Reason::InternalErrorPass));
@@ -69,11 +74,6 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
     if hit.len + INSERT_LEN > mss {
         return Err(Some(Reason::SpliceTooLarge));
     }
-    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
-        return Err(Some(Reason::InternalErrorPass));
-    };
-    // SAFETY: this CPU's scratch entry, valid for this run.
-    let scratch = unsafe { &mut *scratch };
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return Err(Some(Reason::InternalErrorPass));
     };
@@ -82,8 +82,9 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
     // SAFETY: reading a field of this program's context.
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
 
-    // SAFETY: an all-zero value is valid for this plain C struct of integers and unions of integers.
-    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    // SAFETY: an all-zero value is valid for this plain C struct of integers and unions of integers
+    // (zeroed with word stores: `mem::zeroed` was a call of the byte-wise `memset`).
+    let mut fib: bpf_fib_lookup = unsafe { crate::zero::zeroed() };
     fib.family = AF_INET;
     fib.l4_protocol = 6;
     fib.__bindgen_anon_1.tot_len = SYN_IP_LEN;
@@ -177,8 +178,11 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         let _ = RAUTA_NAT.remove(nat);
         return Err(Some(Reason::InternalErrorPass));
     }
-    // The connection is the splice's now, not a hand-off's.
-    let _ = RAUTA_FLOWS.remove(key);
+    // The connection is the splice's now, not a hand-off's. Only a retransmitted first segment (replayed
+    // again) has a flow entry from its first time.
+    if scratch.handoff_reason == Reason::HandoffRetransmitReplayed as u32 {
+        let _ = RAUTA_FLOWS.remove(key);
+    }
     Ok(send_syn(
         ctx,
         &scratch.splice,
