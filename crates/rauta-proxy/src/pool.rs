@@ -295,7 +295,14 @@ impl Pool {
             }
             Err(err) => return Err(err),
         };
-        self.send_on(conn, chosen.endpoint(), parts, body).await
+        // `send_on` written out: awaiting it would add one more layer that the exchange future is copied
+        // through on every request.
+        let endpoint = chosen.endpoint();
+        let result = match upstream::exchange(conn, parts, Some(body), self.inner.max_head).await {
+            Attempt::Done(result) => result,
+            Attempt::Retry(body) => Box::pin(self.send_fresh(endpoint, parts, body)).await?,
+        };
+        result.map_err(send_error)
     }
 
     /// [`Pool::send_balanced`] for a `kubernetes.io/wss` backend: a new TLS connection (SNI from the
