@@ -46,23 +46,43 @@ pub(crate) enum Step {
     Path(Box<PathStep>),
 }
 
-/// A parsed path of a rule.
+/// A parsed path of a rule. Kept for every path of every Ingress between compiles, so it holds no
+/// string it can derive: the field names of diagnostics are formatted from the indices when needed.
 #[derive(Debug)]
 pub(crate) struct PathStep {
     /// The rule's host.
     pub host: GroupKey,
-    /// The host as routes show it (lowercase; `None` for the hostless rules).
-    pub host_string: Option<String>,
     /// The host is covered by the Ingress's `spec.tls`.
     pub tls: bool,
+    /// `i` of `spec.rules[i]`.
+    pub rule: u32,
+    /// `j` of `spec.rules[i].http.paths[j]`.
+    pub index: u32,
     /// The parsed path.
     pub spec: PathSpec,
-    /// `spec.rules[i].http.paths[j]`.
-    pub field: String,
-    /// `spec.rules[i].http.paths[j].backend`.
-    pub backend_field: String,
     /// The backend it names.
     pub backend: BackendRef,
+}
+
+impl PathStep {
+    /// `spec.rules[i].http.paths[j]`.
+    pub fn field(&self) -> String {
+        path_field(self.rule as usize, self.index as usize)
+    }
+
+    /// `spec.rules[i].http.paths[j].backend`.
+    pub fn backend_field(&self) -> String {
+        format!("{}.backend", self.field())
+    }
+
+    /// The host as routes show it (lowercase; `None` for the hostless rules).
+    pub fn host_string(&self) -> Option<String> {
+        self.host.as_ref().map(HostPattern::to_host_string)
+    }
+}
+
+fn path_field(rule: usize, index: usize) -> String {
+    format!("spec.rules[{rule}].http.paths[{index}]")
 }
 
 /// Lower one Ingress.
@@ -98,27 +118,25 @@ pub(crate) fn lower(ingress: &Ingress) -> Lowered {
         steps.push(Step::Rule(host.clone()));
         let tls = tls_covers(host.as_ref(), &tls_hosts);
         let Some(http) = &rule.http else { continue };
-        let host_string = host.as_ref().map(HostPattern::to_host_string);
         for (pi, p) in http.paths.iter().enumerate() {
-            let field = format!("spec.rules[{ri}].http.paths[{pi}]");
             let spec = match PathSpec::parse(p.path.as_deref(), p.path_type.as_deref()) {
                 Ok(s) => s,
                 Err((sub, message)) => {
                     steps.push(Step::Problem(
-                        format!("{field}.{sub}"),
+                        format!("{}.{sub}", path_field(ri, pi)),
                         format!("{message}; path ignored"),
                     ));
                     continue;
                 }
             };
-            let backend_field = format!("{field}.backend");
             steps.push(Step::Path(Box::new(PathStep {
                 host: host.clone(),
-                host_string: host_string.clone(),
                 tls,
+                // Beyond u32::MAX rules or paths (impossible for an object the API server accepts)
+                // only the field names in diagnostics would be wrong.
+                rule: u32::try_from(ri).unwrap_or(u32::MAX),
+                index: u32::try_from(pi).unwrap_or(u32::MAX),
                 spec,
-                field,
-                backend_field,
                 backend: service_ref(me.namespace.as_str(), &p.backend),
             })));
         }
