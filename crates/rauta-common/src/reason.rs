@@ -111,8 +111,9 @@ pub enum Reason {
     SpliceClientTranslated = 38,
     /// A backend segment of a splice translated into the client's connection and forwarded.
     SpliceBackendTranslated = 39,
-    /// Client data after the first request of a splice (a follow-up or pipelined request): dropped, so it
-    /// can never reach a backend its route does not name; the backend closes after its response.
+    /// Client data on a splice that cannot be a request's start nor a retransmission: past a gap (an
+    /// earlier segment was lost; the client retransmits it), or before the splice is established.
+    /// Dropped, so that nothing reaches a backend its route does not name.
     SpliceFollowupDrop = 40,
     /// A segment that does not fit the splice's state (client data before the backend answered, a
     /// backend segment acknowledging nothing we sent): dropped.
@@ -120,7 +121,7 @@ pub enum Reason {
     /// The client's first segment again after the backend answered: passed to TC ingress, which sends the
     /// ACK with the request again (ours may have been lost).
     SpliceRequestResend = 42,
-    /// TC ingress: the ACK carrying the stored request (with `Connection:close`) built and sent to the
+    /// TC ingress: the ACK carrying the stored request built and sent to the
     /// backend.
     TcSpliceAck = 43,
     /// TC ingress: the splice's state or stored request is missing, or a helper failed: dropped (the
@@ -128,20 +129,38 @@ pub enum Reason {
     TcSpliceError = 44,
     /// Forwarding a spliced packet to another interface failed: dropped (TCP retransmits).
     SpliceRedirectError = 45,
-    /// A routing hit whose request plus the inserted `Connection:close` exceeds the MSS: handed to Tier 3.
+    /// A routing hit whose request exceeds the MSS: handed to Tier 3.
     SpliceTooLarge = 46,
     /// A routing hit whose head carries a header that changes the framing or the connection
-    /// (`Connection`, `Content-*`, `Transfer-Encoding`, `Upgrade`, `Expect`): the splice inserts its own
-    /// `Connection:close` and carries no body, so Tier 3 serves it.
+    /// (`Connection`, `Content-*`, `Transfer-Encoding`, `Upgrade`, `Expect`): the splice carries no body
+    /// and keeps the connection's framing to itself, so Tier 3 serves it.
     SpliceHeaderUnsupported = 47,
     /// A segment of a splice whose endpoint left the route table: the client gets a RST (XDP_TX, or the
     /// backend's segment turned into one), and the splice is forgotten.
     SpliceReset = 48,
+    /// A follow-up request on a kept-alive splice routed to the splice's own backend: translated and
+    /// forwarded on the same leg.
+    SpliceFollowupSame = 49,
+    /// A follow-up request routed elsewhere (another backend, or Tier 3) after the previous response
+    /// ended: the old leg is dropped and the request starts over like a first segment (stored, SYN
+    /// replayed, routed: a fresh splice or the hand-off to Tier 3).
+    SpliceSwitch = 50,
+    /// A follow-up request routed elsewhere while the previous response is still under way (pipelined):
+    /// dropped unacknowledged; the client retransmits it, by when the response has ended.
+    SpliceFollowupEarly = 51,
+    /// A [`Reason::SpliceSwitch`] whose previous response the kernel could not frame (chunked, no length,
+    /// a head beyond the first segment): switched because the client had acknowledged everything the
+    /// backend sent, which a client that does not pipeline only does once the response ended.
+    SpliceSwitchUnframed = 52,
+    /// A response head parsed on a splice (its end is known: `Content-Length`, or no body).
+    SpliceResponseFramed = 53,
+    /// A response head the kernel cannot frame (chunked, no length, 1xx, head beyond the segment).
+    SpliceResponseUnframed = 54,
 }
 
 impl Reason {
     /// Number of reasons; every code is below it.
-    pub const COUNT: usize = 49;
+    pub const COUNT: usize = 55;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -194,6 +213,12 @@ impl Reason {
         Reason::SpliceTooLarge,
         Reason::SpliceHeaderUnsupported,
         Reason::SpliceReset,
+        Reason::SpliceFollowupSame,
+        Reason::SpliceSwitch,
+        Reason::SpliceFollowupEarly,
+        Reason::SpliceSwitchUnframed,
+        Reason::SpliceResponseFramed,
+        Reason::SpliceResponseUnframed,
     ];
 
     /// The counter-map index of this reason.
@@ -254,6 +279,12 @@ impl Reason {
             Reason::SpliceTooLarge => "splice_too_large",
             Reason::SpliceHeaderUnsupported => "splice_header_unsupported",
             Reason::SpliceReset => "splice_reset",
+            Reason::SpliceFollowupSame => "splice_followup_same",
+            Reason::SpliceSwitch => "splice_switch",
+            Reason::SpliceFollowupEarly => "splice_followup_early",
+            Reason::SpliceSwitchUnframed => "splice_switch_unframed",
+            Reason::SpliceResponseFramed => "splice_response_framed",
+            Reason::SpliceResponseUnframed => "splice_response_unframed",
         }
     }
 }

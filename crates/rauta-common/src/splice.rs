@@ -5,16 +5,19 @@
 //! ISN on that leg is a clock, not the client's ISN: a backend that still holds the previous use of the
 //! same 4-tuple in TIME_WAIT accepts a new SYN only if its sequence number is after the old connection's
 //! (the kernel's own ISNs advance with time for the same reason). The backend's SYN-ACK becomes the ACK
-//! carrying the stored request, with `Connection:close` inserted after the request line so that the
-//! backend closes after one response (a follow-up request on the connection could route elsewhere; see
-//! `docs/kernel-tiers.md`, "Keep-alive"). From then on every packet is translated:
+//! carrying the stored request, unchanged. From then on every packet is translated by two offsets:
 //!
 //! ```text
-//! client → backend: seq + (leg_isn − client_isn) [+ INSERT_LEN past the insertion point]
-//!                   ack + (backend_isn − cookie)
-//! backend → client: seq − (backend_isn − cookie)
-//!                   ack − (leg_isn − client_isn) [− INSERT_LEN past the insertion point]
+//! client → backend: seq + (leg_isn − client_isn)      ack + (backend_isn − cookie)
+//! backend → client: seq − (backend_isn − cookie)      ack − (leg_isn − client_isn)
 //! ```
+//!
+//! The connection stays alive: each follow-up request is routed by its own head (see
+//! [`SpliceState::next_request`]); the backend's responses are framed as they pass
+//! ([`SpliceState::response_next`]) so that a switch to another backend happens only between responses.
+//! A switch starts over as if the follow-up were a first segment whose ISNs are `seq − 1` and `ack − 1`:
+//! `client_isn` and `cookie` are where the client's and "the server's" current byte streams began for
+//! the leg at hand, not the connection's real ISNs.
 //!
 //! Pure functions, so the BPF programs and host tests run the same code.
 #![forbid(unsafe_code)]
@@ -54,20 +57,28 @@ pub const PROG_SYN: u32 = 3;
 /// agreed (`crate::tcpopt`). Out of the entry program because building the SYN-ACK needs more stack
 /// than the entry program has left.
 pub const XDP_SYN_PROGRAM: &str = "rauta_xdp_syn";
+/// Slot of [`XDP_FOLLOWUP_PROGRAM`] in [`PROGS_MAP`].
+pub const PROG_FOLLOWUP: u32 = 4;
+/// Name of the XDP program tail-called on a follow-up request of a kept-alive splice (the segment
+/// captured in the scratch entry): the routing decision, compared with the splice's backend. It
+/// records the outcome in the scratch entry and tail-calls [`PROG_ENTRY`] again, which acts on it.
+pub const XDP_FOLLOWUP_PROGRAM: &str = "rauta_xdp_followup";
+/// Slot of [`XDP_RESPONSE_PROGRAM`] in [`PROGS_MAP`].
+pub const PROG_RESPONSE: u32 = 5;
+/// Name of the XDP program tail-called on a backend segment where a response head starts: reads the
+/// status and `Content-Length` into the splice state, then tail-calls [`PROG_ENTRY`] again.
+pub const XDP_RESPONSE_PROGRAM: &str = "rauta_xdp_response";
+/// Slot of the entry program itself (`rauta_xdp`) in [`PROGS_MAP`]: the follow-up and response programs
+/// return to it, so that the translation of the segment they looked at stays in one place.
+pub const PROG_ENTRY: u32 = 6;
 /// Slots in [`PROGS_MAP`].
-pub const PROG_SLOTS: u32 = 4;
+pub const PROG_SLOTS: u32 = 7;
 /// Name of the TC ingress program that turns a backend's SYN-ACK into the ACK carrying the request.
 pub const TC_INGRESS_PROGRAM: &str = "rauta_tc_ingress";
 
 /// Capacity of [`SPLICES_MAP`] and [`NAT_MAP`]. LRU: an evicted splice loses its translation (its
 /// packets then find no state and are dropped, as for any unknown connection).
 pub const SPLICE_ENTRIES: u32 = 65536;
-
-/// The header inserted after the request line. 18 bytes: an even length keeps the 16-bit word alignment of
-/// everything after it, so the payload checksum is the stored one plus this header's own sum.
-pub const CONNECTION_CLOSE: [u8; 18] = *b"Connection:close\r\n";
-/// `CONNECTION_CLOSE.len()`.
-pub const INSERT_LEN: u32 = CONNECTION_CLOSE.len() as u32;
 
 /// Ports the source NAT allocates from by default: above Linux's default ephemeral range (32768–60999),
 /// so the node's own connections (Tier 3's upstream pool) never pick one.
@@ -91,6 +102,14 @@ pub const SPLICE_FAILED: u32 = 4;
 /// [`SpliceState::state`]: the endpoint left the route table: the client's or the backend's next segment
 /// becomes a RST to the client, and the splice is forgotten.
 pub const SPLICE_RESET: u32 = 5;
+
+/// [`SpliceState::framing`]: no response head parsed since the last request forwarded.
+pub const FRAMING_WAITING: u32 = 0;
+/// [`SpliceState::framing`]: the last response's end is [`SpliceState::response_next`].
+pub const FRAMING_KNOWN: u32 = 1;
+/// [`SpliceState::framing`]: a response the kernel cannot frame (chunked, no length, 1xx, a head that
+/// does not fit the segment, responses past it). Stays for the rest of the splice.
+pub const FRAMING_LOST: u32 = 2;
 
 /// [`SpliceState::fins`] bit: the client sent FIN.
 pub const SPLICE_FIN_CLIENT: u32 = 1;
@@ -162,8 +181,6 @@ pub struct SpliceState {
     pub backend_isn: u32,
     /// The stored request's length.
     pub request_len: u32,
-    /// Where [`CONNECTION_CLOSE`] goes: the offset after the request line's LF.
-    pub insert_at: u32,
     /// The MSS offered to the backend (the one the client was given).
     pub mss: u32,
     /// [`SPLICE_FIN_CLIENT`] | [`SPLICE_FIN_BACKEND`] | their `_ACKED` bits.
@@ -223,11 +240,28 @@ pub struct SpliceState {
     pub vip_wscale: u8,
     /// Explicit padding; always zero.
     pub _pad: u16,
+    /// Where the client's next request starts (client space): the end of the last request forwarded.
+    /// A data segment starting there is a follow-up request and is routed; one before it is a
+    /// retransmission and goes on as it is; one past it waits for the gap (dropped).
+    pub next_request: u32,
+    /// The end of what the backend has sent so far (client space).
+    pub backend_end: u32,
+    /// Where the next response head starts (client space), or, under [`FRAMING_KNOWN`], where the last
+    /// response ends.
+    pub response_next: u32,
+    /// [`FRAMING_WAITING`], [`FRAMING_KNOWN`] or [`FRAMING_LOST`].
+    pub framing: u32,
+    /// Requests forwarded on this leg.
+    pub requests: u32,
+    /// Response heads parsed on this leg (1xx excluded).
+    pub responses: u32,
+    /// 1 if the last request forwarded was a HEAD (its response has no body whatever its length says).
+    pub head_request: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<SpliceConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 12);
-const _: () = assert!(core::mem::size_of::<SpliceState>() == 124);
+const _: () = assert!(core::mem::size_of::<SpliceState>() == 148);
 
 impl SpliceState {
     /// The client's first data byte's sequence number.
@@ -242,34 +276,22 @@ impl SpliceState {
         self.backend_isn.wrapping_sub(self.cookie)
     }
 
+    /// Leg ISN − client ISN: what the client's sequence numbers gain on the backend leg.
+    #[inline(always)]
+    pub const fn client_offset(&self) -> u32 {
+        self.leg_isn.wrapping_sub(self.client_isn)
+    }
+
     /// A client sequence number on the backend leg.
     #[inline(always)]
     pub const fn to_backend_seq(&self, client_seq: u32) -> u32 {
-        let position = client_seq.wrapping_sub(self.first_seq());
-        let moved = if position >= self.insert_at && position < (1 << 31) {
-            INSERT_LEN
-        } else {
-            0
-        };
-        self.leg_isn
-            .wrapping_add(1)
-            .wrapping_add(position)
-            .wrapping_add(moved)
+        client_seq.wrapping_add(self.client_offset())
     }
 
-    /// A backend acknowledgement number in the client's space. An ack that ends inside the inserted bytes
-    /// acknowledges the client's bytes before them only.
+    /// A backend acknowledgement number in the client's space.
     #[inline(always)]
     pub const fn to_client_ack(&self, backend_ack: u32) -> u32 {
-        let position = backend_ack.wrapping_sub(self.leg_isn.wrapping_add(1));
-        let original = if position >= (1 << 31) || position <= self.insert_at {
-            position
-        } else if position < self.insert_at + INSERT_LEN {
-            self.insert_at
-        } else {
-            position - INSERT_LEN
-        };
-        self.first_seq().wrapping_add(original)
+        backend_ack.wrapping_sub(self.client_offset())
     }
 
     /// A backend sequence number in the client's space.
@@ -282,6 +304,27 @@ impl SpliceState {
     #[inline(always)]
     pub const fn to_backend_ack(&self, client_ack: u32) -> u32 {
         client_ack.wrapping_add(self.server_offset())
+    }
+
+    /// Whether the client may be moved to another leg now that it sent a request at `client_ack`
+    /// (client space): the client has everything the backend sent, and every request forwarded has
+    /// had its whole response. `Some(true)`: yes, framed; `Some(false)`: yes, but the last response was
+    /// not framed (the client acknowledged all of it, which a client that does not pipeline does only
+    /// after the response ended); `None`: a response is still under way (pipelined).
+    #[inline(always)]
+    pub const fn between_responses(&self, client_ack: u32) -> Option<bool> {
+        if client_ack != self.backend_end {
+            return None;
+        }
+        match self.framing {
+            FRAMING_KNOWN
+                if self.responses == self.requests && self.response_next == self.backend_end =>
+            {
+                Some(true)
+            }
+            FRAMING_LOST => Some(false),
+            _ => None,
+        }
     }
 
     /// What the client's timestamp values gain on the backend leg (see [`SpliceState::ts_leg`]).
@@ -299,24 +342,6 @@ impl SpliceState {
             backend_port: self.backend_port,
             nat_port: self.nat_port,
         }
-    }
-}
-
-/// The one's-complement sum (folded, big-endian words) that [`CONNECTION_CLOSE`] adds to a payload when
-/// inserted at byte offset `at`: at an odd offset its bytes pair the other way round.
-#[inline(always)]
-pub const fn insertion_sum(at: u32) -> u16 {
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i < CONNECTION_CLOSE.len() {
-        sum += ((CONNECTION_CLOSE[i] as u32) << 8) | CONNECTION_CLOSE[i + 1] as u32;
-        i += 2;
-    }
-    let sum = fold(sum);
-    if at & 1 == 1 {
-        sum.swap_bytes()
-    } else {
-        sum
     }
 }
 
@@ -415,41 +440,23 @@ mod tests {
             leg_isn: 0xffff_fff0,
             backend_isn: 9000,
             request_len: 60,
-            insert_at: 16,
             ..SpliceState::default()
         }
     }
 
     #[test]
-    fn client_sequence_numbers_move_past_the_insertion() {
+    fn client_sequence_numbers_move_by_one_offset_both_ways() {
         let s = state();
         // The first byte is the leg's first byte (the leg ISN wraps).
         assert_eq!(s.to_backend_seq(1001), 0xffff_fff1);
-        // Bytes before the insertion point keep their place, bytes after move by INSERT_LEN.
-        assert_eq!(s.to_backend_seq(1001 + 15), 0xffff_fff1u32.wrapping_add(15));
-        assert_eq!(
-            s.to_backend_seq(1001 + 16),
-            0xffff_fff1u32.wrapping_add(16 + 18)
-        );
-        // The client's FIN after the request.
-        assert_eq!(s.to_backend_seq(1061), 0xffff_fff1u32.wrapping_add(60 + 18));
-    }
-
-    #[test]
-    fn backend_acks_map_back_and_never_acknowledge_unsent_bytes() {
-        let s = state();
-        for client in [1001u32, 1010, 1017, 1061, 1062] {
+        assert_eq!(s.to_backend_seq(1061), 0xffff_fff1u32.wrapping_add(60));
+        for client in [1001u32, 1010, 1061, 1062, u32::MAX] {
             assert_eq!(
                 s.to_client_ack(s.to_backend_seq(client)),
                 client,
                 "{client}"
             );
         }
-        // An ack inside the inserted bytes acknowledges only what precedes them.
-        let inside = 0xffff_fff1u32.wrapping_add(16 + 5);
-        assert_eq!(s.to_client_ack(inside), 1001 + 16);
-        // The SYN-ACK's ack (leg ISN + 1) is the client's first byte.
-        assert_eq!(s.to_client_ack(0xffff_fff1), 1001);
     }
 
     #[test]
@@ -460,33 +467,32 @@ mod tests {
         assert_eq!(s.to_backend_ack(s.to_client_seq(123_456)), 123_456);
     }
 
-    fn sum_of(bytes: &[u8]) -> u16 {
-        let mut sum = 0u32;
-        for pair in bytes.chunks(2) {
-            let lo = if pair.len() == 2 { pair[1] } else { 0 };
-            sum += u32::from(u16::from_be_bytes([pair[0], lo]));
-        }
-        fold(sum)
-    }
-
     #[test]
-    fn insertion_sum_adds_up_at_even_and_odd_offsets() {
-        let request = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
-        for at in [16usize, 17] {
-            let request: &[u8] = if at == 16 {
-                b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
-            } else {
-                request
-            };
-            let mut with = request[..at].to_vec();
-            with.extend_from_slice(&CONNECTION_CLOSE);
-            with.extend_from_slice(&request[at..]);
-            assert_eq!(
-                add_sums(sum_of(request), insertion_sum(at as u32)),
-                sum_of(&with),
-                "at {at}"
-            );
-        }
+    fn a_switch_waits_for_the_end_of_every_response() {
+        let mut s = SpliceState {
+            backend_end: 7000,
+            response_next: 7000,
+            framing: FRAMING_KNOWN,
+            requests: 2,
+            responses: 2,
+            ..state()
+        };
+        assert_eq!(s.between_responses(7000), Some(true));
+        // The client has not acknowledged all the backend sent.
+        assert_eq!(s.between_responses(6999), None);
+        // The backend sent past the last framed response (a response the kernel did not see start).
+        s.backend_end = 7100;
+        assert_eq!(s.between_responses(7100), None);
+        s.backend_end = 7000;
+        // A request whose response has not started (pipelined).
+        s.requests = 3;
+        assert_eq!(s.between_responses(7000), None);
+        s.framing = FRAMING_WAITING;
+        assert_eq!(s.between_responses(7000), None);
+        // Unframed: all acknowledged is all the kernel can know.
+        s.framing = FRAMING_LOST;
+        assert_eq!(s.between_responses(7000), Some(false));
+        assert_eq!(s.between_responses(6000), None);
     }
 
     #[test]

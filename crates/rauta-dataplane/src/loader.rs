@@ -23,9 +23,10 @@ use rauta_common::{
         SERVICE_BANK_BIT, SLOTS_MAP,
     },
     splice::{
-        NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_ROUTE,
-        PROG_SPLICE, PROG_SPLICE_START, PROG_SYN, SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET,
-        TC_INGRESS_PROGRAM, XDP_ROUTE_PROGRAM, XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM,
+        NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_ENTRY,
+        PROG_FOLLOWUP, PROG_RESPONSE, PROG_ROUTE, PROG_SPLICE, PROG_SPLICE_START, PROG_SYN,
+        SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET, TC_INGRESS_PROGRAM, XDP_FOLLOWUP_PROGRAM,
+        XDP_RESPONSE_PROGRAM, XDP_ROUTE_PROGRAM, XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM,
         XDP_SYN_PROGRAM,
     },
 };
@@ -240,6 +241,8 @@ impl KernelTiers {
             (XDP_SPLICE_START_PROGRAM, PROG_SPLICE_START),
             (XDP_ROUTE_PROGRAM, PROG_ROUTE),
             (XDP_SYN_PROGRAM, PROG_SYN),
+            (XDP_FOLLOWUP_PROGRAM, PROG_FOLLOWUP),
+            (XDP_RESPONSE_PROGRAM, PROG_RESPONSE),
         ] {
             let program: &mut Xdp = tiers.typed_program_mut(name)?;
             program
@@ -255,6 +258,17 @@ impl KernelTiers {
                 .set(slot, &fd, 0)
                 .map_err(|source| DataplaneError::map(PROGS_MAP, source))?;
         }
+        // The follow-up and response steps return to the entry program: it has a slot too.
+        let entry = tiers
+            .xdp_mut()?
+            .fd()
+            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))?
+            .try_clone()
+            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source.into()))?;
+        let mut progs: ProgramArray<_> = tiers.typed_map_mut(PROGS_MAP)?;
+        progs
+            .set(PROG_ENTRY, &entry, 0)
+            .map_err(|source| DataplaneError::map(PROGS_MAP, source))?;
         for name in [TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM] {
             tiers
                 .typed_program_mut::<SchedClassifier>(name)?

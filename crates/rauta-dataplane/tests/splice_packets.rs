@@ -11,7 +11,10 @@ use std::{net::Ipv4Addr, process::Command, thread};
 
 use rauta_common::{
     maps::FlowKey,
-    splice::{SpliceState, SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_SYN_SENT},
+    splice::{
+        SpliceState, FRAMING_KNOWN, FRAMING_LOST, SPLICE_ACK_SENT, SPLICE_ESTABLISHED,
+        SPLICE_SYN_SENT,
+    },
     tcpopt,
 };
 use rauta_dataplane::{KernelTiers, Reason, XdpAction, TC_ACT_REDIRECT};
@@ -45,6 +48,8 @@ spec:
     http:
       paths:
       - {path: /whoami, pathType: Exact, backend: {service: {name: shop, port: {number: 80}}}}
+      - {path: /cart, pathType: Exact, backend: {service: {name: cart, port: {number: 80}}}}
+      - {path: /api, pathType: Prefix, backend: {service: {name: shop, port: {number: 80}}}}
 "#;
 
 fn run(args: &[&str]) {
@@ -154,11 +159,12 @@ fn in_node(tag: &str, body: impl FnOnce(&KernelTiers, u32, u32, [u8; 6]) + Send 
             KernelTiers::load(std::net::SocketAddrV4::new(VIP, PORT), &[]).expect("load");
         let applied = tiers
             .apply_routes(&table(&format!(
-                "{INGRESS}{}",
-                service("shop", &["198.18.1.2"])
+                "{INGRESS}{}{}",
+                service("shop", &["198.18.1.2"]),
+                service("cart", &["198.18.1.3"])
             )))
             .unwrap();
-        assert_eq!(applied.routes, 1);
+        assert_eq!(applied.routes, 2, "the Exact paths");
         let nb_mac = mac(&ns, "nb");
         body(&tiers, ifindex("nc"), ifindex("nb"), nb_mac);
     })
@@ -173,6 +179,24 @@ fn xdp(tiers: &KernelTiers, frame: &[u8], ifindex: u32, reason: Reason) -> (XdpA
     let run = tiers.run_once_from(frame, ifindex).unwrap();
     let moved = tiers.counters().unwrap().since(&before);
     assert_eq!(moved.non_zero(), vec![(reason.name(), 1)]);
+    (run.action, run.output)
+}
+
+/// As [`xdp`], for a packet that moves several reasons (tail-called steps count their own).
+fn xdp_moves(
+    tiers: &KernelTiers,
+    frame: &[u8],
+    ifindex: u32,
+    reasons: &[Reason],
+) -> (XdpAction, Vec<u8>) {
+    let before = tiers.counters().unwrap();
+    let run = tiers.run_once_from(frame, ifindex).unwrap();
+    let moved = tiers.counters().unwrap().since(&before);
+    let mut expected: Vec<(&str, u64)> = reasons.iter().map(|r| (r.name(), 1)).collect();
+    expected.sort();
+    let mut got = moved.non_zero();
+    got.sort();
+    assert_eq!(got, expected);
     (run.action, run.output)
 }
 
@@ -262,9 +286,9 @@ fn a_spliced_connection_from_first_segment_to_close() {
         let s = splice_of(tiers, sport).unwrap();
         assert_eq!((s.state, s.backend_isn), (SPLICE_ACK_SENT, backend_isn));
 
-        // 3. TC ingress turns it into our ACK with the request, `Connection:close` after the request line.
-        let expected_request =
-            b"GET /whoami HTTP/1.1\r\nConnection:close\r\nHost: shop.example\r\nAccept: */*\r\n\r\n";
+        // 3. TC ingress turns it into our ACK with the request, unchanged (the connection stays alive:
+        // follow-up requests are routed one by one).
+        let expected_request = REQUEST;
         for attempt in ["first", "retransmitted SYN-ACK"] {
             if attempt != "first" {
                 let (action, _) = xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
@@ -298,7 +322,16 @@ fn a_spliced_connection_from_first_segment_to_close() {
         data.ack = s.leg_isn.wrapping_add(1 + expected_request.len() as u32);
         data.tcp_options.clear();
         data.payload = response.clone();
-        let (action, out) = xdp(tiers, &data.build(), nb, Reason::SpliceBackendTranslated);
+        // Its head is framed on the way (Content-Length: 2).
+        let (action, out) = xdp_moves(
+            tiers,
+            &data.build(),
+            nb,
+            &[
+                Reason::SpliceBackendTranslated,
+                Reason::SpliceResponseFramed,
+            ],
+        );
         assert_eq!(action, XdpAction::Redirect);
         let to_client = packet::parse(&out);
         assert_eq!((to_client.src, to_client.dst), (VIP, CLIENT));
@@ -315,13 +348,23 @@ fn a_spliced_connection_from_first_segment_to_close() {
         assert_eq!(
             to_client.ack,
             client.seq.wrapping_add(REQUEST.len() as u32),
-            "acknowledges the client's request, not the inserted bytes"
+            "acknowledges the client's request"
         );
         assert_eq!(payload(&out, &to_client), response);
         assert!(to_client.ip_csum_ok && to_client.tcp_csum_ok);
-        assert_eq!(splice_of(tiers, sport).unwrap().state, SPLICE_ESTABLISHED);
+        let s = splice_of(tiers, sport).unwrap();
+        assert_eq!(s.state, SPLICE_ESTABLISHED);
+        assert_eq!(
+            (s.framing, s.requests, s.responses),
+            (FRAMING_KNOWN, 1, 1),
+            "the response's end is known"
+        );
+        assert_eq!(
+            s.response_next,
+            cookie.wrapping_add(1 + response.len() as u32)
+        );
 
-        // 5. The client's ACK of it: onto the backend leg, seq past the inserted bytes.
+        // 5. The client's ACK of it: onto the backend leg.
         let mut ack = client.clone();
         ack.flags = ACK;
         ack.seq = client.seq.wrapping_add(REQUEST.len() as u32);
@@ -341,13 +384,6 @@ fn a_spliced_connection_from_first_segment_to_close() {
             backend_isn.wrapping_add(1 + response.len() as u32)
         );
         assert!(to_backend.ip_csum_ok && to_backend.tcp_csum_ok);
-
-        // 6. A follow-up request on the connection never reaches the backend.
-        let mut follow_up = ack.clone();
-        follow_up.flags = PSH | ACK;
-        follow_up.payload = REQUEST.to_vec();
-        let (action, _) = xdp(tiers, &follow_up.build(), nc, Reason::SpliceFollowupDrop);
-        assert_eq!(action, XdpAction::Drop);
 
         // 7. Close: the backend's FIN, the client's FIN, the backend's last ACK → state gone.
         let mut fin = data.clone();
@@ -374,6 +410,214 @@ fn a_spliced_connection_from_first_segment_to_close() {
         assert_eq!(action, XdpAction::Redirect);
         assert_eq!(splice_of(tiers, sport), None);
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0), "NAT port released");
+    });
+}
+
+/// Brings `sport`'s splice to ESTABLISHED with one framed response of `response_len` bytes delivered
+/// and acknowledged; returns the client's last ACK (next request at its seq), the backend's data
+/// segment template, the splice and the backend's NAT port.
+fn established(
+    tiers: &KernelTiers,
+    nc: u32,
+    nb: u32,
+    nb_mac: [u8; 6],
+    sport: u16,
+) -> (Tcp4, Tcp4, SpliceState, u16) {
+    let (client, cookie, action, out, _) = open(tiers, nc, sport, REQUEST);
+    assert_eq!(action, XdpAction::Redirect);
+    let syn = packet::parse(&out);
+    let s = splice_of(tiers, sport).unwrap();
+    let backend_isn = 0x5000_0000u32;
+    let mut synack = Tcp4::syn(NODE, syn.sport);
+    synack.src = BACKEND;
+    synack.sport = 8080;
+    synack.src_mac = BACKEND_MAC;
+    synack.dst_mac = nb_mac;
+    synack.flags = SYN | ACK;
+    synack.seq = backend_isn;
+    synack.ack = s.leg_isn.wrapping_add(1);
+    synack.tcp_options = vec![2, 4, 0x05, 0xb4];
+    xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
+    assert_eq!(
+        tiers.run_tc_ingress_once(&synack.build()).unwrap().action,
+        TC_ACT_REDIRECT
+    );
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec();
+    let mut data = synack.clone();
+    data.flags = PSH | ACK;
+    data.seq = backend_isn.wrapping_add(1);
+    data.ack = s.leg_isn.wrapping_add(1 + REQUEST.len() as u32);
+    data.tcp_options.clear();
+    data.payload = response.clone();
+    xdp_moves(
+        tiers,
+        &data.build(),
+        nb,
+        &[
+            Reason::SpliceBackendTranslated,
+            Reason::SpliceResponseFramed,
+        ],
+    );
+    let mut ack = client.clone();
+    ack.flags = ACK;
+    ack.seq = client.seq.wrapping_add(REQUEST.len() as u32);
+    ack.ack = cookie.wrapping_add(1 + response.len() as u32);
+    ack.payload.clear();
+    xdp(tiers, &ack.build(), nc, Reason::SpliceClientTranslated);
+    data.seq = data.seq.wrapping_add(response.len() as u32);
+    (ack, data, splice_of(tiers, sport).unwrap(), syn.sport)
+}
+
+#[test]
+fn follow_up_requests_are_routed_one_by_one() {
+    if !support::root_or_skip("follow_up_requests_are_routed_one_by_one") {
+        return;
+    }
+    in_node("keep", |tiers, nc, nb, nb_mac| {
+        let sport = 40150;
+        let (ack, mut data, s, nat_port) = established(tiers, nc, nb, nb_mac, sport);
+
+        // 1. A follow-up to the same route: decided in the kernel, forwarded on the same leg.
+        let mut second = ack.clone();
+        second.flags = PSH | ACK;
+        second.payload = REQUEST.to_vec();
+        let (action, out) = xdp_moves(
+            tiers,
+            &second.build(),
+            nc,
+            &[Reason::SpliceFollowupSame, Reason::SpliceClientTranslated],
+        );
+        assert_eq!(action, XdpAction::Redirect);
+        let to_backend = packet::parse(&out);
+        assert_eq!((to_backend.dst, to_backend.sport), (BACKEND, nat_port));
+        assert_eq!(to_backend.seq, s.to_backend_seq(second.seq));
+        assert_eq!(payload(&out, &to_backend), REQUEST.to_vec());
+        assert!(to_backend.ip_csum_ok && to_backend.tcp_csum_ok);
+        let s = splice_of(tiers, sport).unwrap();
+        assert_eq!(s.requests, 2);
+        assert_eq!(
+            s.next_request,
+            second.seq.wrapping_add(REQUEST.len() as u32)
+        );
+        // Its retransmission goes on as it is (no second decision).
+        let (action, _) = xdp(tiers, &second.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+
+        // 2. A third request, to another backend's route, sent before the second response
+        // (pipelined): never forwarded, dropped unacknowledged.
+        let mut third = second.clone();
+        third.seq = second.seq.wrapping_add(REQUEST.len() as u32);
+        third.payload = String::from_utf8(REQUEST.to_vec())
+            .unwrap()
+            .replacen("/whoami", "/cart", 1)
+            .into_bytes();
+        let (action, _) = xdp(tiers, &third.build(), nc, Reason::SpliceFollowupEarly);
+        assert_eq!(action, XdpAction::Drop);
+
+        // 3. The second response (no body: 204) is framed; once the client acknowledges it, the
+        // third request moves to the other backend: a fresh SYN from a new NAT port, the old leg
+        // forgotten.
+        let response = b"HTTP/1.1 204 No Content\r\nContent-Length: 99\r\n\r\n".to_vec();
+        data.payload = response.clone();
+        data.ack = s.to_backend_seq(third.seq);
+        let (action, _) = xdp_moves(
+            tiers,
+            &data.build(),
+            nb,
+            &[
+                Reason::SpliceBackendTranslated,
+                Reason::SpliceResponseFramed,
+            ],
+        );
+        assert_eq!(action, XdpAction::Redirect);
+        third.ack = second.ack.wrapping_add(response.len() as u32);
+        let (action, out) = xdp_moves(
+            tiers,
+            &third.build(),
+            nc,
+            &[Reason::SpliceSwitch, Reason::SpliceSynSent],
+        );
+        assert_eq!(action, XdpAction::Redirect);
+        let syn = packet::parse(&out);
+        assert_eq!(
+            (syn.flags, syn.dst, syn.dport),
+            (SYN, Ipv4Addr::new(198, 18, 1, 3), 8080)
+        );
+        let moved = splice_of(tiers, sport).expect("the new splice");
+        assert_eq!(moved.backend_addr, u32::from_ne_bytes([198, 18, 1, 3]));
+        assert_eq!(moved.state, SPLICE_SYN_SENT);
+        assert_eq!(
+            moved.client_isn,
+            third.seq.wrapping_sub(1),
+            "the leg starts at the request"
+        );
+        assert_eq!(
+            moved.cookie,
+            third.ack.wrapping_sub(1),
+            "and at the client's ack"
+        );
+        assert_eq!(
+            tiers.splice_sizes().unwrap(),
+            (1, 1),
+            "the old NAT port is released"
+        );
+    });
+}
+
+#[test]
+fn a_follow_up_that_is_not_tier_1_moves_to_tier_3_and_unframed_responses_are_said_so() {
+    if !support::root_or_skip("a_follow_up_that_is_not_tier_1_moves_to_tier_3") {
+        return;
+    }
+    in_node("move3", |tiers, nc, nb, nb_mac| {
+        let sport = 40160;
+        let (ack, mut data, s, _) = established(tiers, nc, nb, nb_mac, sport);
+        // A second request on the same backend, answered chunked: the kernel cannot frame it.
+        let mut second = ack.clone();
+        second.flags = PSH | ACK;
+        second.payload = REQUEST.to_vec();
+        xdp_moves(
+            tiers,
+            &second.build(),
+            nc,
+            &[Reason::SpliceFollowupSame, Reason::SpliceClientTranslated],
+        );
+        let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec();
+        data.payload = response.clone();
+        xdp_moves(
+            tiers,
+            &data.build(),
+            nb,
+            &[
+                Reason::SpliceBackendTranslated,
+                Reason::SpliceResponseUnframed,
+            ],
+        );
+        assert_eq!(splice_of(tiers, sport).unwrap().framing, FRAMING_LOST);
+        // A request for a Prefix route (Tier 3's), sent after the client acknowledged all of it: the
+        // connection goes to Tier 3 (the replayed SYN to the VIP, passed to the stack).
+        let mut third = second.clone();
+        third.seq = second.seq.wrapping_add(REQUEST.len() as u32);
+        third.ack = second.ack.wrapping_add(response.len() as u32);
+        third.payload = b"GET /api/items HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec();
+        let before = tiers.counters().unwrap();
+        let run = tiers.run_once_from(&third.build(), nc).unwrap();
+        let moved = tiers.counters().unwrap().since(&before).non_zero();
+        assert!(
+            moved.contains(&(Reason::SpliceSwitchUnframed.name(), 1))
+                && moved.contains(&(Reason::HandoffSynReplayed.name(), 1)),
+            "{moved:?}"
+        );
+        assert_eq!(run.action, XdpAction::Pass);
+        let replayed = packet::parse(&run.output);
+        assert_eq!(
+            (replayed.src, replayed.dst, replayed.flags),
+            (CLIENT, VIP, SYN)
+        );
+        assert_eq!(replayed.seq, third.seq.wrapping_sub(1));
+        assert_eq!(splice_of(tiers, sport), None, "the splice is over");
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+        let _ = s;
     });
 }
 
@@ -790,19 +1034,27 @@ fn options_are_agreed_with_both_sides_and_translated_both_ways() {
         // 4. Backend data with a SACK block → to the client: its timestamp in our clock, the echo in the
         //    client's, the SACK edges in the client's sequence space, the window rescaled.
         let leg_first = s.leg_isn.wrapping_add(1);
-        let inserted = 18u32;
         let mut bdata = bsa.clone();
         bdata.flags = PSH | ACK;
         bdata.seq = backend_isn.wrapping_add(1);
-        bdata.ack = leg_first.wrapping_add(REQUEST.len() as u32 + inserted);
+        bdata.ack = leg_first.wrapping_add(REQUEST.len() as u32);
         bdata.window = 100;
         bdata.tcp_options = ts_options(
             backend_ts + 10,
             s.ts_leg + 5,
-            Some((leg_first + inserted + 40, leg_first + inserted + 50)),
+            Some((leg_first + 40, leg_first + 50)),
         );
         bdata.payload = b"HTTP/1.1 200 OK\r\n".to_vec();
-        let (action, out) = xdp(tiers, &bdata.build(), nb, Reason::SpliceBackendTranslated);
+        // Half a head: the kernel cannot frame this response (said so, translated all the same).
+        let (action, out) = xdp_moves(
+            tiers,
+            &bdata.build(),
+            nb,
+            &[
+                Reason::SpliceBackendTranslated,
+                Reason::SpliceResponseUnframed,
+            ],
+        );
         assert_eq!(action, XdpAction::Redirect);
         let to_client = packet::parse(&out);
         let (buf, w) = options_of(&to_client);

@@ -19,7 +19,10 @@ mod zero;
 
 use rauta_common::{
     reason::Reason,
-    splice::{PROG_ROUTE, PROG_SPLICE, PROG_SPLICE_START, PROG_SYN},
+    splice::{
+        PROG_ENTRY, PROG_FOLLOWUP, PROG_RESPONSE, PROG_ROUTE, PROG_SPLICE, PROG_SPLICE_START,
+        PROG_SYN,
+    },
 };
 
 use aya_ebpf::{
@@ -37,6 +40,18 @@ pub fn rauta_xdp(ctx: XdpContext) -> u32 {
         unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SYN) };
         maps::count(Reason::InternalErrorPass);
         return xdp_action::XDP_PASS;
+    }
+    if verdict.action == xdp::TAIL_CALL_FOLLOWUP || verdict.action == xdp::TAIL_CALL_RESPONSE {
+        let slot = if verdict.action == xdp::TAIL_CALL_FOLLOWUP {
+            PROG_FOLLOWUP
+        } else {
+            PROG_RESPONSE
+        };
+        // SAFETY: a tail call with this program's own context; it returns only if the slot is empty.
+        unsafe { maps::RAUTA_PROGS.tail_call(&ctx, slot) };
+        // Without the step the segment cannot be judged: dropped, the peer retransmits.
+        maps::count(Reason::InternalErrorPass);
+        return xdp_action::XDP_DROP;
     }
     // A first data segment was stored and the packet is now the replayed SYN: the routing decision on
     // it runs in `rauta_xdp_route` (a tail call, with a verifier budget of its own), which counts the
@@ -66,6 +81,37 @@ pub fn rauta_xdp_syn(ctx: XdpContext) -> u32 {
     let verdict = xdp::syn::answer_packet(&ctx);
     maps::count(verdict.reason);
     verdict.action
+}
+
+/// A follow-up request on a kept-alive splice (tail-called by `rauta_xdp` with the segment captured):
+/// routed by its own head (`xdp::followup`). Same backend: back to `rauta_xdp`, which forwards it on
+/// the leg; moved: the packet is now the replayed SYN and the routing decision runs on it as on a first
+/// segment (`rauta_xdp_route`); otherwise dropped.
+#[xdp]
+pub fn rauta_xdp_followup(ctx: XdpContext) -> u32 {
+    let slot = match xdp::followup::decide(&ctx) {
+        Ok(true) => PROG_ENTRY,
+        Ok(false) => PROG_ROUTE,
+        Err(verdict) => {
+            maps::count(verdict.reason);
+            return verdict.action;
+        }
+    };
+    // SAFETY: a tail call with this program's own context; it returns only if the slot is empty.
+    unsafe { maps::RAUTA_PROGS.tail_call(&ctx, slot) };
+    maps::count(Reason::InternalErrorPass);
+    xdp_action::XDP_DROP
+}
+
+/// A backend segment in which a response head starts (tail-called by `rauta_xdp`): its framing goes
+/// into the splice state (`xdp::response`), then back to `rauta_xdp`, which translates the segment.
+#[xdp]
+pub fn rauta_xdp_response(ctx: XdpContext) -> u32 {
+    maps::count(xdp::response::record(&ctx));
+    // SAFETY: a tail call with this program's own context; it returns only if the slot is empty.
+    unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_ENTRY) };
+    maps::count(Reason::InternalErrorPass);
+    xdp_action::XDP_DROP
 }
 
 /// The routing decision on a stored first segment (tail-called by `rauta_xdp`; the packet is the

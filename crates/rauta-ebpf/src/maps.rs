@@ -146,6 +146,10 @@ pub struct Scratch {
     /// The flow entry of the first data segment being decided (XDP): written to `RAUTA_FLOWS` only if
     /// the connection goes to Tier 3 (`handoff::commit_flow`), read by the splice if it is a hit.
     pub flow_state: FlowState,
+    /// What a tail-called step hands back to the entry program (XDP; see `xdp::Resume`).
+    pub resume: crate::xdp::Resume,
+    /// The response head scanner's state (XDP; see `xdp::response`).
+    pub response: crate::xdp::response::ResponseScratch,
 }
 
 /// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held

@@ -194,7 +194,10 @@ impl KernelState {
         };
         match spliced {
             Ok(counters) => {
-                let total = counters.get(Reason::SpliceSynSent);
+                // A request is Tier 1's when it starts a splice (first request, or a follow-up moved
+                // to a fresh splice) or goes on along one (a follow-up to the same backend).
+                let total =
+                    counters.get(Reason::SpliceSynSent) + counters.get(Reason::SpliceFollowupSame);
                 let seen = counter.get();
                 if total > seen {
                     counter.inc_by(total - seen);

@@ -52,8 +52,9 @@ const BLOCK: usize = 1 << 20;
 /// (Tier 3); all to Service `shop` with endpoints a and b.
 pub fn routes(sizes: &[usize]) -> rauta_routes::RouteTable {
     let mut paths = String::new();
-    for path in
-        std::iter::once("/hello".to_owned()).chain(sizes.iter().map(|n| format!("/size/{n}")))
+    for path in ["/hello".to_owned(), "/bye".to_owned()]
+        .into_iter()
+        .chain(sizes.iter().map(|n| format!("/size/{n}")))
     {
         paths.push_str(&format!(
             "      - {{path: {path}, pathType: Exact, backend: {{service: {{name: shop, port: {{number: 80}}}}}}}}\n"
@@ -107,8 +108,10 @@ pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static
 }
 
 /// An HTTP/1.1 server for load: a thread per connection, keep-alive unless the request says
-/// `Connection: close` (the splice inserts it), `/size/N` answered with [`body`]`(N)` and anything else
-/// with `<name> <path>`, so a client can tell who answered what. Counts requests.
+/// `Connection: close` or the path is `/bye` (the server closes first, as a backend with a keep-alive
+/// limit does), `/size/N` answered with [`body`]`(N)` and anything else with `<name> <path>`, so a
+/// client can tell who answered what. Counts requests. `TCP_NODELAY`, as real servers: the head and
+/// the body are two writes, and Nagle would hold the body for the client's delayed ACK (40 ms).
 #[derive(Clone)]
 pub struct HttpServer {
     /// What it answers with.
@@ -153,6 +156,7 @@ impl HttpServer {
 
     fn serve(&self, mut conn: TcpStream) {
         conn.set_nonblocking(false).unwrap();
+        conn.set_nodelay(true).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         let mut buf = Vec::new();
@@ -172,9 +176,10 @@ impl HttpServer {
             let size = path
                 .strip_prefix("/size/")
                 .and_then(|n| n.parse::<usize>().ok());
-            let close = head
-                .lines()
-                .any(|l| l.to_ascii_lowercase().replace(' ', "") == "connection:close");
+            let close = path == "/bye"
+                || head
+                    .lines()
+                    .any(|l| l.to_ascii_lowercase().replace(' ', "") == "connection:close");
             let small = format!("{} {path}", self.name);
             let length = size.unwrap_or(small.len());
             let response = format!(

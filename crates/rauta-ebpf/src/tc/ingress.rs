@@ -1,6 +1,6 @@
 //! The TC (clsact ingress) program: the part of the splice XDP cannot do. A frame cannot grow by more than
 //! a few bytes in XDP on veth, so the backend's SYN-ACK (54 bytes), which must become our ACK carrying
-//! the whole stored request plus the inserted `Connection:close`, is passed by XDP and rebuilt here with
+//! the whole stored request, is passed by XDP and rebuilt here with
 //! `bpf_skb_change_tail`, then sent out of the backend's interface (`bpf_redirect`, egress). The client's
 //! retransmission of its first segment while that ACK may have been lost takes the same way.
 //!
@@ -16,7 +16,7 @@ use rauta_common::{
     maps::{FlowKey, PENDING_BUF, VIP_ENABLED},
     reason::Reason,
     splice::{
-        CONNECTION_CLOSE, INSERT_LEN, NatKey, SPLICE_ACK_SENT, SpliceState, add_sums, insertion_sum,
+        NatKey, SPLICE_ACK_SENT, SpliceState,
     },
     synack::{SynV4, TCP_ACK, TCP_RST, TCP_SYN},
     tcpopt::{ack_options, timestamps},
@@ -116,8 +116,8 @@ fn record_backend_options(ctx: &TcContext, h: &[u8; HEADERS], s: &mut SpliceStat
     }
 }
 
-/// Rebuilds the packet into our ACK to the backend carrying the stored request with `Connection:close`
-/// after its request line, and sends it out of the backend's interface.
+/// Rebuilds the packet into our ACK to the backend carrying the stored request, and sends it out of the
+/// backend's interface.
 #[inline(always)]
 fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
     let Some(pending) = RAUTA_PENDING.get_ptr(key) else {
@@ -138,25 +138,21 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
         // The builder writes client_seq + 1.
         client_seq: s.leg_isn,
     };
-    // Restate the ranges for the verifier (black_box keeps LLVM from folding the masks away): the
-    // request and its head before the insertion point are 1..=PENDING_BUF bytes of `data`, read from its
-    // start: every read stays inside the map value whatever the verifier knows of their relation.
+    // Restate the range for the verifier (black_box keeps LLVM from folding the mask away): the request
+    // is 1..=PENDING_BUF bytes of `data`, read from its start.
     let mask = PENDING_BUF as u32 - 1;
     let len = pending.len;
-    let at = s.insert_at;
-    if at == 0 || at >= len || len > PENDING_BUF as u32 {
+    if len == 0 || len > PENDING_BUF as u32 {
         return TcVerdict::shot(Reason::TcSpliceError);
     }
     let whole = ((core::hint::black_box(len).wrapping_sub(1)) & mask) + 1;
-    let head = ((core::hint::black_box(at).wrapping_sub(1)) & mask) + 1;
-    let total = len + INSERT_LEN;
     build_handoff_ack_v4(
         &leg,
         s.backend_isn.wrapping_add(1),
         s.window as u16,
         TCP_PSH,
-        total as u16,
-        add_sums(pending.sum as u16, insertion_sum(at)),
+        len as u16,
+        pending.sum as u16,
         &ack_options(if s.agreed.ts != 0 {
             Some((s.ts_leg, s.ts_ours.wrapping_add(s.ts_offset)))
         } else {
@@ -166,14 +162,11 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
     );
     let skb = ctx.skb.skb;
     let tail = HANDOFF_ACK_V4_HEADERS as u32;
-    // The payload in three stores, each reading `data` from its start: the whole request shifted by
-    // INSERT_LEN (its part after the insertion point lands where it belongs), then the part before the
-    // insertion point over the start, then the inserted header between them.
     // SAFETY: helper calls on this program's skb with buffers of the stated sizes (`ack` holds
-    // HANDOFF_ACK_V4_HEADERS bytes, `data` PENDING_BUF >= whole >= head bytes); no packet pointer is
-    // held across them.
+    // HANDOFF_ACK_V4_HEADERS bytes, `data` PENDING_BUF >= whole bytes); no packet pointer is held across
+    // them.
     let written = unsafe {
-        bpf_skb_change_tail(skb, tail + total, 0) == 0
+        bpf_skb_change_tail(skb, tail + whole, 0) == 0
             && bpf_skb_store_bytes(
                 skb,
                 0,
@@ -181,21 +174,7 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
                 HANDOFF_ACK_V4_HEADERS as u32,
                 0,
             ) == 0
-            && bpf_skb_store_bytes(
-                skb,
-                tail + INSERT_LEN,
-                pending.data.as_ptr().cast(),
-                whole,
-                0,
-            ) == 0
-            && bpf_skb_store_bytes(skb, tail, pending.data.as_ptr().cast(), head, 0) == 0
-            && bpf_skb_store_bytes(
-                skb,
-                tail + head,
-                CONNECTION_CLOSE.as_ptr().cast(),
-                INSERT_LEN,
-                0,
-            ) == 0
+            && bpf_skb_store_bytes(skb, tail, pending.data.as_ptr().cast(), whole, 0) == 0
     };
     if !written {
         // Half rewritten: never let it out. The backend retransmits its SYN-ACK.

@@ -59,7 +59,7 @@ pub fn replay(
             .unwrap_or(0),
         None => 0,
     };
-    replay_decoded(ctx, key, ip, tcp, (tcp_len, payload_len), mss, reason)
+    replay_decoded(ctx, key, ip, tcp, (tcp_len, payload_len), mss, reason, None)
 }
 
 /// [`replay`] with the MSS the cookie encodes already known (`mss`, 0 if it could not be decoded).
@@ -68,6 +68,9 @@ pub fn replay(
 /// When the routing decision comes next (`reason` is a hand-off the entry point routes, see
 /// [`routed_next`]), the flow entry is only prepared in the scratch entry: a routing hit never needs it
 /// (the splice takes the connection), so it is written by [`commit_flow`] on the way to Tier 3 only.
+///
+/// `agreed`: the options agreed with the client when the segment is a follow-up request of a splice
+/// that moves (its timestamp echo carries no options then; `mss` is the splice's).
 #[inline(always)]
 pub fn replay_decoded(
     ctx: &XdpContext,
@@ -77,6 +80,7 @@ pub fn replay_decoded(
     lens: (u32, u32),
     mss: u16,
     reason: Reason,
+    agreed: Option<Agreed>,
 ) -> Verdict {
     let (tcp_len, payload_len) = lens;
     if payload_len > PENDING_PAYLOAD_MAX {
@@ -95,7 +99,7 @@ pub fn replay_decoded(
     // The client's timestamps: its own value goes on in the replayed SYN, its echo of our SYN-ACK's
     // says what was agreed (`rauta_common::tcpopt`).
     let ts = options::timestamps_xdp();
-    let agreed = Agreed::from_echo(ts.map(|(_, ecr)| ecr));
+    let agreed = agreed.unwrap_or_else(|| Agreed::from_echo(ts.map(|(_, ecr)| ecr)));
     let (client_ts, ts_ours) = ts.unwrap_or((0, 0));
     scratch.segment.tsval = client_ts;
 

@@ -4,9 +4,10 @@
 //!   replayed SYN) into our SYN to the backend, from an allocated NAT port, out of the interface the FIB
 //!   names;
 //! - [`client_segment`]: every later client segment (a lost SYN re-sent on the client's retransmission,
-//!   the request re-sent through TC, pure ACKs, FIN and RST translated, follow-up data dropped);
+//!   the request re-sent through TC, follow-up requests routed (`followup`), everything else translated);
 //! - [`backend_segment`]: the backend's packets (SYN-ACK recorded and passed to TC ingress, which sends
-//!   the ACK carrying the request; everything else translated back to the client).
+//!   the ACK carrying the request; response heads framed (`response`); everything translated back to
+//!   the client).
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, bpf_fib_lookup, xdp_action},
@@ -23,7 +24,7 @@ use rauta_common::{
     maps::{FlowKey, VIP_ENABLED},
     reason::Reason,
     splice::{
-        INSERT_LEN, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT, SPLICE_CLOSED,
+        FRAMING_LOST, FRAMING_WAITING, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT, SPLICE_CLOSED,
         SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND, SPLICE_FIN_BACKEND_ACKED,
         SPLICE_FIN_CLIENT, SPLICE_FIN_CLIENT_ACKED, SPLICE_RESET, SPLICE_SYN_SENT, SYN_TRIES,
         SpliceState, build_rst_v4, nat_port_candidate,
@@ -32,7 +33,10 @@ use rauta_common::{
     tcpopt::{Translation, WSCALE_NONE, csum_add_delta, rescale_window, shift_of, syn_options},
 };
 
-use super::{Verdict, handoff, route::Hit};
+use super::{
+    FOLLOWUP_SAME, RESUME_FOLLOWUP, RESUME_RESPONSE, Resume, TAIL_CALL_FOLLOWUP,
+    TAIL_CALL_RESPONSE, Verdict, followup, handoff, resume_take, route::Hit,
+};
 use crate::{
     maps::{
         RAUTA_FLOWS, RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, SCRATCH_XDP,
@@ -71,7 +75,7 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
     let Some(vip) = crate::maps::RAUTA_VIP.get(0) else {
         return Err(Some(Reason::InternalErrorPass));
     };
-    if hit.len + INSERT_LEN > mss {
+    if hit.len > mss {
         return Err(Some(Reason::SpliceTooLarge));
     }
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
@@ -146,7 +150,6 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         leg_isn,
         backend_isn: 0,
         request_len: hit.len,
-        insert_at: hit.insert_at,
         mss,
         fins: 0,
         client_fin_end: 0,
@@ -173,6 +176,13 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         backend_wscale: WSCALE_NONE,
         vip_wscale: vip.wscale,
         _pad: 0,
+        next_request: client_isn.wrapping_add(1).wrapping_add(hit.len),
+        backend_end: cookie.wrapping_add(1),
+        response_next: cookie.wrapping_add(1),
+        framing: FRAMING_WAITING,
+        requests: 1,
+        responses: 0,
+        head_request: u32::from(scratch.segment.data[0] == b'H'),
     };
     if RAUTA_SPLICES.insert(key, &scratch.splice, 0).is_err() {
         let _ = RAUTA_NAT.remove(nat);
@@ -300,10 +310,38 @@ pub fn client_segment(
             // Our ACK with the request may have been lost: TC ingress sends it again.
             return Verdict::pass(Reason::SpliceRequestResend);
         }
-        if seq == s.first_seq() {
-            return Verdict::drop(Reason::SpliceStrayDrop);
+        if s.state != SPLICE_ESTABLISHED || flags & (TCP_SYN | TCP_RST | TCP_ACK) != TCP_ACK {
+            return Verdict::drop(Reason::SpliceFollowupDrop);
         }
-        return Verdict::drop(Reason::SpliceFollowupDrop);
+        let position = seq.wrapping_sub(s.next_request);
+        if position == 0 {
+            // A request starts here: routed by its own head (`followup`), then resumed here.
+            match resume_take(RESUME_FOLLOWUP, key, seq) {
+                Some(FOLLOWUP_SAME) => {
+                    let head = resume_head_flag();
+                    s.next_request = seq.wrapping_add(payload_len);
+                    s.requests = s.requests.wrapping_add(1);
+                    s.head_request = head;
+                    crate::maps::count(Reason::SpliceFollowupSame);
+                }
+                Some(_) => return Verdict::drop(Reason::InternalErrorPass),
+                None => {
+                    let client_ack = u32::from_be_bytes(tcp.ack_seq);
+                    return match followup::capture(ctx, key, tcp, tcp_len, payload_len, client_ack)
+                    {
+                        Ok(()) => Verdict {
+                            action: TAIL_CALL_FOLLOWUP,
+                            reason: Reason::SpliceFollowupSame,
+                        },
+                        Err(reason) => Verdict::drop(reason),
+                    };
+                }
+            }
+        } else if position < 1 << 31 {
+            // Past a gap: the client retransmits what is missing first.
+            return Verdict::drop(Reason::SpliceFollowupDrop);
+        }
+        // Before `next_request`: a retransmission of what the backend already has; it goes on.
     }
 
     let ack = u32::from_be_bytes(tcp.ack_seq);
@@ -434,12 +472,45 @@ pub fn backend_segment(
     }
     if s.state == SPLICE_ACK_SENT
         && flags & TCP_ACK != 0
-        && ack.wrapping_sub(s.leg_isn.wrapping_add(1)) >= s.request_len + INSERT_LEN
+        && ack.wrapping_sub(s.leg_isn.wrapping_add(1)) >= s.request_len
         && ack.wrapping_sub(s.leg_isn.wrapping_add(1)) < 1 << 31
     {
         s.state = SPLICE_ESTABLISHED;
         // The backend has the request: nothing will resend it.
         let _ = crate::maps::RAUTA_PENDING.remove(&key);
+    }
+    if payload_len > 0 && s.state == SPLICE_ESTABLISHED {
+        let start = s.to_client_seq(seq);
+        let end = start.wrapping_add(payload_len);
+        let ahead = end.wrapping_sub(s.backend_end);
+        if ahead != 0 && ahead < 1 << 31 {
+            s.backend_end = end;
+        }
+        // A response head starts in this segment: framed by `rauta_xdp_response`, then resumed here.
+        if s.framing != FRAMING_LOST
+            && s.response_next.wrapping_sub(start) < payload_len
+            && resume_take(RESUME_RESPONSE, &key, seq).is_none()
+        {
+            if let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) {
+                // SAFETY: this CPU's scratch entry, valid for this run.
+                unsafe {
+                    (*scratch).resume = Resume {
+                        kind: RESUME_RESPONSE,
+                        flow: key,
+                        seq,
+                        ack: 0,
+                        outcome: 0,
+                        offset: s.response_next.wrapping_sub(start),
+                        payload_at: (ETH_LEN + IPV4_LEN) as u32 + tcp_len,
+                        payload_len,
+                    }
+                };
+                return Some(Verdict {
+                    action: TAIL_CALL_RESPONSE,
+                    reason: Reason::SpliceBackendTranslated,
+                });
+            }
+        }
     }
     let done = if flags & TCP_RST != 0 {
         true
@@ -485,14 +556,11 @@ pub fn backend_segment(
         Options {
             tcp_len,
             // The backend's timestamps are `ts_offset` ahead of Tier 1's clock; its SACK blocks name
-            // client bytes on the leg (all past the inserted header: the request is one segment).
+            // client bytes on the leg.
             translation: Translation {
                 tsval: 0u32.wrapping_sub(copy.ts_offset),
                 tsecr: 0u32.wrapping_sub(copy.ts_leg_delta()),
-                sack: copy
-                    .first_seq()
-                    .wrapping_sub(copy.leg_isn.wrapping_add(1))
-                    .wrapping_sub(INSERT_LEN),
+                sack: 0u32.wrapping_sub(copy.client_offset()),
             },
             active: copy.agreed.ts != 0 || copy.agreed.sack != 0,
             window: (
@@ -504,6 +572,16 @@ pub fn backend_segment(
         copy.client_ifindex,
         Reason::SpliceBackendTranslated,
     ))
+}
+
+/// Whether the follow-up the entry program resumes is a HEAD request (`followup::decide` left it in the
+/// resume record's `offset`).
+#[inline(always)]
+fn resume_head_flag() -> u32 {
+    RAUTA_SCRATCH
+        .get_ptr(SCRATCH_XDP)
+        // SAFETY: this CPU's scratch entry, read at once.
+        .map_or(0, |scratch| unsafe { (*scratch).resume.offset })
 }
 
 /// Copies the splice state into this CPU's scratch entry (see the callers).
