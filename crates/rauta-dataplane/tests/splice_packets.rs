@@ -150,7 +150,7 @@ fn payload(frame: &[u8], p: &Parsed) -> Vec<u8> {
 }
 
 /// Runs `body` on a thread inside a fresh node namespace.
-fn in_node(tag: &str, body: impl FnOnce(&KernelTiers, u32, u32, [u8; 6]) + Send + 'static) {
+fn in_node(tag: &str, body: impl FnOnce(&mut KernelTiers, u32, u32, [u8; 6]) + Send + 'static) {
     let node = Node::create(tag);
     let ns = node.ns.clone();
     thread::spawn(move || {
@@ -166,7 +166,7 @@ fn in_node(tag: &str, body: impl FnOnce(&KernelTiers, u32, u32, [u8; 6]) + Send 
             .unwrap();
         assert_eq!(applied.routes, 2, "the Exact paths");
         let nb_mac = mac(&ns, "nb");
-        body(&tiers, ifindex("nc"), ifindex("nb"), nb_mac);
+        body(&mut tiers, ifindex("nc"), ifindex("nb"), nb_mac);
     })
     .join()
     .expect("the test body");
@@ -683,6 +683,90 @@ fn retransmissions_and_resets_on_both_legs() {
         assert_eq!(packet::parse(&out).dst, BACKEND);
         assert_eq!(splice_of(tiers, sport), None);
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+    });
+}
+
+#[test]
+fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
+    if !support::root_or_skip("duplicated_and_reordered_handshake_packets_and_a_taken_nat_port") {
+        return;
+    }
+    in_node("dup", |tiers, nc, nb, _| {
+        // A duplicated SYN: the same stateless SYN-ACK twice.
+        let mut syn = Tcp4::syn(VIP, PORT);
+        syn.sport = 40400;
+        let (_, first) = xdp(tiers, &syn.build(), nc, Reason::SynCookieSent);
+        let (_, again) = xdp(tiers, &syn.build(), nc, Reason::SynCookieSent);
+        assert_eq!(first, again, "no state per SYN: the same SYN-ACK");
+        let cookie = packet::parse(&first).seq;
+        // The first data segment overtakes the handshake's ACK: it starts the splice on its own (its
+        // ack carries the cookie); the late ACK, duplicated, is dropped without effect.
+        let mut data = syn.clone();
+        data.flags = PSH | ACK;
+        data.seq = syn.seq.wrapping_add(1);
+        data.ack = cookie.wrapping_add(1);
+        data.tcp_options.clear();
+        data.payload = REQUEST.to_vec();
+        let (action, out) = xdp(tiers, &data.build(), nc, Reason::SpliceSynSent);
+        assert_eq!(action, XdpAction::Redirect);
+        let mut late = data.clone();
+        late.flags = ACK;
+        late.payload.clear();
+        for _ in 0..2 {
+            let (action, _) = xdp(tiers, &late.build(), nc, Reason::SpliceStrayDrop);
+            assert_eq!(action, XdpAction::Drop);
+        }
+        assert_eq!(splice_of(tiers, 40400).unwrap().state, SPLICE_SYN_SENT);
+        // The backend's SYN-ACK duplicated: recorded once, the duplicate passed to TC again (which
+        // resends the request: our ACK may have been lost).
+        let syn_out = packet::parse(&out);
+        let s = splice_of(tiers, 40400).unwrap();
+        let mut synack = Tcp4::syn(NODE, syn_out.sport);
+        synack.src = BACKEND;
+        synack.sport = 8080;
+        synack.flags = SYN | ACK;
+        synack.seq = 77;
+        synack.ack = s.leg_isn.wrapping_add(1);
+        synack.tcp_options.clear();
+        for _ in 0..2 {
+            let (action, _) = xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
+            assert_eq!(action, XdpAction::Pass);
+        }
+        // A SYN-ACK from another ISN on the same leg is not the backend's answer: dropped.
+        synack.seq = 78;
+        let (action, _) = xdp(tiers, &synack.build(), nb, Reason::SpliceStrayDrop);
+        assert_eq!(action, XdpAction::Drop);
+        assert_eq!(splice_of(tiers, 40400).unwrap().backend_isn, 77);
+
+        // NAT ports: with a range of one port, a second client to the same backend finds it taken and
+        // is handed to Tier 3 (counted); once the first splice ends, the port serves the next client.
+        tiers.set_splicing(Some((61000, 61000))).unwrap();
+        let (_, _, action, out, moved) = open(tiers, nc, 40500, REQUEST);
+        assert_eq!(action, XdpAction::Redirect, "{moved:?}");
+        assert_eq!(packet::parse(&out).sport, 61000);
+        let (taken, _, action, _, mut moved) = open(tiers, nc, 40501, REQUEST);
+        moved.sort();
+        assert_eq!(
+            moved,
+            vec![
+                (Reason::HandoffSynReplayed.name(), 1),
+                (Reason::SpliceNatExhausted.name(), 1)
+            ]
+        );
+        assert_eq!(action, XdpAction::Pass, "the replayed SYN, to Tier 3");
+        assert_eq!(splice_of(tiers, 40501), None);
+        let _ = taken;
+        let mut reset = data.clone();
+        reset.sport = 40500;
+        let first_40500 = splice_of(tiers, 40500).unwrap();
+        reset.seq = first_40500.first_seq();
+        reset.flags = RST;
+        reset.payload.clear();
+        xdp(tiers, &reset.build(), nc, Reason::SpliceStrayDrop);
+        assert_eq!(splice_of(tiers, 40500), None, "a RST forgets the splice");
+        let (_, _, action, out, moved) = open(tiers, nc, 40502, REQUEST);
+        assert_eq!(action, XdpAction::Redirect, "{moved:?}");
+        assert_eq!(packet::parse(&out).sport, 61000, "the port is free again");
     });
 }
 
