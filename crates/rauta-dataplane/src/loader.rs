@@ -243,11 +243,16 @@ impl KernelTiers {
             (XDP_SYN_PROGRAM, PROG_SYN),
             (XDP_FOLLOWUP_PROGRAM, PROG_FOLLOWUP),
             (XDP_RESPONSE_PROGRAM, PROG_RESPONSE),
+            // The follow-up and response steps return to the entry program: it has a slot too
+            // (loaded above).
+            (XDP_PROGRAM, PROG_ENTRY),
         ] {
             let program: &mut Xdp = tiers.typed_program_mut(name)?;
-            program
-                .load()
-                .map_err(|source| DataplaneError::program(name, source))?;
+            if name != XDP_PROGRAM {
+                program
+                    .load()
+                    .map_err(|source| DataplaneError::program(name, source))?;
+            }
             let fd = program
                 .fd()
                 .map_err(|source| DataplaneError::program(name, source))?
@@ -258,17 +263,6 @@ impl KernelTiers {
                 .set(slot, &fd, 0)
                 .map_err(|source| DataplaneError::map(PROGS_MAP, source))?;
         }
-        // The follow-up and response steps return to the entry program: it has a slot too.
-        let entry = tiers
-            .xdp_mut()?
-            .fd()
-            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source))?
-            .try_clone()
-            .map_err(|source| DataplaneError::program(XDP_PROGRAM, source.into()))?;
-        let mut progs: ProgramArray<_> = tiers.typed_map_mut(PROGS_MAP)?;
-        progs
-            .set(PROG_ENTRY, &entry, 0)
-            .map_err(|source| DataplaneError::map(PROGS_MAP, source))?;
         for name in [TC_EGRESS_PROGRAM, TC_INGRESS_PROGRAM] {
             tiers
                 .typed_program_mut::<SchedClassifier>(name)?

@@ -200,6 +200,20 @@ fn xdp_moves(
     (run.action, run.output)
 }
 
+/// A segment from the backend to the node's NAT port `nat_port` (MACs as on `nb`), MSS option only.
+fn from_backend(nat_port: u16, nb_mac: [u8; 6], flags: u8, seq: u32, ack: u32) -> Tcp4 {
+    let mut segment = Tcp4::syn(NODE, nat_port);
+    segment.src = BACKEND;
+    segment.sport = 8080;
+    segment.src_mac = BACKEND_MAC;
+    segment.dst_mac = nb_mac;
+    segment.flags = flags;
+    segment.seq = seq;
+    segment.ack = ack;
+    segment.tcp_options = vec![2, 4, 0x05, 0xb4];
+    segment
+}
+
 /// What `open` returns: the first segment, the cookie, the action and output of the first segment's
 /// run, the counters it moved.
 type Opened = (Tcp4, u32, XdpAction, Vec<u8>, Vec<(&'static str, u64)>);
@@ -272,15 +286,13 @@ fn a_spliced_connection_from_first_segment_to_close() {
 
         // 2. The backend's SYN-ACK: recorded and passed to TC ingress.
         let backend_isn = 0x7000_0000u32;
-        let mut synack = Tcp4::syn(NODE, syn.sport);
-        synack.src = BACKEND;
-        synack.sport = 8080;
-        synack.src_mac = BACKEND_MAC;
-        synack.dst_mac = nb_mac;
-        synack.flags = SYN | ACK;
-        synack.seq = backend_isn;
-        synack.ack = s.leg_isn.wrapping_add(1);
-        synack.tcp_options = vec![2, 4, 0x05, 0xb4];
+        let synack = from_backend(
+            syn.sport,
+            nb_mac,
+            SYN | ACK,
+            backend_isn,
+            s.leg_isn.wrapping_add(1),
+        );
         let (action, _) = xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
         assert_eq!(action, XdpAction::Pass);
         let s = splice_of(tiers, sport).unwrap();
@@ -428,15 +440,13 @@ fn established(
     let syn = packet::parse(&out);
     let s = splice_of(tiers, sport).unwrap();
     let backend_isn = 0x5000_0000u32;
-    let mut synack = Tcp4::syn(NODE, syn.sport);
-    synack.src = BACKEND;
-    synack.sport = 8080;
-    synack.src_mac = BACKEND_MAC;
-    synack.dst_mac = nb_mac;
-    synack.flags = SYN | ACK;
-    synack.seq = backend_isn;
-    synack.ack = s.leg_isn.wrapping_add(1);
-    synack.tcp_options = vec![2, 4, 0x05, 0xb4];
+    let synack = from_backend(
+        syn.sport,
+        nb_mac,
+        SYN | ACK,
+        backend_isn,
+        s.leg_isn.wrapping_add(1),
+    );
     xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
     assert_eq!(
         tiers.run_tc_ingress_once(&synack.build()).unwrap().action,
@@ -626,7 +636,7 @@ fn retransmissions_and_resets_on_both_legs() {
     if !support::root_or_skip("retransmissions_and_resets_on_both_legs") {
         return;
     }
-    in_node("rtx", |tiers, nc, nb, _| {
+    in_node("rtx", |tiers, nc, nb, nb_mac| {
         // A lost SYN: the client's retransmitted first segment sends the same SYN again.
         let sport = 40200;
         let (client, _, action, first, _) = open(tiers, nc, sport, REQUEST);
@@ -643,12 +653,7 @@ fn retransmissions_and_resets_on_both_legs() {
 
         // The backend refuses: the next retransmission goes to Tier 3 (replayed SYN to the VIP).
         let syn = packet::parse(&first);
-        let mut rst = Tcp4::syn(NODE, syn.sport);
-        rst.src = BACKEND;
-        rst.sport = 8080;
-        rst.flags = RST | ACK;
-        rst.seq = 0;
-        rst.ack = syn.seq.wrapping_add(1);
+        let mut rst = from_backend(syn.sport, nb_mac, RST | ACK, 0, syn.seq.wrapping_add(1));
         rst.tcp_options.clear();
         let (action, _) = xdp(tiers, &rst.build(), nb, Reason::SpliceBackendRefused);
         assert_eq!(action, XdpAction::Drop);
@@ -667,12 +672,7 @@ fn retransmissions_and_resets_on_both_legs() {
         let (client, _, _, first, _) = open(tiers, nc, sport, REQUEST);
         let syn = packet::parse(&first);
         let s = splice_of(tiers, sport).unwrap();
-        let mut synack = Tcp4::syn(NODE, syn.sport);
-        synack.src = BACKEND;
-        synack.sport = 8080;
-        synack.flags = SYN | ACK;
-        synack.seq = 5;
-        synack.ack = s.leg_isn.wrapping_add(1);
+        let synack = from_backend(syn.sport, nb_mac, SYN | ACK, 5, s.leg_isn.wrapping_add(1));
         xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
         let mut reset = client.clone();
         reset.flags = RST;
@@ -691,7 +691,7 @@ fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
     if !support::root_or_skip("duplicated_and_reordered_handshake_packets_and_a_taken_nat_port") {
         return;
     }
-    in_node("dup", |tiers, nc, nb, _| {
+    in_node("dup", |tiers, nc, nb, nb_mac| {
         // A duplicated SYN: the same stateless SYN-ACK twice.
         let mut syn = Tcp4::syn(VIP, PORT);
         syn.sport = 40400;
@@ -721,12 +721,13 @@ fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
         // resends the request: our ACK may have been lost).
         let syn_out = packet::parse(&out);
         let s = splice_of(tiers, 40400).unwrap();
-        let mut synack = Tcp4::syn(NODE, syn_out.sport);
-        synack.src = BACKEND;
-        synack.sport = 8080;
-        synack.flags = SYN | ACK;
-        synack.seq = 77;
-        synack.ack = s.leg_isn.wrapping_add(1);
+        let mut synack = from_backend(
+            syn_out.sport,
+            nb_mac,
+            SYN | ACK,
+            77,
+            s.leg_isn.wrapping_add(1),
+        );
         synack.tcp_options.clear();
         for _ in 0..2 {
             let (action, _) = xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
@@ -972,14 +973,13 @@ fn median_cost_of_the_splice() {
                 }
                 let out = packet::parse(&run.output);
                 let state = splice_of(tiers, sport).unwrap();
-                let mut synack = Tcp4::syn(NODE, out.sport);
-                synack.src = BACKEND;
-                synack.sport = 8080;
-                synack.src_mac = BACKEND_MAC;
-                synack.dst_mac = nb_mac;
-                synack.flags = SYN | ACK;
-                synack.seq = 77;
-                synack.ack = state.leg_isn.wrapping_add(1);
+                let mut synack = from_backend(
+                    out.sport,
+                    nb_mac,
+                    SYN | ACK,
+                    77,
+                    state.leg_isn.wrapping_add(1),
+                );
                 synack.tcp_options = if with_ts {
                     let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 1, 0];
                     o.extend_from_slice(&state.ts_leg.to_be_bytes());
@@ -1087,14 +1087,13 @@ fn options_are_agreed_with_both_sides_and_translated_both_ways() {
         let backend_isn = 0x7000_0000u32;
         let backend_ts = 500_000u32;
         let backend_wscale = vip_wscale + 1;
-        let mut bsa = Tcp4::syn(NODE, leg_syn.sport);
-        bsa.src = BACKEND;
-        bsa.sport = 8080;
-        bsa.src_mac = BACKEND_MAC;
-        bsa.dst_mac = nb_mac;
-        bsa.flags = SYN | ACK;
-        bsa.seq = backend_isn;
-        bsa.ack = s.leg_isn.wrapping_add(1);
+        let mut bsa = from_backend(
+            leg_syn.sport,
+            nb_mac,
+            SYN | ACK,
+            backend_isn,
+            s.leg_isn.wrapping_add(1),
+        );
         let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
         o.extend_from_slice(&backend_ts.to_be_bytes());
         o.extend_from_slice(&s.ts_leg.to_be_bytes());
