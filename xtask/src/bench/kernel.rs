@@ -52,6 +52,12 @@ const HOST: &str = "bench.example";
 const TARGET_RPS_RATIO: f64 = 0.95;
 /// ... and its p99 at most this multiple of direct's.
 const TARGET_P99_RATIO: f64 = 1.10;
+/// Issue 6: a bulk transfer through Tier 1 at this fraction of the direct speed, at least.
+const TARGET_BULK_RATIO: f64 = 0.9;
+/// The bulk transfer's size: 100 MiB (issue 6 asks for 100 MB transfers).
+const BULK_BYTES: usize = 100 << 20;
+/// Transfers per target; the median counts.
+const BULK_RUNS: usize = 3;
 
 /// Routes: `/` Exact (Tier 1), `/tier3` Prefix (Tier 3), both to the backend nginx.
 const MANIFEST: &str = r#"apiVersion: networking.k8s.io/v1
@@ -70,6 +76,7 @@ spec:
       paths:
       - {path: /, pathType: Exact, backend: {service: {name: backend, port: {number: 80}}}}
       - {path: /tier3, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}
+      - {path: /bulk, pathType: Exact, backend: {service: {name: backend, port: {number: 80}}}}
 ---
 apiVersion: v1
 kind: Service
@@ -334,6 +341,43 @@ fn measure(
     })
 }
 
+/// One target's bulk transfer speed: the median MB/s (10^6 bytes) of [`BULK_RUNS`] GETs of `url`
+/// (100 MiB) by curl from the client namespace, each checked for its full size.
+fn measure_bulk(label: &str, url: &str, pin: &Pinning) -> Result<(String, f64)> {
+    let mut speeds = Vec::new();
+    for _ in 0..BULK_RUNS {
+        let mut c = netns(CLIENT);
+        if let Some(list) = &pin.wrk {
+            c.args(["taskset", "-c", list]);
+        }
+        let out = output(c.args([
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "60",
+            "-H",
+            &format!("Host: {HOST}"),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{speed_download}",
+            url,
+        ]))?;
+        let mut fields = out.split_whitespace();
+        let size: usize = fields.next().unwrap_or("0").parse().unwrap_or(0);
+        let speed: f64 = fields.next().unwrap_or("0").parse().unwrap_or(0.0);
+        if size != BULK_BYTES {
+            bail!("{label}: {url} delivered {size} bytes, not {BULK_BYTES}");
+        }
+        speeds.push(speed / 1e6);
+    }
+    speeds.sort_by(f64::total_cmp);
+    let median = speeds[speeds.len() / 2];
+    println!("  {label:<34} {median:>9.0} MB/s (100 MiB GET, median of {BULK_RUNS})");
+    Ok((label.to_owned(), median))
+}
+
 /// The sample of `rauta_requests_total` for `tier` summed over its other labels, from `/metrics`.
 fn tier_requests(admin: &str, tier: &str) -> Result<u64> {
     let text = output(netns(NODE).args([
@@ -499,6 +543,13 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         None,
         &pin.backend,
     )?;
+    let bulk: Vec<u8> = (0..BULK_BYTES).map(|i| (i % 251) as u8).collect();
+    std::fs::write(
+        out.join("kernel-bench")
+            .join("nginx-backend")
+            .join("bulk.bin"),
+        bulk,
+    )?;
     // The node learns the backend's MAC (a splice needs a resolved neighbour).
     curl(NODE, &format!("http://{BACKEND_ADDR}/"), None)?;
 
@@ -510,6 +561,11 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         &pin,
         None,
     )?);
+    let mut bulk = vec![measure_bulk(
+        "direct (node forwards)",
+        &format!("http://{BACKEND_ADDR}/bulk"),
+        &pin,
+    )?];
 
     let (mut proxy, mode) = start_rauta_tier1(rauta, out, args, &pin)?;
     for (label, path, tier) in [
@@ -538,6 +594,11 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         println!("    {}", row.note);
         rows.push(row);
     }
+    bulk.push(measure_bulk(
+        "RAUTA Tier 1 (kernel)",
+        &format!("http://{VIP}/bulk"),
+        &pin,
+    )?);
     drop(proxy);
 
     let nginx_proxy = start_nginx(
@@ -555,6 +616,11 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         args,
         &pin,
         Some(nginx_proxy.pid()),
+    )?);
+    bulk.push(measure_bulk(
+        "nginx proxy (1 worker)",
+        &format!("http://{NGINX_PROXY}/bulk"),
+        &pin,
     )?);
     drop(nginx_proxy);
     drop(_backend);
@@ -600,12 +666,13 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
     std::fs::write(out.join("kernel-bench.svg"), &svg)?;
     println!("  wrote {}", chart_path.display());
 
-    Ok(summary(args, &rows, mode, &cpu_note, &load1, &costs))
+    Ok(summary(args, &rows, &bulk, mode, &cpu_note, &load1, &costs))
 }
 
 fn summary(
     args: &BenchArgs,
     rows: &[Row],
+    bulk: &[(String, f64)],
     mode: &str,
     cpu_note: &str,
     load1: &str,
@@ -640,6 +707,28 @@ fn summary(
              (target <= {TARGET_P99_RATIO}x: {})",
             verdict(rps >= TARGET_RPS_RATIO),
             verdict(p99 <= TARGET_P99_RATIO)
+        );
+        println!("  {line}");
+        let _ = writeln!(md, "\n{line}\n");
+    }
+    let _ = writeln!(
+        md,
+        "100 MiB GET (curl, median of {BULK_RUNS}; window scaling, SACK and timestamps on):\n\n\
+         | target | MB/s | / direct |\n|---|---:|---:|"
+    );
+    let direct = bulk.first().map_or(1.0, |(_, mbps)| mbps.max(1e-9));
+    for (label, mbps) in bulk {
+        let _ = writeln!(md, "| {label} | {mbps:.0} | {:.2}x |", mbps / direct);
+    }
+    if let Some((_, tier1)) = bulk.get(1) {
+        let ratio = tier1 / direct;
+        let line = format!(
+            "Tier 1 / direct, 100 MiB: {ratio:.2}x (target >= {TARGET_BULK_RATIO}x: {})",
+            if ratio >= TARGET_BULK_RATIO {
+                "met"
+            } else {
+                "missed"
+            }
         );
         println!("  {line}");
         let _ = writeln!(md, "\n{line}\n");
