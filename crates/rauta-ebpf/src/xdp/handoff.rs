@@ -228,7 +228,7 @@ pub fn hold(
 /// Copies the segment's payload (`payload_len` bytes, 1..=[`PENDING_PAYLOAD_MAX`], after a `tcp_len`-byte
 /// header) into `segment` with its length, seq, PSH/FIN flags, window and payload sum.
 #[inline(always)]
-fn capture(
+pub fn capture(
     ctx: &XdpContext,
     segment: &mut PendingSegment,
     tcp: &TcpHdr,
