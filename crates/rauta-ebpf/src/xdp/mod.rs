@@ -7,6 +7,7 @@ pub mod followup;
 pub mod handoff;
 pub mod response;
 pub mod route;
+pub mod scan;
 pub mod splice;
 pub mod syn;
 

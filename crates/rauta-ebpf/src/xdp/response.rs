@@ -12,6 +12,7 @@
 //! The scanner keeps its state in the per-CPU scratch entry with volatile accesses, as the request
 //! parser does (`route`): every path through a byte reaches the next one with the same registers.
 
+use super::scan::{at, ld, st};
 use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
 use rauta_common::{
     maps::PENDING_BUF,
@@ -41,22 +42,6 @@ pub struct ResponseScratch {
     fail: u32,
 }
 
-#[inline(always)]
-fn ld(p: &u32) -> u32 {
-    // SAFETY: a valid reference; volatile only to keep the value out of registers (module docs).
-    unsafe { core::ptr::read_volatile(p) }
-}
-
-#[inline(always)]
-fn st(p: &mut u32, v: u32) {
-    // SAFETY: as `ld`.
-    unsafe { core::ptr::write_volatile(p, v) }
-}
-
-#[inline(always)]
-fn at(data: &[u8; PENDING_BUF], i: u32) -> u8 {
-    data[(i & MASK) as usize]
-}
 
 /// How a response head frames its body.
 #[derive(Clone, Copy, PartialEq, Eq)]

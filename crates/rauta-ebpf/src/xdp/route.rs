@@ -11,6 +11,7 @@
 //! through an iteration reaches the next one with the same registers and is pruned there — keeping state
 //! in registers would multiply the paths it explores per byte.
 
+use super::scan::{at, ld, st};
 use rauta_common::{
     flow::{flow_hash_v4, maglev_slot},
     maps::{FlowKey, PENDING_BUF},
@@ -25,10 +26,9 @@ use crate::maps::{
     count_route,
 };
 
-const MASK: u32 = PENDING_BUF as u32 - 1;
 const HOST_MASK: u32 = ROUTE_HOST_MAX as u32 - 1;
 const PATH_MASK: u32 = ROUTE_PATH_MAX as u32 - 1;
-const _: () = assert!(PENDING_BUF.is_power_of_two());
+
 const _: () = assert!(ROUTE_HOST_MAX.is_power_of_two() && ROUTE_PATH_MAX.is_power_of_two());
 
 /// Head scanner modes.
@@ -99,22 +99,6 @@ impl Decision {
     }
 }
 
-#[inline(always)]
-fn ld(p: &u32) -> u32 {
-    // SAFETY: a valid reference; volatile only to keep the value out of registers (see module docs).
-    unsafe { core::ptr::read_volatile(p) }
-}
-
-#[inline(always)]
-fn st(p: &mut u32, v: u32) {
-    // SAFETY: as `ld`.
-    unsafe { core::ptr::write_volatile(p, v) }
-}
-
-#[inline(always)]
-fn at(data: &[u8; PENDING_BUF], i: u32) -> u8 {
-    data[(i & MASK) as usize]
-}
 
 /// A `tchar` of RFC 9110 (header field names are tokens).
 #[inline(always)]
