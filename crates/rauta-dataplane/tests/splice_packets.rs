@@ -904,6 +904,10 @@ fn median_cost_of_the_splice() {
         return;
     }
     in_node("cost", |tiers, nc, nb, nb_mac| {
+        // About 2,000 splices stay open to one backend: with the default 4,536 NAT ports, eight probes
+        // all finding a taken port became likely towards the end (a hit fell back to Tier 3 and the
+        // test failed, 3 in 8 runs). The whole range above the well-known ports keeps that negligible.
+        tiers.set_splicing(Some((1024, 65535))).unwrap();
         const RUNS: usize = 1000;
         let median = |mut v: Vec<u64>| {
             v.sort_unstable();
