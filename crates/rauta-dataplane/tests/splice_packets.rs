@@ -581,7 +581,7 @@ fn a_follow_up_that_is_not_tier_1_moves_to_tier_3_and_unframed_responses_are_sai
     }
     in_node("move3", |tiers, nc, nb, nb_mac| {
         let sport = 40160;
-        let (ack, mut data, s, _) = established(tiers, nc, nb, nb_mac, sport);
+        let (ack, mut data, _, _) = established(tiers, nc, nb, nb_mac, sport);
         // A second request on the same backend, answered chunked: the kernel cannot frame it.
         let mut second = ack.clone();
         second.flags = PSH | ACK;
@@ -627,7 +627,6 @@ fn a_follow_up_that_is_not_tier_1_moves_to_tier_3_and_unframed_responses_are_sai
         assert_eq!(replayed.seq, third.seq.wrapping_sub(1));
         assert_eq!(splice_of(tiers, sport), None, "the splice is over");
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
-        let _ = s;
     });
 }
 
@@ -745,7 +744,7 @@ fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
         let (_, _, action, out, moved) = open(tiers, nc, 40500, REQUEST);
         assert_eq!(action, XdpAction::Redirect, "{moved:?}");
         assert_eq!(packet::parse(&out).sport, 61000);
-        let (taken, _, action, _, mut moved) = open(tiers, nc, 40501, REQUEST);
+        let (_, _, action, _, mut moved) = open(tiers, nc, 40501, REQUEST);
         moved.sort();
         assert_eq!(
             moved,
@@ -756,7 +755,6 @@ fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
         );
         assert_eq!(action, XdpAction::Pass, "the replayed SYN, to Tier 3");
         assert_eq!(splice_of(tiers, 40501), None);
-        let _ = taken;
         let mut reset = data.clone();
         reset.sport = 40500;
         let first_40500 = splice_of(tiers, 40500).unwrap();

@@ -20,7 +20,7 @@ use aya_ebpf::programs::XdpContext;
 use rauta_common::{maps::FlowKey, reason::Reason};
 
 use super::{
-    FOLLOWUP_EARLY, FOLLOWUP_SAME, FOLLOWUP_SWITCH, FOLLOWUP_SWITCH_UNFRAMED, RESUME_FOLLOWUP,
+    FOLLOWUP_EARLY, FOLLOWUP_SAME, FOLLOWUP_SAME_HEAD, FOLLOWUP_SWITCH, FOLLOWUP_SWITCH_UNFRAMED, RESUME_FOLLOWUP,
     Resume, Verdict, handoff, route,
 };
 use crate::{
@@ -94,9 +94,12 @@ pub fn decide(ctx: &XdpContext) -> Result<bool, Verdict> {
         }
     };
     if outcome == FOLLOWUP_SAME {
-        scratch.resume.outcome = outcome;
         // HEAD or not: the response's framing depends on it.
-        scratch.resume.offset = u32::from(scratch.segment.data[0] == b'H');
+        scratch.resume.outcome = if scratch.segment.data[0] == b'H' {
+            FOLLOWUP_SAME_HEAD
+        } else {
+            FOLLOWUP_SAME
+        };
         return Ok(true);
     }
     scratch.resume.kind = super::RESUME_NONE;

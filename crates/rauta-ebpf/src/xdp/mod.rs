@@ -39,6 +39,9 @@ pub const RESUME_RESPONSE: u32 = 2;
 
 /// [`Resume::outcome`] of a follow-up: same backend, stay on the leg.
 pub const FOLLOWUP_SAME: u32 = 1;
+/// [`Resume::outcome`] of a follow-up: as [`FOLLOWUP_SAME`], and the request is a HEAD (its response has
+/// no body whatever its length says).
+pub const FOLLOWUP_SAME_HEAD: u32 = 5;
 /// [`Resume::outcome`] of a follow-up: routed elsewhere, between responses (framed).
 pub const FOLLOWUP_SWITCH: u32 = 2;
 /// [`Resume::outcome`] of a follow-up: routed elsewhere, the client has all the backend sent

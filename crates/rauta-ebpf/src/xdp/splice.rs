@@ -34,7 +34,7 @@ use rauta_common::{
 };
 
 use super::{
-    FOLLOWUP_SAME, RESUME_FOLLOWUP, RESUME_RESPONSE, Resume, TAIL_CALL_FOLLOWUP,
+    FOLLOWUP_SAME, FOLLOWUP_SAME_HEAD, RESUME_FOLLOWUP, RESUME_RESPONSE, Resume, TAIL_CALL_FOLLOWUP,
     TAIL_CALL_RESPONSE, Verdict, followup, handoff, resume_take, route::Hit,
 };
 use crate::{
@@ -317,11 +317,10 @@ pub fn client_segment(
         if position == 0 {
             // A request starts here: routed by its own head (`followup`), then resumed here.
             match resume_take(RESUME_FOLLOWUP, key, seq) {
-                Some(FOLLOWUP_SAME) => {
-                    let head = resume_head_flag();
+                Some(outcome @ (FOLLOWUP_SAME | FOLLOWUP_SAME_HEAD)) => {
                     s.next_request = seq.wrapping_add(payload_len);
                     s.requests = s.requests.wrapping_add(1);
-                    s.head_request = head;
+                    s.head_request = u32::from(outcome == FOLLOWUP_SAME_HEAD);
                     crate::maps::count(Reason::SpliceFollowupSame);
                 }
                 Some(_) => return Verdict::drop(Reason::InternalErrorPass),
@@ -572,16 +571,6 @@ pub fn backend_segment(
         copy.client_ifindex,
         Reason::SpliceBackendTranslated,
     ))
-}
-
-/// Whether the follow-up the entry program resumes is a HEAD request (`followup::decide` left it in the
-/// resume record's `offset`).
-#[inline(always)]
-fn resume_head_flag() -> u32 {
-    RAUTA_SCRATCH
-        .get_ptr(SCRATCH_XDP)
-        // SAFETY: this CPU's scratch entry, read at once.
-        .map_or(0, |scratch| unsafe { (*scratch).resume.offset })
 }
 
 /// Copies the splice state into this CPU's scratch entry (see the callers).
