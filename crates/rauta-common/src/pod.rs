@@ -7,7 +7,7 @@
 
 use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, VipConfig};
 use crate::route::{Endpoint, RouteDecision, RouteKey, RouteValue, ServiceEntry, SlotKey};
-use crate::splice::{NatKey, SpliceConfig, SpliceState};
+use crate::splice::{NatKey, OldLeg, SpliceConfig, SpliceState};
 
 unsafe impl aya::Pod for VipConfig {}
 unsafe impl aya::Pod for FlowKey {}
@@ -23,3 +23,4 @@ unsafe impl aya::Pod for RouteDecision {}
 unsafe impl aya::Pod for SpliceConfig {}
 unsafe impl aya::Pod for NatKey {}
 unsafe impl aya::Pod for SpliceState {}
+unsafe impl aya::Pod for OldLeg {}

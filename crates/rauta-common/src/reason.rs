@@ -156,11 +156,14 @@ pub enum Reason {
     SpliceResponseFramed = 53,
     /// A response head the kernel cannot frame (chunked, no length, 1xx, head beyond the segment).
     SpliceResponseUnframed = 54,
+    /// TC: the backend leg a kept-alive connection moved away from is closed with a RST (cloned out
+    /// of the packet that completes the move: the new backend's or the listener's SYN-ACK).
+    SpliceOldLegClosed = 55,
 }
 
 impl Reason {
     /// Number of reasons; every code is below it.
-    pub const COUNT: usize = 55;
+    pub const COUNT: usize = 56;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -219,6 +222,7 @@ impl Reason {
         Reason::SpliceSwitchUnframed,
         Reason::SpliceResponseFramed,
         Reason::SpliceResponseUnframed,
+        Reason::SpliceOldLegClosed,
     ];
 
     /// The counter-map index of this reason.
@@ -285,6 +289,7 @@ impl Reason {
             Reason::SpliceSwitchUnframed => "splice_switch_unframed",
             Reason::SpliceResponseFramed => "splice_response_framed",
             Reason::SpliceResponseUnframed => "splice_response_unframed",
+            Reason::SpliceOldLegClosed => "splice_old_leg_closed",
         }
     }
 }

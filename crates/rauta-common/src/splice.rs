@@ -345,6 +345,81 @@ impl SpliceState {
     }
 }
 
+/// `RAUTA_OLD_LEGS`: backend legs a kept-alive connection moved away from, waiting to be closed (LRU hash,
+/// [`FlowKey`](crate::maps::FlowKey) of the client's connection → [`OldLeg`]).
+///
+/// XDP cannot send two packets for one, and the move turns the client's request into the replayed SYN;
+/// so the old leg is closed with the next packet a TC program rewrites anyway for that connection: the
+/// new backend's SYN-ACK (TC ingress, fresh splice) or the listener's SYN-ACK (TC egress, hand-off to
+/// Tier 3). There a RST to the old backend is written into the packet and cloned out
+/// (`bpf_clone_redirect`) before the packet becomes what it was going to be.
+pub const OLD_LEGS_MAP: &str = "RAUTA_OLD_LEGS";
+/// Capacity of [`OLD_LEGS_MAP`]: moves in flight (an entry lives one round trip to the new peer). An
+/// entry evicted early only leaves the old leg to the backend's idle timeout.
+pub const OLD_LEG_ENTRIES: u32 = 4096;
+
+/// A backend leg to close with a RST (see [`OLD_LEGS_MAP`]). Addresses, ports and MACs as they sit in
+/// the packet (network order), `seq` in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OldLeg {
+    /// The client connection's ISN after the move (the moved request's seq − 1): the TC programs close
+    /// the leg only for the connection that moved, never for a later one on the same 4-tuple.
+    pub client_isn: u32,
+    /// Our next sequence number on the old leg (what the backend expects): the RST carries it, so the
+    /// backend's stack accepts it (RFC 5961 takes a RST only at exactly that number).
+    pub seq: u32,
+    /// The node's address on the leg.
+    pub node_addr: u32,
+    /// The old backend's address.
+    pub backend_addr: u32,
+    /// The leg's NAT port.
+    pub nat_port: u16,
+    /// The old backend's port.
+    pub backend_port: u16,
+    /// The interface the old backend is reached on.
+    pub backend_ifindex: u32,
+    /// The node's MAC on that interface.
+    pub node_mac: [u8; 6],
+    /// The old backend's (or next hop's) MAC.
+    pub backend_mac: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<OldLeg>() == 36);
+
+impl OldLeg {
+    /// The leg of `s` to close when its client's request at `request_seq` (client space) moves it.
+    #[inline(always)]
+    pub const fn of(s: &SpliceState, request_seq: u32) -> OldLeg {
+        OldLeg {
+            client_isn: request_seq.wrapping_sub(1),
+            seq: s.to_backend_seq(request_seq),
+            node_addr: s.node_addr,
+            backend_addr: s.backend_addr,
+            nat_port: s.nat_port,
+            backend_port: s.backend_port,
+            backend_ifindex: s.backend_ifindex,
+            node_mac: s.node_mac,
+            backend_mac: s.backend_mac,
+        }
+    }
+
+    /// Writes the RST that closes the leg.
+    #[inline(always)]
+    pub fn rst(&self, frame: &mut [u8; RST_V4_LEN]) {
+        build_rst_v4(
+            (self.node_mac, self.backend_mac),
+            (self.node_addr.to_ne_bytes(), self.nat_port.to_ne_bytes()),
+            (
+                self.backend_addr.to_ne_bytes(),
+                self.backend_port.to_ne_bytes(),
+            ),
+            self.seq,
+            frame,
+        );
+    }
+}
+
 /// Length of the RST [`build_rst_v4`] writes: Ethernet (14) + IPv4 (20) + TCP without options (20).
 pub const RST_V4_LEN: usize = 54;
 
@@ -407,6 +482,38 @@ pub fn build_rst_v4(
     }
     frame[24] = csum[0];
     frame[25] = csum[1];
+}
+
+/// Makes the TCP checksum of a RST from [`build_rst_v4`] right whatever the skb it is written into
+/// says about checksums, which a TC program cannot read. Leaves in the frame the form the kernel
+/// wants for `CHECKSUM_PARTIAL` (the pseudo header's sum, completed by whoever transmits it; an skb
+/// that left a local socket is one), and returns the adjustment that turns it into the complete
+/// checksum: `bpf_l4_csum_replace(skb, 50, 0, adjustment, 0)` applies it to every other skb and
+/// leaves a partial one alone (the kernel updates a partial checksum only for pseudo-header changes).
+///
+/// The kernel computes `~fold(adjustment + ~field)`; with `field = P` and `adjustment = 2P + H`
+/// (P the pseudo header's sum, H the header's without its checksum) that is `~fold(P + H)`, the
+/// complete checksum. Sums are in network byte order; the caller passes
+/// `u64::from(adjustment.swap_bytes())` on a little-endian machine, as the kernel sums words as
+/// loaded.
+#[inline(always)]
+pub fn rst_checksum_forms(frame: &mut [u8; RST_V4_LEN]) -> u16 {
+    let from = [frame[26], frame[27], frame[28], frame[29]];
+    let to = [frame[30], frame[31], frame[32], frame[33]];
+    let pseudo = fold(crate::checksum::pseudo_header_v4(from, to, 20));
+    frame[50] = 0;
+    frame[51] = 0;
+    let mut header = [0u8; 20];
+    let mut k = 0;
+    while k < 20 {
+        header[k] = frame[34 + k];
+        k += 1;
+    }
+    let header = fold(crate::checksum::add_words(0, &header));
+    let partial = pseudo.to_be_bytes();
+    frame[50] = partial[0];
+    frame[51] = partial[1];
+    add_sums(add_sums(pseudo, pseudo), header)
 }
 
 /// Adds two folded one's-complement sums.
@@ -493,6 +600,55 @@ mod tests {
         s.framing = FRAMING_LOST;
         assert_eq!(s.between_responses(7000), Some(false));
         assert_eq!(s.between_responses(6000), None);
+    }
+
+    #[test]
+    fn a_rst_checksum_is_right_as_partial_and_once_completed() {
+        let mut f = [0u8; RST_V4_LEN];
+        build_rst_v4(
+            ([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]),
+            ([198, 18, 1, 1], 61_234u16.to_be_bytes()),
+            ([198, 18, 1, 2], 8080u16.to_be_bytes()),
+            0x1234_5678,
+            &mut f,
+        );
+        let complete = u16::from_be_bytes([f[50], f[51]]);
+        let adjustment = rst_checksum_forms(&mut f);
+        let field = u16::from_be_bytes([f[50], f[51]]);
+        // CHECKSUM_PARTIAL: the pseudo header's sum, which a transmitter completes.
+        assert_eq!(
+            field,
+            fold(crate::checksum::pseudo_header_v4(
+                [198, 18, 1, 1],
+                [198, 18, 1, 2],
+                20
+            ))
+        );
+        // Everything else: what the kernel's update (`inet_proto_csum_replace_by_diff`) makes of it.
+        let updated = !fold(adjustment as u32 + (!field) as u32);
+        assert_eq!(updated, complete);
+    }
+
+    #[test]
+    fn an_old_leg_is_reset_at_the_sequence_number_the_backend_expects() {
+        let mut s = state();
+        s.node_addr = u32::from_ne_bytes([198, 18, 1, 1]);
+        s.backend_addr = u32::from_ne_bytes([198, 18, 1, 2]);
+        s.nat_port = 61_000u16.to_be();
+        s.backend_port = 8080u16.to_be();
+        // The client's second request starts 100 bytes after its first data byte.
+        let request = s.first_seq().wrapping_add(100);
+        let old = OldLeg::of(&s, request);
+        assert_eq!(old.client_isn, request.wrapping_sub(1));
+        assert_eq!(old.seq, s.leg_isn.wrapping_add(1).wrapping_add(100));
+        let mut f = [0u8; RST_V4_LEN];
+        old.rst(&mut f);
+        assert_eq!(&f[26..30], &[198, 18, 1, 1]);
+        assert_eq!(&f[30..34], &[198, 18, 1, 2]);
+        assert_eq!(u16::from_be_bytes([f[34], f[35]]), 61_000);
+        assert_eq!(u16::from_be_bytes([f[36], f[37]]), 8080);
+        assert_eq!(u32::from_be_bytes([f[38], f[39], f[40], f[41]]), old.seq);
+        assert_eq!(f[47], crate::synack::TCP_RST);
     }
 
     #[test]

@@ -92,12 +92,24 @@ fn pattern(n: usize) -> Vec<u8> {
 
 /// A minimal HTTP/1.1 server: keeps connections alive unless the request says `Connection: close` (in
 /// any spelling), answers `/size/N` with N pattern bytes and anything else with its name. Records every
-/// request head and peer.
+/// request head and peer, and how each connection ended.
 #[derive(Clone)]
 struct Server {
     name: &'static str,
     seen: Arc<Mutex<Vec<(SocketAddr, String)>>>,
+    ended: Arc<Mutex<Vec<(SocketAddr, Ended)>>>,
     stop: Arc<AtomicBool>,
+}
+
+/// How a connection to a test server ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// The peer closed it (FIN), or the server did after `Connection: close`.
+    Closed,
+    /// The peer reset it.
+    Reset,
+    /// Nothing arrived for the read timeout (5 s): nobody closed it.
+    IdleTimeout,
 }
 
 impl Server {
@@ -108,6 +120,7 @@ impl Server {
         let server = Server {
             name,
             seen: Arc::default(),
+            ended: Arc::default(),
             stop: Arc::default(),
         };
         let s = server.clone();
@@ -116,7 +129,10 @@ impl Server {
                 match listener.accept() {
                     Ok((conn, peer)) => {
                         let s = s.clone();
-                        thread::spawn(move || s.serve(conn, peer));
+                        thread::spawn(move || {
+                            let ended = s.serve(conn, peer);
+                            s.ended.lock().unwrap().push((peer, ended));
+                        });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
                 }
@@ -125,7 +141,17 @@ impl Server {
         server
     }
 
-    fn serve(&self, mut conn: TcpStream, peer: SocketAddr) {
+    /// A server that serves nothing (filled in once the namespaces exist).
+    fn placeholder() -> Server {
+        Server {
+            name: "",
+            seen: Arc::default(),
+            ended: Arc::default(),
+            stop: Arc::default(),
+        }
+    }
+
+    fn serve(&self, mut conn: TcpStream, peer: SocketAddr) -> Ended {
         conn.set_nonblocking(false).unwrap();
         // As real servers: head and body are two writes, which Nagle would hold for a delayed ACK.
         conn.set_nodelay(true).unwrap();
@@ -135,7 +161,11 @@ impl Server {
             let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
                 let mut chunk = [0u8; 4096];
                 match conn.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) => return Ended::Closed,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        return Ended::Reset
+                    }
+                    Err(_) => return Ended::IdleTimeout,
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
                 continue;
@@ -157,16 +187,25 @@ impl Server {
                 if close { "Connection: close\r\n" } else { "" }
             );
             if conn.write_all(response.as_bytes()).is_err() || conn.write_all(&body).is_err() {
-                return;
+                return Ended::Reset;
             }
             if close {
-                return;
+                return Ended::Closed;
             }
         }
     }
 
     fn seen(&self) -> Vec<(SocketAddr, String)> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// How the connections that ended so far ended, waiting up to `wait` for at least `n` of them.
+    fn ended(&self, n: usize, wait: Duration) -> Vec<(SocketAddr, Ended)> {
+        let deadline = Instant::now() + wait;
+        while self.ended.lock().unwrap().len() < n && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.ended.lock().unwrap().clone()
     }
 }
 
@@ -207,21 +246,9 @@ impl Lab {
             tiers: None,
             _pass: Vec::new(),
             namespaces: [c.clone(), n.clone(), b.clone()],
-            tier3: Server {
-                name: "",
-                seen: Arc::default(),
-                stop: Arc::default(),
-            },
-            backend_a: Server {
-                name: "",
-                seen: Arc::default(),
-                stop: Arc::default(),
-            },
-            backend_b: Server {
-                name: "",
-                seen: Arc::default(),
-                stop: Arc::default(),
-            },
+            tier3: Server::placeholder(),
+            backend_a: Server::placeholder(),
+            backend_b: Server::placeholder(),
             vip: SocketAddrV4::new(VIP, 0),
         };
         let (nc, cn, nb, bn) = (
@@ -624,6 +651,37 @@ fn one_connection_several_urls_each_routed_by_its_own_path() {
         tier3[0].0.ip(),
         IpAddr::V4(CLIENT),
         "Tier 3 sees the real client"
+    );
+    // Every leg the connection moved away from was closed by the kernel (a RST at the sequence number
+    // the backend expects: two at TC ingress with the new backend's SYN-ACK, one at TC egress with the
+    // listener's), at once, not by the servers' 5 s idle timeout.
+    let wait = Duration::from_secs(2);
+    let (a_ended, b_ended) = (lab.backend_a.ended(2, wait), lab.backend_b.ended(1, wait));
+    let legs: Vec<_> = a[..2]
+        .iter()
+        .map(|(peer, _)| *peer)
+        .chain([b[0].0])
+        .collect();
+    for leg in &legs {
+        let how = a_ended
+            .iter()
+            .chain(&b_ended)
+            .find(|(peer, _)| peer == leg)
+            .map(|(_, how)| *how);
+        assert_eq!(
+            how,
+            Some(Ended::Reset),
+            "leg {leg} of {legs:?}: {a_ended:?} {b_ended:?} {:?}",
+            lab.counters().since(&before.0).non_zero()
+        );
+    }
+    assert_eq!(
+        lab.counters()
+            .since(&before.0)
+            .get(Reason::SpliceOldLegClosed),
+        3,
+        "{:?}",
+        lab.counters().since(&before.0).non_zero()
     );
 }
 

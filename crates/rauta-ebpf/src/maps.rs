@@ -19,7 +19,10 @@ use rauta_common::{
         Endpoint, ROUTE_COUNTER_SLOTS, ROUTE_ENTRIES, RouteDecision, RouteKey, RouteReason,
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry, SlotKey,
     },
-    splice::{NatKey, PROG_SLOTS, RST_V4_LEN, SPLICE_ENTRIES, SpliceConfig, SpliceState},
+    splice::{
+        NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, RST_V4_LEN, SPLICE_ENTRIES, SpliceConfig,
+        SpliceState,
+    },
     tcpopt::{OPTIONS_BUF, OptionWalk},
 };
 
@@ -95,6 +98,11 @@ pub static RAUTA_SPLICES: LruHashMap<FlowKey, SpliceState> =
 #[map]
 pub static RAUTA_NAT: LruHashMap<NatKey, FlowKey> = LruHashMap::with_max_entries(SPLICE_ENTRIES, 0);
 
+/// `RAUTA_OLD_LEGS`: backend legs of moved connections, closed by the TC program that completes the move
+/// (see `rauta_common::splice::OLD_LEGS_MAP`).
+#[map]
+pub static RAUTA_OLD_LEGS: LruHashMap<FlowKey, OldLeg> = LruHashMap::with_max_entries(OLD_LEG_ENTRIES, 0);
+
 /// `RAUTA_SPLICE_CONFIG`: whether hits are spliced, and the NAT port range (written by userspace).
 #[map]
 pub static RAUTA_SPLICE_CONFIG: Array<SpliceConfig> = Array::with_max_entries(1, 0);
@@ -150,6 +158,9 @@ pub struct Scratch {
     pub resume: crate::xdp::Resume,
     /// The response head scanner's state (XDP; see `xdp::response`).
     pub response: crate::xdp::response::ResponseScratch,
+    /// The leg a follow-up moves away from, on its way into `RAUTA_OLD_LEGS` (XDP; built here, not on
+    /// the stack, which the follow-up program's verification cannot afford).
+    pub old_leg: OldLeg,
 }
 
 /// Deletes everything Tier 1 keeps for the flow `key`: its entry, its stored first segment and any held

@@ -219,6 +219,8 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
         &ack_options(echo),
         &mut scratch.ack,
     );
+    // A connection that moved here from a spliced backend: that leg ends now.
+    super::old_leg::close(ctx, key, flow.client_isn, &mut scratch.rst);
     let skb = ctx.skb.skb;
     // SAFETY: helper calls on this program's skb with buffers of the stated sizes (`ack` holds
     // HANDOFF_ACK_V4_HEADERS bytes, `data` PENDING_BUF >= len); no packet pointer is held across them.

@@ -70,6 +70,11 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
         }
         record_backend_options(ctx, &h, splice);
         let s = *splice;
+        // A connection that moved here from another backend: that leg ends now.
+        if let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC_INGRESS) {
+            // SAFETY: this CPU's scratch entry, valid for this run; no other reference to it is live.
+            super::old_leg::close(ctx, &key, s.client_isn, unsafe { &mut (*scratch).rst });
+        }
         return send_request(ctx, &key, &s);
     }
 

@@ -2,6 +2,7 @@
 
 pub mod egress;
 pub mod ingress;
+pub mod old_leg;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},

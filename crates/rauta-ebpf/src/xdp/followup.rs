@@ -8,8 +8,8 @@
 //!   segment on the leg (`Resume`, [`FOLLOWUP_SAME`]);
 //! - anything else (another endpoint, a miss, a head Tier 1 does not carry) moves the connection, once
 //!   every response the backend owes has reached the client (`SpliceState::between_responses`): the
-//!   old leg is dropped (its NAT entry and splice forgotten; the backend's next segment finds no state
-//!   and the node's stack answers it with a RST) and the segment starts over as a first segment whose
+//!   old leg is dropped (its NAT entry and splice forgotten, the leg recorded in `RAUTA_OLD_LEGS`, so
+//!   that the TC program completing the move closes it with a RST) and the segment starts over as a first segment whose
 //!   ISNs are `seq − 1` and `ack − 1`, with the options already agreed: stored, the SYN replayed, routed
 //!   again — a fresh splice to the new backend, or the hand-off to Tier 3;
 //! - a request routed elsewhere while a response is still under way (pipelined) is dropped
@@ -17,14 +17,14 @@
 //!   has ended. Never forwarded to a backend its route does not name.
 
 use aya_ebpf::programs::XdpContext;
-use rauta_common::{maps::FlowKey, reason::Reason};
+use rauta_common::{maps::FlowKey, reason::Reason, splice::OldLeg};
 
 use super::{
     FOLLOWUP_EARLY, FOLLOWUP_SAME, FOLLOWUP_SAME_HEAD, FOLLOWUP_SWITCH, FOLLOWUP_SWITCH_UNFRAMED, RESUME_FOLLOWUP,
     Resume, Verdict, handoff, route,
 };
 use crate::{
-    maps::{RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP, copy_of, forget_splice},
+    maps::{RAUTA_OLD_LEGS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP, copy_of, forget_splice},
     parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
 };
 
@@ -120,6 +120,11 @@ pub fn decide(ctx: &XdpContext) -> Result<bool, Verdict> {
     // SAFETY: bounds checked by `ptr_at`; copies, as the packet is rewritten below.
     let (ip, tcp) = unsafe { (*ip, *tcp) };
     let tcp_len = u32::from(tcp.doff_res >> 4) * 4;
+    // Recorded before the splice is forgotten: the old backend is told the connection ended (a RST at
+    // the sequence number it expects) when the move completes, instead of holding it until its idle
+    // timeout. Best effort: without the entry the leg ends at that timeout, as before.
+    scratch.old_leg = OldLeg::of(&s, r.seq);
+    let _ = RAUTA_OLD_LEGS.insert(&r.flow, &scratch.old_leg, 0);
     forget_splice(&r.flow);
     let verdict = handoff::replay_decoded(
         ctx,
