@@ -38,6 +38,8 @@ spec:
       paths:
       - {path: /hello, pathType: Exact, backend: {service: {name: echo, port: {number: 80}}}}
       - {path: /api, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}
+      - {path: /a, pathType: Exact, backend: {service: {name: echo-a, port: {number: 80}}}}
+      - {path: /b, pathType: Exact, backend: {service: {name: echo-b, port: {number: 80}}}}
 ---
 apiVersion: v1
 kind: Service
@@ -55,6 +57,40 @@ addressType: IPv4
 ports: [{name: http, port: 8080}]
 endpoints:
 - addresses: ["198.18.1.2"]
+- addresses: ["198.18.1.3"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-a, namespace: demo}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-a-1
+  namespace: demo
+  labels: {kubernetes.io/service-name: echo-a}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: ["198.18.1.2"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-b, namespace: demo}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-b-1
+  namespace: demo
+  labels: {kubernetes.io/service-name: echo-b}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
 - addresses: ["198.18.1.3"]
 "#;
 
@@ -78,8 +114,17 @@ const REQUESTS: &[(&str, &str, &str, &str)] = &[
     ("POST", "/hello", "3", "POST: not Tier 1"),
 ];
 
+/// The keep-alive part: one curl invocation, these paths over one connection, each routed by its own
+/// path (the backend and tier expected for each).
+const KEEP_ALIVE: &[(&str, &str, &str)] = &[
+    ("/a", "echo-a", "1"),
+    ("/b", "echo-b", "1"),
+    ("/a", "echo-a", "1"),
+    ("/api/users", "", "3"),
+];
+
 /// How many requests the kernel demo sends.
-pub const REQUEST_COUNT: usize = REQUESTS.len();
+pub const REQUEST_COUNT: usize = REQUESTS.len() + KEEP_ALIVE.len();
 
 /// True if this process runs as root (the kernel demo needs namespaces, XDP and TC).
 pub fn is_root() -> bool {
@@ -323,6 +368,8 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
         );
     }
 
+    unexpected += keep_alive(&netns, &mut || metrics(&mut proxy))?;
+
     println!("\n  counters (GET http://{admin}/metrics in the node namespace):");
     let m = metrics(&mut proxy)?;
     for line in m.lines().filter(|l| {
@@ -341,6 +388,78 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
         "  stopped rauta (programs detached) and removed the namespaces; log: {}",
         log_path.display()
     );
+    Ok(unexpected)
+}
+
+/// One curl invocation fetching [`KEEP_ALIVE`]'s paths over one connection: each request is routed by
+/// its own path — a fresh splice to another backend, back, then a move to Tier 3. Prints what answered
+/// each and returns how many were unexpected.
+fn keep_alive(
+    netns: &dyn Fn(&str) -> Command,
+    metrics: &mut dyn FnMut() -> Result<String>,
+) -> Result<usize> {
+    println!(
+        "\n  one connection, {} requests (one curl, keep-alive):",
+        KEEP_ALIVE.len()
+    );
+    let moves = |m: &str| sample(m, "rauta_kernel_packets_total{reason=\"splice_switch\"}");
+    let closed = |m: &str| {
+        sample(
+            m,
+            "rauta_kernel_packets_total{reason=\"splice_old_leg_closed\"}",
+        )
+    };
+    let before = metrics()?;
+    let mut curl = netns(CLIENT);
+    curl.args(["curl", "-sS", "--max-time", "10"])
+        .args(["-H", "Host: kernel.demo.example"])
+        .args(["-w", "%{num_connects} %{http_code} %header{x-backend}\\n"]);
+    for (path, _, _) in KEEP_ALIVE {
+        // `-o` holds for one URL: the bodies would mix with the `-w` lines.
+        curl.args(["-o", "/dev/null"])
+            .arg(format!("http://{VIP}{path}"));
+    }
+    let out = output(&mut curl).unwrap_or_else(|e| format!("error: {e:#}"));
+    let after = metrics()?;
+    let (switched, closed_legs) = (
+        moves(&after) - moves(&before),
+        closed(&after) - closed(&before),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let mut unexpected = 0;
+    let mut connects = 0;
+    for (i, (path, expected, tier)) in KEEP_ALIVE.iter().enumerate() {
+        let mut fields = lines.get(i).copied().unwrap_or("").split_whitespace();
+        connects += fields
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+        let status = fields.next().unwrap_or("?");
+        let backend = fields.next().unwrap_or("(none)");
+        // Tier 3 balances by itself: any backend will do there.
+        let ok = status == "200" && (expected.is_empty() || backend == *expected);
+        if !ok {
+            unexpected += 1;
+        }
+        let why = match (i, *tier) {
+            (0, _) => "Exact route to echo-a: spliced",
+            (_, "1") => "another Exact route: a fresh splice from the kernel, the old leg closed",
+            _ => "Prefix route: the connection moves to Tier 3",
+        };
+        println!(
+            "    GET  {path:<10} {status}, answered by {backend:<6} Tier {tier} {} {why}",
+            if ok { "ok        " } else { "UNEXPECTED" },
+        );
+    }
+    let moved_as_expected = connects == 1 && switched == 3 && closed_legs == 3;
+    println!(
+        "    curl connected {connects} time(s); the kernel moved the connection {switched} times and \
+         closed {closed_legs} old backend legs {}",
+        if moved_as_expected { "ok" } else { "UNEXPECTED (expected 1, 3, 3)" }
+    );
+    if !moved_as_expected && unexpected == 0 {
+        unexpected = 1;
+    }
     Ok(unexpected)
 }
 
