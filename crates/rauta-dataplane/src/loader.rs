@@ -23,11 +23,11 @@ use rauta_common::{
         SERVICE_BANK_BIT, SLOTS_MAP,
     },
     splice::{
-        NatKey, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, PROGS_MAP, PROG_ENTRY,
-        PROG_FOLLOWUP, PROG_RESPONSE, PROG_ROUTE, PROG_SPLICE, PROG_SPLICE_START, PROG_SYN,
-        SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET, TC_INGRESS_PROGRAM, XDP_FOLLOWUP_PROGRAM,
-        XDP_RESPONSE_PROGRAM, XDP_ROUTE_PROGRAM, XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM,
-        XDP_SYN_PROGRAM,
+        NatKey, OldLeg, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, OLD_LEGS_MAP,
+        PROGS_MAP, PROG_ENTRY, PROG_FOLLOWUP, PROG_RESPONSE, PROG_ROUTE, PROG_SPLICE,
+        PROG_SPLICE_START, PROG_SYN, SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET,
+        TC_INGRESS_PROGRAM, XDP_FOLLOWUP_PROGRAM, XDP_RESPONSE_PROGRAM, XDP_ROUTE_PROGRAM,
+        XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM, XDP_SYN_PROGRAM,
     },
 };
 use rauta_routes::RouteTable;
@@ -614,6 +614,17 @@ impl KernelTiers {
             Ok(state) => Ok(Some(state)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(source) => Err(DataplaneError::map(SPLICES_MAP, source)),
+        }
+    }
+
+    /// The backend leg the connection `key` moved away from, while it waits to be closed (see
+    /// `rauta_common::splice::OLD_LEGS_MAP`).
+    pub fn old_leg(&self, key: &FlowKey) -> Result<Option<OldLeg>, DataplaneError> {
+        let legs: HashMap<_, FlowKey, OldLeg> = self.typed_map(OLD_LEGS_MAP)?;
+        match legs.get(key, 0) {
+            Ok(leg) => Ok(Some(leg)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::map(OLD_LEGS_MAP, source)),
         }
     }
 

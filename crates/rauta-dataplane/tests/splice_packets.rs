@@ -571,6 +571,18 @@ fn follow_up_requests_are_routed_one_by_one() {
             (1, 1),
             "the old NAT port is released"
         );
+        // The old leg waits for the new backend's SYN-ACK, whose TC program closes it with a RST at
+        // exactly the sequence number the old backend expects next.
+        let old = tiers
+            .old_leg(&FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT))
+            .unwrap()
+            .expect("the old leg is recorded");
+        assert_eq!(old.client_isn, moved.client_isn);
+        assert_eq!(old.seq, s.to_backend_seq(third.seq));
+        assert_eq!(
+            (old.backend_addr, old.backend_port, old.nat_port),
+            (s.backend_addr, s.backend_port, s.nat_port)
+        );
     });
 }
 
@@ -627,6 +639,12 @@ fn a_follow_up_that_is_not_tier_1_moves_to_tier_3_and_unframed_responses_are_sai
         assert_eq!(replayed.seq, third.seq.wrapping_sub(1));
         assert_eq!(splice_of(tiers, sport), None, "the splice is over");
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+        // Closed by the TC egress program with the listener's SYN-ACK.
+        let old = tiers
+            .old_leg(&FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT))
+            .unwrap()
+            .expect("the old leg is recorded");
+        assert_eq!(old.client_isn, third.seq.wrapping_sub(1));
     });
 }
 
