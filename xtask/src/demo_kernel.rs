@@ -26,73 +26,8 @@ const BACKENDS: &str = "rauta-demo-backends";
 /// The VIP RAUTA serves on, in the node namespace.
 const VIP: &str = "198.18.0.1:80";
 
-const MANIFEST: &str = r#"# The kernel demo's routes: written by `cargo xtask demo` (run as root).
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: kernel-demo, namespace: demo}
-spec:
-  ingressClassName: rauta
-  rules:
-  - host: kernel.demo.example
-    http:
-      paths:
-      - {path: /hello, pathType: Exact, backend: {service: {name: echo, port: {number: 80}}}}
-      - {path: /api, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}
-      - {path: /a, pathType: Exact, backend: {service: {name: echo-a, port: {number: 80}}}}
-      - {path: /b, pathType: Exact, backend: {service: {name: echo-b, port: {number: 80}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: demo}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: echo-1
-  namespace: demo
-  labels: {kubernetes.io/service-name: echo}
-addressType: IPv4
-ports: [{name: http, port: 8080}]
-endpoints:
-- addresses: ["198.18.1.2"]
-- addresses: ["198.18.1.3"]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo-a, namespace: demo}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: echo-a-1
-  namespace: demo
-  labels: {kubernetes.io/service-name: echo-a}
-addressType: IPv4
-ports: [{name: http, port: 8080}]
-endpoints:
-- addresses: ["198.18.1.2"]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo-b, namespace: demo}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: echo-b-1
-  namespace: demo
-  labels: {kubernetes.io/service-name: echo-b}
-addressType: IPv4
-ports: [{name: http, port: 8080}]
-endpoints:
-- addresses: ["198.18.1.3"]
-"#;
+/// The kernel demo's routes.
+const MANIFEST: &str = include_str!("../../examples/kernel-demo.yaml");
 
 /// One request of the demo: method, path, the tier expected to serve it, and why.
 const REQUESTS: &[(&str, &str, &str, &str)] = &[

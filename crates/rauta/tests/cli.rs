@@ -49,6 +49,31 @@ fn check_prints_the_table_and_exits_0_for_the_demo() {
     assert!(stdout.contains("ok: "), "{stdout}");
 }
 
+/// The kernel demo's manifest (`cargo xtask demo` as root) is valid and routes as the demo says.
+#[test]
+fn check_accepts_the_kernel_demo_manifest() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/kernel-demo.yaml")
+        .display()
+        .to_string();
+    let (status, stdout, stderr) = run_to_end(&["check", "--manifests", &manifest]);
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    for (path, service, endpoints) in [
+        ("/a ", "demo/echo-a:80", "198.18.1.2:8080"),
+        ("/b ", "demo/echo-b:80", "198.18.1.3:8080"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(path))
+            .unwrap_or_else(|| panic!("no {path} route: {stdout}"));
+        assert!(
+            line.contains("Exact") && line.contains("1 (XDP)") && line.contains(service),
+            "{line}"
+        );
+        assert!(line.contains(endpoints), "{line}");
+    }
+}
+
 #[test]
 fn check_json_output_is_the_route_table() {
     let (status, stdout, _) =
