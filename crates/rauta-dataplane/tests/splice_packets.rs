@@ -942,6 +942,8 @@ fn median_cost_of_the_splice() {
             "client ACK -> backend (XDP_REDIRECT)",
             "  the same with timestamps: backend data -> client",
             "  the same with timestamps: client ACK -> backend",
+            "response head -> client, 1400 B (1 tail call)",
+            "follow-up GET, same backend (2 tail calls)",
         ]
         .iter()
         .map(|name| (*name, Vec::with_capacity(RUNS)))
@@ -1027,12 +1029,26 @@ fn median_cost_of_the_splice() {
                 } else {
                     Vec::new()
                 };
+                // One 2,800-byte response in two segments: the first carries its head (framed by the
+                // response program), the second only body (translated, nothing else).
+                let head_of = |body: usize| {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body}\r\n\r\n"
+                    )
+                    .into_bytes()
+                };
+                // The body's length has four digits either way.
+                let head = head_of(2800 - head_of(1000).len());
+                response.payload = head.clone();
+                response.payload.resize(1400, b'x');
+                let head_run = ns(&tiers.run_once_from(&response.build(), nb).unwrap());
+                response.seq = 78 + 1400;
                 response.payload = vec![b'x'; 1400];
                 let to_client = ns(&tiers.run_once_from(&response.build(), nb).unwrap());
                 let mut ack = data.clone();
                 ack.flags = ACK;
                 ack.seq = data.seq.wrapping_add(REQUEST.len() as u32);
-                ack.ack = cookie.wrapping_add(1 + 1400);
+                ack.ack = cookie.wrapping_add(1 + 2800);
                 ack.tcp_options = if with_ts {
                     ts_options(1005, ours + 5, None)
                 } else {
@@ -1043,6 +1059,16 @@ fn median_cost_of_the_splice() {
                 let (a, b) = if with_ts { (7, 8) } else { (5, 6) };
                 rows[a].1.push(to_client);
                 rows[b].1.push(to_backend);
+                if !with_ts {
+                    rows[9].1.push(head_run);
+                    // The next request on the kept-alive connection, to the same route.
+                    let mut next = ack.clone();
+                    next.flags = PSH | ACK;
+                    next.payload = REQUEST.to_vec();
+                    let run = tiers.run_once_from(&next.build(), nc).unwrap();
+                    assert_eq!(run.action, XdpAction::Redirect);
+                    rows[10].1.push(ns(&run));
+                }
             }
         }
         let base = median(baseline);
