@@ -22,4 +22,7 @@ pub use loader::{
     TableSizes, TcRun, XdpAction, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
 };
 pub use rauta_common::{reason::Reason, route::RouteReason};
-pub use routes::{route_maps_from_table, RouteMapsImage, ServiceImage, SkipReason, Skipped};
+pub use routes::{
+    route_maps_from_table, route_maps_with_health, HealthySlots, RouteMapsImage, ServiceImage,
+    SkipReason, Skipped,
+};

@@ -36,7 +36,7 @@ use crate::{
     counters::{Counters, RouteCounters},
     error::DataplaneError,
     object::BPF_OBJECT,
-    routes::{route_maps_from_table, Skipped},
+    routes::{route_maps_with_health, HealthySlots, Skipped},
 };
 
 /// How the program is attached to an interface.
@@ -353,7 +353,19 @@ impl KernelTiers {
     /// Tier 3 serves, never another service's endpoint. On error the maps may hold a mix of the old
     /// and the new table, each route still consistent with its own service; calling again repairs it.
     pub fn apply_routes(&mut self, table: &RouteTable) -> Result<AppliedRoutes, DataplaneError> {
-        let image = route_maps_from_table(table);
+        self.apply_routes_with_health(table, &|_| None)
+    }
+
+    /// As [`KernelTiers::apply_routes`], each backend's Maglev slots from `healthy` where it gives some
+    /// (the table Tier 3 picks from while some endpoints are unhealthy). Splices to an unhealthy
+    /// endpoint are left alone: only new connections follow health; an endpoint that left the table
+    /// resets its splices, as always.
+    pub fn apply_routes_with_health(
+        &mut self,
+        table: &RouteTable,
+        healthy: HealthySlots,
+    ) -> Result<AppliedRoutes, DataplaneError> {
+        let image = route_maps_with_health(table, healthy);
         let old_bank = self.bank;
         let new_bank = old_bank ^ 1;
         let id = |index: usize| (new_bank * SERVICE_BANK_BIT) | index as u32;
@@ -415,7 +427,7 @@ impl KernelTiers {
         let live: HashSet<Endpoint> = image
             .services
             .iter()
-            .flat_map(|service| service.slots.iter().copied())
+            .flat_map(|service| service.members.iter().copied())
             .collect();
         let reset_splices = self.reset_splices_outside(&live)?;
         Ok(AppliedRoutes {

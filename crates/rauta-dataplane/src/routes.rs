@@ -13,7 +13,9 @@
 //!
 //! Services are the distinct backends (by `Arc` identity) of the routes that qualify; each carries its
 //! Maglev table expanded to one endpoint per slot, from `Backend::maglev()` — the table Tier 3 picks
-//! with — so both tiers choose the same endpoint for the same client.
+//! with — so both tiers choose the same endpoint for the same client. When some endpoints are
+//! unhealthy, Tier 3 picks from a table over the healthy ones (`rauta_health`); the caller passes that
+//! table's slots ([`HealthySlots`]) and the kernel gets the same one.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
@@ -36,11 +38,18 @@ pub struct RouteMapsImage {
 pub struct ServiceImage {
     /// The Service port it resolves.
     pub service: ServiceRef,
-    /// Distinct endpoints.
+    /// Distinct endpoints in `slots`.
     pub endpoints: u32,
     /// Endpoint per Maglev slot (`slots.len()` is the table size).
     pub slots: Vec<Endpoint>,
+    /// Every endpoint of the backend, in the slots or not (an unhealthy one is not): splices to these
+    /// stay; a splice to an endpoint outside every service's members left the table and is reset.
+    pub members: Vec<Endpoint>,
 }
+
+/// The endpoint per Maglev slot Tier 3 picks from for a backend, when that is not the backend's own
+/// table (some endpoints unhealthy); `None` for the backend's own table.
+pub type HealthySlots<'a> = &'a dyn Fn(&Arc<Backend>) -> Option<Vec<SocketAddr>>;
 
 /// A route Tier 1 does not serve.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,8 +91,14 @@ impl RouteMapsImage {
     }
 }
 
-/// Computes the route maps' contents for `table` (see the module docs for which routes qualify).
+/// Computes the route maps' contents for `table` (see the module docs for which routes qualify), every
+/// backend with its own Maglev table.
 pub fn route_maps_from_table(table: &RouteTable) -> RouteMapsImage {
+    route_maps_with_health(table, &|_| None)
+}
+
+/// As [`route_maps_from_table`], each backend's slots from `healthy` where it has some.
+pub fn route_maps_with_health(table: &RouteTable, healthy: HealthySlots) -> RouteMapsImage {
     let mut image = RouteMapsImage::default();
     // Backend identity → index into image.services.
     let mut service_index: HashMap<*const Backend, usize> = HashMap::new();
@@ -100,7 +115,7 @@ pub fn route_maps_from_table(table: &RouteTable) -> RouteMapsImage {
                 let index = match service_index.get(&ptr) {
                     Some(&i) => i,
                     None => {
-                        let service = expand(&route.backend);
+                        let service = expand(&route.backend, healthy(&route.backend));
                         if image.services.len() >= SERVICES_PER_BANK as usize
                             || slots_used + service.slots.len() > (SLOT_ENTRIES / 2) as usize
                         {
@@ -155,21 +170,33 @@ fn qualify(table: &RouteTable, route: &Route) -> Result<RouteKey, SkipReason> {
 }
 
 /// The backend's Maglev table with each slot resolved to its (IPv4) endpoint.
-fn expand(backend: &Backend) -> ServiceImage {
-    let slots = backend
-        .maglev()
-        .slots()
-        .iter()
-        .map(|&i| match backend.endpoints.get(usize::from(i)) {
-            Some(SocketAddr::V4(a)) => Endpoint::new(a.ip().octets(), a.port()),
-            // `qualify` checked every endpoint is IPv4 and Maglev slots index `endpoints`.
-            _ => Endpoint::default(),
-        })
-        .collect();
+fn expand(backend: &Backend, healthy: Option<Vec<SocketAddr>>) -> ServiceImage {
+    // `qualify` checked every endpoint is IPv4.
+    let endpoint = |addr: &SocketAddr| match addr {
+        SocketAddr::V4(a) => Endpoint::new(a.ip().octets(), a.port()),
+        SocketAddr::V6(_) => Endpoint::default(),
+    };
+    let members: Vec<Endpoint> = backend.endpoints.iter().map(endpoint).collect();
+    let slots: Vec<Endpoint> = match healthy {
+        // Health's table, if it only names this backend's endpoints (it always does; checked, as a
+        // slot the kernel splices to must be one the table allows).
+        Some(slots) if !slots.is_empty() && slots.iter().all(|a| backend.endpoints.contains(a)) => {
+            slots.iter().map(endpoint).collect()
+        }
+        _ => backend
+            .maglev()
+            .slots()
+            .iter()
+            // Maglev slots index `endpoints`.
+            .map(|&i| members.get(usize::from(i)).copied().unwrap_or_default())
+            .collect(),
+    };
+    let endpoints = members.iter().filter(|m| slots.contains(m)).count() as u32;
     ServiceImage {
         service: backend.service.clone(),
-        endpoints: backend.endpoints.len() as u32,
+        endpoints,
         slots,
+        members,
     }
 }
 
@@ -353,6 +380,53 @@ endpoints: [{addresses: ["fd00::1"]}]
                 );
             }
         }
+    }
+
+    #[test]
+    fn health_tables_replace_a_backends_slots_and_keep_its_members() {
+        let t = fixture();
+        let Match::Route(cart) = t.lookup("shop.example", "/cart") else {
+            panic!()
+        };
+        let down: SocketAddr = "198.18.1.2:8080".parse().unwrap();
+        let healthy: Vec<SocketAddr> = cart
+            .backend
+            .endpoints
+            .iter()
+            .copied()
+            .filter(|&a| a != down)
+            .cycle()
+            .take(7)
+            .collect();
+        let shop = cart.backend.clone();
+        let given = healthy.clone();
+        let image = route_maps_with_health(&t, &move |b: &Arc<Backend>| {
+            Arc::ptr_eq(b, &shop).then(|| given.clone())
+        });
+        let service = image
+            .services
+            .iter()
+            .find(|s| s.service == cart.backend.service)
+            .unwrap();
+        let as_endpoint = |a: &SocketAddr| match a {
+            SocketAddr::V4(a) => Endpoint::new(a.ip().octets(), a.port()),
+            SocketAddr::V6(_) => unreachable!(),
+        };
+        assert_eq!(
+            service.slots,
+            healthy.iter().map(as_endpoint).collect::<Vec<_>>()
+        );
+        assert_eq!(service.endpoints, 2, "two distinct endpoints in the slots");
+        assert_eq!(
+            service.members.len(),
+            3,
+            "the unhealthy one is still a member"
+        );
+        assert!(service.members.contains(&as_endpoint(&down)));
+        // Other backends keep their own tables; a table naming a foreign endpoint is ignored.
+        let plain = route_maps_from_table(&t);
+        let foreign = route_maps_with_health(&t, &|_| Some(vec!["192.0.2.1:80".parse().unwrap()]));
+        assert_eq!(foreign, plain);
     }
 
     #[test]

@@ -74,6 +74,9 @@ struct Shared {
     metrics: HealthMetrics,
     /// Control-side only (never touched by requests): the endpoint monitors.
     monitors: Mutex<HashMap<(ServiceRef, SocketAddr), Monitor>>,
+    /// Called by the control task after it applied a table or rebuilt pick tables (see
+    /// [`Health::on_change`]).
+    observer: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Shared {
@@ -167,6 +170,7 @@ impl Health {
                 changed: Notify::new(),
                 metrics,
                 monitors: Mutex::default(),
+                observer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -308,6 +312,37 @@ impl Health {
         *monitors = wanted;
     }
 
+    /// Calls `observer` on the control task each time it has applied a new table or rebuilt pick
+    /// tables (an endpoint's health changed), so that another consumer of the pick tables (the kernel
+    /// tiers, through [`Health::healthy_slots`]) follows them. One observer; later calls are ignored.
+    /// It runs on the control task: keep it short and never block on a request path.
+    pub fn on_change(&self, observer: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.observer.set(Box::new(observer));
+    }
+
+    /// The endpoint per Maglev slot that [`Health::pick`] chooses from for `backend`, when that is not
+    /// the backend's own table: `Some` while some but not all of its endpoints are unhealthy (the
+    /// table over the healthy ones), `None` when all are healthy or none is (failing open: all of them),
+    /// or the backend is not in the applied table. Slot `maglev_slot(flow_hash, len)` of it is the
+    /// endpoint `pick` returns for that flow.
+    pub fn healthy_slots(&self, backend: &Arc<Backend>) -> Option<Vec<SocketAddr>> {
+        let snapshot = self.shared.snapshot.load();
+        let service = snapshot.by_backend.get(&(Arc::as_ptr(backend) as usize))?;
+        let selection = service.selection.load();
+        if selection.members.len() == service.endpoints.len() {
+            return None;
+        }
+        Some(
+            selection
+                .maglev
+                .slots()
+                .iter()
+                .filter_map(|&slot| selection.members.get(usize::from(slot)))
+                .map(|&index| service.backend.endpoints[index])
+                .collect(),
+        )
+    }
+
     /// Rebuild the pick tables whose healthy set changed since they were built.
     fn rebuild_changed(&self) {
         let snapshot = self.shared.snapshot.load();
@@ -344,6 +379,9 @@ impl Health {
                 applied = Some(current);
             }
             self.rebuild_changed();
+            if let Some(observer) = self.shared.observer.get() {
+                observer();
+            }
             // `notify_one` keeps a permit when nobody waits, so a swap or a health change signalled while
             // this loop was busy wakes the next wait at once: nothing is missed between the checks above
             // and here.

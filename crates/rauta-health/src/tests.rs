@@ -213,3 +213,60 @@ async fn every_endpoint_ejected_fails_open() {
         .collect();
     assert_eq!(picked.into_iter().collect::<Vec<_>>(), endpoints);
 }
+
+#[tokio::test]
+async fn the_kernel_view_is_the_pick_table_and_the_observer_hears_every_change() {
+    let endpoints: Vec<SocketAddr> = (1..=3u8)
+        .map(|i| SocketAddr::from(([127, 0, 0, i], 8080)))
+        .collect();
+    let t = table(
+        &endpoints,
+        serde_json::json!({"rauta.io/outlier-base-ejection-time": "60s"}),
+    );
+    let mut registry = Registry::default();
+    let health = Health::new(&mut registry);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    health.on_change(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let routes = Arc::new(ArcSwap::from_pointee(t));
+    tokio::spawn(health.clone().follow(routes.clone()));
+    let backend = backend_of(&routes.load());
+    wait_until("the table is applied and observed", || {
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    })
+    .await;
+    // Every endpoint healthy: the backend's own table (the kernel keeps it).
+    assert_eq!(health.healthy_slots(&backend), None);
+
+    let victim = endpoints[1];
+    let client = clients()
+        .find(|&c| health.pick(&backend, c).unwrap().endpoint == victim)
+        .unwrap();
+    let seen = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let pick = health.pick(&backend, client).unwrap();
+    for _ in 0..10 {
+        pick.report(Outcome::Failure);
+    }
+    wait_until("the ejection is observed", || {
+        calls.load(std::sync::atomic::Ordering::SeqCst) > seen
+            && health.healthy_slots(&backend).is_some()
+    })
+    .await;
+    let slots = health.healthy_slots(&backend).unwrap();
+    assert!(
+        rauta_maglev::is_prime(slots.len() as u32),
+        "{}",
+        slots.len()
+    );
+    assert!(!slots.contains(&victim));
+    // Slot maglev_slot(flow_hash, len) is what Tier 3 picks: the kernel chooses alike.
+    for c in clients() {
+        let slot = rauta_common::flow::maglev_slot(flow_hash(c), slots.len() as u32);
+        assert_eq!(
+            slots[slot as usize],
+            health.pick(&backend, c).unwrap().endpoint
+        );
+    }
+}

@@ -5,6 +5,9 @@
 //! - exactly one log line at startup says whether the kernel tiers are on, and if not, why;
 //! - under `--kernel-tiers auto` every failure falls back to Tier 3 alone; under `required` it is fatal;
 //! - a failed route-map update never stops Tier 3: it is logged and counted, and the next reload retries;
+//! - the kernel's Maglev tables are Tier 3's pick tables: while some endpoints of a backend are
+//!   unhealthy, both pick from the table over the healthy ones (`rauta_health`), so new connections
+//!   avoid them in every tier alike; established splices are left alone;
 //! - dropping [`KernelState`] detaches the programs (`KernelTiers`' own `Drop`), so the process must drop
 //!   it on every exit path — `run` owns it for its whole life.
 
@@ -18,7 +21,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use rauta_dataplane::{KernelTiers, Reason, RouteReason, SkipReason, Skipped};
-use rauta_routes::{RouteTable, Tier};
+use rauta_routes::{Backend, RouteTable, Tier};
 
 use crate::cli::{KernelTiers as Mode, XdpMode};
 
@@ -59,7 +62,22 @@ pub struct KernelState {
     live: Mutex<HashSet<(Option<String>, String)>>,
     /// Route-map updates that failed.
     apply_errors: Counter,
+    /// Endpoint health, once [`KernelState::follow_health`] was called.
+    health: std::sync::OnceLock<rauta_health::Health>,
+    /// What the route maps were last written from. Its lock is held across a whole write, so that a
+    /// reload and a health change never interleave (taken before `tiers`).
+    applied: Mutex<Applied>,
 }
+
+/// The table the route maps were last written from, and the health tables used for it.
+#[derive(Default)]
+struct Applied {
+    table: Option<Arc<RouteTable>>,
+    health: HealthTables,
+}
+
+/// Backends (by `Arc` address) whose kernel slots come from health, with those slots; sorted.
+type HealthTables = Vec<(usize, Vec<SocketAddr>)>;
 
 impl std::fmt::Debug for KernelState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +148,8 @@ fn try_start(
         tiers: Mutex::new(tiers),
         live: Mutex::new(HashSet::new()),
         apply_errors: Counter::default(),
+        health: std::sync::OnceLock::new(),
+        applied: Mutex::default(),
     })
 }
 
@@ -207,29 +227,99 @@ impl KernelState {
         }
     }
 
-    /// Writes `table`'s Tier 1 routes into the kernel. An error is logged and counted; Tier 3 keeps
-    /// serving the whole table either way.
-    pub fn apply_routes(&self, table: &RouteTable) {
-        let mut tiers = match self.tiers.lock() {
-            Ok(tiers) => tiers,
-            Err(poisoned) => poisoned.into_inner(),
+    /// Writes `table`'s Tier 1 routes into the kernel, each backend's slots as Tier 3 picks now (see
+    /// [`KernelState::follow_health`]). An error is logged and counted; Tier 3 keeps serving the whole
+    /// table either way.
+    pub fn apply_routes(&self, table: &Arc<RouteTable>) {
+        let mut applied = lock(&self.applied);
+        let health = self.health_tables(table);
+        self.write(&mut applied, table, health);
+    }
+
+    /// Makes the kernel's Maglev tables follow `health`'s pick tables from now on: rewritten (a new
+    /// bank, switched atomically like a reload) whenever the set of unhealthy endpoints of a Tier 1
+    /// backend changes.
+    pub fn follow_health(self: &Arc<Self>, health: &rauta_health::Health) {
+        let _ = self.health.set(health.clone());
+        let kernel = Arc::downgrade(self);
+        health.on_change(move || {
+            if let Some(kernel) = kernel.upgrade() {
+                kernel.health_changed();
+            }
+        });
+    }
+
+    /// Called by the health task after it applied a table or rebuilt pick tables: rewrites the route
+    /// maps if a Tier 1 backend's table changed.
+    fn health_changed(&self) {
+        let mut applied = lock(&self.applied);
+        let Some(table) = applied.table.clone() else {
+            return;
         };
-        match tiers.apply_routes(table) {
-            Ok(applied) => {
+        let health = self.health_tables(&table);
+        if health == applied.health {
+            return;
+        }
+        let (was, now) = (applied.health.len(), health.len());
+        self.write(&mut applied, &table, health);
+        tracing::info!(
+            backends_with_unhealthy_endpoints = now,
+            before = was,
+            "kernel Maglev tables follow endpoint health"
+        );
+    }
+
+    /// The health tables of `table`'s Tier 1 backends that are not their own tables.
+    fn health_tables(&self, table: &RouteTable) -> HealthTables {
+        let Some(health) = self.health.get() else {
+            return HealthTables::new();
+        };
+        let mut seen = HashSet::new();
+        let mut tables: HealthTables = table
+            .routes()
+            .iter()
+            .filter(|r| r.tier == Tier::Xdp && seen.insert(Arc::as_ptr(&r.backend) as usize))
+            .filter_map(|r| {
+                health
+                    .healthy_slots(&r.backend)
+                    .map(|slots| (Arc::as_ptr(&r.backend) as usize, slots))
+            })
+            .collect();
+        tables.sort();
+        tables
+    }
+
+    fn write(&self, applied: &mut Applied, table: &Arc<RouteTable>, health: HealthTables) {
+        let mut tiers = lock(&self.tiers);
+        let healthy = |backend: &Arc<Backend>| {
+            let key = Arc::as_ptr(backend) as usize;
+            health
+                .iter()
+                .find(|(b, _)| *b == key)
+                .map(|(_, slots)| slots.clone())
+        };
+        match tiers.apply_routes_with_health(table, &healthy) {
+            Ok(done) => {
                 tracing::debug!(
-                    routes = applied.routes,
-                    services = applied.services,
-                    slots = applied.slots,
-                    removed_routes = applied.removed_routes,
-                    skipped = applied.skipped.len(),
+                    routes = done.routes,
+                    services = done.services,
+                    slots = done.slots,
+                    removed_routes = done.removed_routes,
+                    skipped = done.skipped.len(),
+                    health_tables = health.len(),
                     "kernel route maps updated"
                 );
-                *self.live_lock() = live_routes(table, &applied.skipped);
+                *self.live_lock() = live_routes(table, &done.skipped);
+                applied.table = Some(table.clone());
+                applied.health = health;
             }
             Err(error) => {
                 self.apply_errors.inc();
                 // The maps may hold a mix of old and new routes: claim none live until a retry succeeds.
                 self.live_lock().clear();
+                // Retried with the next reload or health change.
+                applied.table = Some(table.clone());
+                applied.health = HealthTables::new();
                 tracing::warn!(%error, "cannot update the kernel route maps; Tier 3 serves every route");
             }
         }
@@ -242,10 +332,16 @@ impl KernelState {
     }
 
     fn live_lock(&self) -> std::sync::MutexGuard<'_, HashSet<(Option<String>, String)>> {
-        match self.live.lock() {
-            Ok(live) => live,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.live)
+    }
+}
+
+/// The guarded value, also after a panic elsewhere (every value here stays consistent: each is
+/// replaced whole).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

@@ -85,7 +85,7 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     let route_count = first_table.routes().len();
     let table = Arc::new(ArcSwap::from_pointee(first_table));
     if let Some(kernel) = &kernel {
-        kernel.apply_routes(&table.load());
+        kernel.apply_routes(&table.load_full());
     }
 
     let mut registry = Registry::default();
@@ -103,6 +103,9 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     // The first table is applied here rather than left to the task's first turn, which may come after the
     // listeners are up: the first requests then already pick from it and get its connect-failure retry.
     health.update(table.load_full());
+    if let Some(kernel) = &kernel {
+        kernel.follow_health(&health);
+    }
     let health_task = tokio::spawn(health.clone().follow(table.clone()));
     tls_metrics.register(&mut registry);
     kernel::register_metrics(&mut registry, kernel.clone());

@@ -15,18 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// `service(name, endpoints)` with `annotations` on the Service.
-fn annotated_service(name: &str, endpoints: &[SocketAddr], annotations: &[(&str, &str)]) -> String {
-    let mut block = String::from("  annotations:\n");
-    for (k, v) in annotations {
-        block.push_str(&format!("    {k}: \"{v}\"\n"));
-    }
-    service(name, endpoints).replacen(
-        &format!("kind: Service\nmetadata:\n  name: {name}\n"),
-        &format!("kind: Service\nmetadata:\n  name: {name}\n{block}"),
-        1,
-    )
-}
-
 fn healthy_metric(service: &str, endpoint: SocketAddr) -> String {
     format!("rauta_endpoint_healthy{{service=\"default/{service}:80\",endpoint=\"{endpoint}\"}}")
 }

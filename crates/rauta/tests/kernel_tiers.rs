@@ -143,7 +143,12 @@ fn client_xdp_pass(pair: &Pair) -> aya::Ebpf {
 
 /// The echo backend on a thread inside the server namespace, bound to port 0 of the server address.
 fn backend_in(ns: &str) -> SocketAddr {
-    let ns = ns.to_owned();
+    echo_in(ns, &format!("{SERVER_IP}:0"), "kernel-backend")
+}
+
+/// An echo backend named `name` on a thread inside namespace `ns`, bound to `addr`.
+fn echo_in(ns: &str, addr: &str, name: &'static str) -> SocketAddr {
+    let (ns, addr) = (ns.to_owned(), addr.parse().unwrap());
     let (tx, rx) = mpsc::channel();
     // The thread lives until the test process exits; the namespace goes away after its socket closes.
     std::thread::spawn(move || {
@@ -153,10 +158,7 @@ fn backend_in(ns: &str) -> SocketAddr {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let (addr, task) =
-                echo::spawn(format!("{SERVER_IP}:0").parse().unwrap(), "kernel-backend")
-                    .await
-                    .unwrap();
+            let (addr, task) = echo::spawn(addr, name).await.unwrap();
             tx.send(addr).unwrap();
             let _ = task.await;
         });
@@ -173,21 +175,23 @@ struct Server {
 
 impl Server {
     fn start(pair: &Pair, manifests: &std::path::Path) -> Server {
+        Server::start_in(
+            &pair.server_ns,
+            manifests,
+            &format!("{SERVER_IP}:8080"),
+            &["--interface", &pair.server_dev],
+        )
+    }
+
+    /// The binary in namespace `ns`, serving `listen` with Tier 1 on, `extra` flags added.
+    fn start_in(ns: &str, manifests: &std::path::Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.server_ns,
-                RAUTA,
-                "run",
-                "--manifests",
-            ])
+            .args(["netns", "exec", ns, RAUTA, "run", "--manifests"])
             .arg(manifests)
+            .args(extra)
             .args([
                 "--http-listen",
-                &format!("{SERVER_IP}:8080"),
-                "--interface",
-                &pair.server_dev,
+                listen,
                 "--kernel-tiers",
                 "required",
                 "--admin-listen",
@@ -441,5 +445,317 @@ fn real_binary_serves_through_the_kernel_tiers_and_detaches_on_sigterm() {
             &pair.server_dev
         ])
         .unwrap()
+    );
+}
+
+/// Client, node and backends namespaces: rauta on the node between the two, so that Tier 1 opens its
+/// own connections to the backends (a backend on the node itself is local, which the splice leaves to
+/// Tier 3). All three deleted on drop.
+struct Lab {
+    client: String,
+    node: String,
+    backends: String,
+    node_devs: [String; 2],
+}
+
+/// The VIP, on the node's client-side interface.
+const LAB_VIP: &str = "198.18.2.1";
+/// Two backend addresses in the backends namespace.
+const LAB_A: &str = "198.18.3.2";
+const LAB_B: &str = "198.18.3.3";
+
+impl Lab {
+    fn create() -> Lab {
+        let id = std::process::id();
+        let lab = Lab {
+            client: format!("rauta-kh-c-{id}"),
+            node: format!("rauta-kh-n-{id}"),
+            backends: format!("rauta-kh-b-{id}"),
+            node_devs: [format!("khnc{id}"), format!("khnb{id}")],
+        };
+        let (c, n, b) = (
+            lab.client.as_str(),
+            lab.node.as_str(),
+            lab.backends.as_str(),
+        );
+        let (nc, nb) = (lab.node_devs[0].as_str(), lab.node_devs[1].as_str());
+        let (cn, bn) = (format!("khcn{id}"), format!("khbn{id}"));
+        let mut steps: Vec<Vec<&str>> = vec![
+            vec!["ip", "netns", "add", c],
+            vec!["ip", "netns", "add", n],
+            vec!["ip", "netns", "add", b],
+            vec![
+                "ip", "link", "add", nc, "netns", n, "type", "veth", "peer", "name", &cn, "netns",
+                c,
+            ],
+            vec![
+                "ip", "link", "add", nb, "netns", n, "type", "veth", "peer", "name", &bn, "netns",
+                b,
+            ],
+            vec!["ip", "-n", n, "addr", "add", "198.18.2.1/24", "dev", nc],
+            vec!["ip", "-n", n, "addr", "add", "198.18.3.1/24", "dev", nb],
+            vec!["ip", "-n", c, "addr", "add", "198.18.2.2/24", "dev", &cn],
+            vec!["ip", "-n", b, "addr", "add", "198.18.3.2/24", "dev", &bn],
+            vec!["ip", "-n", b, "addr", "add", "198.18.3.3/24", "dev", &bn],
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                n,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        ];
+        for (ns, dev) in [(n, nc), (n, nb), (c, cn.as_str()), (b, bn.as_str())] {
+            // XDP rewrites packets and needs full checksums, not offloaded partial ones.
+            steps.push(vec![
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off",
+            ]);
+            steps.push(vec!["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        for ns in [c, n, b] {
+            steps.push(vec!["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        steps.push(vec![
+            "ip",
+            "-n",
+            c,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.18.2.1",
+        ]);
+        steps.push(vec![
+            "ip",
+            "-n",
+            b,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.18.3.1",
+        ]);
+        for step in &steps {
+            run(step).unwrap();
+        }
+        lab
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.node, &self.backends] {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+    }
+}
+
+/// A backend at `addr` in namespace `ns` that answers `x-backend: b` with status 200, except on
+/// `/healthz`, which fails (503) while `healthy` is false. HTTP/1.1 keep-alive, framed by length.
+fn switchable_backend_in(
+    ns: &str,
+    addr: &str,
+    healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    let (ns, addr) = (ns.to_owned(), addr.to_owned());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        enter(&ns);
+        let listener = std::net::TcpListener::bind(&addr).unwrap();
+        tx.send(()).unwrap();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let healthy = healthy.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let failing = head.starts_with("GET /healthz ")
+                        && !healthy.load(std::sync::atomic::Ordering::SeqCst);
+                    let status = if failing {
+                        "503 Service Unavailable"
+                    } else {
+                        "200 OK"
+                    };
+                    let response =
+                        format!("HTTP/1.1 {status}\r\nx-backend: b\r\nContent-Length: 1\r\n\r\nb");
+                    if conn.write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    rx.recv_timeout(PATIENCE).unwrap();
+}
+
+/// `n` GETs from the client namespace, each on a new connection (so the client port and with it the
+/// Maglev pick changes): the `x-backend` of every answer.
+fn backends_answering(lab: &Lab, n: usize) -> Vec<String> {
+    let url = format!("http://{LAB_VIP}/who");
+    (0..n)
+        .map(|_| {
+            // One curl per request: curl reuses its connection across URLs (and `--next`).
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &lab.client,
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "10",
+                ])
+                .args(["-H", "Host: kernel.test", "-o", "/dev/null"])
+                .args(["-w", "%{http_code} %header{x-backend}", &url])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "curl: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (code, backend) = text.split_once(' ').unwrap_or((&text, ""));
+            assert_eq!(code, "200", "{text}");
+            backend.to_owned()
+        })
+        .collect()
+}
+
+/// Issue 4's health-aware balancing reaches the kernel: an endpoint whose active checks fail gets no
+/// new Tier 1 connection (the kernel's Maglev table is the one Tier 3 picks from, over the healthy
+/// endpoints), and gets them again when it recovers. Every request stays in Tier 1.
+#[test]
+fn tier_1_follows_endpoint_health() {
+    if !can_run("tier_1_follows_endpoint_health") {
+        return;
+    }
+    let lab = Lab::create();
+    echo_in(&lab.backends, &format!("{LAB_A}:8080"), "a");
+    let b_healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    switchable_backend_in(&lab.backends, &format!("{LAB_B}:8080"), b_healthy.clone());
+    // The splice needs the backends' MACs in the node's neighbour table.
+    for backend in [LAB_A, LAB_B] {
+        curl(&lab.node, &format!("http://{backend}:8080/"), None);
+    }
+
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", &ingress_class());
+    let endpoints: Vec<SocketAddr> = [LAB_A, LAB_B]
+        .iter()
+        .map(|ip| format!("{ip}:8080").parse().unwrap())
+        .collect();
+    dir.write(
+        "svc.yaml",
+        &annotated_service(
+            "web",
+            &endpoints,
+            &[
+                ("rauta.io/health-check-path", "/healthz"),
+                ("rauta.io/health-check-interval", "200ms"),
+                ("rauta.io/health-check-timeout", "200ms"),
+                ("rauta.io/health-check-unhealthy-threshold", "1"),
+                ("rauta.io/health-check-healthy-threshold", "1"),
+            ],
+        ),
+    );
+    dir.write(
+        "ing.yaml",
+        &ingress(
+            "web",
+            &[(Some(HOST), &[path("/who", "Exact", "web")])],
+            None,
+        ),
+    );
+    let (nc, nb) = (lab.node_devs[0].clone(), lab.node_devs[1].clone());
+    let server = Server::start_in(
+        &lab.node,
+        dir.path(),
+        &format!("{LAB_VIP}:80"),
+        &[
+            "--interface",
+            &nc,
+            "--interface",
+            &nb,
+            "--xdp-mode",
+            "generic",
+        ],
+    );
+    let admin = format!("http://{}/metrics", server.admin);
+    let metrics = || curl(&lab.node, &admin, None).1;
+    let healthy = |ip: &str| {
+        sample(
+            &metrics(),
+            &format!("rauta_endpoint_healthy{{service=\"default/web:80\",endpoint=\"{ip}:8080\"}}"),
+        )
+    };
+    let spliced = || {
+        sample(
+            &metrics(),
+            "rauta_kernel_packets_total{reason=\"splice_syn_sent\"}",
+        )
+        .unwrap_or(0)
+    };
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + PATIENCE;
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {what}; log: {:?}",
+                server.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    wait_for("b is unhealthy", &|| {
+        healthy(LAB_B) == Some(0) && healthy(LAB_A) == Some(1)
+    });
+    let before = spliced();
+    let answers = backends_answering(&lab, 16);
+    assert!(
+        answers.iter().all(|b| b == "a"),
+        "an unhealthy endpoint got new connections: {answers:?}"
+    );
+    assert_eq!(
+        spliced() - before,
+        16,
+        "every request spliced in the kernel"
+    );
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains("kernel Maglev tables follow endpoint health")),
+        "{:?}",
+        server.logs()
+    );
+
+    b_healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_for("b is healthy again", &|| healthy(LAB_B) == Some(1));
+    let before = spliced();
+    let answers = backends_answering(&lab, 24);
+    assert!(
+        answers.iter().any(|b| b == "b"),
+        "a recovered endpoint got no connection: {answers:?}"
+    );
+    assert!(answers.iter().any(|b| b == "a"), "{answers:?}");
+    assert_eq!(
+        spliced() - before,
+        24,
+        "every request spliced in the kernel"
     );
 }

@@ -326,6 +326,23 @@ pub fn service_with(name: &str, endpoints: &[SocketAddr], not_ready: &[SocketAdd
     yaml
 }
 
+/// [`service`] with `annotations` on the Service.
+pub fn annotated_service(
+    name: &str,
+    endpoints: &[SocketAddr],
+    annotations: &[(&str, &str)],
+) -> String {
+    let mut block = String::from("  annotations:\n");
+    for (k, v) in annotations {
+        block.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    service(name, endpoints).replacen(
+        &format!("kind: Service\nmetadata:\n  name: {name}\n"),
+        &format!("kind: Service\nmetadata:\n  name: {name}\n{block}"),
+        1,
+    )
+}
+
 /// One path of an Ingress rule.
 pub struct PathRule<'a> {
     pub path: &'a str,
