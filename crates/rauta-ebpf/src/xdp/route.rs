@@ -99,7 +99,6 @@ impl Decision {
     }
 }
 
-
 /// A `tchar` of RFC 9110 (header field names are tokens).
 #[inline(always)]
 fn tchar(b: u8) -> bool {
@@ -157,8 +156,13 @@ pub fn decide_stored() -> bool {
         service: decision.service,
         endpoint: decision.endpoint,
     };
-    // Informational: a failed insert must not cost the client anything.
-    let _ = RAUTA_DECISIONS.insert(flow, record, 0);
+    // Informational: a failed insert must not cost the client anything. Recorded for a connection's
+    // first request only (what `Tiers::decision` reports): a follow-up on a kept-alive splice is
+    // decided on every request, and an LRU insert per request is a large part of its cost.
+    let followup = scratch.resume.kind == super::RESUME_FOLLOWUP && scratch.resume.flow == flow;
+    if !followup {
+        let _ = RAUTA_DECISIONS.insert(flow, record, 0);
+    }
     if decision.reason != RouteReason::Hit {
         return false;
     }
