@@ -235,6 +235,25 @@ pub fn capture(
     tcp_len: u32,
     payload_len: u32,
 ) -> Result<(), Reason> {
+    capture_unsummed(ctx, segment, tcp, tcp_len, payload_len)?;
+    let Some(sum) = payload_sum(&mut segment.data, payload_len) else {
+        return Err(Reason::InternalErrorPass);
+    };
+    segment.sum = u32::from(sum);
+    Ok(())
+}
+
+/// [`capture`] without the payload sum (`sum` left as it was): for a follow-up request, which is only
+/// parsed where it lies; a follow-up that moves the connection is captured again, with its sum, by
+/// [`replay_decoded`]. Saves a `bpf_csum_diff` pass per kept-alive request.
+#[inline(always)]
+pub fn capture_unsummed(
+    ctx: &XdpContext,
+    segment: &mut PendingSegment,
+    tcp: &TcpHdr,
+    tcp_len: u32,
+    payload_len: u32,
+) -> Result<(), Reason> {
     // Restate 1..=PENDING_BUF for the verifier where the helper is called (black_box: LLVM must not fold
     // the mask into the caller's range check, which the verifier cannot follow).
     let n = ((core::hint::black_box(payload_len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
@@ -250,16 +269,18 @@ pub fn capture(
     if loaded != 0 {
         return Err(Reason::MalformedDrop);
     }
-    let Some(sum) = payload_sum(&mut segment.data, payload_len) else {
-        return Err(Reason::InternalErrorPass);
-    };
+    describe(segment, tcp, payload_len);
+    Ok(())
+}
+
+/// The segment's header fields [`capture`] records next to its payload.
+#[inline(always)]
+fn describe(segment: &mut PendingSegment, tcp: &TcpHdr, payload_len: u32) {
     segment.len = payload_len;
     segment.flags = u32::from(tcp.flags & (TCP_PSH | TCP_FIN));
     segment.window = u32::from(u16::from_be_bytes(tcp.window));
-    segment.sum = u32::from(sum);
     segment.seq = u32::from_be_bytes(tcp.seq);
     segment.tsval = 0;
-    Ok(())
 }
 
 /// Whether the entry point runs the routing decision after a replay counted as `reason` (and so
