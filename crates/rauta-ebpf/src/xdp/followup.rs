@@ -48,7 +48,7 @@ pub fn capture(
         .ok_or(Reason::InternalErrorPass)?;
     // SAFETY: this CPU's scratch entry, valid for this run.
     let scratch = unsafe { &mut *scratch };
-    handoff::capture(ctx, &mut scratch.segment, tcp, tcp_len, payload_len)?;
+    handoff::capture_unsummed(ctx, &mut scratch.segment, tcp, tcp_len, payload_len)?;
     scratch.route.flow = *flow;
     scratch.route.len = payload_len;
     scratch.resume = Resume {
