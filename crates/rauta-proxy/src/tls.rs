@@ -2,7 +2,8 @@
 //!
 //! The certificate of each handshake comes from the `rustls::ServerConfig`'s resolver (in RAUTA,
 //! `rauta_tls::SniResolver`): swapping the certificates there affects handshakes that start afterwards,
-//! and an established connection keeps the session it negotiated, whatever reloads happen.
+//! and an established connection keeps the session it negotiated, whatever reloads happen. After the
+//! handshake the connection is served by [`TlsStream`] (see `stream` for why not tokio-rustls' own).
 
 use std::io;
 use std::sync::Arc;
@@ -10,9 +11,12 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::server::TlsStream;
 
 use crate::listener::{Acceptor, Scheme};
+
+mod stream;
+
+pub use stream::TlsStream;
 
 /// How long a client has to complete the TLS handshake; then the connection is closed (a client that opens
 /// connections and never finishes the handshake must not hold them forever).
@@ -51,7 +55,7 @@ impl TlsAcceptor {
 }
 
 impl Acceptor for TlsAcceptor {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream;
 
     fn scheme(&self) -> Scheme {
         Scheme::Https
@@ -59,7 +63,11 @@ impl Acceptor for TlsAcceptor {
 
     async fn accept(&self, tcp: TcpStream) -> io::Result<Self::Io> {
         match tokio::time::timeout(self.handshake_timeout, self.inner.accept(tcp)).await {
-            Ok(result) => result,
+            Ok(Ok(handshaken)) => {
+                let (tcp, conn) = handshaken.into_inner();
+                Ok(TlsStream::new(tcp, conn))
+            }
+            Ok(Err(err)) => Err(err),
             Err(_elapsed) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "TLS handshake not completed in time",
@@ -68,6 +76,6 @@ impl Acceptor for TlsAcceptor {
     }
 
     fn negotiated_h2(io: &Self::Io) -> bool {
-        io.get_ref().1.alpn_protocol() == Some(b"h2")
+        io.connection().alpn_protocol() == Some(b"h2")
     }
 }
