@@ -160,7 +160,21 @@ pub fn translate_xdp(ctx: &XdpContext, t: &Translation) -> Option<u32> {
     let mut delta = 0;
     if found.has_ts() || found.sack_at != rauta_common::tcpopt::ABSENT {
         delta = translate(&mut scratch.opts, found, t);
-        if !store_xdp(ctx, found.len, &mut scratch.opts) {
+        // The 12-byte layout of nearly every established segment (NOP, NOP, timestamps) is written
+        // back in place: twelve byte stores instead of a `bpf_xdp_store_bytes` call.
+        let in_place = if found.len == 12 {
+            crate::parse::ptr_at::<[u8; 12]>(ctx, OPTIONS_AT as usize)
+        } else {
+            None
+        };
+        if let Some(at) = in_place {
+            let mut i = 0;
+            while i < 12 {
+                // SAFETY: bounds checked by `ptr_at`; alignment 1.
+                unsafe { (*at)[i] = scratch.opts[i] };
+                i += 1;
+            }
+        } else if !store_xdp(ctx, found.len, &mut scratch.opts) {
             return None;
         }
     }
