@@ -2,6 +2,7 @@
 //! (`namespace/name:port`, or `none` for requests that matched no backend) — never hosts, paths or endpoints.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rauta_routes::{PortRef, ServiceRef};
+
+use crate::pool::FastHasher;
 
 /// The `tier` label value of every request counted here.
 const TIER: &str = "3";
@@ -34,6 +37,7 @@ struct ServiceLabels {
 }
 
 type LatencyFamily = Family<ServiceLabels, Histogram, fn() -> Histogram>;
+type ServiceMap = HashMap<ServiceRef, Arc<ServiceMetrics>, BuildHasherDefault<FastHasher>>;
 
 fn latency_histogram() -> Histogram {
     // 0.25 ms .. ~8 s.
@@ -68,7 +72,8 @@ pub struct ProxyMetrics {
     latency: LatencyFamily,
     open_connections: Gauge,
     /// Per-Service handles; grows with the number of Service ports ever routed to (bounded by the cluster).
-    services: Arc<RwLock<HashMap<ServiceRef, Arc<ServiceMetrics>>>>,
+    /// Looked up on every request, so hashed with [`FastHasher`] (the keys come from the cluster).
+    services: Arc<RwLock<ServiceMap>>,
     none: Arc<ServiceMetrics>,
 }
 

@@ -37,16 +37,17 @@ pub(crate) struct Pool {
     inner: Arc<PoolInner>,
 }
 
-/// Idle connections by endpoint. Keyed with [`AddrHasher`]: the map is looked up twice per request
+/// Idle connections by endpoint. Keyed with [`FastHasher`]: the map is looked up twice per request
 /// (checkout and release), and its keys are endpoint addresses from the route table, not client input.
-type IdleMap = HashMap<SocketAddr, Vec<Idle>, BuildHasherDefault<AddrHasher>>;
+type IdleMap = HashMap<SocketAddr, Vec<Idle>, BuildHasherDefault<FastHasher>>;
 
-/// A one-multiply-per-word hasher for endpoint addresses (SipHash showed up in the request path's profile).
-/// Not resistant to chosen keys, which is fine for addresses that come from EndpointSlices.
+/// A one-multiply-per-word hasher for keys looked up on every request (SipHash showed up in the request
+/// path's profile): endpoint addresses here, Service references in `metrics`. Not resistant to chosen keys,
+/// which is fine for keys that come from the cluster (EndpointSlices, Ingress backends), never from clients.
 #[derive(Default)]
-struct AddrHasher(u64);
+pub(crate) struct FastHasher(u64);
 
-impl Hasher for AddrHasher {
+impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];

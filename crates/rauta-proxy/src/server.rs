@@ -265,7 +265,7 @@ where
         async move {
             let (req, parked) = crate::linger::park(req);
             let req = req.map(ClientBody::Http2);
-            Ok::<_, Infallible>(forward::handle_lingering(&ctx, req, parked.as_ref()).await)
+            Ok::<_, Infallible>(forward::handle_lingering(&ctx, req, parked.as_ref(), None).await)
         }
     });
     let mut connection = pin!(proxy.h2.serve_connection(TokioIo::new(io), service));

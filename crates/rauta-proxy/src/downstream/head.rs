@@ -56,7 +56,9 @@ pub(crate) struct Head {
 pub(crate) type FieldSpans = Vec<[usize; 4]>;
 
 /// Parse a request head at the start of `buf`; on success remove it from `buf` (the rest is the body or
-/// the next pipelined request). `Ok(None)`: incomplete, read more. `spans` is scratch space.
+/// the next pipelined request). `Ok(None)`: incomplete, read more. `spans` is scratch space, and `spare` a
+/// header map whose allocation the head's map takes over (the connection passes the previous response's
+/// map, so a request allocates no map of its own); it is left empty.
 ///
 /// A head over `max_bytes`, complete or not, or with more than `max_headers` fields is
 /// [`ProxyError::HeadTooLarge`] (431); anything else invalid is [`ProxyError::Malformed`] (400).
@@ -65,6 +67,7 @@ pub(crate) fn parse_head(
     max_bytes: usize,
     max_headers: usize,
     spans: &mut FieldSpans,
+    spare: &mut HeaderMap,
 ) -> Result<Option<Head>, ProxyError> {
     // The parse borrows `buf`; everything needed afterwards is taken out (owned, or as offsets) inside this
     // block so that `split_to` can then take the head over.
@@ -121,7 +124,9 @@ pub(crate) fn parse_head(
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
         .map_err(|_| ProxyError::Malformed("invalid request target"))?;
     // Room for the four forwarding fields `forward` adds, so the map does not grow for them.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
+    let mut headers = std::mem::take(spare);
+    headers.clear();
+    headers.reserve(spans.len() + 4);
     let mut scan = Scan::default();
     for &[ns, ne, vs, ve] in spans.iter() {
         let name = HeaderName::from_bytes(&head[ns..ne])
@@ -308,6 +313,7 @@ mod tests {
             8192,
             100,
             &mut Vec::new(),
+            &mut HeaderMap::new(),
         )
     }
 
@@ -319,7 +325,7 @@ mod tests {
     fn a_simple_head_parses_and_leaves_the_rest() {
         let mut buf =
             BytesMut::from(&b"GET /a?b HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nGET /next"[..]);
-        let head = parse_head(&mut buf, 8192, 100, &mut Vec::new())
+        let head = parse_head(&mut buf, 8192, 100, &mut Vec::new(), &mut HeaderMap::new())
             .unwrap()
             .unwrap();
         assert_eq!(head.parts.method, Method::GET);
@@ -329,27 +335,45 @@ mod tests {
         assert!(head.keep_alive);
         assert_eq!(&buf[..], b"GET /next");
         let mut partial = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n"[..]);
-        assert!(parse_head(&mut partial, 8192, 100, &mut Vec::new())
-            .unwrap()
-            .is_none());
+        assert!(parse_head(
+            &mut partial,
+            8192,
+            100,
+            &mut Vec::new(),
+            &mut HeaderMap::new()
+        )
+        .unwrap()
+        .is_none());
     }
 
     #[test]
     fn limits_give_431() {
         let mut partial = BytesMut::from(&b"GET / HTTP/1.1\r\nX-Big: aaaaaaaaaaaaaaaa"[..]);
         assert!(matches!(
-            parse_head(&mut partial, 20, 100, &mut Vec::new()),
+            parse_head(
+                &mut partial,
+                20,
+                100,
+                &mut Vec::new(),
+                &mut HeaderMap::new()
+            ),
             Err(ProxyError::HeadTooLarge)
         ));
         let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..]);
         assert!(matches!(
-            parse_head(&mut many, 8192, 2, &mut Vec::new()),
+            parse_head(&mut many, 8192, 2, &mut Vec::new(), &mut HeaderMap::new()),
             Err(ProxyError::HeadTooLarge)
         ));
         let mut big_list = BytesMut::from(&b"GET / HTTP/1.1\r\nA: 1\r\n\r\n"[..]);
-        assert!(parse_head(&mut big_list, 8192, 500, &mut Vec::new())
-            .unwrap()
-            .is_some());
+        assert!(parse_head(
+            &mut big_list,
+            8192,
+            500,
+            &mut Vec::new(),
+            &mut HeaderMap::new()
+        )
+        .unwrap()
+        .is_some());
     }
 
     #[test]

@@ -33,9 +33,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{Method, Request, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
 
 use crate::body::{ClientBody, ProxyBody};
 use crate::error::ProxyError;
@@ -104,9 +105,11 @@ where
         rbuf: BytesMut::with_capacity(INITIAL_READ_BUF),
         wbuf: Vec::with_capacity(INITIAL_WRITE_BUF),
         spans: Vec::new(),
+        spare_headers: HeaderMap::new(),
         body: None,
         interim: &[],
         deadline: HeadDeadline::new(config.header_read_timeout),
+        response_timer: None,
         shutdown,
         shutdown_seen: false,
         signal_armed: None,
@@ -170,11 +173,17 @@ struct Conn<'a, I, F> {
     /// Response bytes not yet written.
     wbuf: Vec<u8>,
     spans: FieldSpans,
+    /// The last response's header map, emptied: the next request head's map reuses its allocation (two
+    /// allocations and frees less per request).
+    spare_headers: HeaderMap,
     /// Created on the first request with a body, reused for every later one.
     body: Option<SharedBody>,
     /// The rest of a `100 Continue` being written.
     interim: &'static [u8],
     deadline: HeadDeadline,
+    /// The response deadline of every request on this connection, re-armed per request (see
+    /// `forward::handle`); created with the first request.
+    response_timer: Option<Pin<Box<Sleep>>>,
     shutdown: Shutdown<'a, F>,
     /// The shutdown future completed (it must not be polled again).
     shutdown_seen: bool,
@@ -209,6 +218,7 @@ where
                         config.max_header_bytes,
                         config.max_headers,
                         &mut self.spans,
+                        &mut self.spare_headers,
                     ) {
                         Ok(Some(head)) => return HeadRead::Head(head),
                         Ok(None) => {}
@@ -305,8 +315,15 @@ where
         };
 
         let ctx = self.ctx;
+        // Taken out for the exchange (`pump_body` below borrows the whole connection); put back after.
+        let mut timer = self.response_timer.take().unwrap_or_else(|| {
+            Box::pin(tokio::time::sleep_until(
+                tokio::time::Instant::now() + config.response_timeout,
+            ))
+        });
         let response = {
-            let mut forwarding = pin!(forward::handle(ctx, Request::from_parts(parts, body)));
+            let request = Request::from_parts(parts, body);
+            let mut forwarding = pin!(forward::handle(ctx, request, timer.as_mut()));
             poll_fn(|cx| loop {
                 if let Poll::Ready(response) = forwarding.as_mut().poll(cx) {
                     return Poll::Ready(response);
@@ -317,6 +334,7 @@ where
             })
             .await
         };
+        self.response_timer = Some(timer);
 
         let (parts, mut body) = response.into_parts();
         if parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade {
@@ -332,6 +350,9 @@ where
         self.interim = &[];
         let framing = encode_head(&mut out, &parts, &body.size_hint(), req, &mut close);
         self.wbuf = out;
+        // Emptied now: its values may share the upstream's read buffer, which the body is about to reuse.
+        self.spare_headers = parts.headers;
+        self.spare_headers.clear();
         let written = self.write_body(&mut body, framing, accepts_trailers).await;
         // Dropping the response body ends the exchange upstream (pooling or closing that connection) and
         // drops the request body with it.

@@ -45,7 +45,9 @@ pub(super) enum Chunk {
 /// A response body read straight from the upstream socket by whoever polls it (the client codec, on the
 /// client connection's task). Owns the connection; see the module invariants for when it is pooled again.
 pub(crate) struct ResponseBody {
-    ex: Exchange,
+    /// Boxed where the exchange starts (see `upstream::exchange`): the response is moved through several
+    /// layers on every request.
+    ex: Box<Exchange>,
     framing: Framing,
     reusable: bool,
 }
@@ -61,7 +63,7 @@ impl std::fmt::Debug for ResponseBody {
 impl ResponseBody {
     /// The body of the exchange `ex`, delimited as `framing` says; `reusable`: the response head allows
     /// keeping the connection.
-    pub(super) fn new(ex: Exchange, framing: Framing, reusable: bool) -> Self {
+    pub(super) fn new(ex: Box<Exchange>, framing: Framing, reusable: bool) -> Self {
         let mut body = Self {
             ex,
             framing,

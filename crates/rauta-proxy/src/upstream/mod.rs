@@ -320,7 +320,11 @@ pub(crate) fn exchange(
     // An empty body needs no polling: the head is the whole request.
     let body = body.filter(|b| !b.is_end_stream());
     let chunked = encode_head(parts, body.as_ref(), &mut conn.write_buf);
-    let mut ex = Some(Exchange {
+    // Boxed: the exchange (connection, buffers, request body: ~350 bytes) then travels as a pointer, first
+    // in this future through every layer that awaits it, then in the response body through every layer
+    // the response passes. Moved inline, those copies were ~12% of the request path's user-space
+    // instructions (callgrind: ~25 `memcpy`s of a few hundred bytes per request); one allocation is cheaper.
+    let mut ex = Some(Box::new(Exchange {
         conn: Some(conn),
         out_pos: 0,
         cur: Bytes::new(),
@@ -331,7 +335,7 @@ pub(crate) fn exchange(
         req_ok: false,
         body_touched: false,
         received: 0,
-    });
+    }));
     poll_fn(move |cx| {
         let head = match ex.as_mut() {
             Some(running) => ready!(running.poll_head(cx, max_head)),
@@ -353,7 +357,7 @@ fn polled_after_completion() -> Attempt {
 
 /// What an exchange whose response head arrived (or failed) turns into.
 fn conclude(
-    mut ex: Exchange,
+    mut ex: Box<Exchange>,
     head: Result<Response<()>, SendError>,
     parts: &request::Parts,
     reused: bool,
