@@ -14,6 +14,11 @@
 //! 3. RAUTA Tier 3: the same process, a Prefix route (the kernel hands the connection to userspace);
 //! 4. nginx as a proxy on the node (`bench/nginx-proxy.conf`, one worker, pooled upstream keep-alive).
 //!
+//! For the whole run the client's and the backend's veth ends hold an XDP pass program in driver mode
+//! ([`peer_xdp`]): Tier 1's driver-mode frames need it, and every target then runs on the same topology.
+//! Each measurement also records every core's busy and softirq time ([`cpu_use`]), since the kernel's work
+//! for direct and Tier 1 belongs to no process.
+//!
 //! Invariants: the namespaces are removed on every exit — by [`Topology`]'s `Drop` on success, error or
 //! panic, and on Ctrl-C or a kill by a watchdog shell (it ignores SIGINT and removes them once this
 //! process is gone). Every child process is held by a [`Guard`].
@@ -25,6 +30,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod cpu_use;
+mod peer_xdp;
+
 use super::chart::{self, Bar};
 use super::wrk::{self, WrkResult};
 use super::{clock_ticks_per_second, cores, cpu_ticks, pinning, BenchArgs, Pinning};
@@ -32,6 +40,7 @@ use crate::cmd::{self, cargo, on_path, output, repo_root};
 use crate::demo::parse_listen_line;
 use crate::demo_kernel::is_root;
 use crate::procs::Guard;
+use cpu_use::{CoreTimes, CoreUse};
 
 /// Namespaces, by role.
 const CLIENT: &str = "rauta-kb-client";
@@ -58,6 +67,13 @@ const TARGET_BULK_RATIO: f64 = 0.9;
 const BULK_BYTES: usize = 100 << 20;
 /// Transfers per target; the median counts.
 const BULK_RUNS: usize = 3;
+/// The fewest requests 1 s of wrk must complete through rauta before its XDP mode counts as serving:
+/// lost frames stall connections for whole retransmission timeouts (>= 200 ms), while a machine loaded
+/// by other work (a load average of 17 was seen) still completes a few dozen; a stall-free run makes
+/// tens of thousands.
+const PROBE_MIN_REQUESTS: u64 = 20;
+/// wrk's warm-up before each measurement (new connections, the backend's and the proxy's caches).
+const WARM_UP_SECONDS: u32 = 1;
 
 /// Routes: `/` Exact (Tier 1), `/tier3` Prefix (Tier 3), both to the backend nginx.
 const MANIFEST: &str = r#"apiVersion: networking.k8s.io/v1
@@ -156,15 +172,6 @@ impl Topology {
             output(netns(ns).args(["ethtool", "-K", dev, "tx", "off"]))?;
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
-        for (ns, dev) in [(CLIENT, CLIENT_LEG.1), (BACKEND, BACKEND_LEG.1)] {
-            // Native XDP_TX/XDP_REDIRECT frames reach a veth peer only if it runs NAPI. The tests attach
-            // an XDP program to the peers; this harness has no BPF loader, so it asks for GRO instead
-            // (toggled on an up device: that is when veth enables NAPI for it). On the reference
-            // machine that did not deliver the frames reliably, and `start_rauta_tier1` falls back to
-            // generic mode, saying so.
-            output(netns(ns).args(["ethtool", "-K", dev, "gro", "off"]))?;
-            output(netns(ns).args(["ethtool", "-K", dev, "gro", "on"]))?;
-        }
         ip(&[
             "-n",
             BACKEND,
@@ -180,7 +187,7 @@ impl Topology {
             (NODE, "net.ipv4.tcp_syncookies=2"),
             (BACKEND, "net.core.somaxconn=4096"),
             (NODE, "net.core.somaxconn=4096"),
-            // Tier 1 reconnects for every request today: room for the client's ports.
+            // Room for the client's ports should connections be reopened quickly (curl, the probes).
             (CLIENT, "net.ipv4.ip_local_port_range=10000 60999"),
             (CLIENT, "net.ipv4.tcp_tw_reuse=1"),
         ] {
@@ -308,6 +315,8 @@ struct Row {
     wrk: WrkResult,
     /// CPU time of the proxy process per request (µs), when there is a proxy process.
     cpu_us_per_req: Option<f64>,
+    /// Every core's busy and softirq share during the measurement.
+    cores: Vec<CoreUse>,
     /// What the row needs said next to it (the XDP mode, the share served by the right tier).
     note: String,
 }
@@ -320,9 +329,11 @@ fn measure(
     pin: &Pinning,
     pid: Option<u32>,
 ) -> Result<Row> {
-    wrk_in_client(url, args, 1, pin)?;
+    wrk_in_client(url, args, WARM_UP_SECONDS, pin)?;
     let before = pid.and_then(cpu_ticks);
+    let cores_before = CoreTimes::now();
     let r = wrk_in_client(url, args, args.duration, pin)?;
+    let cores = cores_before.until(&CoreTimes::now());
     let cpu_us_per_req = match (before, pid.and_then(cpu_ticks)) {
         (Some(before), Some(after)) if r.requests > 0 => {
             Some((after - before) as f64 * 1e6 / clock_ticks_per_second() / r.requests as f64)
@@ -333,49 +344,98 @@ fn measure(
         "  {label:<34} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   errors {}",
         r.rps, r.p50_ms, r.p99_ms, r.errors
     );
+    println!("    {}", cpu_use::describe(&cores));
     Ok(Row {
         label: label.to_owned(),
         wrk: r,
         cpu_us_per_req,
+        cores,
         note: String::new(),
     })
 }
 
-/// One target's bulk transfer speed: the median MB/s (10^6 bytes) of [`BULK_RUNS`] GETs of `url`
-/// (100 MiB) by curl from the client namespace, each checked for its full size.
-fn measure_bulk(label: &str, url: &str, pin: &Pinning) -> Result<(String, f64)> {
-    let mut speeds = Vec::new();
-    for _ in 0..BULK_RUNS {
+/// One target's bulk transfer speed.
+struct BulkRow {
+    label: String,
+    /// Median MB/s (10^6 bytes) of the timed transfers.
+    mbps: f64,
+    /// Every core's busy and softirq share over the timed transfers.
+    cores: Vec<CoreUse>,
+}
+
+/// One target's bulk transfer speed: first one GET of `url` (100 MiB) into a file whose bytes are
+/// compared with the file the backend serves (untimed: a content check must not slow the timed runs),
+/// then [`BULK_RUNS`] timed GETs to /dev/null, each checked for its full size; the median counts. All
+/// by curl from the client namespace, on wrk's cores.
+fn measure_bulk(
+    label: &str,
+    url: &str,
+    pin: &Pinning,
+    expected: &[u8],
+    scratch: &Path,
+) -> Result<BulkRow> {
+    let curl_to = |sink: &Path| -> Result<(usize, f64)> {
         let mut c = netns(CLIENT);
         if let Some(list) = &pin.wrk {
             c.args(["taskset", "-c", list]);
         }
-        let out = output(c.args([
-            "curl",
-            "-sS",
-            "--fail",
-            "--max-time",
-            "60",
-            "-H",
-            &format!("Host: {HOST}"),
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download} %{speed_download}",
-            url,
-        ]))?;
+        let out = output(
+            c.args([
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "60",
+                "-H",
+                &format!("Host: {HOST}"),
+                "-w",
+                "%{size_download} %{speed_download}",
+                "-o",
+            ])
+            .arg(sink)
+            .arg(url),
+        )?;
         let mut fields = out.split_whitespace();
         let size: usize = fields.next().unwrap_or("0").parse().unwrap_or(0);
         let speed: f64 = fields.next().unwrap_or("0").parse().unwrap_or(0.0);
-        if size != BULK_BYTES {
-            bail!("{label}: {url} delivered {size} bytes, not {BULK_BYTES}");
+        if size != expected.len() {
+            bail!(
+                "{label}: {url} delivered {size} bytes, not {}",
+                expected.len()
+            );
         }
+        Ok((size, speed))
+    };
+    curl_to(scratch)?;
+    let received =
+        std::fs::read(scratch).with_context(|| format!("cannot read {}", scratch.display()))?;
+    let _ = std::fs::remove_file(scratch);
+    if received != expected {
+        let at = received
+            .iter()
+            .zip(expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(received.len().min(expected.len()));
+        bail!("{label}: {url} delivered different bytes (first difference at offset {at})");
+    }
+    let mut speeds = Vec::new();
+    let cores_before = CoreTimes::now();
+    for _ in 0..BULK_RUNS {
+        let (_, speed) = curl_to(Path::new("/dev/null"))?;
         speeds.push(speed / 1e6);
     }
+    let cores = cores_before.until(&CoreTimes::now());
     speeds.sort_by(f64::total_cmp);
     let median = speeds[speeds.len() / 2];
-    println!("  {label:<34} {median:>9.0} MB/s (100 MiB GET, median of {BULK_RUNS})");
-    Ok((label.to_owned(), median))
+    println!(
+        "  {label:<34} {median:>9.0} MB/s (100 MiB GET, median of {BULK_RUNS}; content checked once)"
+    );
+    println!("    {}", cpu_use::describe(&cores));
+    Ok(BulkRow {
+        label: label.to_owned(),
+        mbps: median,
+        cores,
+    })
 }
 
 /// The sample of `rauta_requests_total` for `tier` summed over its other labels, from `/metrics`.
@@ -434,8 +494,8 @@ fn start_rauta(rauta: &Path, out: &Path, mode: &str, pin: &Pinning) -> Result<Ra
 }
 
 /// Starts rauta in driver mode and checks that it serves: a GET answered by Tier 1, then a 1 s wrk on
-/// the Tier 1 and the Tier 3 route with at least 100 requests each and no error (a single GET can pass
-/// when most frames are lost). Falls back to generic mode if driver mode fails any of that. Returns the
+/// the Tier 1 and the Tier 3 route with at least [`PROBE_MIN_REQUESTS`] requests each and no error (a
+/// single GET can pass when most frames are lost). Falls back to generic mode if driver mode fails any of that. Returns the
 /// process and the mode that worked.
 fn start_rauta_tier1(
     rauta: &Path,
@@ -457,7 +517,7 @@ fn start_rauta_tier1(
             }
             for path in ["/", "/tier3"] {
                 let w = wrk_in_client(&format!("http://{VIP}{path}"), args, 1, pin)?;
-                if w.requests < 100 || w.errors > 0 {
+                if w.requests < PROBE_MIN_REQUESTS || w.errors > 0 {
                     bail!(
                         "1 s of wrk on {path}: {} requests, {} errors",
                         w.requests,
@@ -518,6 +578,8 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
             bail!("the kernel benchmark needs `{tool}`; run `cargo xtask setup`");
         }
     }
+    println!("  building rauta-dataplane's example xdp_pass (release), for the veth peers");
+    let xdp_pass = peer_xdp::build()?;
     let pin = pinning();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load1 = load.split_whitespace().next().unwrap_or("?").to_owned();
@@ -534,6 +596,28 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
     };
     println!("  pinning: {cpu_note}");
     let topology = Topology::create()?;
+    // Declared after `topology`, so dropped (detached) before the namespaces go, on every exit path.
+    let (peer_programs, peers) = match peer_xdp::attach(
+        &xdp_pass,
+        &[(CLIENT, CLIENT_LEG.1), (BACKEND, BACKEND_LEG.1)],
+    ) {
+        Ok(guards) => (
+            guards,
+            format!(
+                "an XDP pass program in driver mode on the client's and the backend's veth ends ({} and \
+                 {}) for every target",
+                CLIENT_LEG.1, BACKEND_LEG.1
+            ),
+        ),
+        Err(e) => {
+            println!(
+                "  cannot attach the XDP pass program to the veth peers ({e:#}); Tier 1 will likely \
+                 fall back to generic mode"
+            );
+            (Vec::new(), format!("no XDP program on the veth peers ({e:#})"))
+        }
+    };
+    println!("  peers: {peers}");
     let _backend = start_nginx(
         nginx,
         BACKEND,
@@ -543,13 +627,16 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         None,
         &pin.backend,
     )?;
-    let bulk: Vec<u8> = (0..BULK_BYTES).map(|i| (i % 251) as u8).collect();
+    // 251 is prime: no power-of-two-sized block of the file repeats at a power-of-two offset, so a
+    // segment delivered twice or at the wrong place changes the bytes.
+    let bulk_bytes: Vec<u8> = (0..BULK_BYTES).map(|i| (i % 251) as u8).collect();
     std::fs::write(
         out.join("kernel-bench")
             .join("nginx-backend")
             .join("bulk.bin"),
-        bulk,
+        &bulk_bytes,
     )?;
+    let scratch = out.join("kernel-bench").join("bulk-received.bin");
     // The node learns the backend's MAC (a splice needs a resolved neighbour).
     curl(NODE, &format!("http://{BACKEND_ADDR}/"), None)?;
 
@@ -565,6 +652,8 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         "direct (node forwards)",
         &format!("http://{BACKEND_ADDR}/bulk"),
         &pin,
+        &bulk_bytes,
+        &scratch,
     )?];
 
     let (mut proxy, mode) = start_rauta_tier1(rauta, out, args, &pin)?;
@@ -598,6 +687,8 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         "RAUTA Tier 1 (kernel)",
         &format!("http://{VIP}/bulk"),
         &pin,
+        &bulk_bytes,
+        &scratch,
     )?);
     drop(proxy);
 
@@ -621,9 +712,13 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         "nginx proxy (1 worker)",
         &format!("http://{NGINX_PROXY}/bulk"),
         &pin,
+        &bulk_bytes,
+        &scratch,
     )?);
     drop(nginx_proxy);
     drop(_backend);
+    let peer_programs_attached = !peer_programs.is_empty();
+    drop(peer_programs);
     drop(topology);
     println!("  removed the namespaces");
 
@@ -647,10 +742,15 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
     let svg = chart::svg(
         "Keep-alive GET through the node: direct, RAUTA Tier 1/Tier 3, nginx",
         &format!(
-            "wrk -t1 -c{} -d{}s, one worker each; {} cores; XDP {mode} mode",
+            "wrk -t1 -c{} -d{}s, one worker each; {} cores; Tier 1 in XDP {mode} mode{}; load {load1}",
             args.connections,
             args.duration,
-            cores()
+            cores(),
+            if peer_programs_attached {
+                ", XDP pass on the veth peers"
+            } else {
+                ""
+            }
         ),
         &rows
             .iter()
@@ -666,26 +766,50 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
     std::fs::write(out.join("kernel-bench.svg"), &svg)?;
     println!("  wrote {}", chart_path.display());
 
-    Ok(summary(args, &rows, &bulk, mode, &cpu_note, &load1, &costs))
+    let setting = Setting {
+        mode,
+        cpu_note: &cpu_note,
+        peers: &peers,
+        load1: &load1,
+    };
+    Ok(summary(args, &rows, &bulk, &setting, &costs))
+}
+
+/// What the summary says about the run's set-up.
+struct Setting<'a> {
+    /// The XDP mode Tier 1 ran in.
+    mode: &'a str,
+    /// Which core ran what.
+    cpu_note: &'a str,
+    /// What the veth peers held.
+    peers: &'a str,
+    /// The 1-minute load average before the kernel part.
+    load1: &'a str,
 }
 
 fn summary(
     args: &BenchArgs,
     rows: &[Row],
-    bulk: &[(String, f64)],
-    mode: &str,
-    cpu_note: &str,
-    load1: &str,
+    bulk: &[BulkRow],
+    setting: &Setting<'_>,
     costs: &[String],
 ) -> String {
+    let Setting {
+        mode,
+        cpu_note,
+        peers,
+        load1,
+    } = setting;
     let mut md = String::new();
     let _ = writeln!(
         md,
         "## Kernel tiers: keep-alive GET through the node (network namespaces)\n\n\
-         wrk -t1 -c{} -d{}s --latency (after a 1 s warm-up) from the client namespace; backend: nginx \
-         `return 200 \"ok\\n\"`; XDP {mode} mode; {cpu_note}; 1-minute load average before: {load1}.\n\n\
-         | target | req/s | p50 ms | p99 ms | errors | proxy CPU µs/request | note |\n\
-         |---|---:|---:|---:|---:|---:|---|",
+         wrk -t1 -c{} -d{}s --latency (after a {WARM_UP_SECONDS} s warm-up) from the client namespace; \
+         backend: nginx `return 200 \"ok\\n\"`; XDP {mode} mode; peers: {peers}; {cpu_note}; 1-minute \
+         load average before: {load1}.\n\n\
+         | target | req/s | p50 ms | p99 ms | errors | proxy CPU µs/request | cores during the run (all \
+         work on the machine) | note |\n\
+         |---|---:|---:|---:|---:|---:|---|---|",
         args.connections, args.duration
     );
     for r in rows {
@@ -694,8 +818,14 @@ fn summary(
             .map_or("-".to_owned(), |us| format!("{us:.1}"));
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.3} | {:.3} | {} | {cpu} | {} |",
-            r.label, r.wrk.rps, r.wrk.p50_ms, r.wrk.p99_ms, r.wrk.errors, r.note
+            "| {} | {:.0} | {:.3} | {:.3} | {} | {cpu} | {} | {} |",
+            r.label,
+            r.wrk.rps,
+            r.wrk.p50_ms,
+            r.wrk.p99_ms,
+            r.wrk.errors,
+            cpu_use::describe(&r.cores),
+            r.note
         );
     }
     if let (Some(direct), Some(tier1)) = (rows.first(), rows.get(1)) {
@@ -713,15 +843,23 @@ fn summary(
     }
     let _ = writeln!(
         md,
-        "100 MiB GET (curl, median of {BULK_RUNS}; window scaling, SACK and timestamps on):\n\n\
-         | target | MB/s | / direct |\n|---|---:|---:|"
+        "100 MiB GET (curl; one transfer's bytes compared with the served file, then the median of \
+         {BULK_RUNS} timed ones, each size-checked; window scaling, SACK and timestamps on):\n\n\
+         | target | MB/s | / direct | cores during the timed transfers |\n|---|---:|---:|---|"
     );
-    let direct = bulk.first().map_or(1.0, |(_, mbps)| mbps.max(1e-9));
-    for (label, mbps) in bulk {
-        let _ = writeln!(md, "| {label} | {mbps:.0} | {:.2}x |", mbps / direct);
+    let direct = bulk.first().map_or(1.0, |b| b.mbps.max(1e-9));
+    for b in bulk {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.2}x | {} |",
+            b.label,
+            b.mbps,
+            b.mbps / direct,
+            cpu_use::describe(&b.cores)
+        );
     }
-    if let Some((_, tier1)) = bulk.get(1) {
-        let ratio = tier1 / direct;
+    if let Some(tier1) = bulk.get(1) {
+        let ratio = tier1.mbps / direct;
         let line = format!(
             "Tier 1 / direct, 100 MiB: {ratio:.2}x (target >= {TARGET_BULK_RATIO}x: {})",
             if ratio >= TARGET_BULK_RATIO {
