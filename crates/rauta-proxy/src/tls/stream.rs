@@ -288,17 +288,22 @@ mod tests {
         handshake(tcp, addr, name, LIMIT).await.unwrap()
     }
 
-    /// The bug this stream exists for: a write larger than the socket takes, never flushed, then a read
-    /// waiting for the peer. The peer reads slowly (after the socket buffers filled up), gets every byte,
-    /// and only then answers.
+    /// The bug this stream exists for: a write that the socket takes only in part (small socket buffers
+    /// here, a slow client in real life), never flushed, then a read waiting for the peer. The peer must
+    /// still get every byte of the write, and only then answers.
     #[tokio::test]
     async fn the_end_of_an_unflushed_large_write_reaches_a_slow_reader() {
         let (listener, acceptor) = server().await;
         let addr = listener.local_addr().unwrap();
-        const LEN: usize = 16 << 20;
+        // More than the two small socket buffers hold, less than rustls buffers (64 KiB): the write is
+        // taken whole, and its end waits in rustls' buffer.
+        const LEN: usize = 48 << 10;
         let serving = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut tls = acceptor.accept(tcp).await.unwrap();
+            socket2::SockRef::from(&tls.tcp)
+                .set_send_buffer_size(4096)
+                .unwrap();
             let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
             tls.write_all(&data).await.unwrap();
             // No flush: RAUTA's HTTP/1 codec writes whole responses and goes back to reading.
@@ -306,11 +311,16 @@ mod tests {
             tls.read_exact(&mut answer).await.unwrap();
             answer
         });
-        let mut tls = client(addr).await;
-        // Let the server fill both socket buffers and rustls' before reading anything.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let mut tls = handshake(tcp, addr, "rauta.invalid".try_into().unwrap(), LIMIT)
+            .await
+            .unwrap();
+        // Let the server finish its write (into the socket and rustls' buffer) before reading.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut got = vec![0u8; LEN];
-        tokio::time::timeout(LIMIT, tls.read_exact(&mut got))
+        tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut got))
             .await
             .expect("the end of the write never arrived")
             .unwrap();
