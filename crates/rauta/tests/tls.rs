@@ -60,6 +60,14 @@ impl Pki {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, hosts[0]);
+        // Like a real leaf (what testssl.sh checks): 90 days, and a revocation pointer (never fetched:
+        // `.invalid` does not resolve, and testssl.sh does not phone out unless told to).
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(90);
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec!["http://crl.rauta.invalid/intermediate.crl".into()],
+        }];
         let cert = params
             .signed_by(&key, &self.intermediate, &self.intermediate_key)
             .unwrap();
@@ -835,4 +843,72 @@ async fn an_ip_address_as_sni_is_not_a_log_line_per_handshake() {
         (1..=3).contains(&lines),
         "{lines} log lines for 100 handshakes"
     );
+}
+
+/// Issue 4's audit: `testssl.sh` against the HTTPS listener (an ECDSA and an RSA host, each with its
+/// chain) finds nothing rated HIGH or CRITICAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testssl_finds_nothing_high_or_critical() {
+    let testssl = Command::new("testssl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require(testssl, "testssl.sh (Debian package testssl.sh)") {
+        return;
+    }
+    let pki = Pki::new("rauta test intermediate");
+    let (rauta, dir, _web) = start_sni_setup(&pki, &[]).await;
+    let root = pki.write_root(&dir);
+    for host in ["ec.example", "rsa.example"] {
+        let report = dir.dir.path().join(format!("..testssl-{host}.json"));
+        let target = format!("{host}:{}", rauta.https.port());
+        let root = root.clone();
+        let report_path = report.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("testssl")
+                .args([
+                    "--quiet",
+                    "--color",
+                    "0",
+                    "--warnings",
+                    "off",
+                    "--ip",
+                    "127.0.0.1",
+                ])
+                .arg("--jsonfile")
+                .arg(&report_path)
+                .arg("--add-ca")
+                .arg(&root)
+                .arg(&target)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
+            panic!(
+                "{host}: no report ({e}); testssl said:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let findings: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        assert!(!findings.is_empty(), "{host}: empty report");
+        let severe: Vec<&serde_json::Value> = findings
+            .iter()
+            .filter(|f| matches!(f["severity"].as_str(), Some("HIGH" | "CRITICAL")))
+            .collect();
+        assert!(severe.is_empty(), "{host}: {severe:#?}");
+        // It reached the listener and spoke TLS 1.3 with it.
+        assert!(
+            findings.iter().any(|f| f["id"] == "TLS1_3"
+                && f["finding"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("offered"))),
+            "{host}: {findings:#?}"
+        );
+    }
 }
