@@ -517,26 +517,9 @@ impl Lab {
         for ns in [c, n, b] {
             steps.push(vec!["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        steps.push(vec![
-            "ip",
-            "-n",
-            c,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.18.2.1",
-        ]);
-        steps.push(vec![
-            "ip",
-            "-n",
-            b,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.18.3.1",
-        ]);
+        for (ns, via) in [(c, "198.18.2.1"), (b, "198.18.3.1")] {
+            steps.push(vec!["ip", "-n", ns, "route", "add", "default", "via", via]);
+        }
         for step in &steps {
             run(step).unwrap();
         }
