@@ -262,7 +262,7 @@ pub fn run() -> Result<()> {
     drop(proxy);
     drop(guards);
     let mut requests = PROBES.len();
-    if crate::demo_kernel::is_root() {
+    if crate::netns_lab::is_root() {
         wrong += crate::demo_kernel::run(&bin, &log_dir)?;
         requests += crate::demo_kernel::REQUEST_COUNT;
     } else {

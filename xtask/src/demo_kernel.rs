@@ -11,12 +11,13 @@
 //! counters from `/metrics`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cmd::{self, output};
+use crate::netns_lab::{netns, Lab, LabSpec};
 use crate::procs::Guard;
 
 /// The namespaces, by role.
@@ -61,117 +62,16 @@ const KEEP_ALIVE: &[(&str, &str, &str)] = &[
 /// How many requests the kernel demo sends.
 pub const REQUEST_COUNT: usize = REQUESTS.len() + KEEP_ALIVE.len();
 
-/// True if this process runs as root (the kernel demo needs namespaces, XDP and TC).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// The namespaces and veths; deleted on drop, whatever happened.
-struct Topology;
-
-impl Topology {
-    fn create() -> Result<Topology> {
-        // Leftovers of an interrupted run would make `ip netns add` fail.
-        Topology::remove();
-        let topology = Topology;
-        let ip = |args: &[&str]| cmd::run(Command::new("ip").args(args));
-        for ns in [CLIENT, NODE, BACKENDS] {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        ip(&[
-            "link",
-            "add",
-            "rd-node-c",
-            "netns",
-            NODE,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "rd-client",
-            "netns",
-            CLIENT,
-        ])?;
-        ip(&[
-            "link",
-            "add",
-            "rd-node-b",
-            "netns",
-            NODE,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "rd-backends",
-            "netns",
-            BACKENDS,
-        ])?;
-        for (ns, dev, addr) in [
-            (CLIENT, "rd-client", "198.18.0.2/24"),
-            (NODE, "rd-node-c", "198.18.0.1/24"),
-            (NODE, "rd-node-b", "198.18.1.1/24"),
-            (BACKENDS, "rd-backends", "198.18.1.2/24"),
-            (BACKENDS, "rd-backends", "198.18.1.3/24"),
-        ] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
-        }
-        for (ns, dev) in [
-            (CLIENT, "rd-client"),
-            (NODE, "rd-node-c"),
-            (NODE, "rd-node-b"),
-            (BACKENDS, "rd-backends"),
-        ] {
-            // XDP rewrites packets with incremental checksum updates: veth must not leave them partial.
-            cmd::run(
-                Command::new("ip").args(["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"]),
-            )?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        ip(&[
-            "-n",
-            BACKENDS,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.18.1.1",
-        ])?;
-        ip(&["-n", CLIENT, "route", "add", "default", "via", "198.18.0.1"])?;
-        // A node forwards (Kubernetes nodes do); the splice's FIB lookup requires it.
-        cmd::run(Command::new("ip").args([
-            "netns",
-            "exec",
-            NODE,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]))?;
-        Ok(topology)
-    }
-
-    fn remove() {
-        for ns in [CLIENT, NODE, BACKENDS] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        Topology::remove();
-    }
-}
+/// The demo's namespaces and veths.
+static LAB: LabSpec = LabSpec {
+    client: CLIENT,
+    node: NODE,
+    backends: BACKENDS,
+    client_leg: ("rd-node-c", "rd-client"),
+    backend_leg: ("rd-node-b", "rd-backends"),
+    backend_addrs: &["198.18.1.2", "198.18.1.3"],
+    sysctls: &[],
+};
 
 /// Runs the kernel part of the demo with the built binaries in `bin`. Returns the number of requests
 /// served by another tier than expected.
@@ -184,12 +84,7 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
     println!(
         "\n==> Tier 1 in the kernel: namespaces {CLIENT}, {NODE}, {BACKENDS} (198.18.0.0/15), removed at the end"
     );
-    let topology = Topology::create()?;
-    let netns = |ns: &str| {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]);
-        c
-    };
+    let topology = Lab::create(&LAB)?;
 
     let mut guards = Vec::new();
     for (name, addr) in [("echo-a", "198.18.1.2:8080"), ("echo-b", "198.18.1.3:8080")] {
@@ -225,8 +120,13 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
         .args(["run", "--manifests"])
         .arg(&manifest)
         .args(["--http-listen", VIP, "--admin-listen", "127.0.0.1:0"])
-        .args(["--kernel-tiers", "required", "--interface", "rd-node-c"])
-        .args(["--interface", "rd-node-b", "--xdp-mode", "generic"])
+        .args([
+            "--kernel-tiers",
+            "required",
+            "--interface",
+            LAB.client_leg.0,
+        ])
+        .args(["--interface", LAB.backend_leg.0, "--xdp-mode", "generic"])
         .args(["--workers", "1", "--print-listen-addrs"])
         .stdout(Stdio::piped())
         .stderr(log);
@@ -254,11 +154,15 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
             &format!("http://{admin}/metrics"),
         ]))
     };
-    let tier1 = |m: &str| {
-        sample(
-            m,
-            "rauta_requests_total{tier=\"1\",code_class=\"unknown\",service=\"kernel\"}",
-        )
+    // Every Tier 1 series, whatever its status class.
+    let tier1 = |m: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.starts_with("rauta_requests_total{tier=\"1\","))
+            .filter_map(|l| {
+                l.rsplit_once(' ')
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            })
+            .sum()
     };
     let mut unexpected = 0;
     println!("\n  requests from the client namespace (Host: kernel.demo.example):");
@@ -303,7 +207,7 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
         );
     }
 
-    unexpected += keep_alive(&netns, &mut || metrics(&mut proxy))?;
+    unexpected += keep_alive(&mut || metrics(&mut proxy))?;
 
     println!("\n  counters (GET http://{admin}/metrics in the node namespace):");
     let m = metrics(&mut proxy)?;
@@ -329,10 +233,7 @@ pub fn run(bin: &Path, log_dir: &Path) -> Result<usize> {
 /// One curl invocation fetching [`KEEP_ALIVE`]'s paths over one connection: each request is routed by
 /// its own path — a fresh splice to another backend, back, then a move to Tier 3. Prints what answered
 /// each and returns how many were unexpected.
-fn keep_alive(
-    netns: &dyn Fn(&str) -> Command,
-    metrics: &mut dyn FnMut() -> Result<String>,
-) -> Result<usize> {
+fn keep_alive(metrics: &mut dyn FnMut() -> Result<String>) -> Result<usize> {
     println!(
         "\n  one connection, {} requests (one curl, keep-alive):",
         KEEP_ALIVE.len()

@@ -10,6 +10,7 @@ mod demo_https;
 mod demo_kernel;
 mod demo_ws;
 mod json;
+mod netns_lab;
 mod procs;
 mod setup;
 mod suite;

@@ -144,12 +144,6 @@ fn program_present(program: &str) -> bool {
             .any(|d| Path::new(d).join(program).is_file())
 }
 
-fn is_root() -> bool {
-    output(Command::new("id").arg("-u"))
-        .map(|uid| uid.trim() == "0")
-        .unwrap_or(false)
-}
-
 fn apt_packages(wanted: &[&Package]) -> Result<String> {
     let missing: Vec<&Package> = wanted
         .iter()
@@ -167,7 +161,7 @@ fn apt_packages(wanted: &[&Package]) -> Result<String> {
     if !on_path("apt-get") {
         bail!("no apt-get here; install with your package manager: {list}");
     }
-    if !is_root() {
+    if !crate::netns_lab::is_root() {
         bail!("run as root or install: sudo apt-get install -y {list}");
     }
     // Only refresh the package lists when something must be installed: a warm machine stays offline.

@@ -19,9 +19,8 @@
 //! Each measurement also records every core's busy and softirq time ([`cpu_use`]), since the kernel's work
 //! for direct and Tier 1 belongs to no process.
 //!
-//! Invariants: the namespaces are removed on every exit — by [`Topology`]'s `Drop` on success, error or
-//! panic, and on Ctrl-C or a kill by a watchdog shell (it ignores SIGINT and removes them once this
-//! process is gone). Every child process is held by a [`Guard`].
+//! Invariants: the namespaces are removed on every exit (see [`crate::netns_lab`]); every child process is
+//! held by a [`Guard`].
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -36,9 +35,9 @@ mod peer_xdp;
 use super::chart::{self, Bar};
 use super::wrk::{self, WrkResult};
 use super::{clock_ticks_per_second, cores, cpu_ticks, pinning, BenchArgs, Pinning};
-use crate::cmd::{self, cargo, on_path, output, repo_root};
+use crate::cmd::{cargo, on_path, output, repo_root};
 use crate::demo::parse_listen_line;
-use crate::demo_kernel::is_root;
+use crate::netns_lab::{is_root, netns, Lab, LabSpec, Role};
 use crate::procs::Guard;
 use cpu_use::{CoreTimes, CoreUse};
 
@@ -112,112 +111,23 @@ endpoints:
 - addresses: ["198.18.1.2"]
 "#;
 
-/// The namespaces and veths; removed on drop and, should this process die first, by the watchdog.
-struct Topology {
-    _watchdog: Option<std::process::Child>,
-}
-
-impl Topology {
-    fn create() -> Result<Topology> {
-        // Leftovers of a run that was killed before its watchdog ran would make `ip netns add` fail.
-        Topology::remove();
-        let mut topology = Topology { _watchdog: None };
-        let dels: Vec<String> = [CLIENT, NODE, BACKEND]
-            .iter()
-            .map(|ns| format!("ip netns del {ns} 2>/dev/null"))
-            .collect();
-        // Ctrl-C reaches the whole foreground process group: this shell ignores it and cleans up once
-        // we are gone; after a normal exit its deletes find nothing and fail silently.
-        let script = format!(
-            "trap '' INT TERM HUP; while kill -0 {} 2>/dev/null; do sleep 0.5; done; {}",
-            std::process::id(),
-            dels.join("; ")
-        );
-        topology._watchdog = Some(
-            Command::new("sh")
-                .args(["-c", &script])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("cannot start the clean-up watchdog")?,
-        );
-        let ip = |args: &[&str]| cmd::run(Command::new("ip").args(args));
-        for ns in [CLIENT, NODE, BACKEND] {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        for ((node_dev, peer_dev), peer_ns) in [(CLIENT_LEG, CLIENT), (BACKEND_LEG, BACKEND)] {
-            ip(&[
-                "link", "add", node_dev, "netns", NODE, "type", "veth", "peer", "name", peer_dev,
-                "netns", peer_ns,
-            ])?;
-        }
-        for (ns, dev, addr) in [
-            (CLIENT, CLIENT_LEG.1, "198.18.0.2/24"),
-            (NODE, CLIENT_LEG.0, "198.18.0.1/24"),
-            (NODE, BACKEND_LEG.0, "198.18.1.1/24"),
-            (BACKEND, BACKEND_LEG.1, "198.18.1.2/24"),
-        ] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
-        }
-        for (ns, dev) in [
-            (CLIENT, CLIENT_LEG.1),
-            (NODE, CLIENT_LEG.0),
-            (NODE, BACKEND_LEG.0),
-            (BACKEND, BACKEND_LEG.1),
-        ] {
-            // XDP rewrites packets with incremental checksum updates: veth must not leave them
-            // partial. The same for every target, so that they all pay for full checksums.
-            output(netns(ns).args(["ethtool", "-K", dev, "tx", "off"]))?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        ip(&[
-            "-n",
-            BACKEND,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.18.1.1",
-        ])?;
-        ip(&["-n", CLIENT, "route", "add", "default", "via", "198.18.0.1"])?;
-        for (ns, setting) in [
-            (NODE, "net.ipv4.ip_forward=1"),
-            (NODE, "net.ipv4.tcp_syncookies=2"),
-            (BACKEND, "net.core.somaxconn=4096"),
-            (NODE, "net.core.somaxconn=4096"),
-            // Room for the client's ports should connections be reopened quickly (curl, the probes).
-            (CLIENT, "net.ipv4.ip_local_port_range=10000 60999"),
-            (CLIENT, "net.ipv4.tcp_tw_reuse=1"),
-        ] {
-            output(netns(ns).args(["sysctl", "-qw", setting]))?;
-        }
-        Ok(topology)
-    }
-
-    fn remove() {
-        for ns in [CLIENT, NODE, BACKEND] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        Topology::remove();
-    }
-}
-
-/// `ip netns exec NS` as the start of a command.
-fn netns(ns: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]);
-    c
-}
+/// The benchmark's namespaces and veths.
+static LAB: LabSpec = LabSpec {
+    client: CLIENT,
+    node: NODE,
+    backends: BACKEND,
+    client_leg: CLIENT_LEG,
+    backend_leg: BACKEND_LEG,
+    backend_addrs: &["198.18.1.2"],
+    sysctls: &[
+        (Role::Node, "net.ipv4.tcp_syncookies=2"),
+        (Role::Backends, "net.core.somaxconn=4096"),
+        (Role::Node, "net.core.somaxconn=4096"),
+        // Room for the client's ports should connections be reopened quickly (curl, the probes).
+        (Role::Client, "net.ipv4.ip_local_port_range=10000 60999"),
+        (Role::Client, "net.ipv4.tcp_tw_reuse=1"),
+    ],
+};
 
 /// `ip netns exec NS [taskset -c CPUS] PROGRAM`.
 fn in_ns_pinned(ns: &str, cpus: &Option<String>, program: &Path) -> Command {
@@ -595,7 +505,7 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         _ => pin.note.clone(),
     };
     println!("  pinning: {cpu_note}");
-    let topology = Topology::create()?;
+    let topology = Lab::create(&LAB)?;
     // Declared after `topology`, so dropped (detached) before the namespaces go, on every exit path.
     let (peer_programs, peers) = match peer_xdp::attach(
         &xdp_pass,

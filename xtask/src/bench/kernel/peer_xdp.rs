@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::netns;
 use crate::cmd::{self, cargo, target_dir};
+use crate::netns_lab::netns;
 use crate::procs::Guard;
 
 /// Builds the example (release, the workspace's target directory) and returns its path.
