@@ -89,7 +89,7 @@ impl Cache {
     pub fn new(config: &WatchConfig) -> Self {
         let mut specs = Vec::new();
         for kind in Kind::ALL {
-            if !kind.namespaced() || config.namespaces.is_empty() {
+            if !kind.is_namespaced() || config.namespaces.is_empty() {
                 specs.push(StreamSpec {
                     kind,
                     namespace: None,

@@ -1,62 +1,30 @@
-//! The watched kinds, as kube `ApiResource`s (group, version, kind, plural).
+//! The watched kinds as kube `ApiResource`s. The kinds themselves (names, group, version, plural) are
+//! `rauta_routes::Kind`, shared with the manifest reader, so that both modes read exactly the same kinds.
 
 use kube::core::{ApiResource, GroupVersionKind};
 
-/// One watched kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// networking.k8s.io/v1 Ingress.
-    Ingress,
-    /// networking.k8s.io/v1 IngressClass (cluster-scoped).
-    IngressClass,
-    /// v1 Service.
-    Service,
-    /// discovery.k8s.io/v1 EndpointSlice.
-    EndpointSlice,
-    /// v1 Secret (TLS ones only; see `secrets`).
-    Secret,
+pub use rauta_routes::Kind;
+
+/// The kube description of `kind`, for dynamic watches and status writes.
+pub fn api_resource(kind: Kind) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(kind.group(), kind.version(), kind.name()),
+        kind.plural(),
+    )
 }
 
-impl Kind {
-    /// Every kind, in the order the cache lists them.
-    pub const ALL: [Kind; 5] = [
-        Kind::Ingress,
-        Kind::IngressClass,
-        Kind::Service,
-        Kind::EndpointSlice,
-        Kind::Secret,
-    ];
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// (group, version, kind, plural).
-    pub fn gvk_plural(self) -> (&'static str, &'static str, &'static str, &'static str) {
-        match self {
-            Kind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
-            Kind::IngressClass => ("networking.k8s.io", "v1", "IngressClass", "ingressclasses"),
-            Kind::Service => ("", "v1", "Service", "services"),
-            Kind::EndpointSlice => ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
-            Kind::Secret => ("", "v1", "Secret", "secrets"),
-        }
-    }
-
-    /// The kube description of the kind.
-    pub fn api_resource(self) -> ApiResource {
-        let (group, version, kind, plural) = self.gvk_plural();
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-    }
-
-    /// Whether objects of the kind live in namespaces.
-    pub fn namespaced(self) -> bool {
-        self != Kind::IngressClass
-    }
-
-    /// Lower-case name for logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Ingress => "ingresses",
-            Kind::IngressClass => "ingressclasses",
-            Kind::Service => "services",
-            Kind::EndpointSlice => "endpointslices",
-            Kind::Secret => "secrets",
-        }
+    #[test]
+    fn api_resources_name_the_api_paths() {
+        let ingress = api_resource(Kind::Ingress);
+        assert_eq!(ingress.api_version, "networking.k8s.io/v1");
+        assert_eq!(ingress.plural, "ingresses");
+        let service = api_resource(Kind::Service);
+        assert_eq!(service.api_version, "v1");
+        assert_eq!(service.group, "");
+        assert_eq!(service.kind, "Service");
     }
 }

@@ -56,7 +56,7 @@ fn decode_dynamic(kind: Kind, object: &DynamicObject) -> Option<Object> {
     let json = match serde_json::to_value(object) {
         Ok(json) => json,
         Err(error) => {
-            tracing::warn!(kind = kind.name(), %error, "cannot re-encode an object");
+            tracing::warn!(kind = kind.plural(), %error, "cannot re-encode an object");
             return None;
         }
     };
@@ -64,7 +64,7 @@ fn decode_dynamic(kind: Kind, object: &DynamicObject) -> Option<Object> {
         Ok(object) => Some(object),
         Err(error) => {
             let (namespace, name) = dynamic_key(object);
-            tracing::warn!(kind = kind.name(), %namespace, %name, %error, "ignoring an object that does not decode");
+            tracing::warn!(kind = kind.plural(), %namespace, %name, %error, "ignoring an object that does not decode");
             None
         }
     }
@@ -93,7 +93,7 @@ async fn run<T: Model>(
         Some(ns) => Api::namespaced_with(client.clone(), ns, &()),
         None => Api::all_with(client.clone(), &()),
     };
-    let resource = kind.api_resource();
+    let resource = crate::kinds::api_resource(kind);
     let dynamic: Api<DynamicObject> = match &namespace {
         Some(ns) => Api::namespaced_with(client, ns, &resource),
         None => Api::all_with(client, &resource),
@@ -124,7 +124,7 @@ async fn run<T: Model>(
             Ended::Relist => {}
             Ended::Undecodable => {
                 tracing::warn!(
-                    kind = kind.name(),
+                    kind = kind.plural(),
                     "an object does not decode into the model; relisting through the generic decoder, which skips it"
                 );
                 fallback = true;
@@ -170,7 +170,7 @@ where
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(watcher::Event::Init)) => {
-                    tracing::debug!(kind = kind.name(), "listing");
+                    tracing::debug!(kind = kind.plural(), "listing");
                     buffer = Some(HashMap::new());
                 }
                 Some(Ok(watcher::Event::InitApply(object))) => {
@@ -183,7 +183,7 @@ where
                 }
                 Some(Ok(watcher::Event::InitDone)) => {
                     let objects = buffer.take().unwrap_or_default();
-                    tracing::debug!(kind = kind.name(), objects = objects.len(), "listed");
+                    tracing::debug!(kind = kind.plural(), objects = objects.len(), "listed");
                     let secrets_for = (kind == Kind::Secret).then(|| refs.clone());
                     cache.replace(stream, objects, secrets_for);
                 }
@@ -197,13 +197,13 @@ where
                 }
                 Some(Ok(watcher::Event::Delete(object))) => cache.delete(stream, &convert(object).0),
                 Some(Err(error)) if direct && is_decode_error(&error) => {
-                    tracing::debug!(kind = kind.name(), %error, "direct decode failed");
+                    tracing::debug!(kind = kind.plural(), %error, "direct decode failed");
                     return Ended::Undecodable;
                 }
                 Some(Err(error)) => {
                     // The watcher recovers on the next poll (after the backoff); the cache keeps
                     // serving what it has.
-                    tracing::warn!(kind = kind.name(), %error, "watch failed; retrying with backoff, serving the last known objects");
+                    tracing::warn!(kind = kind.plural(), %error, "watch failed; retrying with backoff, serving the last known objects");
                 }
                 None => return Ended::Stop,
             },

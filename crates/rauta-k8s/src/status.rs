@@ -16,7 +16,7 @@ use rauta_routes::model::Ingress;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::kinds::Kind;
+use crate::kinds::{api_resource, Kind};
 use crate::Snapshot;
 
 /// Where the published address comes from.
@@ -46,7 +46,7 @@ async fn desired(client: &kube::Client, publish: &Publish) -> Option<Value> {
         }),
         Publish::Service { namespace, name } => {
             let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), namespace, &Kind::Service.api_resource());
+                Api::namespaced_with(client.clone(), namespace, &api_resource(Kind::Service));
             match api.get_opt(name).await {
                 Ok(Some(service)) => Some(
                     service.data["status"]["loadBalancer"]["ingress"]
@@ -243,7 +243,7 @@ async fn write(client: &kube::Client, ingress: &Ingress, view: &StatusView, addr
         }
     };
     let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &Kind::Ingress.api_resource());
+        Api::namespaced_with(client.clone(), namespace, &api_resource(Kind::Ingress));
     match api
         .replace_status(name, &PostParams::default(), &object)
         .await

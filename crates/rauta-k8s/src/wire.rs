@@ -81,16 +81,16 @@ impl<T: Model> kube::Resource for Wire<T> {
     type Scope = DynamicResourceScope;
 
     fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(T::KIND.gvk_plural().2)
+        Cow::Borrowed(T::KIND.name())
     }
     fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(T::KIND.gvk_plural().0)
+        Cow::Borrowed(T::KIND.group())
     }
     fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(T::KIND.gvk_plural().1)
+        Cow::Borrowed(T::KIND.version())
     }
     fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(T::KIND.gvk_plural().3)
+        Cow::Borrowed(T::KIND.plural())
     }
     fn meta(&self) -> &ObjectMeta {
         &self.meta

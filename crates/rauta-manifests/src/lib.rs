@@ -30,11 +30,10 @@
 
 mod decode;
 mod error;
-mod kind;
 mod parsed;
 mod split;
 mod validate;
 
 pub use error::{ManifestError, SkippedDocument};
-pub use kind::Kind;
 pub use parsed::{parse_manifest, Origin, ParsedManifests};
+pub use rauta_routes::Kind;

@@ -2,12 +2,12 @@
 
 use crate::decode::{decode, join_path, parse_value, strip_nulls};
 use crate::error::{ManifestError, SkippedDocument};
-use crate::kind::Kind;
 use crate::split::split_documents;
 use crate::validate::{self, Problems};
 use rauta_routes::model::{
     EndpointSlice, Ingress, IngressClass, Inputs, ObjectMeta, Secret, Service,
 };
+use rauta_routes::Kind;
 use serde_yaml::Value;
 use std::collections::HashMap;
 use std::fmt;

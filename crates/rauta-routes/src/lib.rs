@@ -19,6 +19,7 @@ pub mod health_policy;
 pub mod host;
 pub mod incremental;
 mod json;
+pub mod kind;
 mod lookup;
 mod lower;
 pub mod model;
@@ -30,6 +31,7 @@ pub use compile::{compile, CompileOptions, Compiled};
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use health_policy::HealthPolicy;
 pub use incremental::{IncrementalCompiler, Reuse};
+pub use kind::Kind;
 pub use lookup::{DefaultBackend, DefaultScope, Match, RouteTable};
 pub use route::{
     PathType, PortRef, Route, ServiceRef, Tier, CONTROLLER_NAME, SSL_REDIRECT_ANNOTATION,

@@ -1,8 +1,8 @@
 //! Ingress and IngressClass rules.
 
 use super::{metadata, names, port_number, Problems};
-use crate::kind::Kind;
 use rauta_routes::model::{Ingress, IngressBackend, IngressClass};
+use rauta_routes::Kind;
 
 /// The path types of networking.k8s.io/v1.
 const PATH_TYPES: [&str; 3] = ["Exact", "Prefix", "ImplementationSpecific"];

@@ -12,8 +12,8 @@ pub(crate) use secret::secret;
 pub(crate) use service::service;
 pub(crate) use slice::endpoint_slice;
 
-use crate::kind::Kind;
 use rauta_routes::model::ObjectMeta;
+use rauta_routes::Kind;
 
 /// One validation failure: the field path relative to the object, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Secret rules.
 
 use super::{metadata, Problems};
-use crate::kind::Kind;
 use rauta_routes::model::Secret;
+use rauta_routes::Kind;
 
 /// Validates a Secret: key names, base64 `data` values, and the two keys a `kubernetes.io/tls`
 /// Secret must have (in `data` or `stringData`).

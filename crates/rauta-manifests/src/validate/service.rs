@@ -1,8 +1,8 @@
 //! Service rules.
 
 use super::{metadata, names, port_number, protocol, Problems};
-use crate::kind::Kind;
 use rauta_routes::model::Service;
+use rauta_routes::Kind;
 use std::collections::BTreeSet;
 
 /// Validates a Service: ports in range, port names present and unique when there are several

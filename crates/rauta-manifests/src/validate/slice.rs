@@ -1,8 +1,8 @@
 //! EndpointSlice rules.
 
 use super::{metadata, names, port_number, protocol, Problems};
-use crate::kind::Kind;
 use rauta_routes::model::EndpointSlice;
+use rauta_routes::Kind;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 

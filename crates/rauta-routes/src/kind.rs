@@ -1,8 +1,9 @@
-//! The kinds RAUTA reads and the apiVersion each must have.
+//! The kinds RAUTA reads, from manifest files and from the API server alike, with the apiVersion each
+//! must have and the names the API uses for it.
 
 use std::fmt;
 
-/// An object kind RAUTA reads from manifests.
+/// An object kind RAUTA reads (manifests and the API server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// `networking.k8s.io/v1` Ingress.
@@ -48,6 +49,31 @@ impl Kind {
         }
     }
 
+    /// The API group (`""` for the core group).
+    pub fn group(self) -> &'static str {
+        self.api_version()
+            .rsplit_once('/')
+            .map_or("", |(group, _)| group)
+    }
+
+    /// The version within the group (`v1` for every kind RAUTA reads).
+    pub fn version(self) -> &'static str {
+        self.api_version()
+            .rsplit_once('/')
+            .map_or(self.api_version(), |(_, version)| version)
+    }
+
+    /// The resource name in API paths (`/apis/networking.k8s.io/v1/ingresses`); also how logs name a kind.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Ingress => "ingresses",
+            Kind::IngressClass => "ingressclasses",
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::Secret => "secrets",
+        }
+    }
+
     /// Whether objects of the kind live in a namespace (IngressClass does not).
     pub fn is_namespaced(self) -> bool {
         !matches!(self, Kind::IngressClass)
@@ -76,6 +102,15 @@ impl fmt::Display for Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_and_version_split_the_api_version() {
+        assert_eq!(Kind::Ingress.group(), "networking.k8s.io");
+        assert_eq!(Kind::EndpointSlice.group(), "discovery.k8s.io");
+        assert_eq!(Kind::Service.group(), "");
+        assert_eq!(Kind::Secret.version(), "v1");
+        assert_eq!(Kind::IngressClass.version(), "v1");
+    }
 
     #[test]
     fn recognises_supported_pairs_only() {
