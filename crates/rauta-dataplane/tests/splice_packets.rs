@@ -1238,5 +1238,44 @@ fn options_are_agreed_with_both_sides_and_translated_both_ways() {
         );
         assert_eq!(to_backend.window, 502);
         assert!(to_backend.ip_csum_ok && to_backend.tcp_csum_ok);
+
+        // 6. Timestamps alone (NOP, NOP, timestamps: the layout translated where it lies in the packet),
+        //    both ways, with values that carry across 16-bit words: translated and checksummed as the
+        //    walked layouts above.
+        let mut cack6 = cack.clone();
+        cack6.tcp_options = ts_options(0x0001_ffff, t0.wrapping_add(0xffff), None);
+        let (action, out) = xdp(tiers, &cack6.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        let to_backend = packet::parse(&out);
+        let (buf, w) = options_of(&to_backend);
+        assert_eq!(w.len, 12);
+        assert_eq!(
+            tcpopt::timestamps(&buf, &w),
+            Some((
+                s.ts_leg.wrapping_add(0x0001_ffff - 1000),
+                backend_ts.wrapping_add(0xffff)
+            )),
+            "tsval in the leg's clock, echo in the backend's"
+        );
+        assert!(to_backend.ip_csum_ok && to_backend.tcp_csum_ok);
+        let mut bdata6 = bdata.clone();
+        bdata6.seq = backend_isn.wrapping_add(1 + 17);
+        bdata6.payload = vec![b'x'; 100];
+        bdata6.tcp_options = ts_options(
+            backend_ts.wrapping_add(0x1_0000),
+            s.ts_leg.wrapping_add(3),
+            None,
+        );
+        let (action, out) = xdp(tiers, &bdata6.build(), nb, Reason::SpliceBackendTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        let to_client = packet::parse(&out);
+        let (buf, w) = options_of(&to_client);
+        assert_eq!(
+            tcpopt::timestamps(&buf, &w),
+            Some((t0.wrapping_add(0x1_0000), 1003)),
+            "tsval in our clock, echo in the client's"
+        );
+        assert_eq!(payload(&out, &to_client), vec![b'x'; 100]);
+        assert!(to_client.ip_csum_ok && to_client.tcp_csum_ok);
     });
 }

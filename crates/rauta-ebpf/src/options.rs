@@ -11,9 +11,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use rauta_common::tcpopt::{
-    OPTIONS_BUF, OPTIONS_MAX, OptionWalk, TCPOLEN_TIMESTAMP, TCPOPT_MSS, TCPOPT_NOP,
+    ABSENT, OPTIONS_BUF, OPTIONS_MAX, OptionWalk, TCPOLEN_TIMESTAMP, TCPOPT_MSS, TCPOPT_NOP,
     TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WSCALE, Translation, WALK_STEPS, WSCALE_MAX,
-    translate,
+    translate, translate_timestamps,
 };
 
 use crate::{
@@ -158,23 +158,19 @@ pub fn translate_xdp(ctx: &XdpContext, t: &Translation) -> Option<u32> {
     let scratch = unsafe { &mut *scratch };
     let found = &scratch.walk;
     let mut delta = 0;
-    if found.has_ts() || found.sack_at != rauta_common::tcpopt::ABSENT {
+    // The 12-byte layout of nearly every established segment (NOP, NOP, timestamps, as `prepare_xdp`
+    // found it): the two values are translated where they lie in the packet, no copy there and back.
+    let in_packet = if found.len == 12 && found.ts_at == 2 && found.sack_at == ABSENT {
+        crate::parse::ptr_at::<[u8; 8]>(ctx, OPTIONS_AT as usize + 4)
+    } else {
+        None
+    };
+    if let Some(values) = in_packet {
+        // SAFETY: bounds checked by `ptr_at`; alignment 1; nothing else refers to these bytes.
+        delta = translate_timestamps(unsafe { &mut *values }, t);
+    } else if found.has_ts() || found.sack_at != ABSENT {
         delta = translate(&mut scratch.opts, found, t);
-        // The 12-byte layout of nearly every established segment (NOP, NOP, timestamps) is written
-        // back in place: twelve byte stores instead of a `bpf_xdp_store_bytes` call.
-        let in_place = if found.len == 12 {
-            crate::parse::ptr_at::<[u8; 12]>(ctx, OPTIONS_AT as usize)
-        } else {
-            None
-        };
-        if let Some(at) = in_place {
-            let mut i = 0;
-            while i < 12 {
-                // SAFETY: bounds checked by `ptr_at`; alignment 1.
-                unsafe { (*at)[i] = scratch.opts[i] };
-                i += 1;
-            }
-        } else if !store_xdp(ctx, found.len, &mut scratch.opts) {
+        if !store_xdp(ctx, found.len, &mut scratch.opts) {
             return None;
         }
     }

@@ -366,46 +366,40 @@ pub fn client_segment(
         // backend must not be left with an unacknowledged FIN whose NAT port is already reused).
         s.fins == SPLICE_CLOSED
     };
-    // A copy outlives the entry's deletion (another CPU may reuse the memory at once); it goes to the
-    // scratch entry, not the 512-byte stack.
-    let Some(copy) = copy_to_scratch(s) else {
-        return Verdict::drop(Reason::InternalErrorPass);
+    // Read in place: everything the rewrite needs is taken from the entry before it may be deleted
+    // (another CPU may reuse the memory at once), so no copy of the state is made.
+    let leg = Leg {
+        dst_mac: s.backend_mac,
+        src_mac: s.node_mac,
+        saddr: s.node_addr,
+        daddr: s.backend_addr,
+        sport: s.nat_port,
+        dport: s.backend_port,
+        seq: s.to_backend_seq(seq),
+        ack: new_ack,
     };
+    let options = Options {
+        tcp_len,
+        // The client's echoes are in Tier 1's clock, its SACK blocks in its view of the backend's
+        // sequence numbers.
+        translation: Translation {
+            tsval: s.ts_leg_delta(),
+            tsecr: s.ts_offset,
+            sack: s.server_offset(),
+        },
+        active: s.agreed.ts != 0 || s.agreed.sack != 0,
+        // A backend that did not take up window scaling reads the client's windows unscaled.
+        window: (
+            shift_of(s.agreed.wscale),
+            0,
+            s.agreed.scaled() && s.backend_wscale == WSCALE_NONE,
+        ),
+    };
+    let ifindex = s.backend_ifindex;
     if done {
         forget_splice(key);
     }
-    rewrite(
-        ctx,
-        Leg {
-            dst_mac: copy.backend_mac,
-            src_mac: copy.node_mac,
-            saddr: copy.node_addr,
-            daddr: copy.backend_addr,
-            sport: copy.nat_port,
-            dport: copy.backend_port,
-            seq: copy.to_backend_seq(seq),
-            ack: new_ack,
-        },
-        Options {
-            tcp_len,
-            // The client's echoes are in Tier 1's clock, its SACK blocks in its view of the backend's
-            // sequence numbers.
-            translation: Translation {
-                tsval: copy.ts_leg_delta(),
-                tsecr: copy.ts_offset,
-                sack: copy.server_offset(),
-            },
-            active: copy.agreed.ts != 0 || copy.agreed.sack != 0,
-            // A backend that did not take up window scaling reads the client's windows unscaled.
-            window: (
-                shift_of(copy.agreed.wscale),
-                0,
-                copy.agreed.scaled() && copy.backend_wscale == WSCALE_NONE,
-            ),
-        },
-        copy.backend_ifindex,
-        Reason::SpliceClientTranslated,
-    )
+    rewrite(ctx, leg, options, ifindex, Reason::SpliceClientTranslated)
 }
 
 /// A packet to a NAT port: if it belongs to a splice, act on it; `None` if it does not.
@@ -453,17 +447,19 @@ pub fn backend_segment(
     }
     if s.state == SPLICE_RESET {
         // The endpoint left the route table: this segment becomes the client's RST.
-        let Some(copy) = copy_to_scratch(s) else {
-            return Some(Verdict::drop(Reason::InternalErrorPass));
-        };
+        let (macs, rst_seq, ifindex) = (
+            (s.vip_mac, s.client_mac),
+            s.to_client_seq(seq),
+            s.client_ifindex,
+        );
         forget_splice(&key);
         return Some(send_rst(
             ctx,
-            (copy.vip_mac, copy.client_mac),
+            macs,
             (key.vip_addr, key.vip_port),
             (key.client_addr, key.client_port),
-            copy.to_client_seq(seq),
-            copy.client_ifindex,
+            rst_seq,
+            ifindex,
         ));
     }
     if s.state == SPLICE_FAILED || flags & TCP_SYN != 0 {
@@ -529,60 +525,49 @@ pub fn backend_segment(
         }
         s.fins == SPLICE_CLOSED
     };
-    let Some(copy) = copy_to_scratch(s) else {
-        return Some(Verdict::drop(Reason::InternalErrorPass));
-    };
-    if done {
-        forget_splice(&key);
-    }
     let new_ack = if flags & TCP_ACK != 0 {
-        copy.to_client_ack(ack)
+        s.to_client_ack(ack)
     } else {
         ack
     };
+    // Read in place, as in `client_segment`.
+    let leg = Leg {
+        dst_mac: s.client_mac,
+        src_mac: s.vip_mac,
+        saddr: key.vip_addr,
+        daddr: key.client_addr,
+        sport: key.vip_port,
+        dport: key.client_port,
+        seq: s.to_client_seq(seq),
+        ack: new_ack,
+    };
+    let options = Options {
+        tcp_len,
+        // The backend's timestamps are `ts_offset` ahead of Tier 1's clock; its SACK blocks name
+        // client bytes on the leg.
+        translation: Translation {
+            tsval: 0u32.wrapping_sub(s.ts_offset),
+            tsecr: 0u32.wrapping_sub(s.ts_leg_delta()),
+            sack: 0u32.wrapping_sub(s.client_offset()),
+        },
+        active: s.agreed.ts != 0 || s.agreed.sack != 0,
+        window: (
+            shift_of(s.backend_wscale),
+            s.vip_wscale,
+            s.agreed.scaled() && s.backend_wscale != s.vip_wscale,
+        ),
+    };
+    let ifindex = s.client_ifindex;
+    if done {
+        forget_splice(&key);
+    }
     Some(rewrite(
         ctx,
-        Leg {
-            dst_mac: copy.client_mac,
-            src_mac: copy.vip_mac,
-            saddr: key.vip_addr,
-            daddr: key.client_addr,
-            sport: key.vip_port,
-            dport: key.client_port,
-            seq: copy.to_client_seq(seq),
-            ack: new_ack,
-        },
-        Options {
-            tcp_len,
-            // The backend's timestamps are `ts_offset` ahead of Tier 1's clock; its SACK blocks name
-            // client bytes on the leg.
-            translation: Translation {
-                tsval: 0u32.wrapping_sub(copy.ts_offset),
-                tsecr: 0u32.wrapping_sub(copy.ts_leg_delta()),
-                sack: 0u32.wrapping_sub(copy.client_offset()),
-            },
-            active: copy.agreed.ts != 0 || copy.agreed.sack != 0,
-            window: (
-                shift_of(copy.backend_wscale),
-                copy.vip_wscale,
-                copy.agreed.scaled() && copy.backend_wscale != copy.vip_wscale,
-            ),
-        },
-        copy.client_ifindex,
+        leg,
+        options,
+        ifindex,
         Reason::SpliceBackendTranslated,
     ))
-}
-
-/// Copies the splice state into this CPU's scratch entry (see the callers).
-#[inline(always)]
-fn copy_to_scratch(s: &SpliceState) -> Option<&'static SpliceState> {
-    let scratch = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP)?;
-    // SAFETY: this CPU's scratch entry, valid for this run; nothing else uses its `splice` field during
-    // a translated segment's run.
-    unsafe {
-        (*scratch).splice = *s;
-        Some(&(*scratch).splice)
-    }
 }
 
 /// The headers a translated segment leaves with. Addresses and ports in network order, seq/ack in host
