@@ -41,11 +41,44 @@ struct Numbers {
     cpu_us: Option<f64>,
 }
 
-/// Both proxies, scenario by scenario: (RAUTA, nginx).
+/// One scenario, both proxies, over the rounds.
+#[derive(Default)]
+struct Compared {
+    rauta: Vec<Numbers>,
+    nginx: Vec<Numbers>,
+}
+
+impl Compared {
+    /// RAUTA over nginx per round: (requests/s ratio, p99 ratio).
+    fn ratios(&self) -> (Vec<f64>, Vec<f64>) {
+        self.rauta
+            .iter()
+            .zip(&self.nginx)
+            .map(|(a, b)| (a.rps / b.rps.max(1e-9), a.p99_ms / b.p99_ms.max(1e-9)))
+            .unzip()
+    }
+}
+
+/// The round whose requests/s is the median (its latencies and CPU belong to the same run).
+fn median_numbers(rounds: &[Numbers]) -> Numbers {
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+/// The scenarios, in the order they run within a round.
+#[derive(Clone, Copy)]
+enum Scenario {
+    Http1,
+    Http2,
+    Handshakes,
+}
+
+/// Both proxies, scenario by scenario.
 struct Results {
-    h1: (Numbers, Numbers),
-    h2: (Numbers, Numbers),
-    handshakes: (Numbers, Numbers),
+    h1: Compared,
+    h2: Compared,
+    handshakes: Compared,
 }
 
 /// Run the HTTPS benchmarks; returns the Markdown section for the summary.
@@ -74,7 +107,7 @@ pub fn bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result
         &pin.backend,
     )?;
 
-    let (rauta_h1, rauta_h2, rauta_hs) = {
+    let (rauta_proxy, rauta_addr) = {
         let manifests_dir = dir.join("manifests");
         manifests::write(&manifests_dir, &backend.to_string(), 0, true)?;
         let mut c = pinned(&pin.proxy, rauta);
@@ -103,10 +136,11 @@ pub fn bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result
             .with_context(|| format!("no https= in `{line}`"))?
             .to_owned();
         wait_ready(&admin, Duration::from_secs(10), &mut g)?;
-        scenarios("RAUTA", &https, args, &pin, g.pid())?
+        (g, https)
     };
 
-    let (nginx_h1, nginx_h2, nginx_hs) = {
+    // Both proxies run for the whole comparison, pinned to the same core; the one not measured is idle.
+    let (nginx_proxy, nginx_addr) = {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let prefix = dir.join("nginx");
         std::fs::create_dir_all(&prefix)?;
@@ -123,19 +157,46 @@ pub fn bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result
         let mut g = Guard::spawn("nginx (https)", &mut c)?;
         wait_port(listen, &mut g)
             .with_context(|| format!("see {}", prefix.join("error.log").display()))?;
-        scenarios("nginx", &listen.to_string(), args, &pin, g.pid())?
+        (g, listen.to_string())
     };
+    check_serves(&format!("https://{rauta_addr}/"))?;
+    check_serves(&format!("https://{nginx_addr}/"))?;
 
-    Ok(markdown(
-        &Results {
-            h1: (rauta_h1, nginx_h1),
-            h2: (rauta_h2, nginx_h2),
-            handshakes: (rauta_hs, nginx_hs),
-        },
-        args,
-        &pin,
-        &load,
-    ))
+    // Rounds of every scenario against both proxies back to back, the order swapped every round: a ratio
+    // is taken within a round, so that the machine's slow and fast moments hit both sides of it.
+    let mut results = Results {
+        h1: Compared::default(),
+        h2: Compared::default(),
+        handshakes: Compared::default(),
+    };
+    for round in 1..=args.rounds {
+        println!("  round {round} of {}", args.rounds);
+        for scenario in [Scenario::Http1, Scenario::Http2, Scenario::Handshakes] {
+            let rauta_first = round % 2 == 1;
+            for rauta_turn in [rauta_first, !rauta_first] {
+                let (label, addr, pid) = if rauta_turn {
+                    ("RAUTA", &rauta_addr, rauta_proxy.pid())
+                } else {
+                    ("nginx", &nginx_addr, nginx_proxy.pid())
+                };
+                let n = measure_scenario(scenario, label, addr, args, &pin, pid)?;
+                let compared = match scenario {
+                    Scenario::Http1 => &mut results.h1,
+                    Scenario::Http2 => &mut results.h2,
+                    Scenario::Handshakes => &mut results.handshakes,
+                };
+                if rauta_turn {
+                    compared.rauta.push(n);
+                } else {
+                    compared.nginx.push(n);
+                }
+            }
+        }
+    }
+    drop(rauta_proxy);
+    drop(nginx_proxy);
+
+    Ok(markdown(&results, args, &pin, &load))
 }
 
 /// A demo-style CA-less self-signed ECDSA P-256 certificate for `bench.example` (key and certificate PEM
@@ -194,42 +255,51 @@ fn nginx_conf(prefix: &Path, certs: &Path, listen: SocketAddr, backend: SocketAd
     )
 }
 
-/// The three scenarios against one proxy's TLS listener `addr` (pid: the proxy, for its CPU time).
-fn scenarios(
+/// One scenario against one proxy's TLS listener `addr` (pid: the proxy, for its CPU time).
+fn measure_scenario(
+    scenario: Scenario,
     label: &str,
     addr: &str,
     args: &BenchArgs,
     pin: &Pinning,
     pid: u32,
-) -> Result<(Numbers, Numbers, Numbers)> {
+) -> Result<Numbers> {
     let url = format!("https://{addr}/");
-    check_serves(&url)?;
-    let h1 = timed(pid, || {
-        wrk_tls(&url, args.connections, 1, &[], pin)?;
-        Ok(from_wrk(&wrk_tls(
-            &url,
-            args.connections,
-            args.duration,
-            &[],
-            pin,
-        )?))
-    })?;
-    print_line(label, "HTTPS HTTP/1.1 keep-alive", &h1);
-    let h2 = timed(pid, || h2load(&url, args.duration, pin))?;
-    print_line(label, "HTTP/2 (h2load)", &h2);
-    let hs = timed(pid, || {
-        let close = ["-H", "Connection: close"];
-        wrk_tls(&url, args.connections, 1, &close, pin)?;
-        Ok(from_wrk(&wrk_tls(
-            &url,
-            args.connections,
-            args.duration,
-            &close,
-            pin,
-        )?))
-    })?;
-    print_line(label, "new TLS connection per request", &hs);
-    Ok((h1, h2, hs))
+    let (what, n) = match scenario {
+        Scenario::Http1 => (
+            "HTTPS HTTP/1.1 keep-alive",
+            timed(pid, || {
+                wrk_tls(&url, args.connections, 1, &[], pin)?;
+                Ok(from_wrk(&wrk_tls(
+                    &url,
+                    args.connections,
+                    args.duration,
+                    &[],
+                    pin,
+                )?))
+            })?,
+        ),
+        Scenario::Http2 => (
+            "HTTP/2 (h2load)",
+            timed(pid, || h2load(&url, args.duration, pin))?,
+        ),
+        Scenario::Handshakes => (
+            "new TLS connection per request",
+            timed(pid, || {
+                let close = ["-H", "Connection: close"];
+                wrk_tls(&url, args.connections, 1, &close, pin)?;
+                Ok(from_wrk(&wrk_tls(
+                    &url,
+                    args.connections,
+                    args.duration,
+                    &close,
+                    pin,
+                )?))
+            })?,
+        ),
+    };
+    print_line(label, what, &n);
+    Ok(n)
 }
 
 fn print_line(label: &str, what: &str, n: &Numbers) {
@@ -380,18 +450,28 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
         "## Tier 3 over TLS: HTTPS, HTTP/2 and handshakes, RAUTA vs nginx\n\n\
          Same ECDSA P-256 certificate, one worker each, same `return 200` nginx backend; {}. wrk: {} \
          connections, {} s (after 1 s warm-up); h2load: {H2_CONNECTIONS} connections x {H2_STREAMS} \
-         streams, {} s. Load average before the runs: {load}.\n",
-        pin.note, args.connections, args.duration, args.duration
+         streams, {} s. Load average before the runs: {load}. {} rounds of every scenario against both \
+         proxies back to back (order swapped each round); the ratios are the median of the rounds' ratios, \
+         the other columns the median round by req/s.\n",
+        pin.note, args.connections, args.duration, args.duration, args.rounds
     );
     let _ = writeln!(
         md,
-        "| Scenario | RAUTA req/s | nginx req/s | ratio | RAUTA p50 / p99 ms | nginx p50 / p99 ms | RAUTA / nginx CPU us/req | target |"
+        "| Scenario | RAUTA req/s | nginx req/s | ratio | p99 ratio | per round (req/s; p99) | RAUTA p50 / p99 ms | nginx p50 / p99 ms | RAUTA / nginx CPU us/req | target |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
-    let row = |md: &mut String, name: &str, (a, b): (Numbers, Numbers), p99_too: bool| {
-        let ratio = if b.rps > 0.0 { a.rps / b.rps } else { 0.0 };
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    let row = |md: &mut String, name: &str, c: &Compared, p99_too: bool| {
+        let (a, b) = (median_numbers(&c.rauta), median_numbers(&c.nginx));
+        let (ratios, p99_ratios) = c.ratios();
+        let (ratio, p99_ratio) = (super::median(&ratios), super::median(&p99_ratios));
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let cpu = |n: Numbers| n.cpu_us.map_or("-".to_owned(), |c| format!("{c:.1}"));
-        let met = ratio >= 1.0 && (!p99_too || a.p99_ms <= b.p99_ms);
+        let met = ratio >= 1.0 && (!p99_too || p99_ratio <= 1.0);
         let target = if p99_too {
             ">= nginx req/s, p99 <= nginx"
         } else {
@@ -404,9 +484,11 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
         };
         let _ = writeln!(
             md,
-            "| {name}{errors} | {:.0} | {:.0} | {ratio:.2}x | {:.3} / {:.3} | {:.3} / {:.3} | {} / {} | {target}: {} |",
+            "| {name}{errors} | {:.0} | {:.0} | {ratio:.2}x | {p99_ratio:.2}x | {}; {} | {:.3} / {:.3} | {:.3} / {:.3} | {} / {} | {target}: {} |",
             a.rps,
             b.rps,
+            list(&ratios),
+            list(&p99_ratios),
             a.p50_ms,
             a.p99_ms,
             b.p50_ms,
@@ -416,12 +498,12 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
             if met { "met" } else { "missed" }
         );
     };
-    row(&mut md, "HTTPS HTTP/1.1 keep-alive", r.h1, true);
-    row(&mut md, "HTTP/2 over TLS (h2load)", r.h2, true);
+    row(&mut md, "HTTPS HTTP/1.1 keep-alive", &r.h1, true);
+    row(&mut md, "HTTP/2 over TLS (h2load)", &r.h2, true);
     row(
         &mut md,
         "New TLS handshake per request",
-        r.handshakes,
+        &r.handshakes,
         false,
     );
     md.push('\n');

@@ -7,7 +7,8 @@
 //!   (wrk)                  (rauta or nginx, IP forwarding)
 //! ```
 //!
-//! Targets, each measured with wrk (keep-alive, one thread) from the client namespace:
+//! Targets, each measured with wrk (keep-alive, one thread) from the client namespace, in `--rounds`
+//! rounds of all four in turn (Tier 1's ratios to direct are taken per round, their median reported):
 //! 1. direct: the backend's address, through the node's kernel IP forwarding (no proxy, no XDP);
 //! 2. RAUTA Tier 1: the real `rauta` binary, an Exact route, `--kernel-tiers required`, XDP in driver
 //!    mode on the node's veths (generic mode if driver mode does not attach or does not serve);
@@ -34,7 +35,7 @@ mod peer_xdp;
 
 use super::chart::{self, Bar};
 use super::wrk::{self, WrkResult};
-use super::{clock_ticks_per_second, cores, cpu_ticks, pinning, BenchArgs, Pinning};
+use super::{clock_ticks_per_second, cores, cpu_ticks, median, pinning, BenchArgs, Pinning};
 use crate::cmd::{cargo, on_path, output, repo_root};
 use crate::demo::parse_listen_line;
 use crate::netns_lab::{is_root, netns, Lab, LabSpec, Role};
@@ -262,6 +263,59 @@ fn measure(
         cores,
         note: String::new(),
     })
+}
+
+/// Tier 1 against direct, round by round (each round measures both within a minute of each other).
+struct RoundRatios {
+    /// Tier 1 requests/s over direct's, per round.
+    rps: Vec<f64>,
+    /// Tier 1 p99 over direct's, per round.
+    p99: Vec<f64>,
+}
+
+impl RoundRatios {
+    /// From rounds whose rows are direct, Tier 1, Tier 3, nginx.
+    fn of(rounds: &[Vec<Row>]) -> RoundRatios {
+        let mut ratios = RoundRatios {
+            rps: Vec::new(),
+            p99: Vec::new(),
+        };
+        for rows in rounds {
+            if let (Some(direct), Some(tier1)) = (rows.first(), rows.get(1)) {
+                ratios.rps.push(tier1.wrk.rps / direct.wrk.rps.max(1.0));
+                ratios
+                    .p99
+                    .push(tier1.wrk.p99_ms / direct.wrk.p99_ms.max(1e-9));
+            }
+        }
+        ratios
+    }
+}
+
+/// Per target, the round whose requests/s is the median of that target's rounds (a whole measurement,
+/// so that its latencies and CPU figures belong to the same run as its rate).
+fn median_rows(rounds: Vec<Vec<Row>>) -> Vec<Row> {
+    let targets = rounds.first().map_or(0, Vec::len);
+    let mut by_target: Vec<Vec<Row>> = (0..targets).map(|_| Vec::new()).collect();
+    for rows in rounds {
+        for (i, row) in rows.into_iter().enumerate().take(targets) {
+            by_target[i].push(row);
+        }
+    }
+    by_target
+        .into_iter()
+        .filter_map(|mut rows| {
+            rows.sort_by(|a, b| a.wrk.rps.total_cmp(&b.wrk.rps));
+            let count = rows.len();
+            let mut row = rows.into_iter().nth(count / 2)?;
+            if count > 1 {
+                row.note = format!("median of {count} rounds by req/s; {}", row.note)
+                    .trim_end_matches("; ")
+                    .to_owned();
+            }
+            Some(row)
+        })
+        .collect()
 }
 
 /// One target's bulk transfer speed.
@@ -550,82 +604,105 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
     // The node learns the backend's MAC (a splice needs a resolved neighbour).
     curl(NODE, &format!("http://{BACKEND_ADDR}/"), None)?;
 
-    let mut rows = Vec::new();
-    rows.push(measure(
-        "direct (node forwards)",
-        &format!("http://{BACKEND_ADDR}/"),
-        args,
-        &pin,
-        None,
-    )?);
-    let mut bulk = vec![measure_bulk(
-        "direct (node forwards)",
-        &format!("http://{BACKEND_ADDR}/bulk"),
-        &pin,
-        &bulk_bytes,
-        &scratch,
-    )?];
-
-    let (mut proxy, mode) = start_rauta_tier1(rauta, out, args, &pin)?;
-    for (label, path, tier) in [
-        ("RAUTA Tier 1 (kernel)", "/", "1"),
-        ("RAUTA Tier 3 (userspace)", "/tier3", "3"),
-    ] {
-        let before = tier_requests(&proxy.admin, tier)?;
-        let mut row = measure(
-            label,
-            &format!("http://{VIP}{path}"),
+    // Rounds of the four targets in turn; round 1 also runs the bulk transfers and finds the XDP mode.
+    let mut rounds: Vec<Vec<Row>> = Vec::new();
+    let mut bulk = Vec::new();
+    let mut mode = "driver";
+    for round in 1..=args.rounds {
+        println!("  round {round} of {}", args.rounds);
+        let first = round == 1;
+        let mut rows = Vec::new();
+        rows.push(measure(
+            "direct (node forwards)",
+            &format!("http://{BACKEND_ADDR}/"),
             args,
             &pin,
-            Some(proxy.guard.pid()),
-        )?;
-        proxy.guard.check_alive()?;
-        let served = tier_requests(&proxy.admin, tier)? - before;
-        // The counter includes the warm-up run's requests; wrk's count covers only the measurement.
-        row.note = format!(
-            "{served} requests counted by Tier {tier} (warm-up included){}",
-            if tier == "1" {
-                format!("; XDP {mode} mode")
-            } else {
-                String::new()
-            }
-        );
-        println!("    {}", row.note);
-        rows.push(row);
-    }
-    bulk.push(measure_bulk(
-        "RAUTA Tier 1 (kernel)",
-        &format!("http://{VIP}/bulk"),
-        &pin,
-        &bulk_bytes,
-        &scratch,
-    )?);
-    drop(proxy);
+            None,
+        )?);
+        if first {
+            bulk.push(measure_bulk(
+                "direct (node forwards)",
+                &format!("http://{BACKEND_ADDR}/bulk"),
+                &pin,
+                &bulk_bytes,
+                &scratch,
+            )?);
+        }
 
-    let nginx_proxy = start_nginx(
-        nginx,
-        NODE,
-        "nginx-proxy.conf",
-        &out.join("kernel-bench").join("nginx-proxy"),
-        NGINX_PROXY,
-        Some(BACKEND_ADDR),
-        &pin.proxy,
-    )?;
-    rows.push(measure(
-        "nginx proxy (1 worker)",
-        &format!("http://{NGINX_PROXY}/"),
-        args,
-        &pin,
-        Some(nginx_proxy.pid()),
-    )?);
-    bulk.push(measure_bulk(
-        "nginx proxy (1 worker)",
-        &format!("http://{NGINX_PROXY}/bulk"),
-        &pin,
-        &bulk_bytes,
-        &scratch,
-    )?);
-    drop(nginx_proxy);
+        let mut proxy = if first {
+            let (proxy, found) = start_rauta_tier1(rauta, out, args, &pin)?;
+            mode = found;
+            proxy
+        } else {
+            start_rauta(rauta, out, mode, &pin)?
+        };
+        for (label, path, tier) in [
+            ("RAUTA Tier 1 (kernel)", "/", "1"),
+            ("RAUTA Tier 3 (userspace)", "/tier3", "3"),
+        ] {
+            let before = tier_requests(&proxy.admin, tier)?;
+            let mut row = measure(
+                label,
+                &format!("http://{VIP}{path}"),
+                args,
+                &pin,
+                Some(proxy.guard.pid()),
+            )?;
+            proxy.guard.check_alive()?;
+            let served = tier_requests(&proxy.admin, tier)? - before;
+            // The counter includes the warm-up run's requests; wrk's count covers only the measurement.
+            row.note = format!(
+                "{served} requests counted by Tier {tier} (warm-up included){}",
+                if tier == "1" {
+                    format!("; XDP {mode} mode")
+                } else {
+                    String::new()
+                }
+            );
+            println!("    {}", row.note);
+            rows.push(row);
+        }
+        if first {
+            bulk.push(measure_bulk(
+                "RAUTA Tier 1 (kernel)",
+                &format!("http://{VIP}/bulk"),
+                &pin,
+                &bulk_bytes,
+                &scratch,
+            )?);
+        }
+        drop(proxy);
+
+        let nginx_proxy = start_nginx(
+            nginx,
+            NODE,
+            "nginx-proxy.conf",
+            &out.join("kernel-bench").join("nginx-proxy"),
+            NGINX_PROXY,
+            Some(BACKEND_ADDR),
+            &pin.proxy,
+        )?;
+        rows.push(measure(
+            "nginx proxy (1 worker)",
+            &format!("http://{NGINX_PROXY}/"),
+            args,
+            &pin,
+            Some(nginx_proxy.pid()),
+        )?);
+        if first {
+            bulk.push(measure_bulk(
+                "nginx proxy (1 worker)",
+                &format!("http://{NGINX_PROXY}/bulk"),
+                &pin,
+                &bulk_bytes,
+                &scratch,
+            )?);
+        }
+        drop(nginx_proxy);
+        rounds.push(rows);
+    }
+    let ratios = RoundRatios::of(&rounds);
+    let rows = median_rows(rounds);
     drop(_backend);
     let peer_programs_attached = !peer_programs.is_empty();
     drop(peer_programs);
@@ -652,9 +729,11 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
     let svg = chart::svg(
         "Keep-alive GET through the node: direct, RAUTA Tier 1/Tier 3, nginx",
         &format!(
-            "wrk -t1 -c{} -d{}s, one worker each; {} cores; Tier 1 in XDP {mode} mode{}; load {load1}",
+            "wrk -t1 -c{} -d{}s, median of {} rounds, one worker each; {} cores; Tier 1 in XDP {mode} \
+             mode{}; load {load1}",
             args.connections,
             args.duration,
+            args.rounds,
             cores(),
             if peer_programs_attached {
                 ", XDP pass on the veth peers"
@@ -682,7 +761,7 @@ pub fn run(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result<S
         peers: &peers,
         load1: &load1,
     };
-    Ok(summary(args, &rows, &bulk, &setting, &costs))
+    Ok(summary(args, &rows, &ratios, &bulk, &setting, &costs))
 }
 
 /// What the summary says about the run's set-up.
@@ -700,6 +779,7 @@ struct Setting<'a> {
 fn summary(
     args: &BenchArgs,
     rows: &[Row],
+    ratios: &RoundRatios,
     bulk: &[BulkRow],
     setting: &Setting<'_>,
     costs: &[String],
@@ -714,13 +794,14 @@ fn summary(
     let _ = writeln!(
         md,
         "## Kernel tiers: keep-alive GET through the node (network namespaces)\n\n\
-         wrk -t1 -c{} -d{}s --latency (after a {WARM_UP_SECONDS} s warm-up) from the client namespace; \
+         {} rounds of the four targets in turn, each wrk -t1 -c{} -d{}s --latency (after a \
+         {WARM_UP_SECONDS} s warm-up) from the client namespace; a row is the target's median round; \
          backend: nginx `return 200 \"ok\\n\"`; XDP {mode} mode; peers: {peers}; {cpu_note}; 1-minute \
          load average before: {load1}.\n\n\
          | target | req/s | p50 ms | p99 ms | errors | proxy CPU µs/request | cores during the run (all \
          work on the machine) | note |\n\
          |---|---:|---:|---:|---:|---:|---|---|",
-        args.connections, args.duration
+        args.rounds, args.connections, args.duration
     );
     for r in rows {
         let cpu = r
@@ -738,15 +819,23 @@ fn summary(
             r.note
         );
     }
-    if let (Some(direct), Some(tier1)) = (rows.first(), rows.get(1)) {
-        let rps = tier1.wrk.rps / direct.wrk.rps.max(1.0);
-        let p99 = tier1.wrk.p99_ms / direct.wrk.p99_ms.max(1e-9);
+    if !ratios.rps.is_empty() {
+        let (rps, p99) = (median(&ratios.rps), median(&ratios.p99));
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let verdict = |ok: bool| if ok { "met" } else { "missed" };
         let line = format!(
-            "Tier 1 / direct: requests/s {rps:.2}x (target >= {TARGET_RPS_RATIO}x: {}), p99 {p99:.2}x \
-             (target <= {TARGET_P99_RATIO}x: {})",
+            "Tier 1 / direct, median of {} rounds: requests/s {rps:.2}x (target >= {TARGET_RPS_RATIO}x: \
+             {}), p99 {p99:.2}x (target <= {TARGET_P99_RATIO}x: {}); per round: requests/s {}, p99 {}",
+            ratios.rps.len(),
             verdict(rps >= TARGET_RPS_RATIO),
-            verdict(p99 <= TARGET_P99_RATIO)
+            verdict(p99 <= TARGET_P99_RATIO),
+            list(&ratios.rps),
+            list(&ratios.p99),
         );
         println!("  {line}");
         let _ = writeln!(md, "\n{line}\n");

@@ -53,6 +53,11 @@ pub struct BenchArgs {
     /// otherwise).
     #[arg(long)]
     pub kernel: bool,
+    /// How many rounds of the compared targets in turn (RAUTA and nginx; in the kernel benchmark direct,
+    /// Tier 1, Tier 3 and nginx): ratios are taken within a round and their median reported, so that a
+    /// slow moment of the machine hits both sides of a ratio.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
 }
 
 /// Route counts of the memory benchmark.
@@ -434,50 +439,79 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
     let rauta_dir = out.join("rauta-http");
     let _ = std::fs::remove_dir_all(&rauta_dir);
     manifests::write(&rauta_dir, &backend_addr.to_string(), 0, true)?;
-    let via_rauta = {
-        let mut c = pinned(&pin.proxy, rauta);
-        c.args(["run", "--manifests"])
-            .arg(&rauta_dir)
-            .args([
-                "--http-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--https-listen",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--workers",
-                "1",
-                "--kernel-tiers",
-                "off",
-                "--log-level",
-                "warn",
-                "--print-listen-addrs",
-            ])
-            .stdout(Stdio::piped());
-        let mut g = Guard::spawn("rauta", &mut c)?;
-        let line = g.wait_for_line("listening", Duration::from_secs(15))?;
-        let (http, admin) = parse_listen_line(&line)?;
-        wait_ready(&admin, Duration::from_secs(10), &mut g)?;
-        measure(
-            "RAUTA (--workers 1)",
-            &format!("http://{http}/"),
-            args,
-            &pin,
-            Some(g.pid()),
-        )?
-    };
+    let mut c = pinned(&pin.proxy, rauta);
+    c.args(["run", "--manifests"])
+        .arg(&rauta_dir)
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--https-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--workers",
+            "1",
+            "--kernel-tiers",
+            "off",
+            "--log-level",
+            "warn",
+            "--print-listen-addrs",
+        ])
+        .stdout(Stdio::piped());
+    let mut rauta_proxy = Guard::spawn("rauta", &mut c)?;
+    let line = rauta_proxy.wait_for_line("listening", Duration::from_secs(15))?;
+    let (rauta_http, admin) = parse_listen_line(&line)?;
+    wait_ready(&admin, Duration::from_secs(10), &mut rauta_proxy)?;
+    let rauta_url = format!("http://{rauta_http}/");
+    // Both proxies run for the whole comparison, pinned to the same core; the one not measured is idle.
+    let (nginx_proxy, nginx_url) =
+        start_nginx_proxy(nginx, "nginx-proxy.conf", out, backend_addr, &pin)?;
 
-    let via_nginx = measure_nginx(
-        nginx,
-        "nginx-proxy.conf",
-        "nginx (worker_processes 1)",
-        out,
-        backend_addr,
-        args,
-        &pin,
-    )?;
+    // Rounds of RAUTA and nginx back to back, the order swapped every round: a ratio is taken within a
+    // round, so that the machine's slow and fast moments hit both sides of it.
+    let mut rauta_rounds = Vec::new();
+    let mut nginx_rounds = Vec::new();
+    for round in 1..=args.rounds {
+        println!("  round {round} of {}", args.rounds);
+        let rauta_first = round % 2 == 1;
+        for rauta_turn in [rauta_first, !rauta_first] {
+            if rauta_turn {
+                rauta_rounds.push(measure(
+                    "RAUTA (--workers 1)",
+                    &rauta_url,
+                    args,
+                    &pin,
+                    Some(rauta_proxy.pid()),
+                )?);
+            } else {
+                nginx_rounds.push(measure(
+                    "nginx (worker_processes 1)",
+                    &nginx_url,
+                    args,
+                    &pin,
+                    Some(nginx_proxy.pid()),
+                )?);
+            }
+        }
+    }
+    rauta_proxy.check_alive()?;
+    drop(rauta_proxy);
+    drop(nginx_proxy);
+    let ratios: Vec<f64> = rauta_rounds
+        .iter()
+        .zip(&nginx_rounds)
+        .map(|(r, n)| r.wrk.rps / n.wrk.rps.max(1.0))
+        .collect();
+    let p99_ratios: Vec<f64> = rauta_rounds
+        .iter()
+        .zip(&nginx_rounds)
+        .map(|(r, n)| r.wrk.p99_ms / n.wrk.p99_ms.max(1e-9))
+        .collect();
+    let via_rauta = median_round(rauta_rounds);
+    let via_nginx = median_round(nginx_rounds);
+
     let via_nginx_minimal = measure_nginx(
         nginx,
         "nginx-proxy-minimal.conf",
@@ -488,21 +522,34 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
         &pin,
     )?;
 
-    let ratio = via_rauta.wrk.rps / via_nginx.wrk.rps.max(1.0);
+    let ratio = median(&ratios);
+    let p99_ratio = median(&p99_ratios);
     let ratio_minimal = via_rauta.wrk.rps / via_nginx_minimal.wrk.rps.max(1.0);
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let per_round = format!(
+        "per round: throughput {}, p99 {}",
+        list(&ratios),
+        list(&p99_ratios)
+    );
     println!(
-        "  RAUTA/nginx: {ratio:.2}x throughput, p99 {:.3} ms vs {:.3} ms; \
-         against nginx without X-Forwarded-*: {ratio_minimal:.2}x",
-        via_rauta.wrk.p99_ms, via_nginx.wrk.p99_ms
+        "  RAUTA/nginx, median of {} rounds: {ratio:.2}x throughput, p99 {p99_ratio:.2}x ({per_round}); \
+         against nginx without X-Forwarded-* (one run): {ratio_minimal:.2}x",
+        args.rounds
     );
     let mut md = String::new();
     let _ = writeln!(
         md,
         "## Tier 3: HTTP/1.1 keep-alive on loopback\n\n\
          wrk -t1 -c{} -d{}s --latency (after a 1 s warm-up); backend: nginx `return 200 \"ok\\n\"`; {}; \
-         1-minute load average before the runs: {load1}.\n\n\
+         1-minute load average before the runs: {load1}. RAUTA and nginx: {} rounds back to back (order \
+         swapped each round), the row is the median round by req/s.\n\n\
          | target | req/s | p50 ms | p99 ms | errors | proxy CPU µs/request |\n|---|---:|---:|---:|---:|---:|",
-        args.connections, args.duration, pin.note
+        args.connections, args.duration, pin.note, args.rounds
     );
     for (label, r) in [
         ("direct to backend", &direct),
@@ -522,10 +569,39 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
     }
     let _ = writeln!(
         md,
-        "\nRAUTA/nginx throughput: **{ratio:.2}x** (same headers); {ratio_minimal:.2}x against nginx \
-         without X-Forwarded-*\n"
+        "\nRAUTA/nginx throughput, median of the rounds' ratios: **{ratio:.2}x** (same headers), p99 \
+         {p99_ratio:.2}x ({per_round}); {ratio_minimal:.2}x against nginx without X-Forwarded-*\n"
     );
     Ok(md)
+}
+
+/// Starts nginx as a proxy from `template` in front of the backend, on the proxy's core; returns it and
+/// its URL.
+fn start_nginx_proxy(
+    nginx: &Path,
+    template: &str,
+    out: &Path,
+    backend: SocketAddr,
+    pin: &Pinning,
+) -> Result<(Guard, String)> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let prefix = out.join(template.trim_end_matches(".conf"));
+    let g = start_nginx(nginx, template, &prefix, addr, Some(backend), &pin.proxy)?;
+    Ok((g, format!("http://{addr}/")))
+}
+
+/// The median of `values` (the upper one of an even count); 0 when empty.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The round whose requests/s is the median (a whole measurement: its latencies and CPU belong to it).
+fn median_round(mut rounds: Vec<Measured>) -> Measured {
+    rounds.sort_by(|a, b| a.wrk.rps.total_cmp(&b.wrk.rps));
+    let middle = rounds.len() / 2;
+    rounds.swap_remove(middle)
 }
 
 /// Starts nginx as a proxy from `template` in front of the backend, on the proxy's core, and measures it.
@@ -538,10 +614,8 @@ fn measure_nginx(
     args: &BenchArgs,
     pin: &Pinning,
 ) -> Result<Measured> {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let prefix = out.join(template.trim_end_matches(".conf"));
-    let g = start_nginx(nginx, template, &prefix, addr, Some(backend), &pin.proxy)?;
-    measure(label, &format!("http://{addr}/"), args, pin, Some(g.pid()))
+    let (g, url) = start_nginx_proxy(nginx, template, out, backend, pin)?;
+    measure(label, &url, args, pin, Some(g.pid()))
 }
 
 fn memory_bench(rauta: &Path, out: &Path) -> Result<String> {
