@@ -590,11 +590,16 @@ fn start_nginx_proxy(
     Ok((g, format!("http://{addr}/")))
 }
 
-/// The median of `values` (the upper one of an even count); 0 when empty.
+/// The median of `values` (the mean of the middle two of an even count); 0 when empty.
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// The round whose requests/s is the median (a whole measurement: its latencies and CPU belong to it).
