@@ -184,6 +184,30 @@ pub const LATENCY_SUM_SLOT: u32 = LATENCY_BUCKETS;
 /// Slots of [`LATENCY_MAP`].
 pub const LATENCY_SLOTS: u32 = LATENCY_BUCKETS + 1;
 
+/// Name of the Tier 1 response status map (`BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`,
+/// [`STATUS_CLASS_SLOTS`] entries): the responses of spliced requests by status class. Slot `c` (1-5)
+/// counts the response heads whose status line reads `HTTP/1.x cNN`, read as the response program frames
+/// them; slot [`STATUS_CLASS_UNKNOWN`] counts responses the kernel does not read: a head whose status line
+/// it cannot parse, and every request forwarded on a splice whose responses it no longer follows
+/// (framing lost, see `SpliceState::framing`).
+pub const STATUS_CLASSES_MAP: &str = "RAUTA_STATUS_CLASSES";
+/// The slot of [`STATUS_CLASSES_MAP`] for responses whose status the kernel did not read.
+pub const STATUS_CLASS_UNKNOWN: u32 = 0;
+/// Slots of [`STATUS_CLASSES_MAP`]: unknown, then 1xx to 5xx.
+pub const STATUS_CLASS_SLOTS: u32 = 6;
+
+/// The [`STATUS_CLASSES_MAP`] slot of a response head's first bytes (`HTTP/1.x NNN`): its status class,
+/// or [`STATUS_CLASS_UNKNOWN`].
+#[inline(always)]
+pub fn status_class_slot(head: &[u8; 12]) -> u32 {
+    let class = head[9];
+    if head[..7] == *b"HTTP/1." && head[8] == b' ' && (b'1'..=b'5').contains(&class) {
+        u32::from(class - b'0')
+    } else {
+        STATUS_CLASS_UNKNOWN
+    }
+}
+
 /// The [`LATENCY_MAP`] bucket of a run of `ns` nanoseconds: its bit length, capped.
 pub const fn latency_bucket(ns: u64) -> u32 {
     let bits = 64 - ns.leading_zeros();
@@ -263,6 +287,18 @@ const _: () = assert!(core::mem::size_of::<PendingSegment>() == 24 + PENDING_BUF
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes_come_from_the_status_line() {
+        let slot = |head: &[u8]| status_class_slot(head[..12].try_into().unwrap());
+        assert_eq!(slot(b"HTTP/1.1 200 OK\r\n"), 2);
+        assert_eq!(slot(b"HTTP/1.0 404 Not Found"), 4);
+        assert_eq!(slot(b"HTTP/1.1 503 Busy\r\n"), 5);
+        assert_eq!(slot(b"HTTP/1.1 101 Switching"), 1);
+        assert_eq!(slot(b"HTTP/1.1 604 Nonsense"), STATUS_CLASS_UNKNOWN);
+        assert_eq!(slot(b"HTTP/2.0 200 OK\r\n\r\n"), STATUS_CLASS_UNKNOWN);
+        assert_eq!(slot(b"SSH-2.0-OpenSSH_9"), STATUS_CLASS_UNKNOWN);
+    }
 
     #[test]
     fn vip_config_round_trips_network_order() {

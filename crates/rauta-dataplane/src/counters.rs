@@ -1,6 +1,10 @@
 //! A snapshot of the XDP program's per-reason packet counters, summed over CPUs.
 
-use rauta_common::{reason::Reason, route::RouteReason};
+use rauta_common::{
+    maps::{STATUS_CLASS_SLOTS, STATUS_CLASS_UNKNOWN},
+    reason::Reason,
+    route::RouteReason,
+};
 
 /// Packets counted per [`Reason`] since the program was loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,5 +107,41 @@ mod tests {
             d.non_zero(),
             vec![("not_vip_pass", 1), ("syn_cookie_sent", 2)]
         );
+    }
+}
+
+/// Tier 1's responses per status class since the program was loaded (see
+/// `rauta_common::maps::STATUS_CLASSES_MAP`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusClasses {
+    values: [u64; STATUS_CLASS_SLOTS as usize],
+}
+
+impl StatusClasses {
+    /// The status class labels, in slot order (`code_class` of `rauta_requests_total`).
+    pub const LABELS: [&'static str; STATUS_CLASS_SLOTS as usize] =
+        ["unknown", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+    /// Builds a snapshot from values indexed by slot.
+    pub(crate) fn from_values(values: [u64; STATUS_CLASS_SLOTS as usize]) -> Self {
+        StatusClasses { values }
+    }
+
+    /// Responses of status class `class` (1-5: 1xx-5xx); 0 or anything above 5: of unknown status.
+    pub fn get(&self, class: u32) -> u64 {
+        let slot = if class < STATUS_CLASS_SLOTS {
+            class
+        } else {
+            STATUS_CLASS_UNKNOWN
+        };
+        self.values[slot as usize]
+    }
+
+    /// Every class's label with its count, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Self::LABELS
+            .iter()
+            .copied()
+            .zip(self.values.iter().copied())
     }
 }

@@ -15,7 +15,7 @@ pub mod object;
 pub mod routes;
 
 pub use capability::{kernel_tiers_available, Unavailable};
-pub use counters::{Counters, RouteCounters};
+pub use counters::{Counters, RouteCounters, StatusClasses};
 pub use error::DataplaneError;
 pub use loader::{
     node_window_scale, AppliedRoutes, AttachMode, FirstRequestLatency, KernelTiers, PacketRun,

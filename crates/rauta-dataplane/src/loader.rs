@@ -14,7 +14,7 @@ use rauta_common::{
     maps::{
         FlowKey, FlowState, HeldKey, PendingSegment, VipConfig, COUNTERS_MAP, FLOWS_MAP, HELD_MAP,
         LATENCY_BUCKETS, LATENCY_MAP, LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_MAP,
-        TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
+        STATUS_CLASSES_MAP, STATUS_CLASS_SLOTS, TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
     },
     reason::Reason,
     route::{
@@ -33,7 +33,7 @@ use rauta_common::{
 use rauta_routes::RouteTable;
 
 use crate::{
-    counters::{Counters, RouteCounters},
+    counters::{Counters, RouteCounters, StatusClasses},
     error::DataplaneError,
     object::BPF_OBJECT,
     routes::{route_maps_with_health, HealthySlots, Skipped},
@@ -323,6 +323,19 @@ impl KernelTiers {
                 per_cpu.iter().fold(0u64, |sum, v| sum.wrapping_add(*v));
         }
         Ok(RouteCounters::from_values(values))
+    }
+
+    /// Tier 1's responses per status class, summed over CPUs.
+    pub fn status_classes(&self) -> Result<StatusClasses, DataplaneError> {
+        let map: PerCpuArray<_, u64> = self.typed_map(STATUS_CLASSES_MAP)?;
+        let mut values = [0u64; STATUS_CLASS_SLOTS as usize];
+        for (slot, value) in (0..STATUS_CLASS_SLOTS).zip(values.iter_mut()) {
+            let per_cpu = map
+                .get(&slot, 0)
+                .map_err(|source| DataplaneError::map(STATUS_CLASSES_MAP, source))?;
+            *value = per_cpu.iter().fold(0u64, |sum, v| sum.wrapping_add(*v));
+        }
+        Ok(StatusClasses::from_values(values))
     }
 
     /// The routing decision recorded for the flow `key`'s first data segment, if any.

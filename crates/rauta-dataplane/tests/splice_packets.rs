@@ -587,6 +587,87 @@ fn follow_up_requests_are_routed_one_by_one() {
 }
 
 #[test]
+fn tier_1_responses_are_counted_by_status_class() {
+    if !support::root_or_skip("tier_1_responses_are_counted_by_status_class") {
+        return;
+    }
+    in_node("class", |tiers, nc, nb, nb_mac| {
+        let sport = 40170;
+        let before = tiers.status_classes().unwrap();
+        // The first request's response: 200, read as the response program frames it.
+        let (ack, mut data, s, _) = established(tiers, nc, nb, nb_mac, sport);
+        let first = tiers.status_classes().unwrap();
+        assert_eq!(first.get(2) - before.get(2), 1, "{first:?}");
+
+        // A follow-up on the same splice, answered 404.
+        let mut second = ack.clone();
+        second.flags = PSH | ACK;
+        second.payload = REQUEST.to_vec();
+        xdp_moves(
+            tiers,
+            &second.build(),
+            nc,
+            &[Reason::SpliceFollowupSame, Reason::SpliceClientTranslated],
+        );
+        data.payload = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec();
+        data.ack = s.to_backend_seq(second.seq.wrapping_add(REQUEST.len() as u32));
+        let (action, _) = xdp_moves(
+            tiers,
+            &data.build(),
+            nb,
+            &[
+                Reason::SpliceBackendTranslated,
+                Reason::SpliceResponseFramed,
+            ],
+        );
+        assert_eq!(action, XdpAction::Redirect);
+        let after = tiers.status_classes().unwrap();
+        let delta: Vec<u64> = (0..6).map(|c| after.get(c) - before.get(c)).collect();
+        assert_eq!(delta, [0, 0, 1, 0, 1, 0], "unknown, 1xx..5xx: {after:?}");
+
+        // A third request, answered chunked: its status is read (2xx), its end is not, so the kernel
+        // stops following this splice's responses; a fourth request is then counted as of unknown
+        // status when it is forwarded.
+        let not_found_len = data.payload.len() as u32;
+        let mut third = second.clone();
+        third.seq = second.seq.wrapping_add(REQUEST.len() as u32);
+        third.ack = second.ack.wrapping_add(not_found_len);
+        xdp_moves(
+            tiers,
+            &third.build(),
+            nc,
+            &[Reason::SpliceFollowupSame, Reason::SpliceClientTranslated],
+        );
+        data.seq = data.seq.wrapping_add(not_found_len);
+        data.payload = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec();
+        data.ack = s.to_backend_seq(third.seq.wrapping_add(REQUEST.len() as u32));
+        xdp_moves(
+            tiers,
+            &data.build(),
+            nb,
+            &[
+                Reason::SpliceBackendTranslated,
+                Reason::SpliceResponseUnframed,
+            ],
+        );
+        let mut fourth = third.clone();
+        fourth.seq = third.seq.wrapping_add(REQUEST.len() as u32);
+        fourth.ack = third.ack.wrapping_add(data.payload.len() as u32);
+        xdp_moves(
+            tiers,
+            &fourth.build(),
+            nc,
+            &[Reason::SpliceFollowupSame, Reason::SpliceClientTranslated],
+        );
+        let after = tiers.status_classes().unwrap();
+        let delta: Vec<u64> = (0..6).map(|c| after.get(c) - before.get(c)).collect();
+        assert_eq!(delta, [1, 0, 2, 0, 1, 0], "unknown, 1xx..5xx: {after:?}");
+        let labels: Vec<&str> = after.iter().map(|(label, _)| label).collect();
+        assert_eq!(labels, ["unknown", "1xx", "2xx", "3xx", "4xx", "5xx"]);
+    });
+}
+
+#[test]
 fn a_follow_up_that_is_not_tier_1_moves_to_tier_3_and_unframed_responses_are_said_so() {
     if !support::root_or_skip("a_follow_up_that_is_not_tier_1_moves_to_tier_3") {
         return;

@@ -11,7 +11,8 @@ use rauta_common::{
     handoff::HANDOFF_ACK_V4_HEADERS,
     maps::{
         COUNTER_SLOTS, FLOW_ENTRIES, FlowKey, FlowState, HELD_ENTRIES, HELD_MAX, HeldKey,
-        LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_ENTRIES, PendingSegment, SYNACK_V4_LEN,
+        LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_ENTRIES, PendingSegment, STATUS_CLASS_SLOTS,
+        SYNACK_V4_LEN,
         TCP_MAX_HEADER, VipConfig, latency_bucket,
     },
     reason::Reason,
@@ -203,6 +204,21 @@ pub fn forget_splice(key: &FlowKey) {
 /// `RAUTA_LATENCY`: the first-request run-time histogram (see `rauta_common::maps::LATENCY_MAP`).
 #[map]
 pub static RAUTA_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(LATENCY_SLOTS, 0);
+
+/// `RAUTA_STATUS_CLASSES`: Tier 1 responses by status class, per CPU (see
+/// `rauta_common::maps::STATUS_CLASSES_MAP`).
+#[map]
+pub static RAUTA_STATUS_CLASSES: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(STATUS_CLASS_SLOTS, 0);
+
+/// Adds one to the response status class `slot` on this CPU.
+#[inline(always)]
+pub fn count_status(slot: u32) {
+    if let Some(value) = RAUTA_STATUS_CLASSES.get_ptr_mut(slot) {
+        // SAFETY: this CPU's own slot, from a successful lookup.
+        unsafe { *value += 1 };
+    }
+}
 
 /// Marks the start of a first data segment's processing (this CPU's scratch entry).
 #[inline(always)]

@@ -134,14 +134,14 @@ impl ProxyMetrics {
     }
 
     /// The `rauta_requests_total` counter of requests another tier served without this proxy (`tier` =
-    /// `"1"` for the kernel's splices), with `code_class="unknown"` (the kernel does not read responses)
-    /// and `service="kernel"` (it counts per tier, not per Service yet). The caller keeps it in step with
-    /// the kernel's own counter.
-    pub fn kernel_tier_requests(&self, tier: &'static str) -> Counter {
+    /// `"1"` for the kernel's splices) with the status class `code_class` (`"2xx"`...; `"unknown"` for
+    /// responses the kernel did not read) and `service="kernel"` (it counts per tier, not per Service
+    /// yet). The caller keeps it in step with the kernel's own counter.
+    pub fn kernel_tier_requests(&self, tier: &'static str, code_class: &'static str) -> Counter {
         self.requests
             .get_or_create(&RequestLabels {
                 tier,
-                code_class: "unknown",
+                code_class,
                 service: "kernel".to_owned(),
             })
             .clone()

@@ -20,8 +20,11 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use rauta_dataplane::{KernelTiers, Reason, RouteReason, SkipReason, Skipped};
+use rauta_dataplane::{KernelTiers, RouteReason, SkipReason, Skipped};
 use rauta_routes::{Backend, RouteTable, Tier};
+
+/// Status classes of Tier 1's request counters (`rauta_dataplane::StatusClasses::LABELS`).
+const STATUS_CLASSES: usize = rauta_dataplane::StatusClasses::LABELS.len();
 
 use crate::cli::{KernelTiers as Mode, XdpMode};
 
@@ -55,8 +58,9 @@ pub enum Off {
 
 /// The loaded kernel tiers and what the binary knows about them.
 pub struct KernelState {
-    /// `rauta_requests_total{tier="1"}`, kept in step with the kernel's `splice_syn_sent` at each scrape.
-    tier1_requests: std::sync::OnceLock<Counter>,
+    /// `rauta_requests_total{tier="1"}` per status class (`StatusClasses::LABELS` order), kept in step
+    /// with the kernel's `RAUTA_STATUS_CLASSES` at each scrape.
+    tier1_requests: std::sync::OnceLock<[Counter; STATUS_CLASSES]>,
     tiers: Mutex<KernelTiers>,
     /// (host, path) of the routes the last successful `apply_routes` wrote, for `/routes`.
     live: Mutex<HashSet<(Option<String>, String)>>,
@@ -193,37 +197,40 @@ fn ensure_syncookies_2() -> Result<(), Off> {
 }
 
 impl KernelState {
-    /// Counts Tier 1 requests in `counter` (the proxy's `rauta_requests_total{tier="1"}` series) from now
-    /// on; see [`KernelState::sync_request_counters`].
-    pub fn count_requests_in(&self, counter: Counter) {
-        let _ = self.tier1_requests.set(counter);
+    /// Counts Tier 1 requests in `counters` (the proxy's `rauta_requests_total{tier="1"}` series, one per
+    /// status class in `StatusClasses::LABELS` order) from now on; see
+    /// [`KernelState::sync_request_counters`].
+    pub fn count_requests_in(&self, counters: [Counter; STATUS_CLASSES]) {
+        let _ = self.tier1_requests.set(counters);
     }
 
-    /// Brings `rauta_requests_total{tier="1"}` up to the kernel's count of spliced requests (called before
-    /// each scrape: the count lives in per-CPU BPF maps).
+    /// Brings `rauta_requests_total{tier="1"}` up to the kernel's count of Tier 1 responses per status
+    /// class (called before each scrape: the counts live in a per-CPU BPF map). A request is counted
+    /// when its response head passes the kernel (by the status it reads), or, on a splice whose
+    /// responses the kernel no longer follows, when it is forwarded (`code_class="unknown"`).
     pub fn sync_request_counters(&self) {
-        let Some(counter) = self.tier1_requests.get() else {
+        let Some(counters) = self.tier1_requests.get() else {
             return;
         };
-        let spliced = {
+        let classes = {
             let tiers = match self.tiers.lock() {
                 Ok(tiers) => tiers,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            tiers.counters()
+            tiers.status_classes()
         };
-        match spliced {
-            Ok(counters) => {
-                // A request is Tier 1's when it starts a splice (first request, or a follow-up moved
-                // to a fresh splice) or goes on along one (a follow-up to the same backend).
-                let total =
-                    counters.get(Reason::SpliceSynSent) + counters.get(Reason::SpliceFollowupSame);
-                let seen = counter.get();
-                if total > seen {
-                    counter.inc_by(total - seen);
+        match classes {
+            Ok(classes) => {
+                for (counter, (_, total)) in counters.iter().zip(classes.iter()) {
+                    let seen = counter.get();
+                    if total > seen {
+                        counter.inc_by(total - seen);
+                    }
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot read the kernel packet counters"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the kernel's response status counters")
+            }
         }
     }
 

@@ -96,7 +96,10 @@ pub async fn run(args: RunArgs) -> Result<(), FatalError> {
     }
     let proxy_metrics = ProxyMetrics::register(&mut registry);
     if let Some(kernel) = &kernel {
-        kernel.count_requests_in(proxy_metrics.kernel_tier_requests("1"));
+        kernel.count_requests_in(
+            rauta_dataplane::StatusClasses::LABELS
+                .map(|class| proxy_metrics.kernel_tier_requests("1", class)),
+        );
     }
     // Endpoint health, shared by every worker; its control task follows the serving table (any source).
     let health = rauta_health::Health::new(&mut registry);

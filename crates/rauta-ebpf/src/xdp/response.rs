@@ -15,7 +15,7 @@
 use super::scan::{at, ld, st};
 use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
 use rauta_common::{
-    maps::PENDING_BUF,
+    maps::{PENDING_BUF, STATUS_CLASS_UNKNOWN, status_class_slot},
     reason::Reason,
     splice::{FRAMING_KNOWN, FRAMING_LOST},
 };
@@ -205,6 +205,14 @@ pub fn record(ctx: &XdpContext) -> Reason {
             n,
         )
     };
+    // The response's status class, counted once per head read (a status line needs 13 bytes).
+    let class = if loaded == 0 && n >= 13 {
+        // SAFETY: the buffer holds PENDING_BUF >= 12 bytes; `[u8; 12]` has alignment 1.
+        status_class_slot(unsafe { &*scratch.segment.data.as_ptr().cast::<[u8; 12]>() })
+    } else {
+        STATUS_CLASS_UNKNOWN
+    };
+    crate::maps::count_status(class);
     let framing = if loaded != 0 {
         Framing::Lost
     } else {

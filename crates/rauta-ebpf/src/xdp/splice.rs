@@ -21,7 +21,7 @@ use rauta_common::{
     checksum::csum_replace4,
     flow::fmix32,
     handoff::{REPLAY_SYN_V4_LEN, build_replay_syn_v4},
-    maps::{FlowKey, VIP_ENABLED},
+    maps::{FlowKey, STATUS_CLASS_UNKNOWN, VIP_ENABLED},
     reason::Reason,
     splice::{
         FRAMING_LOST, FRAMING_WAITING, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT, SPLICE_CLOSED,
@@ -322,6 +322,10 @@ pub fn client_segment(
                     s.requests = s.requests.wrapping_add(1);
                     s.head_request = u32::from(outcome == FOLLOWUP_SAME_HEAD);
                     crate::maps::count(Reason::SpliceFollowupSame);
+                    if s.framing == FRAMING_LOST {
+                        // Its response will not be read: counted now, as of unknown status.
+                        crate::maps::count_status(STATUS_CLASS_UNKNOWN);
+                    }
                 }
                 Some(_) => return Verdict::drop(Reason::InternalErrorPass),
                 None => {
