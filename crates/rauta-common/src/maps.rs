@@ -248,8 +248,10 @@ pub struct VipConfig {
     /// listener computes (`ilog2(max(tcp_rmem[2], rmem_max)) − 15`), so that handed-off connections need
     /// no window rewriting. Windows of a peer that chose another scale are rescaled to this one.
     pub wscale: u8,
-    /// Explicit padding; always zero.
-    pub _pad: u8,
+    /// 1: record each connection's first routing decision in `RAUTA_DECISIONS` (tests and diagnostics,
+    /// `KernelTiers::record_decisions`); 0, the default: nothing in the product reads them, and the
+    /// insert into that 65,536-entry LRU map was ~7 % of a first request's time.
+    pub record_decisions: u8,
     /// [`VIP_ENABLED`] to answer for this VIP; anything else passes all traffic.
     pub enabled: u32,
 }
@@ -261,7 +263,7 @@ impl VipConfig {
             addr_be: u32::from_ne_bytes(octets),
             port_be: u16::from_ne_bytes(port.to_be_bytes()),
             wscale: DEFAULT_WSCALE,
-            _pad: 0,
+            record_decisions: 0,
             enabled: VIP_ENABLED,
         }
     }

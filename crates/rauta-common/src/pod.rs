@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, VipConfig};
-use crate::route::{Endpoint, RouteDecision, RouteKey, RouteValue, ServiceEntry, SlotKey};
+use crate::route::{Endpoint, RouteDecision, RouteKey, RouteValue, ServiceEntry};
 use crate::splice::{NatKey, OldLeg, SpliceConfig, SpliceState};
 
 unsafe impl aya::Pod for VipConfig {}
@@ -17,7 +17,6 @@ unsafe impl aya::Pod for HeldKey {}
 unsafe impl aya::Pod for RouteKey {}
 unsafe impl aya::Pod for RouteValue {}
 unsafe impl aya::Pod for ServiceEntry {}
-unsafe impl aya::Pod for SlotKey {}
 unsafe impl aya::Pod for Endpoint {}
 unsafe impl aya::Pod for RouteDecision {}
 unsafe impl aya::Pod for SpliceConfig {}

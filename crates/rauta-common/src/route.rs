@@ -10,21 +10,27 @@
 //! `rauta_maglev::MaglevTable` Tier 3 uses, so both tiers pick the same endpoint for the same client
 //! (`flow_hash_v4(client address, client port) % table_size`).
 //!
-//! Consistency while userspace rewrites the maps: service ids are double-buffered. Each update writes
-//! the services and their slots under the *other* bank's ids ([`SERVICE_BANK_BIT`]), then points every
-//! route at them (one hash-map update per route, atomic for readers), then deletes stale routes and the
-//! old bank. A reader holds either an old or a new route value, and each one's service id names a
-//! complete table until the old bank is deleted; a program that loses that race finds no service entry
-//! and counts [`RouteReason::NoEndpoint`] — a miss (Tier 3), never a wrong endpoint.
+//! Consistency while userspace rewrites the maps: service ids and slot ranges are double-buffered. Each
+//! update writes the services' slots into the *other* bank's half of [`SLOTS_MAP`] (an array: bank `b`
+//! owns indexes `b * SLOTS_PER_BANK ..`) and the services under that bank's ids ([`SERVICE_BANK_BIT`]),
+//! then points every route at them (one hash-map update per route, atomic for readers: the route value
+//! carries the service id, its table size and its slot base, so the program needs no other lookup to find
+//! the slot), then deletes stale routes and the old bank's service entries. A reader holds either an old
+//! or a new route value, and each one's slot range is complete: the old bank's half of the slot array is
+//! only rewritten by the update after next. An unwritten (all-zero) slot counts
+//! [`RouteReason::NoEndpoint`] — a miss (Tier 3), never a wrong endpoint.
 #![forbid(unsafe_code)]
 
 /// Name of the route map (`BPF_MAP_TYPE_HASH`, [`RouteKey`] → [`RouteValue`], [`ROUTE_ENTRIES`]).
 pub const ROUTES_MAP: &str = "RAUTA_ROUTES";
 /// Name of the service map (`BPF_MAP_TYPE_HASH`, service id `u32` → [`ServiceEntry`],
-/// [`SERVICE_ENTRIES`]).
+/// [`SERVICE_ENTRIES`]): the services of the active bank, for userspace (tests, diagnostics). The
+/// programs read what they need from the route value.
 pub const SERVICES_MAP: &str = "RAUTA_SERVICES";
-/// Name of the Maglev slot map (`BPF_MAP_TYPE_HASH`, no prealloc, [`SlotKey`] → [`Endpoint`],
-/// [`SLOT_ENTRIES`]).
+/// Name of the Maglev slot map (`BPF_MAP_TYPE_ARRAY`, index `u32` → [`Endpoint`], [`SLOT_ENTRIES`]):
+/// a service's slot `s` is at [`RouteValue::slot_base`] + `s`. An array, not a hash: the lookup is a
+/// bounds check and an add the verifier inlines (no hashing, no bucket walk), and a table's slots are
+/// contiguous.
 pub const SLOTS_MAP: &str = "RAUTA_SLOTS";
 /// Name of the per-CPU route-decision counter map (`BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`,
 /// [`ROUTE_COUNTER_SLOTS`] entries, indexed by [`RouteReason`]).
@@ -48,8 +54,10 @@ pub const ROUTE_ENTRIES: u32 = 8192;
 pub const SERVICES_PER_BANK: u32 = 1024;
 /// Capacity of [`SERVICES_MAP`] (both banks).
 pub const SERVICE_ENTRIES: u32 = 2 * SERVICES_PER_BANK;
-/// Capacity of [`SLOTS_MAP`] (both banks; allocated on demand). One bank may use half.
+/// Capacity of [`SLOTS_MAP`] (both banks: 8 MB of endpoints, allocated when the object loads).
 pub const SLOT_ENTRIES: u32 = 1 << 20;
+/// Slots per bank: bank `b`'s slots are the indexes `b * SLOTS_PER_BANK .. (b + 1) * SLOTS_PER_BANK`.
+pub const SLOTS_PER_BANK: u32 = SLOT_ENTRIES / 2;
 /// The bit of a service id that names its bank.
 pub const SERVICE_BANK_BIT: u32 = 1 << 31;
 
@@ -108,14 +116,19 @@ impl RouteKey {
     }
 }
 
-/// Value of [`ROUTES_MAP`].
+/// Value of [`ROUTES_MAP`]: everything the program needs to pick the endpoint, in the one entry it has
+/// to look up anyway.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteValue {
-    /// The service id (key of [`SERVICES_MAP`] and [`SlotKey::service`]).
+    /// The service id (key of [`SERVICES_MAP`]).
     pub service: u32,
     /// [`METHOD_GET`] | [`METHOD_HEAD`]: methods the kernel may route (others go to Tier 3).
     pub methods: u32,
+    /// Index of the service's slot 0 in [`SLOTS_MAP`] (inside the service's bank).
+    pub slot_base: u32,
+    /// Slots in the service's Maglev table (a prime); slot = flow hash % size.
+    pub table_size: u32,
 }
 
 /// Value of [`SERVICES_MAP`]: one service's Maglev table.
@@ -126,19 +139,12 @@ pub struct ServiceEntry {
     pub table_size: u32,
     /// Distinct endpoints the slots point at.
     pub endpoints: u32,
+    /// Index of the table's slot 0 in [`SLOTS_MAP`] (as in the routes' [`RouteValue::slot_base`]).
+    pub slot_base: u32,
 }
 
-/// Key of [`SLOTS_MAP`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SlotKey {
-    /// The service id.
-    pub service: u32,
-    /// The Maglev slot (0..table_size).
-    pub slot: u32,
-}
-
-/// Value of [`SLOTS_MAP`]: an IPv4 endpoint, in network byte order as it goes into a packet.
+/// Value of [`SLOTS_MAP`]: an IPv4 endpoint, in network byte order as it goes into a packet (all zero:
+/// no endpoint).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Endpoint {
@@ -290,9 +296,8 @@ impl RouteReason {
 }
 
 const _: () = assert!(core::mem::size_of::<RouteKey>() == 4 + ROUTE_HOST_MAX + ROUTE_PATH_MAX);
-const _: () = assert!(core::mem::size_of::<RouteValue>() == 8);
-const _: () = assert!(core::mem::size_of::<ServiceEntry>() == 8);
-const _: () = assert!(core::mem::size_of::<SlotKey>() == 8);
+const _: () = assert!(core::mem::size_of::<RouteValue>() == 16);
+const _: () = assert!(core::mem::size_of::<ServiceEntry>() == 12);
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 8);
 const _: () = assert!(core::mem::size_of::<RouteDecision>() == 16);
 const _: () = assert!(RouteReason::COUNT as u32 <= ROUTE_COUNTER_SLOTS);

@@ -18,9 +18,9 @@ use rauta_common::{
     },
     reason::Reason,
     route::{
-        Endpoint, RouteDecision, RouteKey, RouteReason, RouteValue, ServiceEntry, SlotKey,
-        DECISIONS_MAP, METHOD_GET, METHOD_HEAD, ROUTES_MAP, ROUTE_COUNTERS_MAP, SERVICES_MAP,
-        SERVICE_BANK_BIT, SLOTS_MAP,
+        Endpoint, RouteDecision, RouteKey, RouteReason, RouteValue, ServiceEntry, DECISIONS_MAP,
+        METHOD_GET, METHOD_HEAD, ROUTES_MAP, ROUTE_COUNTERS_MAP, SERVICES_MAP, SERVICE_BANK_BIT,
+        SLOTS_MAP, SLOTS_PER_BANK,
     },
     splice::{
         NatKey, OldLeg, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, OLD_LEGS_MAP,
@@ -338,7 +338,22 @@ impl KernelTiers {
         Ok(StatusClasses::from_values(values))
     }
 
-    /// The routing decision recorded for the flow `key`'s first data segment, if any.
+    /// Whether the programs record each connection's first routing decision (read back with
+    /// [`KernelTiers::decision`]). Off after [`KernelTiers::load`]: nothing in the product reads the
+    /// records, and the insert costs a first request ~7 % of its time. Tests and diagnostics turn it on.
+    pub fn record_decisions(&mut self, on: bool) -> Result<(), DataplaneError> {
+        let mut vip_map: Array<_, VipConfig> = self.typed_map_mut(VIP_MAP)?;
+        let mut vip = vip_map
+            .get(&0, 0)
+            .map_err(|source| DataplaneError::map(VIP_MAP, source))?;
+        vip.record_decisions = u8::from(on);
+        vip_map
+            .set(0, vip, 0)
+            .map_err(|source| DataplaneError::map(VIP_MAP, source))
+    }
+
+    /// The routing decision recorded for the flow `key`'s first data segment, if any (only while
+    /// [`KernelTiers::record_decisions`] is on).
     pub fn decision(&self, key: &FlowKey) -> Result<Option<RouteDecision>, DataplaneError> {
         let decisions: HashMap<_, FlowKey, RouteDecision> = self.typed_map(DECISIONS_MAP)?;
         match decisions.get(key, 0) {
@@ -358,13 +373,14 @@ impl KernelTiers {
     /// and removes every other entry.
     ///
     /// Order, so that a packet routed during the update always finds a complete service: (1) clear the
-    /// inactive bank of service ids (left-overs of a failed update); (2) write every service's Maglev
-    /// slots, then its table entry, under the inactive bank's ids; (3) point each route at its new id
-    /// (one hash update per key: a reader sees the old or the new value, never a mix); (4) delete route
-    /// keys the table no longer has; (5) delete the previously active bank. A packet that read an old
-    /// route value and then finds its service deleted by (5) counts `route_no_endpoint` — a miss that
-    /// Tier 3 serves, never another service's endpoint. On error the maps may hold a mix of the old
-    /// and the new table, each route still consistent with its own service; calling again repairs it.
+    /// inactive bank's service ids (left-overs of a failed update); (2) write every service's Maglev
+    /// slots into the inactive bank's half of the slot array, then its service entry under the inactive
+    /// bank's id; (3) point each route at its new id and slot range (one hash update per key: a reader
+    /// sees the old or the new value, never a mix); (4) delete route keys the table no longer has; (5)
+    /// delete the previously active bank's service entries. Its half of the slot array stays as it is
+    /// until the next update writes over it, so a packet that read an old route value still finds that
+    /// route's complete table. On error the maps may hold a mix of the old and the new table, each route
+    /// still consistent with its own slots; calling again repairs it.
     pub fn apply_routes(&mut self, table: &RouteTable) -> Result<AppliedRoutes, DataplaneError> {
         self.apply_routes_with_health(table, &|_| None)
     }
@@ -383,27 +399,36 @@ impl KernelTiers {
         let new_bank = old_bank ^ 1;
         let id = |index: usize| (new_bank * SERVICE_BANK_BIT) | index as u32;
 
+        // Each service's slot 0 in the array: its bank's half, tables one after the other
+        // (`route_maps_with_health` keeps their sum within a bank).
+        let bases: Vec<u32> = image
+            .services
+            .iter()
+            .scan(new_bank * SLOTS_PER_BANK, |next, service| {
+                let base = *next;
+                *next += service.slots.len() as u32;
+                Some(base)
+            })
+            .collect();
+
         self.delete_bank(new_bank)?;
         {
-            let mut slots: HashMap<_, SlotKey, Endpoint> = self.typed_map_mut(SLOTS_MAP)?;
-            for (index, service) in image.services.iter().enumerate() {
+            let mut slots: Array<_, Endpoint> = self.typed_map_mut(SLOTS_MAP)?;
+            for (service, &base) in image.services.iter().zip(&bases) {
                 for (slot, endpoint) in service.slots.iter().enumerate() {
-                    let key = SlotKey {
-                        service: id(index),
-                        slot: slot as u32,
-                    };
                     slots
-                        .insert(key, endpoint, 0)
+                        .set(base + slot as u32, endpoint, 0)
                         .map_err(|source| DataplaneError::map(SLOTS_MAP, source))?;
                 }
             }
         }
         {
             let mut services: HashMap<_, u32, ServiceEntry> = self.typed_map_mut(SERVICES_MAP)?;
-            for (index, service) in image.services.iter().enumerate() {
+            for (index, (service, &base)) in image.services.iter().zip(&bases).enumerate() {
                 let entry = ServiceEntry {
                     table_size: service.slots.len() as u32,
                     endpoints: service.endpoints,
+                    slot_base: base,
                 };
                 services
                     .insert(id(index), entry, 0)
@@ -416,6 +441,8 @@ impl KernelTiers {
                 let value = RouteValue {
                     service: id(*index),
                     methods: METHOD_GET | METHOD_HEAD,
+                    slot_base: bases[*index],
+                    table_size: image.services[*index].slots.len() as u32,
                 };
                 routes
                     .insert(key, value, 0)
@@ -453,48 +480,36 @@ impl KernelTiers {
         })
     }
 
-    /// Deletes every service and slot entry whose id is in `bank`.
+    /// Deletes every service entry whose id is in `bank` (its half of the slot array needs no deleting:
+    /// only a route value names a slot range, and the next update of that bank writes over it).
     fn delete_bank(&mut self, bank: u32) -> Result<(), DataplaneError> {
         let in_bank = |service: u32| (service & SERVICE_BANK_BIT != 0) == (bank == 1);
-        {
-            let mut services: HashMap<_, u32, ServiceEntry> = self.typed_map_mut(SERVICES_MAP)?;
-            let ids: Vec<u32> = services
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|&k| in_bank(k))
-                .collect();
-            for k in ids {
-                match services.remove(&k) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(source) => return Err(DataplaneError::map(SERVICES_MAP, source)),
-                }
-            }
-        }
-        let mut slots: HashMap<_, SlotKey, Endpoint> = self.typed_map_mut(SLOTS_MAP)?;
-        let keys: Vec<SlotKey> = slots
+        let mut services: HashMap<_, u32, ServiceEntry> = self.typed_map_mut(SERVICES_MAP)?;
+        let ids: Vec<u32> = services
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| in_bank(k.service))
+            .filter(|&k| in_bank(k))
             .collect();
-        for k in keys {
-            match slots.remove(&k) {
+        for k in ids {
+            match services.remove(&k) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => return Err(DataplaneError::map(SLOTS_MAP, source)),
+                Err(source) => return Err(DataplaneError::map(SERVICES_MAP, source)),
             }
         }
         Ok(())
     }
 
-    /// Entries in the route, service and slot maps (tests and diagnostics: walks the maps).
+    /// Entries in the route and service maps, and the Maglev slots those services use (tests and
+    /// diagnostics: walks the maps).
     pub fn route_map_sizes(&self) -> Result<(usize, usize, usize), DataplaneError> {
         let routes: HashMap<_, RouteKey, RouteValue> = self.typed_map(ROUTES_MAP)?;
         let services: HashMap<_, u32, ServiceEntry> = self.typed_map(SERVICES_MAP)?;
-        let slots: HashMap<_, SlotKey, Endpoint> = self.typed_map(SLOTS_MAP)?;
-        Ok((
-            routes.keys().count(),
-            services.keys().count(),
-            slots.keys().count(),
-        ))
+        let slots = services
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, entry)| entry.table_size as usize)
+            .sum();
+        Ok((routes.keys().count(), services.keys().count(), slots))
     }
 
     /// Runs the program once on `packet` with `BPF_PROG_RUN` (no interface involved) and returns its action

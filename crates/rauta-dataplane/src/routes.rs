@@ -19,7 +19,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
-use rauta_common::route::{Endpoint, RouteKey, ROUTE_ENTRIES, SERVICES_PER_BANK, SLOT_ENTRIES};
+use rauta_common::route::{Endpoint, RouteKey, ROUTE_ENTRIES, SERVICES_PER_BANK, SLOTS_PER_BANK};
 use rauta_routes::{Backend, Match, Route, RouteTable, ServiceRef, Tier};
 
 /// The contents of the route maps for one table, before service ids are assigned.
@@ -117,7 +117,7 @@ pub fn route_maps_with_health(table: &RouteTable, healthy: HealthySlots) -> Rout
                     None => {
                         let service = expand(&route.backend, healthy(&route.backend));
                         if image.services.len() >= SERVICES_PER_BANK as usize
-                            || slots_used + service.slots.len() > (SLOT_ENTRIES / 2) as usize
+                            || slots_used + service.slots.len() > SLOTS_PER_BANK as usize
                         {
                             image.skipped.push(skipped(route, SkipReason::Capacity));
                             continue;

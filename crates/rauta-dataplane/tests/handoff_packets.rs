@@ -33,7 +33,11 @@ macro_rules! needs_root {
 }
 
 fn tiers() -> KernelTiers {
-    KernelTiers::load(SocketAddrV4::new(VIP, PORT), &[]).expect("load the programs (is this root?)")
+    let mut t = KernelTiers::load(SocketAddrV4::new(VIP, PORT), &[])
+        .expect("load the programs (is this root?)");
+    // These cases count the recorded decisions.
+    t.record_decisions(true).unwrap();
+    t
 }
 
 fn key(sport: u16) -> FlowKey {

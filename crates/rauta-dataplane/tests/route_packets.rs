@@ -57,6 +57,7 @@ fn fixture() -> RouteTable {
 
 fn loaded(table: &RouteTable) -> KernelTiers {
     let mut t = KernelTiers::load(SocketAddrV4::new(VIP, PORT), &[]).expect("load (root?)");
+    t.record_decisions(true).unwrap();
     // These cases are about the decision; with splicing off a hit is handed to Tier 3 like a miss
     // (`splice_packets.rs` covers what a hit does with splicing on).
     t.set_splicing(None).unwrap();
@@ -378,6 +379,82 @@ fn apply_routes_switches_banks_and_removes_stale_entries() {
     let applied = t.apply_routes(&RouteTable::default()).unwrap();
     assert_eq!((applied.routes, applied.removed_routes), (0, 1));
     assert_eq!(t.route_map_sizes().unwrap(), (0, 0, 0));
+}
+
+/// The slot array is split in two banks and each service's table sits at a base inside its bank; an
+/// update moves the bases (other services, other sizes, another order) and alternates the banks. After
+/// every update both routes must pick what Tier 3 picks from the *new* table: a base computed wrong, or
+/// a slot range left over from an earlier table, would hand out an endpoint of that table (every table
+/// here has endpoints of its own).
+#[test]
+fn slot_bases_move_across_banks_and_every_route_picks_from_its_new_table() {
+    needs_root!("slot_bases_move_across_banks_and_every_route_picks_from_its_new_table");
+    let ingress = |first: (&str, &str), second: (&str, &str)| {
+        format!(
+            r#"
+---
+kind: Ingress
+metadata: {{name: web, namespace: default}}
+spec:
+  ingressClassName: rauta
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {{path: {}, pathType: Exact, backend: {{service: {{name: {}, port: {{number: 80}}}}}}}}
+      - {{path: {}, pathType: Exact, backend: {{service: {{name: {}, port: {{number: 80}}}}}}}}
+"#,
+            first.0, first.1, second.0, second.1
+        )
+    };
+    let addresses = |net: u8, count: u8| -> Vec<String> {
+        (1..=count).map(|i| format!("198.18.{net}.{i}")).collect()
+    };
+    let with = |order: [(&str, &str); 2], shop: Vec<String>, info: Vec<String>| {
+        let shop: Vec<&str> = shop.iter().map(String::as_str).collect();
+        let info: Vec<&str> = info.iter().map(String::as_str).collect();
+        table(&format!(
+            "{}{}{}",
+            ingress(order[0], order[1]),
+            service("shop", &shop),
+            service("info", &info)
+        ))
+    };
+    let cart = ("/cart", "shop");
+    let about = ("/about", "info");
+    let tables = [
+        // shop (509 slots) then info (251) in bank 1.
+        with([cart, about], addresses(10, 4), addresses(20, 1)),
+        // info first in bank 0; shop smaller, after it.
+        with([about, cart], addresses(11, 2), addresses(21, 3)),
+        // Bank 1 again: shop grows over the range info had there.
+        with([cart, about], addresses(12, 7), addresses(22, 1)),
+        // Bank 0 again: shop shrinks, info moves down over shop's old range.
+        with([cart, about], addresses(13, 1), addresses(23, 9)),
+    ];
+    let mut t = KernelTiers::load(SocketAddrV4::new(VIP, PORT), &[]).expect("load (root?)");
+    t.record_decisions(true).unwrap();
+    t.set_splicing(None).unwrap();
+    let mut sport = 45000u16;
+    for (round, table) in tables.iter().enumerate() {
+        let applied = t.apply_routes(table).unwrap();
+        assert_eq!((applied.routes, applied.services), (2, 2), "round {round}");
+        let bank_bit = if round % 2 == 0 { 1 << 31 } else { 0 };
+        for path in ["/cart", "/about"] {
+            for _ in 0..12 {
+                sport += 7;
+                let request = format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n\r\n");
+                let d = first_segment(&t, sport, request.as_bytes());
+                assert_eq!(d.reason, RouteReason::Hit as u32, "round {round} {path}");
+                assert_eq!(
+                    d.service & (1 << 31),
+                    bank_bit,
+                    "round {round}: the new bank"
+                );
+                expect_endpoint(table, path, sport, &d);
+            }
+        }
+    }
 }
 
 /// Not a pass/fail test: median `BPF_PROG_RUN` duration of a first data segment (cookie check, store,

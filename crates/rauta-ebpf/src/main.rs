@@ -119,7 +119,7 @@ pub fn rauta_xdp_response(ctx: XdpContext) -> u32 {
 /// SYN to Tier 3, counted as the hand-off it is.
 #[xdp]
 pub fn rauta_xdp_route(ctx: XdpContext) -> u32 {
-    if xdp::route::decide_stored() {
+    if xdp::route::decide_stored(true) {
         // SAFETY: a tail call with this program's own context; it returns only if the slot is empty,
         // and then the hand-off goes on as if there had been no hit.
         unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };

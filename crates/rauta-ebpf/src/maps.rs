@@ -3,7 +3,6 @@
 //! look each one up by that constant).
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
@@ -18,7 +17,7 @@ use rauta_common::{
     reason::Reason,
     route::{
         Endpoint, ROUTE_COUNTER_SLOTS, ROUTE_ENTRIES, RouteDecision, RouteKey, RouteReason,
-        RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry, SlotKey,
+        RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry,
     },
     splice::{
         NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, RST_V4_LEN, SPLICE_ENTRIES, SpliceConfig,
@@ -75,10 +74,10 @@ pub static RAUTA_ROUTES: HashMap<RouteKey, RouteValue> =
 pub static RAUTA_SERVICES: HashMap<u32, ServiceEntry> =
     HashMap::with_max_entries(SERVICE_ENTRIES, 0);
 
-/// `RAUTA_SLOTS`: (service id, Maglev slot) → IPv4 endpoint; allocated on demand (tables vary in size).
+/// `RAUTA_SLOTS`: slot base of the route's service + Maglev slot → IPv4 endpoint (an array: the lookup
+/// is inlined, see `rauta_common::route::SLOTS_MAP`).
 #[map]
-pub static RAUTA_SLOTS: HashMap<SlotKey, Endpoint> =
-    HashMap::with_max_entries(SLOT_ENTRIES, BPF_F_NO_PREALLOC);
+pub static RAUTA_SLOTS: Array<Endpoint> = Array::with_max_entries(SLOT_ENTRIES, 0);
 
 /// `RAUTA_ROUTE_COUNTERS`: routing decisions per reason, per CPU.
 #[map]

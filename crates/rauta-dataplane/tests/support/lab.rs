@@ -422,7 +422,11 @@ impl ScaleLab {
         let vip = lab.vip;
         let devs = vec![nc.clone(), nb.clone()];
         lab.tiers = Some(in_ns(&n, move || {
-            KernelTiers::load_in_mode(vip, &devs, mode).expect("load and attach XDP and TC")
+            let mut tiers =
+                KernelTiers::load_in_mode(vip, &devs, mode).expect("load and attach XDP and TC");
+            // The cases read the routing decisions back.
+            tiers.record_decisions(true).unwrap();
+            tiers
         }));
         for (ns, dev) in [(c, cn), (b, bn)] {
             // veth delivers XDP_TX and XDP_REDIRECT frames only to a peer that runs an XDP program.

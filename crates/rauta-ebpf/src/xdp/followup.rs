@@ -78,7 +78,7 @@ pub fn decide(ctx: &XdpContext) -> Result<bool, Verdict> {
     let Some(s) = copy_of(&RAUTA_SPLICES, &r.flow) else {
         return Err(Verdict::drop(Reason::InternalErrorPass));
     };
-    let hit = route::decide_stored();
+    let hit = route::decide_stored(false);
     let same = hit
         && scratch.hit.unsupported_headers == 0
         && scratch.hit.endpoint.addr_be == s.backend_addr

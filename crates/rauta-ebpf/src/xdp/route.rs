@@ -17,12 +17,12 @@ use rauta_common::{
     maps::{FlowKey, PENDING_BUF},
     route::{
         Endpoint, HEAD_SCAN_MAX, HOST_SCAN_MAX, METHOD_GET, METHOD_HEAD, ROUTE_HOST_MAX,
-        ROUTE_PATH_MAX, RouteDecision, RouteKey, RouteReason, SlotKey,
+        ROUTE_PATH_MAX, RouteDecision, RouteKey, RouteReason,
     },
 };
 
 use crate::maps::{
-    RAUTA_DECISIONS, RAUTA_ROUTES, RAUTA_SCRATCH, RAUTA_SERVICES, RAUTA_SLOTS, SCRATCH_XDP,
+    RAUTA_DECISIONS, RAUTA_ROUTES, RAUTA_SCRATCH, RAUTA_SLOTS, RAUTA_VIP, SCRATCH_XDP,
     count_route,
 };
 
@@ -130,9 +130,11 @@ fn lower(b: u8) -> u8 {
 /// Decides the first data segment `handoff::replay` just stored in the scratch entry, counts and records
 /// the decision; on a hit leaves it in the scratch entry's `hit` and returns true. Called once, after the packet's verdict, from the program's entry point: reached from
 /// a single place with little live state, the parser is verified once instead of once per path into
-/// `replay` (which exceeded the verifier's one million instructions).
+/// `replay` (which exceeded the verifier's one million instructions). `first_request`: called by the
+/// route program on a connection's first request (a constant at each call site), not by the follow-up
+/// program.
 #[inline(always)]
-pub fn decide_stored() -> bool {
+pub fn decide_stored(first_request: bool) -> bool {
     let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
         return false;
     };
@@ -157,10 +159,11 @@ pub fn decide_stored() -> bool {
         endpoint: decision.endpoint,
     };
     // Informational: a failed insert must not cost the client anything. Recorded for a connection's
-    // first request only (what `Tiers::decision` reports): a follow-up on a kept-alive splice is
-    // decided on every request, and an LRU insert per request is a large part of its cost.
-    let followup = scratch.resume.kind == super::RESUME_FOLLOWUP && scratch.resume.flow == flow;
-    if !followup {
+    // first request only (what `Tiers::decision` reports; a follow-up on a kept-alive splice is decided
+    // on every request, and the follow-up program has no verifier budget for the branch), and only
+    // when userspace asked for it (`VipConfig::record_decisions`): nothing in the product reads the
+    // records, and the LRU insert was ~7 % of a first request.
+    if first_request && RAUTA_VIP.get(0).is_some_and(|vip| vip.record_decisions != 0) {
         let _ = RAUTA_DECISIONS.insert(flow, record, 0);
     }
     if decision.reason != RouteReason::Hit {
@@ -302,7 +305,8 @@ pub fn decide(
     s.key.host_len = host_len as u16;
     s.key.path_len = path_len as u16;
 
-    // 7. Route, service, Maglev slot.
+    // 7. Route and Maglev slot. The route value carries the service's table size and slot base, so the
+    // slot is one inlined array access: no service lookup, no hashing of a slot key.
     // By reference on purpose: the key stays in the scratch map instead of being copied to the stack.
     #[allow(clippy::needless_borrows_for_generic_args)]
     let route = RAUTA_ROUTES.get_ptr(&s.key);
@@ -314,21 +318,23 @@ pub fn decide(
     if route.methods & method == 0 {
         return Decision::miss(RouteReason::OtherMethod);
     }
-    let Some(service) = RAUTA_SERVICES.get_ptr(route.service) else {
-        return Decision::miss(RouteReason::NoEndpoint);
-    };
-    // SAFETY: as above.
-    let size = unsafe { (*service).table_size };
-    if size == 0 {
+    if route.table_size == 0 {
         return Decision::miss(RouteReason::NoEndpoint);
     }
-    let slot = SlotKey {
-        service: route.service,
-        slot: maglev_slot(flow_hash_v4(client_addr, client_port), size),
-    };
-    let Some(endpoint) = RAUTA_SLOTS.get_ptr(slot) else {
+    let index = route.slot_base.wrapping_add(maglev_slot(
+        flow_hash_v4(client_addr, client_port),
+        route.table_size,
+    ));
+    // Out of range: `None`, as for any index past the array.
+    let Some(endpoint) = RAUTA_SLOTS.get_ptr(index) else {
         return Decision::miss(RouteReason::NoEndpoint);
     };
+    // SAFETY: a pointer into the array, read at once.
+    let endpoint = unsafe { *endpoint };
+    if endpoint.addr_be == 0 {
+        // Never written: not a slot of any table (only a corrupted route value gets here).
+        return Decision::miss(RouteReason::NoEndpoint);
+    }
     // 8. Only what the splice carries whole: a head alone (its headers are checked by the splice
     // program, which has a verifier budget of its own).
     if ld(&s.head_end) != len {
@@ -337,8 +343,7 @@ pub fn decide(
     Decision {
         reason: RouteReason::Hit,
         service: route.service,
-        // SAFETY: as above.
-        endpoint: unsafe { *endpoint },
+        endpoint,
     }
 }
 
