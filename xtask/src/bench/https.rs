@@ -464,12 +464,6 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
         let (a, b) = (median_numbers(&c.rauta), median_numbers(&c.nginx));
         let (ratios, p99_ratios) = c.ratios();
         let (ratio, p99_ratio) = (super::median(&ratios), super::median(&p99_ratios));
-        let list = |v: &[f64]| {
-            v.iter()
-                .map(|r| format!("{r:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let cpu = |n: Numbers| n.cpu_us.map_or("-".to_owned(), |c| format!("{c:.1}"));
         let met = ratio >= 1.0 && (!p99_too || p99_ratio <= 1.0);
         let target = if p99_too {
@@ -487,8 +481,8 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
             "| {name}{errors} | {:.0} | {:.0} | {ratio:.2}x | {p99_ratio:.2}x | {}; {} | {:.3} / {:.3} | {:.3} / {:.3} | {} / {} | {target}: {} |",
             a.rps,
             b.rps,
-            list(&ratios),
-            list(&p99_ratios),
+            super::ratio_list(&ratios),
+            super::ratio_list(&p99_ratios),
             a.p50_ms,
             a.p99_ms,
             b.p50_ms,

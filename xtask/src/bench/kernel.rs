@@ -821,12 +821,6 @@ fn summary(
     }
     if !ratios.rps.is_empty() {
         let (rps, p99) = (median(&ratios.rps), median(&ratios.p99));
-        let list = |v: &[f64]| {
-            v.iter()
-                .map(|r| format!("{r:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let verdict = |ok: bool| if ok { "met" } else { "missed" };
         let line = format!(
             "Tier 1 / direct, median of {} rounds: requests/s {rps:.2}x (target >= {TARGET_RPS_RATIO}x: \
@@ -834,8 +828,8 @@ fn summary(
             ratios.rps.len(),
             verdict(rps >= TARGET_RPS_RATIO),
             verdict(p99 <= TARGET_P99_RATIO),
-            list(&ratios.rps),
-            list(&ratios.p99),
+            super::ratio_list(&ratios.rps),
+            super::ratio_list(&ratios.p99),
         );
         println!("  {line}");
         let _ = writeln!(md, "\n{line}\n");

@@ -525,16 +525,10 @@ fn http_bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Resul
     let ratio = median(&ratios);
     let p99_ratio = median(&p99_ratios);
     let ratio_minimal = via_rauta.wrk.rps / via_nginx_minimal.wrk.rps.max(1.0);
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let per_round = format!(
         "per round: throughput {}, p99 {}",
-        list(&ratios),
-        list(&p99_ratios)
+        ratio_list(&ratios),
+        ratio_list(&p99_ratios)
     );
     println!(
         "  RAUTA/nginx, median of {} rounds: {ratio:.2}x throughput, p99 {p99_ratio:.2}x ({per_round}); \
@@ -600,6 +594,15 @@ fn median(values: &[f64]) -> f64 {
         _ if n % 2 == 1 => sorted[n / 2],
         _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
+}
+
+/// Per-round ratios as the summaries print them: `1.02, 0.97, 1.00`.
+fn ratio_list(ratios: &[f64]) -> String {
+    ratios
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The round whose requests/s is the median (a whole measurement: its latencies and CPU belong to it).
