@@ -193,6 +193,11 @@ impl CountedBody {
     pub(crate) fn is_upstream(&self) -> bool {
         self.inner.is_upstream()
     }
+
+    /// The counted body's passed-through head fields (see `ProxyBody::passed`).
+    pub(crate) fn passed(&self) -> Option<&crate::upstream::PassedFields> {
+        self.inner.passed()
+    }
 }
 
 impl Body for CountedBody {

@@ -67,6 +67,16 @@ impl ProxyBody {
         }
     }
 
+    /// The response head's fields passed through as bytes by the upstream codec (then the response's
+    /// header map holds nothing of the upstream's); `None` for every other body.
+    pub(crate) fn passed(&self) -> Option<&crate::upstream::PassedFields> {
+        match &self.0 {
+            Kind::Upstream(body) => body.passed(),
+            Kind::Counted(body) => body.passed(),
+            Kind::Upstream2(_) | Kind::Static(_) => None,
+        }
+    }
+
     /// The upstream connection of a `101 Switching Protocols` answer, with any bytes it sent after the head;
     /// `None` for any other body.
     pub(crate) fn into_upgraded(

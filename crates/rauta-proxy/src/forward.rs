@@ -170,7 +170,6 @@ async fn forward(
             }
         }
     }
-    headers::add_forwarded(&mut parts.headers, &conn.client_ip, conn.scheme);
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         // HTTP/2 requests carry scheme and authority; HTTP/1.1 upstreams get origin-form. HTTP/1.x requests
         // reaching this point are origin-form already and pass untouched.
@@ -184,7 +183,10 @@ async fn forward(
     // One clock read serves the deadline and the latency (clock reads showed up in profiles).
     let started = tokio::time::Instant::now();
     let deadline = started + grpc_timeout.unwrap_or(proxy.config.response_timeout);
+    // An HTTP/2 upstream gets the forwarding fields in the map hyper encodes; the HTTP/1.1 codec writes
+    // them straight into the head it encodes.
     let response = if h2c {
+        headers::add_forwarded(&mut parts.headers, &conn.client_ip, conn.scheme);
         crate::upstream::prepare_h2(&mut parts, chosen.endpoint());
         let grpc_deadline = grpc_timeout.map(|_| deadline);
         let retry = balance::idempotent(&parts.method);
@@ -201,19 +203,27 @@ async fn forward(
             Ok(result) => chosen.settle(result)?.map(ProxyBody::upstream_h2),
         }
     } else {
-        parts.version = Version::HTTP_11;
+        let forwarding =
+            headers::Forwarding::take(&mut parts.headers, &conn.client_ip, conn.scheme);
+        // `parts.version` stays the client's: the upstream codec writes HTTP/1.1 whatever it says, and reads
+        // it to know whether the response head may pass through as bytes (see `upstream::exchange`).
         let body = UpstreamBody::new(body, limit);
         let retry = balance::idempotent(&parts.method);
         let sent = if speak == Upstream::Tls {
             // Boxed like the HTTP/2 exchange: a rare path must not enlarge every request's future.
-            let sending = proxy.pool.send_tls(&mut chosen, retry, &parts, body);
+            let sending = proxy
+                .pool
+                .send_tls(&mut chosen, retry, &parts, &forwarding, body);
             ResponseTimer::new(timer, deadline)
                 .run(Box::pin(sending).as_mut())
                 .await
         } else {
             // Pinned where it is built: the timer holds a pointer to it rather than a copy of the whole
             // exchange future (copies of futures between layers were a sixth of this path's instructions).
-            let sending = pin!(proxy.pool.send_balanced(&mut chosen, retry, &parts, body));
+            let sending =
+                pin!(proxy
+                    .pool
+                    .send_balanced(&mut chosen, retry, &parts, &forwarding, body));
             ResponseTimer::new(timer, deadline).run(sending).await
         };
         match sent {

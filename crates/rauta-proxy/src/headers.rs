@@ -140,6 +140,82 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, sc
     }
 }
 
+/// The forwarding fields of a request to an HTTP/1.1 upstream: written by the upstream codec straight into
+/// the request head (see `upstream::encode_head`), with the same values [`add_forwarded`] gives a map,
+/// instead of four map insertions (each a hash, a probe and a value copy) per request.
+#[derive(Debug)]
+pub(crate) struct Forwarding<'a> {
+    pub(crate) client_ip: &'a HeaderValue,
+    pub(crate) scheme: Scheme,
+    /// The `X-Forwarded-For` values the client sent, joined with `, ` (`None`: it sent none).
+    pub(crate) prior_for: Option<Vec<u8>>,
+}
+
+impl<'a> Forwarding<'a> {
+    /// Take the client's own forwarding fields out of `headers` (the prior `X-Forwarded-For` values are
+    /// kept to be appended to; `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host` are replaced).
+    pub(crate) fn take(
+        headers: &mut HeaderMap,
+        client_ip: &'a HeaderValue,
+        scheme: Scheme,
+    ) -> Self {
+        // One pass over the names finds whether there is anything to take (usually not): each `remove`
+        // costs a hash and a probe even for an absent name.
+        let present = headers.keys().any(|name| {
+            name == X_FORWARDED_FOR
+                || name == X_REAL_IP
+                || name == X_FORWARDED_PROTO
+                || name == X_FORWARDED_HOST
+        });
+        let mut prior_for = None;
+        if present {
+            let mut joined: Option<Vec<u8>> = None;
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                let joined = joined.get_or_insert_with(|| Vec::with_capacity(64));
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(value.as_bytes());
+            }
+            prior_for = joined;
+            for name in [
+                &X_FORWARDED_FOR,
+                &X_REAL_IP,
+                &X_FORWARDED_PROTO,
+                &X_FORWARDED_HOST,
+            ] {
+                headers.remove(name);
+            }
+        }
+        Self {
+            client_ip,
+            scheme,
+            prior_for,
+        }
+    }
+
+    /// Append the four fields to a request head being encoded; `host`: the request's Host value.
+    pub(crate) fn encode(&self, host: Option<&HeaderValue>, out: &mut Vec<u8>) {
+        let ip = self.client_ip.as_bytes();
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prior) = &self.prior_for {
+            out.extend_from_slice(prior);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(ip);
+        out.extend_from_slice(b"\r\nx-real-ip: ");
+        out.extend_from_slice(ip);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(self.scheme.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(host) = host {
+            out.extend_from_slice(b"x-forwarded-host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
 /// The client IP as a header value, computed once per connection.
 pub(crate) fn ip_header_value(ip: std::net::IpAddr) -> HeaderValue {
     // An IP address renders as ASCII digits, dots, colons and hex letters: always a valid header value.
@@ -223,6 +299,55 @@ mod tests {
         assert_eq!(h["x-real-ip"], "127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.example:8080");
+    }
+
+    #[test]
+    fn forwarding_written_into_the_head_matches_the_map_form() {
+        let pairs = [
+            ("host", "a.example:8080"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
+            ("x-real-ip", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-other", "1"),
+        ];
+        let ip = HeaderValue::from_static("127.0.0.9");
+        let mut mapped = map(&pairs);
+        add_forwarded(&mut mapped, &ip, Scheme::Http);
+        let mut taken = map(&pairs);
+        let forwarding = Forwarding::take(&mut taken, &ip, Scheme::Http);
+        let mut names: Vec<_> = taken.keys().map(|k| k.as_str().to_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["host", "x-other"]);
+        let mut out = Vec::new();
+        forwarding.encode(taken.get(header::HOST), &mut out);
+        let mut expected = Vec::new();
+        for name in [
+            "x-forwarded-for",
+            "x-real-ip",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+        ] {
+            expected.extend_from_slice(format!("{name}: ").as_bytes());
+            expected.extend_from_slice(mapped[name].as_bytes());
+            expected.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+
+        // Nothing to take: nothing removed, only the client's address; no Host, no X-Forwarded-Host.
+        let mut plain = map(&[("x-other", "1")]);
+        let forwarding = Forwarding::take(&mut plain, &ip, Scheme::Https);
+        assert_eq!(plain.len(), 1);
+        let mut out = Vec::new();
+        forwarding.encode(None, &mut out);
+        assert_eq!(
+            out,
+            b"x-forwarded-for: 127.0.0.9\r\nx-real-ip: 127.0.0.9\r\nx-forwarded-proto: https\r\n"
+        );
     }
 
     #[test]

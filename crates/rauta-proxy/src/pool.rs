@@ -25,6 +25,7 @@ use crate::body::{RequestBodyError, UpstreamBody};
 use crate::config::ProxyConfig;
 use crate::downstream::BodyError;
 use crate::error::ProxyError;
+use crate::headers::Forwarding;
 use crate::upstream::tls::{self, UpstreamIo};
 use crate::upstream::{self, Attempt, FieldSpans, ResponseBody, SendError};
 
@@ -97,6 +98,7 @@ struct Idle {
     read_buf: BytesMut,
     write_buf: Vec<u8>,
     spans: FieldSpans,
+    fields: Vec<u8>,
     since: Instant,
 }
 
@@ -111,6 +113,9 @@ pub(crate) struct Pooled {
     pub(crate) write_buf: Vec<u8>,
     /// Scratch space of the response head parse.
     pub(crate) spans: FieldSpans,
+    /// A passed-through response head's fields (see `upstream::head::parse_head`): lent to the response
+    /// body until the client's head is written, then given back, so the copy allocates nothing.
+    pub(crate) fields: Vec<u8>,
     endpoint: SocketAddr,
     /// Taken from the pool rather than freshly connected (a failed send may then be retried).
     reused: bool,
@@ -152,6 +157,7 @@ impl Pooled {
                 read_buf: self.read_buf,
                 write_buf,
                 spans: self.spans,
+                fields: self.fields,
                 since: Instant::now(),
             });
         }
@@ -244,6 +250,7 @@ impl Pool {
                 read_buf: idle.read_buf,
                 write_buf: idle.write_buf,
                 spans: idle.spans,
+                fields: idle.fields,
                 endpoint,
                 reused: true,
                 pool: Arc::downgrade(&self.inner),
@@ -270,6 +277,7 @@ impl Pool {
             read_buf: BytesMut::new(),
             write_buf: Vec::with_capacity(1024),
             spans: Vec::new(),
+            fields: Vec::new(),
             endpoint,
             reused: false,
             pool: Arc::downgrade(&self.inner),
@@ -284,6 +292,7 @@ impl Pool {
         chosen: &mut Chosen,
         retry: bool,
         parts: &request::Parts,
+        forwarding: &Forwarding<'_>,
         body: UpstreamBody,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let conn = match self.checkout(chosen.endpoint()).await {
@@ -299,9 +308,19 @@ impl Pool {
         // `send_on` written out: awaiting it would add one more layer that the exchange future is copied
         // through on every request.
         let endpoint = chosen.endpoint();
-        let result = match upstream::exchange(conn, parts, Some(body), self.inner.max_head).await {
+        let result = match upstream::exchange(
+            conn,
+            parts,
+            forwarding,
+            Some(body),
+            self.inner.max_head,
+        )
+        .await
+        {
             Attempt::Done(result) => result,
-            Attempt::Retry(body) => Box::pin(self.send_fresh(endpoint, parts, body)).await?,
+            Attempt::Retry(body) => {
+                Box::pin(self.send_fresh(endpoint, parts, forwarding, body)).await?
+            }
         };
         result.map_err(send_error)
     }
@@ -313,6 +332,7 @@ impl Pool {
         chosen: &mut Chosen,
         retry: bool,
         parts: &request::Parts,
+        forwarding: &Forwarding<'_>,
         body: UpstreamBody,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let mut conn = match self.connect(chosen.endpoint()).await {
@@ -334,7 +354,7 @@ impl Pool {
         };
         let sni = tls::server_name(parts, endpoint);
         conn.stream = tls::handshake(tcp, endpoint, sni, self.inner.connect_timeout).await?;
-        self.send_on(conn, endpoint, parts, body).await
+        self.send_on(conn, endpoint, parts, forwarding, body).await
     }
 
     /// Send a request (head `parts`, body `body`) on `conn` (to `endpoint`) and return the response once its head has
@@ -346,13 +366,16 @@ impl Pool {
         conn: Pooled,
         endpoint: SocketAddr,
         parts: &request::Parts,
+        forwarding: &Forwarding<'_>,
         body: UpstreamBody,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let max_head = self.inner.max_head;
-        let result = match upstream::exchange(conn, parts, Some(body), max_head).await {
+        let result = match upstream::exchange(conn, parts, forwarding, Some(body), max_head).await {
             Attempt::Done(result) => result,
             // Boxed for the same reason as the connect in `checkout`: it is the rare path.
-            Attempt::Retry(body) => Box::pin(self.send_fresh(endpoint, parts, body)).await?,
+            Attempt::Retry(body) => {
+                Box::pin(self.send_fresh(endpoint, parts, forwarding, body)).await?
+            }
         };
         result.map_err(send_error)
     }
@@ -362,11 +385,12 @@ impl Pool {
         &self,
         endpoint: SocketAddr,
         parts: &request::Parts,
+        forwarding: &Forwarding<'_>,
         body: Option<UpstreamBody>,
     ) -> Result<Result<Response<ResponseBody>, SendError>, ProxyError> {
         let fresh = self.connect(endpoint).await?;
         Ok(
-            match upstream::exchange(fresh, parts, body, self.inner.max_head).await {
+            match upstream::exchange(fresh, parts, forwarding, body, self.inner.max_head).await {
                 Attempt::Done(result) => result,
                 // Only reused connections are retried; a fresh one never asks.
                 Attempt::Retry(_) => Err(SendError::Io(std::io::Error::new(

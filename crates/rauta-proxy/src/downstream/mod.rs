@@ -348,7 +348,14 @@ where
         out.clear();
         out.extend_from_slice(self.interim);
         self.interim = &[];
-        let framing = encode_head(&mut out, &parts, &body.size_hint(), req, &mut close);
+        let framing = encode_head(
+            &mut out,
+            &parts,
+            body.passed(),
+            &body.size_hint(),
+            req,
+            &mut close,
+        );
         self.wbuf = out;
         // Emptied now: its values may share the upstream's read buffer, which the body is about to reuse.
         self.spare_headers = parts.headers;
@@ -539,6 +546,7 @@ where
         encode_head(
             &mut out,
             parts,
+            None,
             &http_body::SizeHint::with_exact(0),
             req,
             &mut close,
@@ -573,7 +581,7 @@ where
             is_head: false,
             version: http::Version::HTTP_11,
         };
-        let framing = encode_head(&mut out, &parts, &body.size_hint(), req, &mut close);
+        let framing = encode_head(&mut out, &parts, None, &body.size_hint(), req, &mut close);
         self.wbuf = out;
         let mut body = body;
         if self.write_body(&mut body, framing, false).await.is_ok() {

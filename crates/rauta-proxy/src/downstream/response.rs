@@ -8,6 +8,8 @@ use http::response::Parts;
 use http::{StatusCode, Version};
 use http_body::SizeHint;
 
+use crate::upstream::PassedFields;
+
 /// How the response body goes to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Framing {
@@ -34,9 +36,13 @@ pub(super) struct RequestInfo {
 /// The body length comes from the body itself (`hint`), never from a `Content-Length` field passed along:
 /// an upstream's chunked body with a stray Content-Length must not reach the client with that length. Only
 /// bodiless responses (HEAD, 204, 304) keep the field as received, since there it describes the resource.
+///
+/// `passed`: the upstream's own fields as bytes (already without hop-by-hop fields and, unless bodiless,
+/// Content-Length), written after whatever `parts.headers` holds.
 pub(super) fn encode_head(
     out: &mut Vec<u8>,
     parts: &Parts,
+    passed: Option<&PassedFields>,
     hint: &SizeHint,
     req: RequestInfo,
     close: &mut bool,
@@ -71,6 +77,9 @@ pub(super) fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(passed) = passed {
+        out.extend_from_slice(&passed.bytes);
+    }
     match framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
@@ -87,7 +96,7 @@ pub(super) fn encode_head(
             out.extend_from_slice(b"connection: keep-alive\r\n");
         }
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !passed.is_some_and(|p| p.has_date) && !parts.headers.contains_key(header::DATE) {
         out.extend_from_slice(b"date: ");
         push_date(out);
         out.extend_from_slice(b"\r\n");
@@ -206,7 +215,7 @@ mod tests {
         let (parts, ()) = b.body(()).unwrap().into_parts();
         let mut out = Vec::new();
         let info = RequestInfo { is_head, version };
-        let framing = encode_head(&mut out, &parts, &hint, info, &mut close);
+        let framing = encode_head(&mut out, &parts, None, &hint, info, &mut close);
         (String::from_utf8(out).unwrap(), framing, close)
     }
 

@@ -52,6 +52,15 @@ pub(crate) struct ResponseBody {
     reusable: bool,
 }
 
+/// A response head's end-to-end fields as the upstream sent them, each `name: value\r\n` (see
+/// `head::parse_head`).
+#[derive(Debug)]
+pub(crate) struct PassedFields {
+    pub(crate) bytes: Vec<u8>,
+    /// A `Date` field is among them.
+    pub(crate) has_date: bool,
+}
+
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")
@@ -63,7 +72,14 @@ impl std::fmt::Debug for ResponseBody {
 impl ResponseBody {
     /// The body of the exchange `ex`, delimited as `framing` says; `reusable`: the response head allows
     /// keeping the connection.
-    pub(super) fn new(ex: Box<Exchange>, framing: Framing, reusable: bool) -> Self {
+    ///
+    /// `passed`: the head's fields as bytes, when they were not put into a map.
+    pub(super) fn new(
+        ex: Box<Exchange>,
+        framing: Framing,
+        reusable: bool,
+        passed: Option<PassedFields>,
+    ) -> Self {
         let mut body = Self {
             ex,
             framing,
@@ -71,10 +87,17 @@ impl ResponseBody {
         };
         if matches!(body.framing, Framing::Done) {
             // Nothing to read: give the connection back now if the request is out, so an empty body that
-            // is never polled still returns it.
+            // is never polled still returns it (without the fields buffer, which the client's head still
+            // needs: the next head on that connection allocates one).
             body.finish();
         }
+        body.ex.passed = passed;
         body
+    }
+
+    /// The head's fields passed through as bytes (see [`PassedFields`]), if they were.
+    pub(crate) fn passed(&self) -> Option<&PassedFields> {
+        self.ex.passed.as_ref()
     }
 
     /// The connection and the bytes the upstream sent after its `101` head, for the tunnel; `None` unless
@@ -95,9 +118,14 @@ impl ResponseBody {
             // (polled again) or is dropped with it.
             return;
         }
-        if let Some(conn) = self.ex.conn.take() {
+        if let Some(mut conn) = self.ex.conn.take() {
             if self.reusable && self.ex.req_ok && conn.read_buf.is_empty() && self.ex.cur.is_empty()
             {
+                // The body is being read, so the client's head was written: the fields buffer goes back
+                // with the connection, to be reused by its next response.
+                if let Some(passed) = self.ex.passed.take() {
+                    conn.fields = passed.bytes;
+                }
                 conn.release();
             }
         }

@@ -30,19 +30,20 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http::header;
-use http::{request, Response, Version};
+use http::{request, Method, Response, Version};
 use http_body::Body;
 use tokio::io::AsyncWrite;
 
 use crate::body::{RequestBodyError, UpstreamBody};
+use crate::headers::Forwarding;
 use crate::pool::Pooled;
 
 use body::Framing;
-pub(crate) use body::ResponseBody;
+pub(crate) use body::{PassedFields, ResponseBody};
 pub(crate) use h2::{prepare as prepare_h2, H2Pool};
 pub(crate) use h2_body::H2ResponseBody;
 pub(crate) use head::FieldSpans;
-use head::{connection_has, parse_head, response_framing};
+use head::{connection_has, parse_head, response_framing, ParsedHead};
 
 /// Request body frames up to this size are copied next to their framing so both go out in one write.
 const COPY_BELOW: usize = 16 * 1024;
@@ -71,9 +72,14 @@ pub(crate) enum Attempt {
     Retry(Option<UpstreamBody>),
 }
 
-/// Write the request head (origin-form target, `parts.headers` as they are) into `out`. Returns whether the
-/// body goes chunked (it adds `Transfer-Encoding: chunked`).
-fn encode_head(parts: &request::Parts, body: Option<&UpstreamBody>, out: &mut Vec<u8>) -> bool {
+/// Write the request head (origin-form target, `parts.headers` as they are, then the forwarding fields)
+/// into `out`. Returns whether the body goes chunked (it adds `Transfer-Encoding: chunked`).
+fn encode_head(
+    parts: &request::Parts,
+    forwarding: &Forwarding<'_>,
+    body: Option<&UpstreamBody>,
+    out: &mut Vec<u8>,
+) -> bool {
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -84,12 +90,18 @@ fn encode_head(parts: &request::Parts, body: Option<&UpstreamBody>, out: &mut Ve
         target.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut host = None;
     for (name, value) in &parts.headers {
+        // The first Host, as `HeaderMap::get` (and so `add_forwarded`) would take it.
+        if host.is_none() && name == header::HOST {
+            host = Some(value);
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    forwarding.encode(host, out);
     // The client's body framing: a declared length passes with its Content-Length header (the downstream
     // codec enforces it); anything else with data is re-encoded chunked (Transfer-Encoding was stripped as
     // hop-by-hop).
@@ -125,6 +137,10 @@ struct Exchange {
     body_touched: bool,
     /// Response bytes received on this exchange.
     received: usize,
+    /// The response head's fields passed through as bytes, for the client codec to copy (`None`: they are
+    /// in the response's header map). Here rather than in `ResponseBody`, which is moved whole through
+    /// every layer the response passes.
+    passed: Option<PassedFields>,
 }
 
 /// The connection, known to be present while the exchange runs.
@@ -265,18 +281,21 @@ impl Exchange {
     }
 
     /// Drive the request out and read until a final (non-1xx) response head is parsed.
+    /// `pass`: the request's method when the response head may pass through as bytes (see `parse_head`).
     fn poll_head(
         &mut self,
         cx: &mut Context<'_>,
         max_head: usize,
-    ) -> Poll<Result<Response<()>, SendError>> {
+        pass: Option<&Method>,
+    ) -> Poll<Result<ParsedHead, SendError>> {
         loop {
             if let Poll::Ready(Err(err)) = self.poll_write_request(cx) {
                 return Poll::Ready(Err(err.into()));
             }
             let conn = conn!(self);
             if !conn.read_buf.is_empty() {
-                match parse_head(&mut conn.read_buf, max_head, &mut conn.spans)? {
+                let pass = pass.map(|method| (method, &mut conn.fields));
+                match parse_head(&mut conn.read_buf, max_head, &mut conn.spans, pass)? {
                     Some(head)
                         if head.status().is_informational()
                             && head.status() != http::StatusCode::SWITCHING_PROTOCOLS =>
@@ -310,16 +329,17 @@ impl Exchange {
 /// A plain `poll_fn` over the exchange rather than an `async fn`: the future is moved (copied whole) into
 /// each layer that awaits it, on every request, and an `async fn` would keep its arguments and locals
 /// (the connection twice, the body twice) next to the exchange that owns them.
-pub(crate) fn exchange(
+pub(crate) fn exchange<'a>(
     mut conn: Pooled,
-    parts: &request::Parts,
+    parts: &'a request::Parts,
+    forwarding: &Forwarding<'_>,
     body: Option<UpstreamBody>,
     max_head: usize,
-) -> impl Future<Output = Attempt> + Send + '_ {
+) -> impl Future<Output = Attempt> + Send + 'a {
     let reused = conn.reused();
     // An empty body needs no polling: the head is the whole request.
     let body = body.filter(|b| !b.is_end_stream());
-    let chunked = encode_head(parts, body.as_ref(), &mut conn.write_buf);
+    let chunked = encode_head(parts, forwarding, body.as_ref(), &mut conn.write_buf);
     // Boxed: the exchange (connection, buffers, request body: ~350 bytes) then travels as a pointer, first
     // in this future through every layer that awaits it, then in the response body through every layer
     // the response passes. Moved inline, those copies were ~12% of the request path's user-space
@@ -335,10 +355,14 @@ pub(crate) fn exchange(
         req_ok: false,
         body_touched: false,
         received: 0,
+        passed: None,
     }));
+    // Only RAUTA's own HTTP/1 codec writes a passed-through head; an HTTP/2 client's response goes through
+    // hyper, which needs the header map.
+    let pass = (parts.version != Version::HTTP_2).then_some(&parts.method);
     poll_fn(move |cx| {
         let head = match ex.as_mut() {
-            Some(running) => ready!(running.poll_head(cx, max_head)),
+            Some(running) => ready!(running.poll_head(cx, max_head, pass)),
             None => return Poll::Ready(polled_after_completion()),
         };
         Poll::Ready(match ex.take() {
@@ -358,12 +382,29 @@ fn polled_after_completion() -> Attempt {
 /// What an exchange whose response head arrived (or failed) turns into.
 fn conclude(
     mut ex: Box<Exchange>,
-    head: Result<Response<()>, SendError>,
+    head: Result<ParsedHead, SendError>,
     parts: &request::Parts,
     reused: bool,
 ) -> Attempt {
     let head = match head {
-        Ok(head) => head,
+        Ok(ParsedHead::Map(head)) => head,
+        Ok(ParsedHead::Passed(head, meta)) => {
+            let reusable = head.version() == Version::HTTP_11
+                && !matches!(meta.framing, Framing::Close)
+                && !meta.close;
+            let fields = ex
+                .conn
+                .as_mut()
+                .map(|conn| std::mem::take(&mut conn.fields))
+                .unwrap_or_default();
+            let passed = PassedFields {
+                bytes: fields,
+                has_date: meta.has_date,
+            };
+            let body = ResponseBody::new(ex, meta.framing, reusable, Some(passed));
+            let (parts, ()) = head.into_parts();
+            return Attempt::Done(Ok(Response::from_parts(parts, body)));
+        }
         Err(SendError::Io(err))
             if reused && ex.received == 0 && !ex.body_touched && is_closed(&err) =>
         {
@@ -389,7 +430,7 @@ fn conclude(
     let reusable = head.version() == Version::HTTP_11
         && !matches!(framing, Framing::Close)
         && !connection_has(head.headers(), "close");
-    let body = ResponseBody::new(ex, framing, reusable);
+    let body = ResponseBody::new(ex, framing, reusable, None);
     let (parts, ()) = head.into_parts();
     Attempt::Done(Ok(Response::from_parts(parts, body)))
 }
