@@ -67,7 +67,7 @@ pub(crate) async fn handle_lingering(
     let mut service: Option<Arc<ServiceMetrics>> = None;
     let access = access_log::start(conn, &req);
     let grpc = grpc::is_grpc(req.headers());
-    let (response, status) = match forward(conn, req, &mut service, timer).await {
+    let (response, status) = match forward(conn, req, grpc, &mut service, timer).await {
         Ok(response) => {
             let status = response.status();
             (response, status)
@@ -95,10 +95,11 @@ pub(crate) async fn handle_lingering(
 }
 
 /// Route and forward. `service` is set as soon as a backend is chosen so the caller counts the response under
-/// it, whatever happens next.
+/// it, whatever happens next. `grpc`: the request is a gRPC call (the caller looked once for both).
 async fn forward(
     conn: &ConnContext,
     req: Request<ClientBody>,
+    grpc: bool,
     service: &mut Option<Arc<ServiceMetrics>>,
     timer: Option<Pin<&mut Sleep>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -148,19 +149,17 @@ async fn forward(
     // HTTP/2 upstream for h2c backends, except for upgrades (WebSocket), which only HTTP/1.1 carries.
     let h2c = speak == Upstream::H2c && upgrade.is_none();
     // A gRPC call's own deadline replaces `response_timeout`.
-    let grpc_timeout = grpc::is_grpc(&parts.headers)
-        .then(|| grpc::timeout(&parts.headers))
-        .flatten();
-    headers::strip_hop_by_hop(&mut parts.headers);
+    let grpc_timeout = grpc.then(|| grpc::timeout(&parts.headers)).flatten();
+    // `Expect` goes too: the proxy answers `Expect: 100-continue` itself: the client codec (ours on
+    // HTTP/1.1, hyper's on HTTP/2) sends 100 when the body is first read, which happens once the upstream
+    // connection is ready.
+    headers::strip_request_hop_by_hop(&mut parts.headers);
     if let Some(protocol) = upgrade {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol);
     }
-    // The proxy answers `Expect: 100-continue` itself: the client codec (ours on HTTP/1.1, hyper's on
-    // HTTP/2) sends 100 when the body is first read, which happens once the upstream connection is ready.
-    parts.headers.remove(header::EXPECT);
     // HTTP/2 carries the host in `:authority`; HTTP/1.1 upstreams need it as Host (set before the
     // forwarding headers so that X-Forwarded-Host gets it too).
     if parts.version == Version::HTTP_2 && !parts.headers.contains_key(header::HOST) {

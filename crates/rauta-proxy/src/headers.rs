@@ -17,8 +17,9 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Fixed hop-by-hop fields (RFC 9110 §7.6.1 plus the de-facto `Keep-Alive` and `Proxy-Connection`), as a
 /// bit each, so one scan over the map finds which are present. `TE` is handled separately because
-/// `TE: trailers` is forwarded.
-fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+/// `TE: trailers` is forwarded. `Expect` has a bit too, but only requests lose it (see
+/// [`strip_request_hop_by_hop`]).
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     if name == header::CONNECTION {
         CONNECTION
     } else if name == header::TRANSFER_ENCODING {
@@ -35,13 +36,16 @@ fn hop_by_hop_bit(name: &HeaderName) -> u8 {
         1 << 6
     } else if name == PROXY_CONNECTION {
         1 << 7
+    } else if name == header::EXPECT {
+        EXPECT
     } else {
         0
     }
 }
 
-const CONNECTION: u8 = 1;
-const TE: u8 = 1 << 5;
+const CONNECTION: u16 = 1;
+const TE: u16 = 1 << 5;
+const EXPECT: u16 = 1 << 8;
 
 /// Remove hop-by-hop fields: the fixed list and every field the `Connection` header names. `TE` survives as
 /// `TE: trailers` when it lists `trailers` (the only value meaningful end to end). `Host` is never removed,
@@ -50,9 +54,22 @@ const TE: u8 = 1 << 5;
 /// Runs on every request and response, so it scans the map once and removes only what is there: most
 /// messages carry none of these fields, and most others only `Connection: keep-alive`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present = headers
-        .keys()
-        .fold(0u8, |bits, name| bits | hop_by_hop_bit(name));
+    strip(headers, !EXPECT);
+}
+
+/// [`strip_hop_by_hop`] for a request going upstream, which also loses `Expect`: the proxy answers
+/// `Expect: 100-continue` itself (see `forward`). Found in the same scan over the names: a separate
+/// `remove` costs a hash and a probe per request even though the field is almost never there.
+pub(crate) fn strip_request_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, u16::MAX);
+}
+
+/// Remove the hop-by-hop fields whose bits are in `kinds`.
+fn strip(headers: &mut HeaderMap, kinds: u16) {
+    let present = kinds
+        & headers
+            .keys()
+            .fold(0u16, |bits, name| bits | hop_by_hop_bit(name));
     if present == 0 {
         return;
     }
@@ -98,6 +115,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         (1 << 4, &header::PROXY_AUTHORIZATION),
         (1 << 6, &KEEP_ALIVE),
         (1 << 7, &PROXY_CONNECTION),
+        (EXPECT, &header::EXPECT),
     ] {
         // A field named by `Connection` may have been one of these and be gone already: remove is a no-op.
         if present & bit != 0 {
@@ -272,6 +290,23 @@ mod tests {
         let mut names: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
         names.sort();
         assert_eq!(names, ["content-length", "x-other"]);
+    }
+
+    #[test]
+    fn only_requests_lose_expect() {
+        let fields = [("expect", "100-continue"), ("x-other", "1")];
+        let mut request = map(&fields);
+        strip_request_hop_by_hop(&mut request);
+        let names: Vec<_> = request.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, ["x-other"]);
+        let mut response = map(&fields);
+        strip_hop_by_hop(&mut response);
+        assert_eq!(response.len(), 2);
+        // The request variant strips everything the response one does.
+        let mut request = map(&[("connection", "x-a"), ("x-a", "1"), ("te", "trailers")]);
+        strip_request_hop_by_hop(&mut request);
+        let names: Vec<_> = request.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, ["te"]);
     }
 
     #[test]
