@@ -189,7 +189,7 @@ pub const LATENCY_SLOTS: u32 = LATENCY_BUCKETS + 1;
 /// counts the response heads whose status line reads `HTTP/1.x cNN`, read as the response program frames
 /// them; slot [`STATUS_CLASS_UNKNOWN`] counts responses the kernel does not read: a head whose status line
 /// it cannot parse, and every request forwarded on a splice whose responses it no longer follows
-/// (framing lost, see `SpliceState::framing`).
+/// (framing lost, see `BackendLeg::framing`).
 pub const STATUS_CLASSES_MAP: &str = "RAUTA_STATUS_CLASSES";
 /// The slot of [`STATUS_CLASSES_MAP`] for responses whose status the kernel did not read.
 pub const STATUS_CLASS_UNKNOWN: u32 = 0;

@@ -7,7 +7,7 @@
 
 use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, VipConfig};
 use crate::route::{Endpoint, RouteDecision, RouteKey, RouteValue, ServiceEntry};
-use crate::splice::{NatKey, OldLeg, SpliceConfig, SpliceState};
+use crate::splice::{BackendLeg, NatKey, OldLeg, SpliceConfig, SpliceState};
 
 unsafe impl aya::Pod for VipConfig {}
 unsafe impl aya::Pod for FlowKey {}
@@ -21,5 +21,6 @@ unsafe impl aya::Pod for Endpoint {}
 unsafe impl aya::Pod for RouteDecision {}
 unsafe impl aya::Pod for SpliceConfig {}
 unsafe impl aya::Pod for NatKey {}
+unsafe impl aya::Pod for BackendLeg {}
 unsafe impl aya::Pod for SpliceState {}
 unsafe impl aya::Pod for OldLeg {}

@@ -14,7 +14,7 @@
 //!
 //! The connection stays alive: each follow-up request is routed by its own head (see
 //! [`SpliceState::next_request`]); the backend's responses are framed as they pass
-//! ([`SpliceState::response_next`]) so that a switch to another backend happens only between responses.
+//! ([`BackendLeg::response_next`]) so that a switch to another backend happens only between responses.
 //! A switch starts over as if the follow-up were a first segment whose ISNs are `seq − 1` and `ack − 1`:
 //! `client_isn` and `cookie` are where the client's and "the server's" current byte streams began for
 //! the leg at hand, not the connection's real ISNs.
@@ -28,8 +28,9 @@ use crate::maps::FlowKey;
 /// Name of the splice map (`BPF_MAP_TYPE_LRU_HASH`, [`FlowKey`] → [`SpliceState`], [`SPLICE_ENTRIES`]):
 /// client connections spliced to a backend, keyed like the hand-off flows.
 pub const SPLICES_MAP: &str = "RAUTA_SPLICES";
-/// Name of the source-NAT map (`BPF_MAP_TYPE_LRU_HASH`, [`NatKey`] → [`FlowKey`], [`SPLICE_ENTRIES`]): the
-/// backend leg's 4-tuple → the client connection. An entry is a NAT port in use.
+/// Name of the source-NAT map (`BPF_MAP_TYPE_LRU_HASH`, [`NatKey`] → [`BackendLeg`], [`SPLICE_ENTRIES`]):
+/// the backend leg's 4-tuple → the client connection and everything a backend segment needs in the
+/// common case (one lookup per backend segment). An entry is a NAT port in use.
 pub const NAT_MAP: &str = "RAUTA_NAT";
 /// Name of the splice configuration map (`BPF_MAP_TYPE_ARRAY`, one [`SpliceConfig`]).
 pub const SPLICE_CONFIG_MAP: &str = "RAUTA_SPLICE_CONFIG";
@@ -103,11 +104,11 @@ pub const SPLICE_FAILED: u32 = 4;
 /// becomes a RST to the client, and the splice is forgotten.
 pub const SPLICE_RESET: u32 = 5;
 
-/// [`SpliceState::framing`]: no response head parsed since the last request forwarded.
+/// [`BackendLeg::framing`]: no response head parsed since the last request forwarded.
 pub const FRAMING_WAITING: u32 = 0;
-/// [`SpliceState::framing`]: the last response's end is [`SpliceState::response_next`].
+/// [`BackendLeg::framing`]: the last response's end is [`BackendLeg::response_next`].
 pub const FRAMING_KNOWN: u32 = 1;
-/// [`SpliceState::framing`]: a response the kernel cannot frame (chunked, no length, 1xx, a head that
+/// [`BackendLeg::framing`]: a response the kernel cannot frame (chunked, no length, 1xx, a head that
 /// does not fit the segment, responses past it). Stays for the rest of the splice.
 pub const FRAMING_LOST: u32 = 2;
 
@@ -163,6 +164,141 @@ pub struct NatKey {
     pub backend_port: u16,
     /// The allocated NAT port.
     pub nat_port: u16,
+}
+
+/// [`BackendLeg::ready`]: the splice is established and the client has not sent FIN: a backend
+/// segment without SYN, FIN or RST is translated from the [`BackendLeg`] alone.
+pub const LEG_READY: u32 = 1;
+
+/// Value of [`NAT_MAP`]: the client connection a backend leg belongs to and what the backend's segments
+/// need, so that the common one (data or ACK of an established splice) costs one lookup. The backend-side
+/// framing fields live only here; the rest is a copy of the [`SpliceState`]'s backend → client
+/// translation, fixed once the backend's SYN-ACK is in, and valid while [`BackendLeg::ready`] says so.
+/// Anything else (handshake, FIN, RST, a reset splice) looks up the splice as well. Addresses, ports and
+/// MACs in network order, sequence numbers in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendLeg {
+    /// The client connection (the key of its [`SPLICES_MAP`] entry).
+    pub flow: FlowKey,
+    /// [`LEG_READY`], or 0: the copy below may be stale, look up the splice. Set by the backend segment
+    /// that establishes the splice; cleared by the client's FIN and by a reset.
+    pub ready: u32,
+    /// [`SpliceState::server_offset`].
+    pub server_offset: u32,
+    /// [`SpliceState::client_offset`].
+    pub client_offset: u32,
+    /// Added to the backend's timestamps and SACK edges on the way to the client.
+    pub translation: crate::tcpopt::Translation,
+    /// Interface towards the client.
+    pub client_ifindex: u32,
+    /// The client's (or its next hop's) MAC.
+    pub client_mac: [u8; 6],
+    /// Our MAC on the client side.
+    pub vip_mac: [u8; 6],
+    /// 1 if timestamps or SACK are agreed (the options are translated).
+    pub options: u8,
+    /// The backend's window scale shift (its windows arrive scaled by it).
+    pub window_from: u8,
+    /// Tier 1's window scale towards the client.
+    pub window_to: u8,
+    /// 1 if the two differ and the window is rescaled.
+    pub rescale: u8,
+    /// The end of what the backend has sent so far (client space).
+    pub backend_end: u32,
+    /// Where the next response head starts (client space), or, under [`FRAMING_KNOWN`], where the last
+    /// response ends.
+    pub response_next: u32,
+    /// [`FRAMING_WAITING`], [`FRAMING_KNOWN`] or [`FRAMING_LOST`].
+    pub framing: u32,
+    /// Response heads parsed on this leg (1xx excluded).
+    pub responses: u32,
+}
+
+impl BackendLeg {
+    /// A new leg of the client connection `flow` whose server stream starts after `cookie`: nothing
+    /// sent yet, no response framed, not ready.
+    #[inline(always)]
+    pub const fn new(flow: FlowKey, cookie: u32) -> BackendLeg {
+        BackendLeg {
+            flow,
+            ready: 0,
+            server_offset: 0,
+            client_offset: 0,
+            translation: crate::tcpopt::Translation {
+                tsval: 0,
+                tsecr: 0,
+                sack: 0,
+            },
+            client_ifindex: 0,
+            client_mac: [0; 6],
+            vip_mac: [0; 6],
+            options: 0,
+            window_from: 0,
+            window_to: 0,
+            rescale: 0,
+            backend_end: cookie.wrapping_add(1),
+            response_next: cookie.wrapping_add(1),
+            framing: FRAMING_WAITING,
+            responses: 0,
+        }
+    }
+
+    /// Copies the backend → client translation of `s` (complete once the backend's SYN-ACK and its
+    /// options are recorded). Leaves [`BackendLeg::ready`] and the framing fields alone.
+    #[inline(always)]
+    pub fn copy_translation(&mut self, s: &SpliceState) {
+        self.server_offset = s.server_offset();
+        self.client_offset = s.client_offset();
+        // The backend's timestamps are `ts_offset` ahead of Tier 1's clock; its SACK blocks name
+        // client bytes on the leg.
+        self.translation = crate::tcpopt::Translation {
+            tsval: 0u32.wrapping_sub(s.ts_offset),
+            tsecr: 0u32.wrapping_sub(s.ts_leg_delta()),
+            sack: 0u32.wrapping_sub(s.client_offset()),
+        };
+        self.client_ifindex = s.client_ifindex;
+        self.client_mac = s.client_mac;
+        self.vip_mac = s.vip_mac;
+        self.options = u8::from(s.agreed.ts != 0 || s.agreed.sack != 0);
+        self.window_from = crate::tcpopt::shift_of(s.backend_wscale);
+        self.window_to = s.vip_wscale;
+        self.rescale = u8::from(s.agreed.scaled() && s.backend_wscale != s.vip_wscale);
+    }
+
+    /// A backend sequence number in the client's space.
+    #[inline(always)]
+    pub const fn to_client_seq(&self, backend_seq: u32) -> u32 {
+        backend_seq.wrapping_sub(self.server_offset)
+    }
+
+    /// A backend acknowledgement number in the client's space.
+    #[inline(always)]
+    pub const fn to_client_ack(&self, backend_ack: u32) -> u32 {
+        backend_ack.wrapping_sub(self.client_offset)
+    }
+
+    /// Whether the client may be moved to another leg now that it sent a request at `client_ack`
+    /// (client space), `requests` requests having been forwarded on the leg: the client has everything
+    /// the backend sent, and every request forwarded has had its whole response. `Some(true)`: yes,
+    /// framed; `Some(false)`: yes, but the last response was not framed (the client acknowledged all
+    /// of it, which a client that does not pipeline does only after the response ended); `None`: a
+    /// response is still under way (pipelined).
+    #[inline(always)]
+    pub const fn between_responses(&self, client_ack: u32, requests: u32) -> Option<bool> {
+        if client_ack != self.backend_end {
+            return None;
+        }
+        match self.framing {
+            FRAMING_KNOWN
+                if self.responses == requests && self.response_next == self.backend_end =>
+            {
+                Some(true)
+            }
+            FRAMING_LOST => Some(false),
+            _ => None,
+        }
+    }
 }
 
 /// One spliced connection. Sequence numbers in host order, addresses and ports in network order.
@@ -244,24 +380,20 @@ pub struct SpliceState {
     /// A data segment starting there is a follow-up request and is routed; one before it is a
     /// retransmission and goes on as it is; one past it waits for the gap (dropped).
     pub next_request: u32,
-    /// The end of what the backend has sent so far (client space).
-    pub backend_end: u32,
-    /// Where the next response head starts (client space), or, under [`FRAMING_KNOWN`], where the last
-    /// response ends.
-    pub response_next: u32,
-    /// [`FRAMING_WAITING`], [`FRAMING_KNOWN`] or [`FRAMING_LOST`].
-    pub framing: u32,
-    /// Requests forwarded on this leg.
+    /// Requests forwarded on this leg (the responses are counted in the leg's [`BackendLeg`]).
     pub requests: u32,
-    /// Response heads parsed on this leg (1xx excluded).
-    pub responses: u32,
     /// 1 if the last request forwarded was a HEAD (its response has no body whatever its length says).
     pub head_request: u32,
+    /// 1 once the leg's framing is [`FRAMING_LOST`] (which it stays): a follow-up's response will not be
+    /// read, and is counted as of unknown status when the request is forwarded. A copy of the leg's
+    /// state where the client side reads it without a second lookup.
+    pub unframed: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<SpliceConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 12);
-const _: () = assert!(core::mem::size_of::<SpliceState>() == 148);
+const _: () = assert!(core::mem::size_of::<SpliceState>() == 136);
+const _: () = assert!(core::mem::size_of::<BackendLeg>() == 72);
 
 impl SpliceState {
     /// The client's first data byte's sequence number.
@@ -304,27 +436,6 @@ impl SpliceState {
     #[inline(always)]
     pub const fn to_backend_ack(&self, client_ack: u32) -> u32 {
         client_ack.wrapping_add(self.server_offset())
-    }
-
-    /// Whether the client may be moved to another leg now that it sent a request at `client_ack`
-    /// (client space): the client has everything the backend sent, and every request forwarded has
-    /// had its whole response. `Some(true)`: yes, framed; `Some(false)`: yes, but the last response was
-    /// not framed (the client acknowledged all of it, which a client that does not pipeline does only
-    /// after the response ended); `None`: a response is still under way (pipelined).
-    #[inline(always)]
-    pub const fn between_responses(&self, client_ack: u32) -> Option<bool> {
-        if client_ack != self.backend_end {
-            return None;
-        }
-        match self.framing {
-            FRAMING_KNOWN
-                if self.responses == self.requests && self.response_next == self.backend_end =>
-            {
-                Some(true)
-            }
-            FRAMING_LOST => Some(false),
-            _ => None,
-        }
     }
 
     /// What the client's timestamp values gain on the backend leg (see [`SpliceState::ts_leg`]).
@@ -576,30 +687,86 @@ mod tests {
 
     #[test]
     fn a_switch_waits_for_the_end_of_every_response() {
-        let mut s = SpliceState {
+        let mut leg = BackendLeg {
             backend_end: 7000,
             response_next: 7000,
             framing: FRAMING_KNOWN,
-            requests: 2,
             responses: 2,
-            ..state()
+            ..BackendLeg::new(FlowKey::default(), 5000)
         };
-        assert_eq!(s.between_responses(7000), Some(true));
+        assert_eq!(leg.between_responses(7000, 2), Some(true));
         // The client has not acknowledged all the backend sent.
-        assert_eq!(s.between_responses(6999), None);
+        assert_eq!(leg.between_responses(6999, 2), None);
         // The backend sent past the last framed response (a response the kernel did not see start).
-        s.backend_end = 7100;
-        assert_eq!(s.between_responses(7100), None);
-        s.backend_end = 7000;
+        leg.backend_end = 7100;
+        assert_eq!(leg.between_responses(7100, 2), None);
+        leg.backend_end = 7000;
         // A request whose response has not started (pipelined).
-        s.requests = 3;
-        assert_eq!(s.between_responses(7000), None);
-        s.framing = FRAMING_WAITING;
-        assert_eq!(s.between_responses(7000), None);
+        assert_eq!(leg.between_responses(7000, 3), None);
+        leg.framing = FRAMING_WAITING;
+        assert_eq!(leg.between_responses(7000, 2), None);
         // Unframed: all acknowledged is all the kernel can know.
-        s.framing = FRAMING_LOST;
-        assert_eq!(s.between_responses(7000), Some(false));
-        assert_eq!(s.between_responses(6000), None);
+        leg.framing = FRAMING_LOST;
+        assert_eq!(leg.between_responses(7000, 3), Some(false));
+        assert_eq!(leg.between_responses(6000, 3), None);
+    }
+
+    #[test]
+    fn a_new_leg_has_sent_nothing_and_waits_for_its_first_response() {
+        let leg = BackendLeg::new(FlowKey::default(), u32::MAX);
+        assert_eq!((leg.backend_end, leg.response_next), (0, 0));
+        assert_eq!(
+            (leg.framing, leg.responses, leg.ready),
+            (FRAMING_WAITING, 0, 0)
+        );
+    }
+
+    #[test]
+    fn the_legs_copy_translates_backend_segments_as_the_splice_does() {
+        let mut s = state();
+        s.ts_ours = 100;
+        s.ts_client = 5_000;
+        s.ts_leg = 70;
+        s.ts_offset = 0xffff_ff00;
+        s.client_ifindex = 4;
+        s.client_mac = [1, 2, 3, 4, 5, 6];
+        s.vip_mac = [7, 8, 9, 10, 11, 12];
+        s.agreed = crate::tcpopt::Agreed {
+            wscale: 7,
+            sack: 1,
+            ts: 0,
+            _pad: 0,
+        };
+        s.backend_wscale = 9;
+        s.vip_wscale = 7;
+        let mut leg = BackendLeg::new(FlowKey::default(), s.cookie);
+        leg.copy_translation(&s);
+        for backend in [9001u32, 9500, 0, u32::MAX] {
+            assert_eq!(leg.to_client_seq(backend), s.to_client_seq(backend));
+            assert_eq!(leg.to_client_ack(backend), s.to_client_ack(backend));
+        }
+        // Options in Tier 1's clock and the client's sequence space: the inverse of the client side's.
+        assert_eq!(leg.translation.tsval.wrapping_add(s.ts_offset), 0);
+        assert_eq!(leg.translation.tsecr.wrapping_add(s.ts_leg_delta()), 0);
+        assert_eq!(leg.translation.sack.wrapping_add(s.client_offset()), 0);
+        assert_eq!(
+            (leg.client_ifindex, leg.client_mac, leg.vip_mac),
+            (4, s.client_mac, s.vip_mac)
+        );
+        assert_eq!(
+            (leg.options, leg.window_from, leg.window_to, leg.rescale),
+            (1, 9, 7, 1)
+        );
+        // The framing fields are the leg's own: a copy leaves them.
+        assert_eq!(leg.response_next, s.cookie.wrapping_add(1));
+        // The same scales: no rescaling; no window scaling: shift 0.
+        s.backend_wscale = 7;
+        leg.copy_translation(&s);
+        assert_eq!(leg.rescale, 0);
+        s.backend_wscale = crate::tcpopt::WSCALE_NONE;
+        s.agreed = crate::tcpopt::Agreed::NONE;
+        leg.copy_translation(&s);
+        assert_eq!((leg.options, leg.window_from, leg.rescale), (0, 0, 0));
     }
 
     #[test]

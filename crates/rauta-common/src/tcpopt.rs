@@ -357,7 +357,9 @@ fn put_timestamps<const N: usize>(o: &mut [u8; N], at: usize, (val, ecr): (u32, 
     }
 }
 
-/// What to add (wrapping) to a segment's option fields on its way to the other leg.
+/// What to add (wrapping) to a segment's option fields on its way to the other leg. Part of a map value
+/// (`crate::splice::BackendLeg`), hence `repr(C)`.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Translation {
     /// Added to the timestamp value.

@@ -23,8 +23,8 @@ use rauta_common::{
         SLOTS_MAP, SLOTS_PER_BANK,
     },
     splice::{
-        NatKey, OldLeg, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP, OLD_LEGS_MAP,
-        PROGS_MAP, PROG_ENTRY, PROG_FOLLOWUP, PROG_RESPONSE, PROG_ROUTE, PROG_SPLICE,
+        BackendLeg, NatKey, OldLeg, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP,
+        OLD_LEGS_MAP, PROGS_MAP, PROG_ENTRY, PROG_FOLLOWUP, PROG_RESPONSE, PROG_ROUTE, PROG_SPLICE,
         PROG_SPLICE_START, PROG_SYN, SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET,
         TC_INGRESS_PROGRAM, XDP_FOLLOWUP_PROGRAM, XDP_RESPONSE_PROGRAM, XDP_ROUTE_PROGRAM,
         XDP_SPLICE_PROGRAM, XDP_SPLICE_START_PROGRAM, XDP_SYN_PROGRAM,
@@ -607,7 +607,7 @@ impl KernelTiers {
     fn reset_splices_outside(&mut self, live: &HashSet<Endpoint>) -> Result<usize, DataplaneError> {
         let mut splices: HashMap<_, FlowKey, SpliceState> = self.typed_map_mut(SPLICES_MAP)?;
         let keys: Vec<FlowKey> = splices.keys().filter_map(Result::ok).collect();
-        let mut reset = 0;
+        let mut reset_legs = Vec::new();
         for key in keys {
             let Ok(mut splice) = splices.get(&key, 0) else {
                 continue; // closed meanwhile
@@ -622,11 +622,27 @@ impl KernelTiers {
             }
             splice.state = SPLICE_RESET;
             match splices.insert(key, splice, 0) {
-                Ok(()) => reset += 1,
+                Ok(()) => reset_legs.push(splice.nat_key()),
                 Err(source) => return Err(DataplaneError::map(SPLICES_MAP, source)),
             }
         }
-        Ok(reset)
+        // The backend's segments must see the reset too: their legs stop translating on their own.
+        for nat in &reset_legs {
+            self.leg_not_ready(nat)?;
+        }
+        Ok(reset_legs.len())
+    }
+
+    /// Clears `BackendLeg::ready` of the leg `nat`, if it still exists: its next backend segment
+    /// looks up the splice.
+    fn leg_not_ready(&mut self, nat: &NatKey) -> Result<(), DataplaneError> {
+        let mut legs: HashMap<_, NatKey, BackendLeg> = self.typed_map_mut(NAT_MAP)?;
+        let Ok(mut leg) = legs.get(nat, 0) else {
+            return Ok(()); // closed meanwhile
+        };
+        leg.ready = 0;
+        legs.insert(nat, leg, 0)
+            .map_err(|source| DataplaneError::map(NAT_MAP, source))
     }
 
     /// The first-request run-time histogram (see [`FirstRequestLatency`]), summed over CPUs.
@@ -657,6 +673,20 @@ impl KernelTiers {
         }
     }
 
+    /// The backend leg of the splice of the client connection `key`, if any: its framing and its copy of
+    /// the translation (tests and diagnostics).
+    pub fn backend_leg(&self, key: &FlowKey) -> Result<Option<BackendLeg>, DataplaneError> {
+        let Some(splice) = self.splice(key)? else {
+            return Ok(None);
+        };
+        let legs: HashMap<_, NatKey, BackendLeg> = self.typed_map(NAT_MAP)?;
+        match legs.get(&splice.nat_key(), 0) {
+            Ok(leg) => Ok(Some(leg)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(DataplaneError::map(NAT_MAP, source)),
+        }
+    }
+
     /// The backend leg the connection `key` moved away from, while it waits to be closed (see
     /// `rauta_common::splice::OLD_LEGS_MAP`).
     pub fn old_leg(&self, key: &FlowKey) -> Result<Option<OldLeg>, DataplaneError> {
@@ -672,7 +702,7 @@ impl KernelTiers {
     /// not per packet).
     pub fn splice_sizes(&self) -> Result<(usize, usize), DataplaneError> {
         let splices: HashMap<_, FlowKey, SpliceState> = self.typed_map(SPLICES_MAP)?;
-        let nat: HashMap<_, NatKey, FlowKey> = self.typed_map(NAT_MAP)?;
+        let nat: HashMap<_, NatKey, BackendLeg> = self.typed_map(NAT_MAP)?;
         Ok((splices.keys().count(), nat.keys().count()))
     }
 

@@ -12,8 +12,8 @@ use std::{net::Ipv4Addr, process::Command, thread};
 use rauta_common::{
     maps::FlowKey,
     splice::{
-        SpliceState, FRAMING_KNOWN, FRAMING_LOST, SPLICE_ACK_SENT, SPLICE_ESTABLISHED,
-        SPLICE_SYN_SENT,
+        BackendLeg, SpliceState, FRAMING_KNOWN, FRAMING_LOST, LEG_READY, SPLICE_ACK_SENT,
+        SPLICE_ESTABLISHED, SPLICE_SYN_SENT,
     },
     tcpopt,
 };
@@ -245,6 +245,12 @@ fn splice_of(tiers: &KernelTiers, sport: u16) -> Option<SpliceState> {
         .unwrap()
 }
 
+fn leg_of(tiers: &KernelTiers, sport: u16) -> Option<BackendLeg> {
+    tiers
+        .backend_leg(&FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT))
+        .unwrap()
+}
+
 #[test]
 fn a_spliced_connection_from_first_segment_to_close() {
     if !support::root_or_skip("a_spliced_connection_from_first_segment_to_close") {
@@ -366,14 +372,20 @@ fn a_spliced_connection_from_first_segment_to_close() {
         assert!(to_client.ip_csum_ok && to_client.tcp_csum_ok);
         let s = splice_of(tiers, sport).unwrap();
         assert_eq!(s.state, SPLICE_ESTABLISHED);
+        let leg = leg_of(tiers, sport).unwrap();
         assert_eq!(
-            (s.framing, s.requests, s.responses),
+            (leg.framing, s.requests, leg.responses),
             (FRAMING_KNOWN, 1, 1),
             "the response's end is known"
         );
         assert_eq!(
-            s.response_next,
+            leg.response_next,
             cookie.wrapping_add(1 + response.len() as u32)
+        );
+        assert_eq!(leg.backend_end, leg.response_next);
+        assert_eq!(
+            leg.ready, LEG_READY,
+            "established: the backend's segments are translated from the leg alone"
         );
 
         // 5. The client's ACK of it: onto the backend leg.
@@ -414,6 +426,11 @@ fn a_spliced_connection_from_first_segment_to_close() {
             Reason::SpliceClientTranslated,
         );
         assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(
+            leg_of(tiers, sport).unwrap().ready,
+            0,
+            "after the client's FIN the backend's ACK of it goes through the splice"
+        );
         let mut last = fin.clone();
         last.flags = ACK;
         last.seq = fin.seq.wrapping_add(1);
@@ -696,7 +713,8 @@ fn a_follow_up_that_is_not_tier_1_moves_to_tier_3_and_unframed_responses_are_sai
                 Reason::SpliceResponseUnframed,
             ],
         );
-        assert_eq!(splice_of(tiers, sport).unwrap().framing, FRAMING_LOST);
+        assert_eq!(leg_of(tiers, sport).unwrap().framing, FRAMING_LOST);
+        assert_eq!(splice_of(tiers, sport).unwrap().unframed, 1);
         // A request for a Prefix route (Tier 3's), sent after the client acknowledged all of it: the
         // connection goes to Tier 3 (the replayed SYN to the VIP, passed to the stack).
         let mut third = second.clone();

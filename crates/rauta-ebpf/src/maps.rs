@@ -11,8 +11,7 @@ use rauta_common::{
     maps::{
         COUNTER_SLOTS, FLOW_ENTRIES, FlowKey, FlowState, HELD_ENTRIES, HELD_MAX, HeldKey,
         LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_ENTRIES, PendingSegment, STATUS_CLASS_SLOTS,
-        SYNACK_V4_LEN,
-        TCP_MAX_HEADER, VipConfig, latency_bucket,
+        SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig, latency_bucket,
     },
     reason::Reason,
     route::{
@@ -20,8 +19,8 @@ use rauta_common::{
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry,
     },
     splice::{
-        NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, RST_V4_LEN, SPLICE_ENTRIES, SpliceConfig,
-        SpliceState,
+        BackendLeg, NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, RST_V4_LEN, SPLICE_ENTRIES,
+        SpliceConfig, SpliceState,
     },
     tcpopt::{OPTIONS_BUF, OptionWalk},
 };
@@ -94,14 +93,17 @@ pub static RAUTA_DECISIONS: LruHashMap<FlowKey, RouteDecision> =
 pub static RAUTA_SPLICES: LruHashMap<FlowKey, SpliceState> =
     LruHashMap::with_max_entries(SPLICE_ENTRIES, 0);
 
-/// `RAUTA_NAT`: the backend leg's 4-tuple → the client connection; one entry per NAT port in use.
+/// `RAUTA_NAT`: the backend leg's 4-tuple → the client connection and what its backend segments need
+/// (`BackendLeg`); one entry per NAT port in use.
 #[map]
-pub static RAUTA_NAT: LruHashMap<NatKey, FlowKey> = LruHashMap::with_max_entries(SPLICE_ENTRIES, 0);
+pub static RAUTA_NAT: LruHashMap<NatKey, BackendLeg> =
+    LruHashMap::with_max_entries(SPLICE_ENTRIES, 0);
 
 /// `RAUTA_OLD_LEGS`: backend legs of moved connections, closed by the TC program that completes the move
 /// (see `rauta_common::splice::OLD_LEGS_MAP`).
 #[map]
-pub static RAUTA_OLD_LEGS: LruHashMap<FlowKey, OldLeg> = LruHashMap::with_max_entries(OLD_LEG_ENTRIES, 0);
+pub static RAUTA_OLD_LEGS: LruHashMap<FlowKey, OldLeg> =
+    LruHashMap::with_max_entries(OLD_LEG_ENTRIES, 0);
 
 /// `RAUTA_SPLICE_CONFIG`: whether hits are spliced, and the NAT port range (written by userspace).
 #[map]
@@ -151,6 +153,8 @@ pub struct Scratch {
     pub delta: u32,
     /// A splice being started (XDP).
     pub splice: SpliceState,
+    /// Its backend leg, on its way into `RAUTA_NAT` (XDP).
+    pub leg: BackendLeg,
     /// The flow entry of the first data segment being decided (XDP): written to `RAUTA_FLOWS` only if
     /// the connection goes to Tier 3 (`handoff::commit_flow`), read by the splice if it is a hit.
     pub flow_state: FlowState,

@@ -15,9 +15,7 @@ use rauta_common::{
     handoff::{HANDOFF_ACK_V4_HEADERS, build_handoff_ack_v4},
     maps::{FlowKey, PENDING_BUF, VIP_ENABLED},
     reason::Reason,
-    splice::{
-        NatKey, SPLICE_ACK_SENT, SpliceState,
-    },
+    splice::{NatKey, SPLICE_ACK_SENT, SpliceState},
     synack::{SynV4, TCP_ACK, TCP_RST, TCP_SYN},
     tcpopt::{ack_options, timestamps},
 };
@@ -57,7 +55,7 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
             backend_port: u16::from_ne_bytes(sport),
             nat_port: u16::from_ne_bytes(dport),
         };
-        let Some(key) = copy_of(&RAUTA_NAT, &nat) else {
+        let Some(key) = copy_of(&RAUTA_NAT, &nat).map(|leg| leg.flow) else {
             return TcVerdict::ok(Reason::TcPass);
         };
         let Some(splice) = RAUTA_SPLICES.get_ptr_mut(&key) else {

@@ -7,7 +7,7 @@
 //!   backend, with a head the splice carries, stays: the entry program runs again and forwards the
 //!   segment on the leg (`Resume`, [`FOLLOWUP_SAME`]);
 //! - anything else (another endpoint, a miss, a head Tier 1 does not carry) moves the connection, once
-//!   every response the backend owes has reached the client (`SpliceState::between_responses`): the
+//!   every response the backend owes has reached the client (`BackendLeg::between_responses`): the
 //!   old leg is dropped (its NAT entry and splice forgotten, the leg recorded in `RAUTA_OLD_LEGS`, so
 //!   that the TC program completing the move closes it with a RST) and the segment starts over as a first segment whose
 //!   ISNs are `seq − 1` and `ack − 1`, with the options already agreed: stored, the SYN replayed, routed
@@ -20,11 +20,14 @@ use aya_ebpf::programs::XdpContext;
 use rauta_common::{maps::FlowKey, reason::Reason, splice::OldLeg};
 
 use super::{
-    FOLLOWUP_EARLY, FOLLOWUP_SAME, FOLLOWUP_SAME_HEAD, FOLLOWUP_SWITCH, FOLLOWUP_SWITCH_UNFRAMED, RESUME_FOLLOWUP,
-    Resume, Verdict, handoff, route,
+    FOLLOWUP_EARLY, FOLLOWUP_SAME, FOLLOWUP_SAME_HEAD, FOLLOWUP_SWITCH, FOLLOWUP_SWITCH_UNFRAMED,
+    RESUME_FOLLOWUP, Resume, Verdict, handoff, route,
 };
 use crate::{
-    maps::{RAUTA_OLD_LEGS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP, copy_of, forget_splice},
+    maps::{
+        RAUTA_NAT, RAUTA_OLD_LEGS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP, copy_of,
+        forget_splice,
+    },
     parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
 };
 
@@ -87,7 +90,11 @@ pub fn decide(ctx: &XdpContext) -> Result<bool, Verdict> {
     let outcome = if same {
         FOLLOWUP_SAME
     } else {
-        match s.between_responses(r.ack) {
+        // The framing is the backend leg's (looked up only for a move: staying needs none of it).
+        let Some(leg) = copy_of(&RAUTA_NAT, &s.nat_key()) else {
+            return Err(Verdict::drop(Reason::InternalErrorPass));
+        };
+        match leg.between_responses(r.ack, s.requests) {
             Some(true) => FOLLOWUP_SWITCH,
             Some(false) => FOLLOWUP_SWITCH_UNFRAMED,
             None => FOLLOWUP_EARLY,

@@ -1,9 +1,9 @@
 //! Response framing on a kept-alive splice: where each of the backend's responses ends, so that a
-//! follow-up request routed elsewhere moves only between two responses (`SpliceState::between_responses`).
+//! follow-up request routed elsewhere moves only between two responses (`BackendLeg::between_responses`).
 //!
 //! Runs as its own program (`rauta_xdp_response`, a tail call) on the backend segments in which a
 //! response head starts, which `splice::backend_segment` finds by one comparison per segment
-//! (`SpliceState::response_next`). It reads the status code and the framing headers of a head that lies
+//! (`BackendLeg::response_next`). It reads the status code and the framing headers of a head that lies
 //! whole in the segment and moves `response_next` to the response's end: head + `Content-Length`, or the
 //! head alone for 204, 304 and the response to a HEAD. Anything else (chunked, no length, 1xx, a head
 //! past the segment, a second response starting in the same segment) is `FRAMING_LOST` for the rest of
@@ -21,7 +21,7 @@ use rauta_common::{
 };
 
 use super::{RESUME_RESPONSE, Resume};
-use crate::maps::{RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP};
+use crate::maps::{RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP};
 
 /// The longest response head the kernel frames (bytes from the status line to the empty line).
 pub const RESPONSE_HEAD_MAX: u32 = 1024;
@@ -42,7 +42,6 @@ pub struct ResponseScratch {
     fail: u32,
 }
 
-
 /// How a response head frames its body.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -54,7 +53,12 @@ pub enum Framing {
 
 /// Reads the head at the start of `data[..len]`. `head_request`: the request was a HEAD.
 #[inline(always)]
-pub fn frame(data: &[u8; PENDING_BUF], len: u32, head_request: bool, s: &mut ResponseScratch) -> Framing {
+pub fn frame(
+    data: &[u8; PENDING_BUF],
+    len: u32,
+    head_request: bool,
+    s: &mut ResponseScratch,
+) -> Framing {
     // "HTTP/1.x NNN"
     if len < 13
         || !(at(data, 0) == b'H'
@@ -73,7 +77,9 @@ pub fn frame(data: &[u8; PENDING_BUF], len: u32, head_request: bool, s: &mut Res
         // 1xx: interim responses (100 Continue, 101 Switching Protocols) are not followed.
         return Framing::Lost;
     }
-    let no_body = head_request || (a == b'2' && b == b'0' && c == b'4') || (a == b'3' && b == b'0' && c == b'4');
+    let no_body = head_request
+        || (a == b'2' && b == b'0' && c == b'4')
+        || (a == b'3' && b == b'0' && c == b'4');
 
     st(&mut s.line_start, 0);
     st(&mut s.head_end, 0);
@@ -171,7 +177,7 @@ pub fn frame(data: &[u8; PENDING_BUF], len: u32, head_request: bool, s: &mut Res
 }
 
 /// The response program's work: frame the head described by this CPU's [`Resume`] and record it in
-/// the splice. Returns the reason to count.
+/// the backend leg. Returns the reason to count.
 #[inline(always)]
 pub fn record(ctx: &XdpContext) -> Reason {
     let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
@@ -188,6 +194,12 @@ pub fn record(ctx: &XdpContext) -> Reason {
     };
     // SAFETY: a pointer from a successful lookup, valid for this run (RCU).
     let s = unsafe { &mut *splice };
+    // The framing fields live in the backend leg (where every backend segment finds them).
+    let Some(leg) = RAUTA_NAT.get_ptr_mut(&s.nat_key()) else {
+        return Reason::InternalErrorPass;
+    };
+    // SAFETY: a pointer from a successful lookup, valid for this run (RCU).
+    let leg = unsafe { &mut *leg };
     let available = r.payload_len - r.offset;
     let want = if available < RESPONSE_HEAD_MAX {
         available
@@ -216,24 +228,31 @@ pub fn record(ctx: &XdpContext) -> Reason {
     let framing = if loaded != 0 {
         Framing::Lost
     } else {
-        frame(&scratch.segment.data, n, s.head_request != 0, &mut scratch.response)
+        frame(
+            &scratch.segment.data,
+            n,
+            s.head_request != 0,
+            &mut scratch.response,
+        )
     };
     match framing {
         Framing::Known { head, body } => {
-            let end = s.response_next.wrapping_add(head).wrapping_add(body);
+            let end = leg.response_next.wrapping_add(head).wrapping_add(body);
             // Another response starting in the same segment (pipelined responses) is not followed.
-            let segment_end = s.response_next.wrapping_add(available);
+            let segment_end = leg.response_next.wrapping_add(available);
             if segment_end.wrapping_sub(end) != 0 && segment_end.wrapping_sub(end) < 1 << 31 {
-                s.framing = FRAMING_LOST;
+                leg.framing = FRAMING_LOST;
+                s.unframed = 1;
                 return Reason::SpliceResponseUnframed;
             }
-            s.response_next = end;
-            s.responses = s.responses.wrapping_add(1);
-            s.framing = FRAMING_KNOWN;
+            leg.response_next = end;
+            leg.responses = leg.responses.wrapping_add(1);
+            leg.framing = FRAMING_KNOWN;
             Reason::SpliceResponseFramed
         }
         Framing::Lost => {
-            s.framing = FRAMING_LOST;
+            leg.framing = FRAMING_LOST;
+            s.unframed = 1;
             Reason::SpliceResponseUnframed
         }
     }

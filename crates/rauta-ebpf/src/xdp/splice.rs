@@ -24,23 +24,23 @@ use rauta_common::{
     maps::{FlowKey, STATUS_CLASS_UNKNOWN, VIP_ENABLED},
     reason::Reason,
     splice::{
-        FRAMING_LOST, FRAMING_WAITING, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT, SPLICE_CLOSED,
-        SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND, SPLICE_FIN_BACKEND_ACKED,
-        SPLICE_FIN_CLIENT, SPLICE_FIN_CLIENT_ACKED, SPLICE_RESET, SPLICE_SYN_SENT, SYN_TRIES,
-        SpliceState, build_rst_v4, nat_port_candidate,
+        BackendLeg, FRAMING_LOST, LEG_READY, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT,
+        SPLICE_CLOSED, SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND,
+        SPLICE_FIN_BACKEND_ACKED, SPLICE_FIN_CLIENT, SPLICE_FIN_CLIENT_ACKED, SPLICE_RESET,
+        SPLICE_SYN_SENT, SYN_TRIES, SpliceState, build_rst_v4, nat_port_candidate,
     },
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt::{Translation, WSCALE_NONE, csum_add_delta, rescale_window, shift_of, syn_options},
 };
 
 use super::{
-    FOLLOWUP_SAME, FOLLOWUP_SAME_HEAD, RESUME_FOLLOWUP, RESUME_RESPONSE, Resume, TAIL_CALL_FOLLOWUP,
-    TAIL_CALL_RESPONSE, Verdict, followup, handoff, resume_take, route::Hit,
+    FOLLOWUP_SAME, FOLLOWUP_SAME_HEAD, RESUME_FOLLOWUP, RESUME_RESPONSE, Resume,
+    TAIL_CALL_FOLLOWUP, TAIL_CALL_RESPONSE, Verdict, followup, handoff, resume_take, route::Hit,
 };
 use crate::{
     maps::{
         RAUTA_FLOWS, RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, SCRATCH_XDP,
-        copy_of, forget_splice,
+        forget_splice,
     },
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len, ptr_at},
 };
@@ -120,12 +120,17 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         backend_port: hit.endpoint.port_be,
         nat_port: 0,
     };
+    // Not ready: the backend segments look up the splice until it is established.
+    scratch.leg = BackendLeg::new(key, cookie);
     let mut claimed = false;
     let mut attempt = 0;
     while attempt < NAT_PROBES {
         let port = nat_port_candidate(&key, now as u32, attempt, config.port_min, config.port_max);
         nat.nat_port = port.to_be();
-        if RAUTA_NAT.insert(nat, key, BPF_NOEXIST as u64).is_ok() {
+        if RAUTA_NAT
+            .insert(nat, &scratch.leg, BPF_NOEXIST as u64)
+            .is_ok()
+        {
             claimed = true;
             break;
         }
@@ -177,12 +182,9 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         vip_wscale: vip.wscale,
         _pad: 0,
         next_request: client_isn.wrapping_add(1).wrapping_add(hit.len),
-        backend_end: cookie.wrapping_add(1),
-        response_next: cookie.wrapping_add(1),
-        framing: FRAMING_WAITING,
         requests: 1,
-        responses: 0,
         head_request: u32::from(scratch.segment.data[0] == b'H'),
+        unframed: 0,
     };
     if RAUTA_SPLICES.insert(key, &scratch.splice, 0).is_err() {
         let _ = RAUTA_NAT.remove(nat);
@@ -322,7 +324,7 @@ pub fn client_segment(
                     s.requests = s.requests.wrapping_add(1);
                     s.head_request = u32::from(outcome == FOLLOWUP_SAME_HEAD);
                     crate::maps::count(Reason::SpliceFollowupSame);
-                    if s.framing == FRAMING_LOST {
+                    if s.unframed != 0 {
                         // Its response will not be read: counted now, as of unknown status.
                         crate::maps::count_status(STATUS_CLASS_UNKNOWN);
                     }
@@ -359,6 +361,12 @@ pub fn client_segment(
         if flags & TCP_FIN != 0 {
             s.fins |= SPLICE_FIN_CLIENT;
             s.client_fin_end = seq.wrapping_add(1);
+            // The backend's ACK of it must be seen by the splice: no more backend segments translated
+            // from the leg alone.
+            if let Some(leg) = RAUTA_NAT.get_ptr_mut(&s.nat_key()) {
+                // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
+                unsafe { (*leg).ready = 0 };
+            }
         }
         if flags & TCP_ACK != 0
             && s.fins & SPLICE_FIN_BACKEND != 0
@@ -406,7 +414,9 @@ pub fn client_segment(
     rewrite(ctx, leg, options, ifindex, Reason::SpliceClientTranslated)
 }
 
-/// A packet to a NAT port: if it belongs to a splice, act on it; `None` if it does not.
+/// A packet to a NAT port: if it belongs to a splice, act on it; `None` if it does not. One lookup
+/// (`RAUTA_NAT`) for a segment of an established splice without SYN, FIN or RST while the client has
+/// not closed (`BackendLeg::ready`); the splice is looked up for everything else.
 #[inline(always)]
 pub fn backend_segment(
     ctx: &XdpContext,
@@ -421,17 +431,95 @@ pub fn backend_segment(
         backend_port: u16::from_ne_bytes(tcp.source),
         nat_port: u16::from_ne_bytes(tcp.dest),
     };
-    let key = copy_of(&RAUTA_NAT, &nat)?;
-    let Some(splice) = RAUTA_SPLICES.get_ptr_mut(key) else {
-        let _ = RAUTA_NAT.remove(nat);
-        return None;
-    };
+    let leg = RAUTA_NAT.get_ptr_mut(&nat)?;
     // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
-    let s = unsafe { &mut *splice };
+    let leg = unsafe { &mut *leg };
+    let key = leg.flow;
     let flags = tcp.flags;
     let seq = u32::from_be_bytes(tcp.seq);
     let ack = u32::from_be_bytes(tcp.ack_seq);
 
+    let mut done = false;
+    if leg.ready != LEG_READY || flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+        let Some(splice) = RAUTA_SPLICES.get_ptr_mut(key) else {
+            let _ = RAUTA_NAT.remove(nat);
+            return None;
+        };
+        // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
+        let s = unsafe { &mut *splice };
+        if let Some(verdict) = backend_control(ctx, &key, s, leg, (flags, seq, ack), payload_len) {
+            return Some(verdict);
+        }
+        // Over with a RST, or once both FINs are acknowledged (a simultaneous close sends two "last"
+        // ACKs, and the client must not be left with an unacknowledged FIN).
+        done = flags & TCP_RST != 0 || s.fins == SPLICE_CLOSED;
+        if s.state != SPLICE_ESTABLISHED {
+            // Before the backend acknowledged the request: translated, not framed.
+            return Some(translate_to_client(
+                ctx,
+                leg,
+                tcp_len,
+                (seq, ack, flags),
+                &key,
+                done,
+            ));
+        }
+    }
+    if payload_len > 0 {
+        let start = leg.to_client_seq(seq);
+        let end = start.wrapping_add(payload_len);
+        let ahead = end.wrapping_sub(leg.backend_end);
+        if ahead != 0 && ahead < 1 << 31 {
+            leg.backend_end = end;
+        }
+        // A response head starts in this segment: framed by `rauta_xdp_response`, then resumed here.
+        if leg.framing != FRAMING_LOST
+            && leg.response_next.wrapping_sub(start) < payload_len
+            && resume_take(RESUME_RESPONSE, &key, seq).is_none()
+        {
+            if let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) {
+                // SAFETY: this CPU's scratch entry, valid for this run.
+                unsafe {
+                    (*scratch).resume = Resume {
+                        kind: RESUME_RESPONSE,
+                        flow: key,
+                        seq,
+                        ack: 0,
+                        outcome: 0,
+                        offset: leg.response_next.wrapping_sub(start),
+                        payload_at: (ETH_LEN + IPV4_LEN) as u32 + tcp_len,
+                        payload_len,
+                    }
+                };
+                return Some(Verdict {
+                    action: TAIL_CALL_RESPONSE,
+                    reason: Reason::SpliceBackendTranslated,
+                });
+            }
+        }
+    }
+    Some(translate_to_client(
+        ctx,
+        leg,
+        tcp_len,
+        (seq, ack, flags),
+        &key,
+        done,
+    ))
+}
+
+/// The backend segments the leg alone cannot judge (handshake, RST, FIN, a splice reset or not yet
+/// established): the state machine on the splice `s`. `Some(verdict)`: the segment's fate; `None`: it
+/// is translated to the client (after `s.fins` and `leg`'s copy are brought up to date).
+#[inline(always)]
+fn backend_control(
+    ctx: &XdpContext,
+    key: &FlowKey,
+    s: &mut SpliceState,
+    leg: &mut BackendLeg,
+    (flags, seq, ack): (u8, u32, u32),
+    payload_len: u32,
+) -> Option<Verdict> {
     if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK {
         let fresh = s.state == SPLICE_SYN_SENT;
         let again = s.state == SPLICE_ACK_SENT && seq == s.backend_isn;
@@ -456,7 +544,7 @@ pub fn backend_segment(
             s.to_client_seq(seq),
             s.client_ifindex,
         );
-        forget_splice(&key);
+        forget_splice(key);
         return Some(send_rst(
             ctx,
             macs,
@@ -469,6 +557,8 @@ pub fn backend_segment(
     if s.state == SPLICE_FAILED || flags & TCP_SYN != 0 {
         return Some(Verdict::drop(Reason::SpliceStrayDrop));
     }
+    // The backend's SYN-ACK and its options (TC ingress) are recorded: the translation is complete.
+    leg.copy_translation(s);
     if s.state == SPLICE_ACK_SENT
         && flags & TCP_ACK != 0
         && ack.wrapping_sub(s.leg_isn.wrapping_add(1)) >= s.request_len
@@ -476,102 +566,76 @@ pub fn backend_segment(
     {
         s.state = SPLICE_ESTABLISHED;
         // The backend has the request: nothing will resend it.
-        let _ = crate::maps::RAUTA_PENDING.remove(&key);
-    }
-    if payload_len > 0 && s.state == SPLICE_ESTABLISHED {
-        let start = s.to_client_seq(seq);
-        let end = start.wrapping_add(payload_len);
-        let ahead = end.wrapping_sub(s.backend_end);
-        if ahead != 0 && ahead < 1 << 31 {
-            s.backend_end = end;
-        }
-        // A response head starts in this segment: framed by `rauta_xdp_response`, then resumed here.
-        if s.framing != FRAMING_LOST
-            && s.response_next.wrapping_sub(start) < payload_len
-            && resume_take(RESUME_RESPONSE, &key, seq).is_none()
-        {
-            if let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) {
-                // SAFETY: this CPU's scratch entry, valid for this run.
-                unsafe {
-                    (*scratch).resume = Resume {
-                        kind: RESUME_RESPONSE,
-                        flow: key,
-                        seq,
-                        ack: 0,
-                        outcome: 0,
-                        offset: s.response_next.wrapping_sub(start),
-                        payload_at: (ETH_LEN + IPV4_LEN) as u32 + tcp_len,
-                        payload_len,
-                    }
-                };
-                return Some(Verdict {
-                    action: TAIL_CALL_RESPONSE,
-                    reason: Reason::SpliceBackendTranslated,
-                });
-            }
+        let _ = crate::maps::RAUTA_PENDING.remove(key);
+        // From here on the leg alone translates the backend's segments, until the client closes. Set
+        // only here (a later segment on another CPU must not set it again after the client's FIN
+        // cleared it).
+        if s.fins & SPLICE_FIN_CLIENT == 0 {
+            leg.ready = LEG_READY;
         }
     }
-    let done = if flags & TCP_RST != 0 {
-        true
-    } else {
-        if flags & TCP_FIN != 0 {
-            s.fins |= SPLICE_FIN_BACKEND;
-            s.backend_fin_end = s
-                .to_client_seq(seq)
-                .wrapping_add(payload_len)
-                .wrapping_add(1);
-        }
-        if flags & TCP_ACK != 0
-            && s.fins & SPLICE_FIN_CLIENT != 0
-            && s.to_client_ack(ack).wrapping_sub(s.client_fin_end) < 1 << 31
-        {
-            s.fins |= SPLICE_FIN_CLIENT_ACKED;
-        }
-        s.fins == SPLICE_CLOSED
-    };
+    if flags & TCP_RST != 0 {
+        return None;
+    }
+    if flags & TCP_FIN != 0 {
+        s.fins |= SPLICE_FIN_BACKEND;
+        s.backend_fin_end = s
+            .to_client_seq(seq)
+            .wrapping_add(payload_len)
+            .wrapping_add(1);
+    }
+    if flags & TCP_ACK != 0
+        && s.fins & SPLICE_FIN_CLIENT != 0
+        && s.to_client_ack(ack).wrapping_sub(s.client_fin_end) < 1 << 31
+    {
+        s.fins |= SPLICE_FIN_CLIENT_ACKED;
+    }
+    None
+}
+
+/// Translates a backend segment to the client from its leg `leg` (read in place: everything the
+/// rewrite needs is taken before the splice may be forgotten, when `done`).
+#[inline(always)]
+fn translate_to_client(
+    ctx: &XdpContext,
+    leg: &BackendLeg,
+    tcp_len: u32,
+    (seq, ack, flags): (u32, u32, u8),
+    key: &FlowKey,
+    done: bool,
+) -> Verdict {
     let new_ack = if flags & TCP_ACK != 0 {
-        s.to_client_ack(ack)
+        leg.to_client_ack(ack)
     } else {
         ack
     };
-    // Read in place, as in `client_segment`.
-    let leg = Leg {
-        dst_mac: s.client_mac,
-        src_mac: s.vip_mac,
+    let headers = Leg {
+        dst_mac: leg.client_mac,
+        src_mac: leg.vip_mac,
         saddr: key.vip_addr,
         daddr: key.client_addr,
         sport: key.vip_port,
         dport: key.client_port,
-        seq: s.to_client_seq(seq),
+        seq: leg.to_client_seq(seq),
         ack: new_ack,
     };
     let options = Options {
         tcp_len,
-        // The backend's timestamps are `ts_offset` ahead of Tier 1's clock; its SACK blocks name
-        // client bytes on the leg.
-        translation: Translation {
-            tsval: 0u32.wrapping_sub(s.ts_offset),
-            tsecr: 0u32.wrapping_sub(s.ts_leg_delta()),
-            sack: 0u32.wrapping_sub(s.client_offset()),
-        },
-        active: s.agreed.ts != 0 || s.agreed.sack != 0,
-        window: (
-            shift_of(s.backend_wscale),
-            s.vip_wscale,
-            s.agreed.scaled() && s.backend_wscale != s.vip_wscale,
-        ),
+        translation: leg.translation,
+        active: leg.options != 0,
+        window: (leg.window_from, leg.window_to, leg.rescale != 0),
     };
-    let ifindex = s.client_ifindex;
+    let ifindex = leg.client_ifindex;
     if done {
-        forget_splice(&key);
+        forget_splice(key);
     }
-    Some(rewrite(
+    rewrite(
         ctx,
-        leg,
+        headers,
         options,
         ifindex,
         Reason::SpliceBackendTranslated,
-    ))
+    )
 }
 
 /// The headers a translated segment leaves with. Addresses and ports in network order, seq/ack in host
