@@ -1378,3 +1378,29 @@ fn options_are_agreed_with_both_sides_and_translated_both_ways() {
         assert!(to_client.ip_csum_ok && to_client.tcp_csum_ok);
     });
 }
+
+/// Not a measurement itself: runs the SYN → cookie SYN-ACK step `RAUTA_PROFILE_RUNS` times (default
+/// 1,000,000, each a different client port) so that a profiler sees where its time goes, e.g.
+/// `perf record -a -g -- <test binary> --ignored --nocapture profile_the_syn` and `perf report` on the
+/// `bpf_prog_*_rauta_xdp*` symbols and the helpers they call (docs/benchmarks.md, section 5).
+#[test]
+#[ignore = "profiling aid, run on demand"]
+fn profile_the_syn() {
+    if !support::root_or_skip("profile_the_syn") {
+        return;
+    }
+    let runs: u32 = std::env::var("RAUTA_PROFILE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    in_node("psyn", move |tiers, nc, _nb, _nb_mac| {
+        let mut answered = 0u32;
+        for i in 0..runs {
+            let mut syn = Tcp4::syn(VIP, PORT);
+            syn.sport = 1024 + (i % 60_000) as u16;
+            let run = tiers.run_once_from(&syn.build(), nc).unwrap();
+            answered += u32::from(run.action == XdpAction::Tx);
+        }
+        assert_eq!(answered, runs, "every SYN answered with a SYN-ACK");
+    });
+}
