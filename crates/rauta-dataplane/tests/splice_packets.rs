@@ -1404,3 +1404,55 @@ fn profile_the_syn() {
         assert_eq!(answered, runs, "every SYN answered with a SYN-ACK");
     });
 }
+
+/// A profiling load, not a measurement: connection after connection, a SYN and a first GET that is a
+/// routing hit (the splice's SYN to the backend), and nothing else, so that a system-wide profile taken
+/// while it runs shows the first request's cost split by program and by the kernel function each
+/// program calls (`docs/benchmarks.md` section 5, "Session 7", has the command and the breakdown).
+/// `RAUTA_PROFILE_CONNECTIONS` sets the number of connections (default 4,000, about as many splices
+/// as `median_cost_of_the_splice` leaves open). Every first GET must start a splice.
+#[test]
+#[ignore]
+fn first_get_hits_for_a_profile() {
+    if !support::root_or_skip("first_get_hits_for_a_profile") {
+        return;
+    }
+    in_node("prof", |tiers, nc, _nb, _nb_mac| {
+        // The whole port range above the well-known ports, as in `median_cost_of_the_splice`.
+        tiers.set_splicing(Some((1024, 65535))).unwrap();
+        let connections: u16 = std::env::var("RAUTA_PROFILE_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4000)
+            .clamp(1, 60000);
+        let mut hits = Vec::with_capacity(usize::from(connections));
+        for i in 0..connections {
+            let mut syn = Tcp4::syn(VIP, PORT);
+            syn.sport = 1024 + i;
+            let run = tiers.run_once_from(&syn.build(), nc).unwrap();
+            assert_eq!(
+                run.action,
+                XdpAction::Tx,
+                "connection {i}: the cookie SYN-ACK"
+            );
+            let cookie = packet::parse(&run.output).seq;
+            let mut data = syn.clone();
+            data.flags = PSH | ACK;
+            data.seq = syn.seq.wrapping_add(1);
+            data.ack = cookie.wrapping_add(1);
+            data.payload = REQUEST.to_vec();
+            let run = tiers.run_once_from(&data.build(), nc).unwrap();
+            assert_eq!(
+                run.action,
+                XdpAction::Redirect,
+                "connection {i}: the backend SYN"
+            );
+            hits.push(run.duration.as_nanos() as u64);
+        }
+        hits.sort_unstable();
+        println!(
+            "{connections} first GETs spliced, median {} ns (harness included)",
+            hits[hits.len() / 2]
+        );
+    });
+}
