@@ -33,6 +33,14 @@ pub const FLOWS_MAP: &str = "RAUTA_FLOWS";
 /// has turned the listener's SYN-ACK into the ACK carrying it.
 pub const PENDING_MAP: &str = "RAUTA_PENDING";
 
+/// Name of the short pending-segment map (`BPF_MAP_TYPE_LRU_HASH`, [`FlowKey`] → [`PendingShort`],
+/// [`PENDING_ENTRIES`]): [`PENDING_MAP`] for first segments of at most [`PENDING_SHORT_BUF`] bytes, i.e.
+/// most requests. Its insert copies a quarter of the bytes (the 2 KB copy was ~5 % of a first request).
+/// A segment is stored in one of the two; a reader takes the short entry only if its `seq` is the one
+/// it expects (the connection's ISN + 1), so an entry an earlier connection on the same 4-tuple left
+/// behind never shadows the other map's.
+pub const PENDING_SHORT_MAP: &str = "RAUTA_PENDING_SHORT";
+
 /// Name of the held-segment map (`BPF_MAP_TYPE_LRU_HASH`, [`HeldKey`] → [`PendingSegment`],
 /// [`HELD_ENTRIES`]): segments 2..=[`HELD_MAX`]+1 of a first request that arrive before the listener's
 /// socket exists, until TC injects them behind the hand-off ACK.
@@ -59,6 +67,9 @@ pub const PENDING_ENTRIES: u32 = 4096;
 
 /// Size of [`PendingSegment::data`].
 pub const PENDING_BUF: usize = 2048;
+
+/// Size of [`PendingShort::data`]: first segments up to this long go to [`PENDING_SHORT_MAP`].
+pub const PENDING_SHORT_BUF: usize = 512;
 
 /// Largest first segment Tier 1 stores (leaves room for the zero padding the checksum reads). Clients
 /// honour the MSS of the SYN-ACK (at most 1460), so a larger first segment means a jumbo-frame client
@@ -168,6 +179,28 @@ pub struct PendingSegment {
     /// The payload; bytes past `len` are undefined except the up to 3 zero bytes that pad it to a multiple
     /// of 4.
     pub data: [u8; PENDING_BUF],
+}
+
+/// A [`PendingSegment`] of at most [`PENDING_SHORT_BUF`] bytes (the value of [`PENDING_SHORT_MAP`]): the
+/// same fields, and the first [`PENDING_SHORT_BUF`] bytes of `data` (the layouts are asserted equal, so
+/// the BPF side stores a prefix of the segment it captured).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingShort {
+    /// As [`PendingSegment::len`], at most [`PENDING_SHORT_BUF`].
+    pub len: u32,
+    /// As [`PendingSegment::flags`].
+    pub flags: u32,
+    /// As [`PendingSegment::window`].
+    pub window: u32,
+    /// As [`PendingSegment::sum`].
+    pub sum: u32,
+    /// As [`PendingSegment::seq`].
+    pub seq: u32,
+    /// As [`PendingSegment::tsval`].
+    pub tsval: u32,
+    /// The payload (bytes past `len` undefined).
+    pub data: [u8; PENDING_SHORT_BUF],
 }
 
 /// Name of the first-request latency map (`BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`, [`LATENCY_SLOTS`]
@@ -285,6 +318,19 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 12);
 const _: () = assert!(core::mem::size_of::<FlowState>() == 48);
 const _: () = assert!(core::mem::size_of::<HeldKey>() == 16);
 const _: () = assert!(core::mem::size_of::<PendingSegment>() == 24 + PENDING_BUF);
+const _: () = assert!(core::mem::size_of::<PendingShort>() == 24 + PENDING_SHORT_BUF);
+// A short entry is stored from a prefix of a captured `PendingSegment`: every field at the same offset.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(PendingShort, len) == offset_of!(PendingSegment, len));
+    assert!(offset_of!(PendingShort, flags) == offset_of!(PendingSegment, flags));
+    assert!(offset_of!(PendingShort, window) == offset_of!(PendingSegment, window));
+    assert!(offset_of!(PendingShort, sum) == offset_of!(PendingSegment, sum));
+    assert!(offset_of!(PendingShort, seq) == offset_of!(PendingSegment, seq));
+    assert!(offset_of!(PendingShort, tsval) == offset_of!(PendingSegment, tsval));
+    assert!(offset_of!(PendingShort, data) == offset_of!(PendingSegment, data));
+    assert!(PENDING_SHORT_BUF <= PENDING_BUF && PENDING_SHORT_BUF.is_power_of_two());
+};
 
 #[cfg(test)]
 mod tests {

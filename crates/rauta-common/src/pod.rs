@@ -5,7 +5,7 @@
 //! and copying its bytes to and from a BPF map is sound.
 #![allow(unsafe_code)]
 
-use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, VipConfig};
+use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, PendingShort, VipConfig};
 use crate::route::{Endpoint, RouteDecision, RouteKey, RouteValue, ServiceEntry};
 use crate::splice::{BackendLeg, NatKey, OldLeg, SpliceConfig, SpliceState};
 
@@ -13,6 +13,7 @@ unsafe impl aya::Pod for VipConfig {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowState {}
 unsafe impl aya::Pod for PendingSegment {}
+unsafe impl aya::Pod for PendingShort {}
 unsafe impl aya::Pod for HeldKey {}
 unsafe impl aya::Pod for RouteKey {}
 unsafe impl aya::Pod for RouteValue {}

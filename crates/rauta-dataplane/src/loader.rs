@@ -12,9 +12,10 @@ use aya::{
 };
 use rauta_common::{
     maps::{
-        FlowKey, FlowState, HeldKey, PendingSegment, VipConfig, COUNTERS_MAP, FLOWS_MAP, HELD_MAP,
-        LATENCY_BUCKETS, LATENCY_MAP, LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_MAP,
-        STATUS_CLASSES_MAP, STATUS_CLASS_SLOTS, TC_EGRESS_PROGRAM, VIP_MAP, XDP_PROGRAM,
+        FlowKey, FlowState, HeldKey, PendingSegment, PendingShort, VipConfig, COUNTERS_MAP,
+        FLOWS_MAP, HELD_MAP, LATENCY_BUCKETS, LATENCY_MAP, LATENCY_SLOTS, LATENCY_SUM_SLOT,
+        PENDING_MAP, PENDING_SHORT_MAP, STATUS_CLASSES_MAP, STATUS_CLASS_SLOTS, TC_EGRESS_PROGRAM,
+        VIP_MAP, XDP_PROGRAM,
     },
     reason::Reason,
     route::{
@@ -721,10 +722,11 @@ impl KernelTiers {
     pub fn table_sizes(&self) -> Result<TableSizes, DataplaneError> {
         let flows: HashMap<_, FlowKey, FlowState> = self.typed_map(FLOWS_MAP)?;
         let pending: HashMap<_, FlowKey, PendingSegment> = self.typed_map(PENDING_MAP)?;
+        let pending_short: HashMap<_, FlowKey, PendingShort> = self.typed_map(PENDING_SHORT_MAP)?;
         let held: HashMap<_, HeldKey, PendingSegment> = self.typed_map(HELD_MAP)?;
         Ok(TableSizes {
             flows: flows.keys().count(),
-            pending: pending.keys().count(),
+            pending: pending.keys().count() + pending_short.keys().count(),
             held: held.keys().count(),
         })
     }

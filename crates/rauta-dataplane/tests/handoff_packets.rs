@@ -213,9 +213,11 @@ fn listener_synack_becomes_the_ack_carrying_the_request() {
     needs_root!("listener_synack_becomes_the_ack_carrying_the_request");
     let t = tiers();
     // Payloads: a request, a full 1460-byte segment, an odd length (checksum padding over three
-    // bpf_csum_diff chunks).
+    // bpf_csum_diff chunks), and the two sides of the stored segment's size classes (512 bytes still
+    // go to the short map, 513 to the 2 KB one).
     let big: Vec<u8> = (0..1460u32).map(|i| (i * 7 + 3) as u8).collect();
-    for (i, payload) in [REQUEST, &big[..], &big[..1459]].into_iter().enumerate() {
+    let payloads = [REQUEST, &big[..], &big[..1459], &big[..512], &big[..513]];
+    for (i, payload) in payloads.into_iter().enumerate() {
         let sport = 42000 + i as u16;
         let (syn, cookie) = handshake(&t, sport, 1460);
         first_segment(&t, &syn, cookie, payload, 1460);
@@ -227,12 +229,39 @@ fn listener_synack_becomes_the_ack_carrying_the_request() {
     assert_eq!(
         t.table_sizes().unwrap(),
         TableSizes {
-            flows: 3,
+            flows: 5,
             pending: 0,
             held: 0
         },
         "stored segments freed"
     );
+}
+
+/// A client that retransmits its first segment before the listener answered may send more (or less) in
+/// it; what was stored first, in the other size class, must never be what TC sends.
+#[test]
+fn a_retransmitted_first_segment_replaces_the_stored_one_across_size_classes() {
+    needs_root!("a_retransmitted_first_segment_replaces_the_stored_one_across_size_classes");
+    let t = tiers();
+    let long: Vec<u8> = (0..900u32).map(|i| (i * 13 + 1) as u8).collect();
+    // Short first, then long; and long first, then short.
+    for (sport, first, again) in [
+        (43000, &long[..300], &long[..]),
+        (43001, &long[..], &long[..300]),
+    ] {
+        let (syn, cookie) = handshake(&t, sport, 1460);
+        first_segment(&t, &syn, cookie, first, 1460);
+        let retransmitted = client_segment(&syn, 0, cookie.wrapping_add(1), PSH | ACK, again);
+        let run = xdp(
+            &t,
+            &retransmitted.build(),
+            Reason::HandoffRetransmitReplayed,
+        );
+        assert_replayed_syn(&syn, &run, 1460);
+        assert_eq!(t.table_sizes().unwrap().pending, 1, "one stored segment");
+        handoff(&t, &syn, cookie, again, Reason::TcHandoffAck);
+    }
+    assert_eq!(t.table_sizes().unwrap().pending, 0, "stored segments freed");
 }
 
 #[test]

@@ -417,6 +417,7 @@ fn the_object_has_every_map_and_program_common_names() {
         SCRATCH_MAP,
         FLOWS_MAP,
         PENDING_MAP,
+        rauta_common::maps::PENDING_SHORT_MAP,
         rauta_common::maps::HELD_MAP,
         ROUTES_MAP,
         SERVICES_MAP,

@@ -10,8 +10,9 @@ use rauta_common::{
     handoff::HANDOFF_ACK_V4_HEADERS,
     maps::{
         COUNTER_SLOTS, FLOW_ENTRIES, FlowKey, FlowState, HELD_ENTRIES, HELD_MAX, HeldKey,
-        LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_ENTRIES, PendingSegment, STATUS_CLASS_SLOTS,
-        SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig, latency_bucket,
+        LATENCY_SLOTS, LATENCY_SUM_SLOT, PENDING_BUF, PENDING_ENTRIES, PENDING_SHORT_BUF,
+        PendingSegment, PendingShort, STATUS_CLASS_SLOTS, SYNACK_V4_LEN, TCP_MAX_HEADER, VipConfig,
+        latency_bucket,
     },
     reason::Reason,
     route::{
@@ -57,6 +58,124 @@ pub static RAUTA_FLOWS: LruHashMap<FlowKey, FlowState> =
 #[map]
 pub static RAUTA_PENDING: LruHashMap<FlowKey, PendingSegment> =
     LruHashMap::with_max_entries(PENDING_ENTRIES, 0);
+
+/// `RAUTA_PENDING_SHORT`: the same for first segments of at most 512 bytes (see
+/// `rauta_common::maps::PENDING_SHORT_MAP`; [`store_pending`], [`pending_of`]).
+#[map]
+pub static RAUTA_PENDING_SHORT: LruHashMap<FlowKey, PendingShort> =
+    LruHashMap::with_max_entries(PENDING_ENTRIES, 0);
+
+/// Stores the first segment captured in `segment` (its `len` checked by the capture) under `key`: in
+/// `RAUTA_PENDING_SHORT` if it fits, else in `RAUTA_PENDING`. `again`: the connection may have an
+/// entry from an earlier replay with the same `seq` (a retransmission, a fallback), which is removed
+/// from the other map so that readers cannot take it instead. False if the insert failed.
+#[inline(always)]
+pub fn store_pending(key: &FlowKey, segment: &PendingSegment, again: bool) -> bool {
+    if segment.len as usize <= PENDING_SHORT_BUF {
+        if again {
+            let _ = RAUTA_PENDING.remove(key);
+        }
+        // SAFETY: `PendingShort` is the layout of a `PendingSegment`'s first 24 + PENDING_SHORT_BUF
+        // bytes (asserted in `rauta_common::maps`); the insert reads exactly that prefix.
+        let short = unsafe { &*(segment as *const PendingSegment).cast::<PendingShort>() };
+        RAUTA_PENDING_SHORT.insert(key, short, 0).is_ok()
+    } else {
+        if again {
+            let _ = RAUTA_PENDING_SHORT.remove(key);
+        }
+        // By reference on purpose: passing the 2 KB value by value would copy it onto the stack.
+        #[allow(clippy::needless_borrows_for_generic_args)]
+        let stored = RAUTA_PENDING.insert(key, &*segment, 0);
+        stored.is_ok()
+    }
+}
+
+/// A stored first segment, as the TC programs send it: its fields and its payload in place.
+pub struct StoredSegment {
+    /// As `PendingSegment`.
+    pub flags: u32,
+    /// As `PendingSegment`.
+    pub window: u32,
+    /// As `PendingSegment`.
+    pub sum: u32,
+    /// As `PendingSegment`.
+    pub tsval: u32,
+    /// The payload's first byte, inside a map value that holds at least `len` bytes from here.
+    pub data: *const u8,
+    /// The payload length, 1..=the buffer's size, restated so the verifier knows that bound.
+    pub len: u32,
+    /// True if it is the short map's entry (see [`forget_stored`]).
+    pub short: bool,
+}
+
+/// The first segment stored for `key` whose sequence number is `seq` (the connection's ISN + 1): the
+/// short map's entry if it is that one, else the long map's (see `rauta_common::maps::PENDING_SHORT_MAP`).
+#[inline(always)]
+pub fn pending_of(key: &FlowKey, seq: u32) -> Option<StoredSegment> {
+    if let Some(short) = RAUTA_PENDING_SHORT.get_ptr(key) {
+        // SAFETY: a pointer from a successful lookup, valid for this run.
+        let short = unsafe { &*short };
+        if short.seq == seq && short.len != 0 && short.len as usize <= PENDING_SHORT_BUF {
+            // Restate 1..=PENDING_SHORT_BUF for the verifier (black_box keeps LLVM from folding the
+            // mask into the check above).
+            let len = ((core::hint::black_box(short.len).wrapping_sub(1))
+                & (PENDING_SHORT_BUF as u32 - 1))
+                + 1;
+            return Some(StoredSegment {
+                flags: short.flags,
+                window: short.window,
+                sum: short.sum,
+                tsval: short.tsval,
+                data: short.data.as_ptr(),
+                len,
+                short: true,
+            });
+        }
+    }
+    let long = RAUTA_PENDING.get_ptr(key)?;
+    // SAFETY: a pointer from a successful lookup, valid for this run.
+    let long = unsafe { &*long };
+    if long.len == 0 || long.len as usize > PENDING_BUF {
+        return None;
+    }
+    let len = ((core::hint::black_box(long.len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
+    Some(StoredSegment {
+        flags: long.flags,
+        window: long.window,
+        sum: long.sum,
+        tsval: long.tsval,
+        data: long.data.as_ptr(),
+        len,
+        short: false,
+    })
+}
+
+/// Deletes the stored first segment of `key` from the map [`pending_of`] found it in.
+#[inline(always)]
+pub fn forget_stored(key: &FlowKey, stored: &StoredSegment) {
+    if stored.short {
+        let _ = RAUTA_PENDING_SHORT.remove(key);
+    } else {
+        let _ = RAUTA_PENDING.remove(key);
+    }
+}
+
+/// Deletes the stored first segment of `key` of `len` bytes (a splice's request: its class is known).
+#[inline(always)]
+pub fn forget_pending_of_len(key: &FlowKey, len: u32) {
+    if len as usize <= PENDING_SHORT_BUF {
+        let _ = RAUTA_PENDING_SHORT.remove(key);
+    } else {
+        let _ = RAUTA_PENDING.remove(key);
+    }
+}
+
+/// Deletes any stored first segment of `key`, from both maps.
+#[inline(always)]
+pub fn forget_pending(key: &FlowKey) {
+    let _ = RAUTA_PENDING_SHORT.remove(key);
+    let _ = RAUTA_PENDING.remove(key);
+}
 
 /// `RAUTA_HELD`: later segments of a first request, held until the listener's socket exists.
 #[map]
@@ -172,7 +291,7 @@ pub struct Scratch {
 #[inline(always)]
 pub fn forget(key: &FlowKey) {
     let _ = RAUTA_FLOWS.remove(key);
-    let _ = RAUTA_PENDING.remove(key);
+    forget_pending(key);
     let _ = RAUTA_DECISIONS.remove(key);
     forget_splice(key);
     let mut index = 0;
@@ -196,11 +315,11 @@ pub fn copy_of<K, V: Copy>(map: &LruHashMap<K, V>, key: &K) -> Option<V> {
 pub fn forget_splice(key: &FlowKey) {
     if let Some(splice) = RAUTA_SPLICES.get_ptr(key) {
         // SAFETY: a pointer from a successful lookup, read at once.
-        let nat = unsafe { (*splice).nat_key() };
+        let (nat, request_len) = unsafe { ((*splice).nat_key(), (*splice).request_len) };
         let _ = RAUTA_NAT.remove(nat);
         let _ = RAUTA_SPLICES.remove(key);
         // The stored request, if the splice ends before the backend acknowledged it.
-        let _ = RAUTA_PENDING.remove(key);
+        forget_pending_of_len(key, request_len);
     }
 }
 

@@ -28,7 +28,9 @@ use rauta_common::{
 };
 
 use super::{HEADERS, IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
-use crate::maps::{RAUTA_FLOWS, RAUTA_HELD, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_TC};
+use crate::maps::{
+    RAUTA_FLOWS, RAUTA_HELD, RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_TC, forget_stored, pending_of,
+};
 use crate::options;
 
 /// Offsets of the TCP sequence number, window and checksum in the frame.
@@ -174,14 +176,16 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
     let Some(flow) = RAUTA_FLOWS.get_ptr_mut(key) else {
         return TcVerdict::shot(Reason::TcInternalError);
     };
-    let Some(pending) = RAUTA_PENDING.get_ptr(key) else {
+    // SAFETY: a pointer from a successful map lookup, valid for this run.
+    let flow = unsafe { &mut *flow };
+    let Some(pending) = pending_of(key, flow.client_isn.wrapping_add(1)) else {
         return TcVerdict::shot(Reason::TcInternalError);
     };
     let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC) else {
         return TcVerdict::shot(Reason::TcInternalError);
     };
-    // SAFETY: pointers from successful map lookups, valid for this run; the scratch entry is this CPU's.
-    let (flow, pending, scratch) = unsafe { (&mut *flow, &*pending, &mut *scratch) };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
 
     let client = SynV4 {
         // The SYN-ACK goes to the client: its Ethernet destination is the client's side.
@@ -193,8 +197,7 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
         server_port: field2(h, TCP_AT),
         client_seq: flow.client_isn,
     };
-    // Restate 1..=PENDING_BUF for the verifier (black_box keeps LLVM from folding the mask away).
-    let len = ((core::hint::black_box(pending.len).wrapping_sub(1)) & (PENDING_BUF as u32 - 1)) + 1;
+    let len = pending.len;
     // The listener's options: its window scale (rescaled on the way out if it differs from the one
     // Tier 1 announced) and its timestamp (its offset to ours is translated from now on; the ACK echoes
     // it, which is how the listener's cookie check recovers what it agreed to).
@@ -223,7 +226,8 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
     super::old_leg::close(ctx, key, flow.client_isn, &mut scratch.rst);
     let skb = ctx.skb.skb;
     // SAFETY: helper calls on this program's skb with buffers of the stated sizes (`ack` holds
-    // HANDOFF_ACK_V4_HEADERS bytes, `data` PENDING_BUF >= len); no packet pointer is held across them.
+    // HANDOFF_ACK_V4_HEADERS bytes, `data` at least `len`: `pending_of`); no packet pointer is held
+    // across them.
     let written = unsafe {
         bpf_skb_change_tail(skb, HANDOFF_ACK_V4_HEADERS as u32 + len, 0) == 0
             && bpf_skb_store_bytes(
@@ -236,7 +240,7 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
             && bpf_skb_store_bytes(
                 skb,
                 HANDOFF_ACK_V4_HEADERS as u32,
-                pending.data.as_ptr().cast(),
+                pending.data.cast(),
                 len,
                 0,
             ) == 0
@@ -252,7 +256,7 @@ fn handoff(ctx: &TcContext, key: &FlowKey, h: &[u8; HEADERS], listener_isn: u32)
     if pending.flags & u32::from(TCP_FIN) != 0 {
         flow.fins |= FIN_CLIENT;
     }
-    let _ = RAUTA_PENDING.remove(key);
+    forget_stored(key, &pending);
     // SAFETY: reading the ifindex field of this program's context.
     let ifindex = unsafe { (*skb).ifindex };
     // SAFETY: plain helper call; its return value is the TC action (TC_ACT_REDIRECT).

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use rauta_common::{
     handoff::{HANDOFF_ACK_V4_HEADERS, build_handoff_ack_v4},
-    maps::{FlowKey, PENDING_BUF, VIP_ENABLED},
+    maps::{FlowKey, VIP_ENABLED},
     reason::Reason,
     splice::{NatKey, SPLICE_ACK_SENT, SpliceState},
     synack::{SynV4, TCP_ACK, TCP_RST, TCP_SYN},
@@ -22,7 +22,7 @@ use rauta_common::{
 
 use super::{HEADERS, IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
 use crate::maps::{
-    RAUTA_NAT, RAUTA_PENDING, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP,
+    RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP,
     SCRATCH_TC_INGRESS, copy_of,
 };
 use crate::options;
@@ -123,14 +123,14 @@ fn record_backend_options(ctx: &TcContext, h: &[u8; HEADERS], s: &mut SpliceStat
 /// backend's interface.
 #[inline(always)]
 fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
-    let Some(pending) = RAUTA_PENDING.get_ptr(key) else {
+    let Some(pending) = crate::maps::pending_of(key, s.client_isn.wrapping_add(1)) else {
         return TcVerdict::shot(Reason::TcSpliceError);
     };
     let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC_INGRESS) else {
         return TcVerdict::shot(Reason::TcSpliceError);
     };
-    // SAFETY: pointers from successful map lookups, valid for this run; the scratch entry is this CPU's.
-    let (pending, scratch) = unsafe { (&*pending, &mut *scratch) };
+    // SAFETY: this CPU's scratch entry, valid for this run.
+    let scratch = unsafe { &mut *scratch };
     let leg = SynV4 {
         client_mac: s.node_mac,
         server_mac: s.backend_mac,
@@ -141,14 +141,10 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
         // The builder writes client_seq + 1.
         client_seq: s.leg_isn,
     };
-    // Restate the range for the verifier (black_box keeps LLVM from folding the mask away): the request
-    // is 1..=PENDING_BUF bytes of `data`, read from its start.
-    let mask = PENDING_BUF as u32 - 1;
-    let len = pending.len;
-    if len == 0 || len > PENDING_BUF as u32 {
-        return TcVerdict::shot(Reason::TcSpliceError);
-    }
-    let whole = ((core::hint::black_box(len).wrapping_sub(1)) & mask) + 1;
+    // The request, 1..=its buffer's size bytes read from the start of `data` (`pending_of` restated
+    // the bound for the verifier).
+    let whole = pending.len;
+    let len = whole;
     build_handoff_ack_v4(
         &leg,
         s.backend_isn.wrapping_add(1),
@@ -166,8 +162,8 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
     let skb = ctx.skb.skb;
     let tail = HANDOFF_ACK_V4_HEADERS as u32;
     // SAFETY: helper calls on this program's skb with buffers of the stated sizes (`ack` holds
-    // HANDOFF_ACK_V4_HEADERS bytes, `data` PENDING_BUF >= whole bytes); no packet pointer is held across
-    // them.
+    // HANDOFF_ACK_V4_HEADERS bytes, `data` at least `whole`: `pending_of`); no packet pointer is held
+    // across them.
     let written = unsafe {
         bpf_skb_change_tail(skb, tail + whole, 0) == 0
             && bpf_skb_store_bytes(
@@ -177,7 +173,7 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
                 HANDOFF_ACK_V4_HEADERS as u32,
                 0,
             ) == 0
-            && bpf_skb_store_bytes(skb, tail, pending.data.as_ptr().cast(), whole, 0) == 0
+            && bpf_skb_store_bytes(skb, tail, pending.data.cast(), whole, 0) == 0
     };
     if !written {
         // Half rewritten: never let it out. The backend retransmits its SYN-ACK.

@@ -26,7 +26,7 @@ use rauta_common::{
 
 use super::Verdict;
 use crate::{
-    maps::{RAUTA_FLOWS, RAUTA_HELD, RAUTA_PENDING, RAUTA_SCRATCH, SCRATCH_XDP},
+    maps::{RAUTA_FLOWS, RAUTA_HELD, RAUTA_SCRATCH, SCRATCH_XDP},
     options,
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TcpHdr, frame_len, ptr_at},
 };
@@ -117,10 +117,8 @@ pub fn replay_decoded(
         mss_covering(payload_len)
     };
 
-    // By reference on purpose: passing the 2 KB value by value would copy it onto the 512-byte stack.
-    #[allow(clippy::needless_borrows_for_generic_args)]
-    let stored = RAUTA_PENDING.insert(key, &scratch.segment, 0);
-    if stored.is_err() {
+    // Only a first replay cannot have an entry of the same segment in the other map.
+    if !crate::maps::store_pending(key, &scratch.segment, reason != Reason::HandoffSynReplayed) {
         return Verdict::drop(Reason::InternalErrorPass);
     }
     let state = FlowState {

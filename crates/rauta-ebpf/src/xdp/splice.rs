@@ -293,7 +293,7 @@ pub fn client_segment(
             // The backend refused or stays silent: Tier 3 takes the connection (it retries another
             // endpoint or answers 502/503).
             forget_splice(key);
-            let _ = crate::maps::RAUTA_PENDING.remove(key);
+            crate::maps::forget_pending(key);
             return handoff::replay(
                 ctx,
                 key,
@@ -572,7 +572,7 @@ fn backend_control(
     {
         s.state = SPLICE_ESTABLISHED;
         // The backend has the request: nothing will resend it.
-        let _ = crate::maps::RAUTA_PENDING.remove(key);
+        crate::maps::forget_pending_of_len(key, s.request_len);
         // From here on the leg alone translates the backend's segments, until the client closes. Set
         // only here (a later segment on another CPU must not set it again after the client's FIN
         // cleared it).
