@@ -379,6 +379,36 @@ impl TlsClient {
     }
 }
 
+/// A connection RAUTA closes after a response (`Connection: close`) ends with a TLS `close_notify`, as nginx's
+/// do: without it a client cannot tell the end of the connection from a truncation, and strict clients
+/// (OpenSSL 3, rustls) report an unexpected EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_after_a_response_ends_with_close_notify() {
+    let pki = Pki::new("rauta test intermediate");
+    let (rauta, _dir, _web) = start_sni_setup(&pki, &[]).await;
+    let mut client = TlsClient::connect(rauta.https, "ec.example", &pki.root_pem).await;
+    client
+        .stream
+        .write_all(b"GET /bye HTTP/1.1\r\nHost: ec.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // rustls reports a TCP close without `close_notify` as `UnexpectedEof`; with it, the read ends cleanly.
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("RAUTA closes the connection after a `Connection: close` response");
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    read.unwrap_or_else(|err| panic!("no close_notify before the close: {err}; got {text}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_served_and_open_connections_survive() {
     let pki = Pki::new("rauta test intermediate");

@@ -131,6 +131,8 @@ where
             Next::Close { linger } => {
                 if linger {
                     conn.linger().await;
+                } else {
+                    conn.close().await;
                 }
                 return Outcome::Closed;
             }
@@ -587,6 +589,13 @@ where
         if self.write_body(&mut body, framing, false).await.is_ok() {
             self.linger().await;
         }
+    }
+
+    /// Close after a response with nothing left unread: shut the write side, which over TLS sends
+    /// `close_notify` first (a bare FIN reads as a possible truncation to the client, and OpenSSL 3 and rustls
+    /// clients report it as an unexpected EOF). Bounded: a client that stops reading cannot hold the task.
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(LINGER_TIME, self.io.shutdown()).await;
     }
 
     /// Close gracefully when request bytes may be unread: send FIN, then read and discard for a little while
