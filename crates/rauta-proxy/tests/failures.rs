@@ -11,18 +11,6 @@ use http::{Request, StatusCode};
 use rauta_proxy::ProxyConfig;
 use tokio::io::AsyncWriteExt;
 
-const HOST: &str = "app.example";
-
-fn spec(endpoint: SocketAddr) -> RouteSpec<'static> {
-    RouteSpec {
-        host: Some(HOST),
-        path: "/",
-        path_type: "Prefix",
-        service: "svc",
-        endpoints: vec![endpoint],
-    }
-}
-
 #[tokio::test]
 async fn refused_connect_gets_502() {
     // A port that was just free: nothing listens there.
@@ -30,9 +18,9 @@ async fn refused_connect_gets_502() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let proxy = TestProxy::start(config(), table(&[spec(dead)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(dead)])).await;
     let mut client = Client::connect(proxy.addr).await;
-    let (status, _, text) = client.get(HOST, "/").await;
+    let (status, _, text) = client.get(APP_HOST, "/").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(text.starts_with("502"), "{text}");
     assert!(proxy
@@ -66,10 +54,10 @@ async fn connect_timeout_gets_502_within_the_timeout() {
         connect_timeout: Duration::from_millis(300),
         ..config()
     };
-    let proxy = TestProxy::start(config, table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config, table(&[app_route(addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
     let started = Instant::now();
-    let (status, _, _) = client.get(HOST, "/").await;
+    let (status, _, _) = client.get(APP_HOST, "/").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     let took = started.elapsed();
     assert!(
@@ -86,10 +74,10 @@ async fn slow_backend_gets_504_within_the_response_timeout() {
         response_timeout: Duration::from_millis(300),
         ..config()
     };
-    let proxy = TestProxy::start(config, table(&[spec(backend.addr)])).await;
+    let proxy = TestProxy::start(config, table(&[app_route(backend.addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
     let started = Instant::now();
-    let (status, _, text) = client.get(HOST, "/slow?ms=5000").await;
+    let (status, _, text) = client.get(APP_HOST, "/slow?ms=5000").await;
     let took = started.elapsed();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{text}");
     assert!(
@@ -97,7 +85,7 @@ async fn slow_backend_gets_504_within_the_response_timeout() {
         "took {took:?}"
     );
     // The client connection is still good.
-    assert_eq!(client.get(HOST, "/").await.0, StatusCode::OK);
+    assert_eq!(client.get(APP_HOST, "/").await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -108,11 +96,11 @@ async fn oversized_request_heads_get_431() {
         max_headers: 20,
         ..config()
     };
-    let proxy = TestProxy::start(config, table(&[spec(backend.addr)])).await;
+    let proxy = TestProxy::start(config, table(&[app_route(backend.addr)])).await;
     let wait = Duration::from_millis(500);
 
     let big = format!(
-        "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: {APP_HOST}\r\nX-Big: {}\r\n\r\n",
         "b".repeat(10_000)
     );
     let answer = raw(proxy.addr, big.as_bytes(), wait).await;
@@ -121,7 +109,7 @@ async fn oversized_request_heads_get_431() {
         "header bytes: {answer:?}"
     );
 
-    let mut many = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n");
+    let mut many = format!("GET / HTTP/1.1\r\nHost: {APP_HOST}\r\n");
     for i in 0..30 {
         many.push_str(&format!("X-H{i}: v\r\n"));
     }
@@ -135,7 +123,7 @@ async fn oversized_request_heads_get_431() {
 
     // Just under both limits passes.
     let mut fine = format!(
-        "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {}\r\n",
+        "GET / HTTP/1.1\r\nHost: {APP_HOST}\r\nX-Big: {}\r\n",
         "b".repeat(6_000)
     );
     for i in 0..10 {
@@ -153,12 +141,12 @@ async fn oversized_bodies_get_413() {
         max_body_bytes: Some(1000),
         ..config()
     };
-    let proxy = TestProxy::start(config, table(&[spec(backend.addr)])).await;
+    let proxy = TestProxy::start(config, table(&[app_route(backend.addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
 
     // Declared length: refused before any upstream work.
     let req = Request::post("/")
-        .header("host", HOST)
+        .header("host", APP_HOST)
         .body(body(vec![b'x'; 1001]))
         .unwrap();
     let (status, _, text) = read_all(client.send(req).await.unwrap()).await;
@@ -172,7 +160,7 @@ async fn oversized_bodies_get_413() {
     // Exactly the limit passes.
     let mut client = Client::connect(proxy.addr).await;
     let req = Request::post("/")
-        .header("host", HOST)
+        .header("host", APP_HOST)
         .body(body(vec![b'x'; 1000]))
         .unwrap();
     let (status, _, text) = read_all(client.send(req).await.unwrap()).await;
@@ -182,7 +170,7 @@ async fn oversized_bodies_get_413() {
     // Chunked: cut off while streaming, answered 413 because the backend had not answered yet.
     let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let mut request =
-        format!("POST / HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n")
+        format!("POST / HTTP/1.1\r\nHost: {APP_HOST}\r\nTransfer-Encoding: chunked\r\n\r\n")
             .into_bytes();
     for _ in 0..3 {
         request.extend_from_slice(b"258\r\n"); // 600 bytes per chunk
@@ -201,13 +189,13 @@ async fn oversized_bodies_get_413() {
 #[tokio::test]
 async fn graceful_shutdown_drains_in_flight_requests() {
     let backend = TestBackend::start("a").await;
-    let mut proxy = TestProxy::start(config(), table(&[spec(backend.addr)])).await;
+    let mut proxy = TestProxy::start(config(), table(&[app_route(backend.addr)])).await;
     let addr = proxy.addr;
     let mut idle = Client::connect(addr).await;
-    assert_eq!(idle.get(HOST, "/").await.0, StatusCode::OK);
+    assert_eq!(idle.get(APP_HOST, "/").await.0, StatusCode::OK);
 
     let mut busy = Client::connect(addr).await;
-    let in_flight = tokio::spawn(async move { busy.get(HOST, "/slow?ms=600").await });
+    let in_flight = tokio::spawn(async move { busy.get(APP_HOST, "/slow?ms=600").await });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let started = Instant::now();
     proxy.shutdown();
@@ -232,7 +220,7 @@ async fn graceful_shutdown_drains_in_flight_requests() {
     );
     // The idle keep-alive connection was closed rather than kept forever.
     let req = Request::get("/")
-        .header("host", HOST)
+        .header("host", APP_HOST)
         .body(empty())
         .unwrap();
     assert!(idle.send(req).await.is_err());

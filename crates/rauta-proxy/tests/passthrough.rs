@@ -14,18 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-const HOST: &str = "app.example";
-
-fn spec(endpoint: SocketAddr) -> RouteSpec<'static> {
-    RouteSpec {
-        host: Some(HOST),
-        path: "/",
-        path_type: "Prefix",
-        service: "svc",
-        endpoints: vec![endpoint],
-    }
-}
-
 /// A raw backend: for every request head it receives (requests without bodies), it reports the head's text
 /// and writes `answer(path)` as is, keeping the connection open.
 async fn recording_backend(
@@ -134,7 +122,7 @@ async fn exchange(tcp: &mut TcpStream, request: &str, bodiless: bool) -> (String
 }
 
 fn get(path: &str, extra: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{extra}\r\n")
+    format!("GET {path} HTTP/1.1\r\nHost: {APP_HOST}\r\n{extra}\r\n")
 }
 
 /// The field lines of a head (status line and the blank line left out).
@@ -148,7 +136,7 @@ fn fields(head: &str) -> Vec<&str> {
 #[tokio::test]
 async fn response_fields_pass_in_order_with_their_case_and_without_hop_by_hop_fields() {
     let (addr, mut seen) = recording_backend(answers).await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
     let (head, body) = exchange(&mut tcp, &get("/cookies", ""), false).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -178,7 +166,7 @@ async fn response_fields_pass_in_order_with_their_case_and_without_hop_by_hop_fi
 #[tokio::test]
 async fn the_request_loses_connection_named_fields_and_gets_forwarding_fields() {
     let (addr, mut seen) = recording_backend(answers).await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
     let client_ip = tcp.local_addr().unwrap().ip().to_string();
     let extra = "Connection: keep-alive, X-Client-Hop\r\nX-Client-Hop: 1\r\nKeep-Alive: 5\r\n\
@@ -196,7 +184,7 @@ async fn the_request_loses_connection_named_fields_and_gets_forwarding_fields() 
     }
     assert!(lines.contains(&"x-end: kept"), "{upstream}");
     assert!(
-        lines.contains(&format!("host: {HOST}").as_str()),
+        lines.contains(&format!("host: {APP_HOST}").as_str()),
         "{upstream}"
     );
     let xff: Vec<_> = lines
@@ -214,7 +202,7 @@ async fn the_request_loses_connection_named_fields_and_gets_forwarding_fields() 
     );
     assert!(lines.contains(&"x-forwarded-proto: http"), "{upstream}");
     assert!(
-        lines.contains(&format!("x-forwarded-host: {HOST}").as_str()),
+        lines.contains(&format!("x-forwarded-host: {APP_HOST}").as_str()),
         "{upstream}"
     );
 }
@@ -222,9 +210,9 @@ async fn the_request_loses_connection_named_fields_and_gets_forwarding_fields() 
 #[tokio::test]
 async fn head_204_and_304_answers_carry_no_body_and_keep_the_connection() {
     let (addr, _seen) = recording_backend(answers).await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
-    let head_request = format!("HEAD /head HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let head_request = format!("HEAD /head HTTP/1.1\r\nHost: {APP_HOST}\r\n\r\n");
     let (head, body) = exchange(&mut tcp, &head_request, true).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(
@@ -254,7 +242,7 @@ async fn head_204_and_304_answers_carry_no_body_and_keep_the_connection() {
 #[tokio::test]
 async fn a_chunked_answer_is_reframed_without_the_stray_length() {
     let (addr, _seen) = recording_backend(answers).await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
     for _ in 0..2 {
         let (head, body) = exchange(&mut tcp, &get("/chunked", ""), false).await;
@@ -282,7 +270,7 @@ async fn a_chunked_answer_is_reframed_without_the_stray_length() {
 #[tokio::test]
 async fn folded_or_control_bytes_in_an_upstream_head_get_502() {
     let (addr, _seen) = recording_backend(answers).await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     for path in ["/folded", "/control"] {
         let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
         let (head, _) = exchange(&mut tcp, &get(path, ""), false).await;

@@ -14,18 +14,6 @@ use rauta_proxy::ProxyConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const HOST: &str = "app.example";
-
-fn spec(endpoint: SocketAddr) -> RouteSpec<'static> {
-    RouteSpec {
-        host: Some(HOST),
-        path: "/",
-        path_type: "Prefix",
-        service: "svc",
-        endpoints: vec![endpoint],
-    }
-}
-
 /// A raw backend that answers one keep-alive request per connection and then closes it after `linger`,
 /// as upstreams with a short keep-alive timeout do. Returns its address and the count of connections.
 async fn closing_backend(linger: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -61,10 +49,10 @@ async fn closing_backend(linger: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn connections_closed_by_the_upstream_while_idle_are_not_reused() {
     let (addr, connections) = closing_backend(Duration::from_millis(20)).await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
     for i in 0..3 {
-        let (status, _, text) = client.get(HOST, "/").await;
+        let (status, _, text) = client.get(APP_HOST, "/").await;
         assert_eq!(status, StatusCode::OK, "request {i}: {text}");
         assert_eq!(text, "ok");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -79,14 +67,14 @@ async fn connections_closed_by_the_upstream_while_idle_are_not_reused() {
 #[tokio::test]
 async fn an_abandoned_response_does_not_poison_the_pool() {
     let backend = TestBackend::start("a").await;
-    let proxy = TestProxy::start(config(), table(&[spec(backend.addr)])).await;
-    let (_, _, text) = Client::connect(proxy.addr).await.get(HOST, "/").await;
+    let proxy = TestProxy::start(config(), table(&[app_route(backend.addr)])).await;
+    let (_, _, text) = Client::connect(proxy.addr).await.get(APP_HOST, "/").await;
     let first_port = Seen::parse(&text).get("peer").unwrap().to_owned();
 
     // Read the first bytes of an endless-looking download, then hang up mid-body.
     let mut quitter = Client::connect(proxy.addr).await;
     let req = Request::get("/stream?bytes=10000000&chunk=1000&gate=1")
-        .header("host", HOST)
+        .header("host", APP_HOST)
         .body(empty())
         .unwrap();
     let mut body = quitter.send(req).await.unwrap().into_body();
@@ -98,7 +86,7 @@ async fn an_abandoned_response_does_not_poison_the_pool() {
     // Later requests work; the upstream connection that carried the abandoned body is not among them.
     let mut client = Client::connect(proxy.addr).await;
     for _ in 0..3 {
-        let (status, _, text) = client.get(HOST, "/").await;
+        let (status, _, text) = client.get(APP_HOST, "/").await;
         assert_eq!(status, StatusCode::OK);
         // The download reused the first request's idle connection; that one was closed, not pooled.
         assert_ne!(Seen::parse(&text).get("peer"), Some(first_port.as_str()));
@@ -113,18 +101,18 @@ async fn idle_upstream_connections_expire() {
         idle_timeout: Duration::from_millis(200),
         ..config()
     };
-    let proxy = TestProxy::start(config, table(&[spec(backend.addr)])).await;
+    let proxy = TestProxy::start(config, table(&[app_route(backend.addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
     let peer = |text: &str| Seen::parse(text).get("peer").unwrap().to_owned();
-    let first = peer(&client.get(HOST, "/").await.2);
+    let first = peer(&client.get(APP_HOST, "/").await.2);
     assert_eq!(
-        peer(&client.get(HOST, "/").await.2),
+        peer(&client.get(APP_HOST, "/").await.2),
         first,
         "reused while fresh"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_ne!(
-        peer(&client.get(HOST, "/").await.2),
+        peer(&client.get(APP_HOST, "/").await.2),
         first,
         "a new connection after the idle timeout"
     );

@@ -13,18 +13,6 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const HOST: &str = "app.example";
-
-fn spec(endpoint: SocketAddr) -> RouteSpec<'static> {
-    RouteSpec {
-        host: Some(HOST),
-        path: "/",
-        path_type: "Prefix",
-        service: "svc",
-        endpoints: vec![endpoint],
-    }
-}
-
 /// A raw backend: for every request head received on a connection it writes `parts` one by one (with a
 /// short pause between them, so they arrive as separate reads), then keeps the connection open unless
 /// `close` is set. Returns its address and the count of connections accepted.
@@ -80,9 +68,9 @@ async fn interim_1xx_heads_are_skipped() {
         false,
     )
     .await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
-    let (status, _, text) = client.get(HOST, "/").await;
+    let (status, _, text) = client.get(APP_HOST, "/").await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(text, "hello");
 }
@@ -94,9 +82,9 @@ async fn an_oversized_response_head_gets_502() {
         "b".repeat(100_000)
     );
     let (addr, _) = scripted_backend(vec![big.into_bytes()], false).await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
-    let (status, _, text) = client.get(HOST, "/").await;
+    let (status, _, text) = client.get(APP_HOST, "/").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
 }
 
@@ -110,10 +98,10 @@ async fn close_delimited_and_connection_close_responses_are_complete_and_not_reu
         true,
     )
     .await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
     for _ in 0..2 {
-        let (status, _, text) = client.get(HOST, "/").await;
+        let (status, _, text) = client.get(APP_HOST, "/").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(text, "until the end");
     }
@@ -124,10 +112,10 @@ async fn close_delimited_and_connection_close_responses_are_complete_and_not_reu
         false,
     )
     .await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
     for _ in 0..2 {
-        let (status, headers, text) = client.get(HOST, "/").await;
+        let (status, headers, text) = client.get(APP_HOST, "/").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(text, "ok");
         assert!(
@@ -155,10 +143,10 @@ async fn chunked_framing_split_across_reads_is_decoded_and_the_connection_reused
         false,
     )
     .await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     let mut client = Client::connect(proxy.addr).await;
     for _ in 0..3 {
-        let (status, _, text) = client.get(HOST, "/").await;
+        let (status, _, text) = client.get(APP_HOST, "/").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(text, "hello, world");
     }
@@ -172,11 +160,11 @@ async fn a_truncated_body_does_not_pool_the_connection() {
         true,
     )
     .await;
-    let proxy = TestProxy::start(config(), table(&[spec(addr)])).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
     for _ in 0..2 {
         let mut client = Client::connect(proxy.addr).await;
         let req = http::Request::get("/")
-            .header("host", HOST)
+            .header("host", APP_HOST)
             .body(empty())
             .unwrap();
         let response = client.send(req).await.unwrap();

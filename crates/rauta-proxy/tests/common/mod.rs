@@ -283,6 +283,20 @@ pub struct RouteSpec<'a> {
     pub endpoints: Vec<SocketAddr>,
 }
 
+/// The host most tests route by.
+pub const APP_HOST: &str = "app.example";
+
+/// A catch-all route (`APP_HOST`, Prefix `/`) to service `svc` at `endpoint`.
+pub fn app_route(endpoint: SocketAddr) -> RouteSpec<'static> {
+    RouteSpec {
+        host: Some(APP_HOST),
+        path: "/",
+        path_type: "Prefix",
+        service: "svc",
+        endpoints: vec![endpoint],
+    }
+}
+
 /// Compile a table through the real route compiler: one Ingress per route, Service port 80, one
 /// EndpointSlice per endpoint (each endpoint has its own port on loopback).
 pub fn table(routes: &[RouteSpec<'_>]) -> RouteTable {
