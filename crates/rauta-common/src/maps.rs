@@ -160,11 +160,13 @@ pub struct HeldKey {
     pub index: u32,
 }
 
-/// The client's first data segment, waiting for the listener's SYN-ACK.
+/// The client's first data segment, waiting for the listener's SYN-ACK, with room for `N` payload bytes.
+/// Two sizes share the one layout (the BPF side stores a prefix of the segment it captured into the
+/// short one): [`PendingSegment`] and [`PendingShort`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PendingSegment {
-    /// Payload length in bytes (1..=[`PENDING_PAYLOAD_MAX`]).
+pub struct Pending<const N: usize> {
+    /// Payload length in bytes (1..=`N`).
     pub len: u32,
     /// The segment's PSH and FIN flags (carried over to the hand-off ACK).
     pub flags: u32,
@@ -178,30 +180,14 @@ pub struct PendingSegment {
     pub tsval: u32,
     /// The payload; bytes past `len` are undefined except the up to 3 zero bytes that pad it to a multiple
     /// of 4.
-    pub data: [u8; PENDING_BUF],
+    pub data: [u8; N],
 }
 
-/// A [`PendingSegment`] of at most [`PENDING_SHORT_BUF`] bytes (the value of [`PENDING_SHORT_MAP`]): the
-/// same fields, and the first [`PENDING_SHORT_BUF`] bytes of `data` (the layouts are asserted equal, so
-/// the BPF side stores a prefix of the segment it captured).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PendingShort {
-    /// As [`PendingSegment::len`], at most [`PENDING_SHORT_BUF`].
-    pub len: u32,
-    /// As [`PendingSegment::flags`].
-    pub flags: u32,
-    /// As [`PendingSegment::window`].
-    pub window: u32,
-    /// As [`PendingSegment::sum`].
-    pub sum: u32,
-    /// As [`PendingSegment::seq`].
-    pub seq: u32,
-    /// As [`PendingSegment::tsval`].
-    pub tsval: u32,
-    /// The payload (bytes past `len` undefined).
-    pub data: [u8; PENDING_SHORT_BUF],
-}
+/// A first segment of up to [`PENDING_PAYLOAD_MAX`] bytes (the value of the 2 KB pending map).
+pub type PendingSegment = Pending<PENDING_BUF>;
+
+/// A first segment of at most [`PENDING_SHORT_BUF`] bytes (the value of [`PENDING_SHORT_MAP`]).
+pub type PendingShort = Pending<PENDING_SHORT_BUF>;
 
 /// Name of the first-request latency map (`BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`, [`LATENCY_SLOTS`]
 /// entries): a log2 histogram of the XDP program's own run time on first data segments that are routing
@@ -319,18 +305,9 @@ const _: () = assert!(core::mem::size_of::<FlowState>() == 48);
 const _: () = assert!(core::mem::size_of::<HeldKey>() == 16);
 const _: () = assert!(core::mem::size_of::<PendingSegment>() == 24 + PENDING_BUF);
 const _: () = assert!(core::mem::size_of::<PendingShort>() == 24 + PENDING_SHORT_BUF);
-// A short entry is stored from a prefix of a captured `PendingSegment`: every field at the same offset.
-const _: () = {
-    use core::mem::offset_of;
-    assert!(offset_of!(PendingShort, len) == offset_of!(PendingSegment, len));
-    assert!(offset_of!(PendingShort, flags) == offset_of!(PendingSegment, flags));
-    assert!(offset_of!(PendingShort, window) == offset_of!(PendingSegment, window));
-    assert!(offset_of!(PendingShort, sum) == offset_of!(PendingSegment, sum));
-    assert!(offset_of!(PendingShort, seq) == offset_of!(PendingSegment, seq));
-    assert!(offset_of!(PendingShort, tsval) == offset_of!(PendingSegment, tsval));
-    assert!(offset_of!(PendingShort, data) == offset_of!(PendingSegment, data));
-    assert!(PENDING_SHORT_BUF <= PENDING_BUF && PENDING_SHORT_BUF.is_power_of_two());
-};
+// A short entry is stored from a prefix of a captured `PendingSegment` (one generic layout, so every field
+// is at the same offset by construction).
+const _: () = assert!(PENDING_SHORT_BUF <= PENDING_BUF && PENDING_SHORT_BUF.is_power_of_two());
 
 #[cfg(test)]
 mod tests {
