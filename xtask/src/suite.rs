@@ -50,7 +50,15 @@ pub fn run() -> Result<()> {
 
     timed("setup", &mut || setup::run(&SetupArgs::default()));
     timed("fmt", &mut || {
-        cmd::run(cargo().args(["fmt", "--all", "--", "--check"]))
+        cmd::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        // The BPF crate is outside the workspace (it builds for bpfel with nightly), so `--all` misses it.
+        cmd::run(cargo().args([
+            "fmt",
+            "--manifest-path",
+            "crates/rauta-ebpf/Cargo.toml",
+            "--",
+            "--check",
+        ]))
     });
     timed("clippy", &mut || {
         cmd::run(cargo().args([

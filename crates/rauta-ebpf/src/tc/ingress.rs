@@ -22,8 +22,8 @@ use rauta_common::{
 
 use super::{HEADERS, IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
 use crate::maps::{
-    RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP,
-    SCRATCH_TC_INGRESS, copy_of,
+    RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP, SCRATCH_TC_INGRESS,
+    copy_of,
 };
 use crate::options;
 

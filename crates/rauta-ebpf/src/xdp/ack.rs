@@ -77,8 +77,8 @@ pub fn check(
         (tcp_len, payload_len),
         mss,
         Reason::HandoffSynReplayed,
-                None,
-            )
+        None,
+    )
 }
 
 /// True if the cookie in the packet's ACK is valid for its 4-tuple and ISN (right secret, at most two

@@ -85,7 +85,7 @@ pub fn segment(
                     tcp_len,
                     payload_len,
                     Reason::HandoffRetransmitReplayed,
-            );
+                );
             }
             // ACK_SENT and the first segment again: either the hand-off ACK itself, seen a second time
             // because generic-mode XDP runs on redirected packets too (its ack is already the

@@ -22,8 +22,7 @@ use rauta_common::{
 };
 
 use crate::maps::{
-    RAUTA_DECISIONS, RAUTA_ROUTES, RAUTA_SCRATCH, RAUTA_SLOTS, RAUTA_VIP, SCRATCH_XDP,
-    count_route,
+    RAUTA_DECISIONS, RAUTA_ROUTES, RAUTA_SCRATCH, RAUTA_SLOTS, RAUTA_VIP, SCRATCH_XDP, count_route,
 };
 
 const HOST_MASK: u32 = ROUTE_HOST_MAX as u32 - 1;
@@ -163,7 +162,11 @@ pub fn decide_stored(first_request: bool) -> bool {
     // on every request, and the follow-up program has no verifier budget for the branch), and only
     // when userspace asked for it (`VipConfig::record_decisions`): nothing in the product reads the
     // records, and the LRU insert was ~7 % of a first request.
-    if first_request && RAUTA_VIP.get(0).is_some_and(|vip| vip.record_decisions != 0) {
+    if first_request
+        && RAUTA_VIP
+            .get(0)
+            .is_some_and(|vip| vip.record_decisions != 0)
+    {
         let _ = RAUTA_DECISIONS.insert(flow, record, 0);
     }
     if decision.reason != RouteReason::Hit {
