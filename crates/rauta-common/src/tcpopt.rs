@@ -147,10 +147,12 @@ impl OptionWalk {
                 } as u32;
             }
             TCPOPT_MSS if olen == 4 => {
-                self.mss = u32::from(u16::from_be_bytes([
-                    opts[(at + 2) & MASK],
-                    opts[(at + 3) & MASK],
-                ]));
+                // As the kernel's `tcp_parse_mss_option`: an MSS of 0 is ignored, not recorded. The SYN
+                // cookie is generated from this value (`xdp/syn.rs`), so both must agree on every layout.
+                let mss = u16::from_be_bytes([opts[(at + 2) & MASK], opts[(at + 3) & MASK]]);
+                if mss != 0 {
+                    self.mss = u32::from(mss);
+                }
             }
             TCPOPT_SACK_PERM if olen == 2 => self.sack_perm = 1,
             _ => {}

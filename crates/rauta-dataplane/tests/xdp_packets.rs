@@ -9,6 +9,8 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use rauta_common::maps::SYNACK_V4_LEN;
+use rauta_common::synack::{build_synack_v4, SynV4};
 use rauta_common::tcpopt;
 use rauta_dataplane::{KernelTiers, PacketRun, Reason, TableSizes, XdpAction};
 use support::packet::{self, Tcp4, ACK, CLIENT_MAC, FIN, RST, SERVER_MAC, SYN};
@@ -106,6 +108,32 @@ fn assert_cookie_synack(syn: &Tcp4, run: &PacketRun, expected_mss: u16) -> u32 {
     }
     assert_eq!(p.payload_len, 0);
     assert!(p.tcp_csum_ok, "TCP checksum");
+    // Byte for byte the frame the host's builder makes of the same fields (the program writes it over
+    // the SYN in the packet); only our timestamp (a clock) is taken from the output.
+    let our_ts = tcpopt::timestamps(&ours, &got).map_or(0, |(val, _)| val);
+    let client_ts = tcpopt::timestamps(&offered_buf, &offered).map_or(0, |(val, _)| val);
+    let options = tcpopt::syn_options(
+        expected_mss,
+        &tcpopt::Agreed::for_syn(&offered),
+        rauta_dataplane::node_window_scale(),
+        (our_ts, client_ts),
+    );
+    let fields = SynV4 {
+        client_mac: syn.src_mac,
+        server_mac: syn.dst_mac,
+        client_ip: syn.src.octets(),
+        server_ip: syn.dst.octets(),
+        client_port: syn.sport.to_be_bytes(),
+        server_port: syn.dport.to_be_bytes(),
+        client_seq: syn.seq,
+    };
+    let mut expected = [0u8; SYNACK_V4_LEN];
+    build_synack_v4(&fields, p.seq, &options, &mut expected);
+    assert!(
+        run.output == expected,
+        "SYN-ACK differs from the host's:\n{}",
+        packet::diff(&expected, &run.output)
+    );
     p.seq
 }
 
@@ -140,6 +168,60 @@ fn syn_mss_is_rounded_down_to_the_cookie_table() {
     bare.tcp_options.clear();
     assert_eq!(bare.build().len(), 54);
     assert_cookie_synack(&bare, &run(&t, &bare.build(), Reason::SynCookieSent), 536);
+}
+
+/// SYNs whose options are not Linux's layout: the cookie must encode the MSS the kernel's own option
+/// parse finds (the program hands the cookie helper that MSS alone), and the SYN-ACK must be the same
+/// frame whatever the SYN's length (grown or cut to 74 bytes).
+#[test]
+fn syns_with_odd_option_layouts_get_the_same_synack() {
+    needs_root!("syns_with_odd_option_layouts_get_the_same_synack");
+    let t = tiers();
+    let ts = [8, 10, 0, 0, 0, 9, 0, 0, 0, 0];
+    let cases: [(&str, Vec<u8>, u16); 7] = [
+        // MSS last, after NOPs and timestamps: still 1440.
+        (
+            "MSS last",
+            [&[1, 1][..], &ts, &[1, 1, 2, 4, 0x05, 0xa0]].concat(),
+            1440,
+        ),
+        // Window scale first, odd offsets, SACK-permitted in the middle; 24 bytes of options.
+        (
+            "odd offsets",
+            [
+                &[3, 3, 9, 4, 2][..],
+                &ts,
+                &[1, 2, 4, 0x05, 0xb4, 1, 1, 1, 0],
+            ]
+            .concat(),
+            1460,
+        ),
+        // An MSS of 0 counts as none (the kernel's rule): TCP's default of 536.
+        (
+            "MSS 0",
+            [&[2, 4, 0, 0][..], &ts, &[1, 3, 3, 7, 1, 1]].concat(),
+            536,
+        ),
+        // A second MSS of 0 does not override the first.
+        ("two MSS", vec![2, 4, 0x05, 0x14, 2, 4, 0, 0], 1300),
+        // End of options before the MSS: the MSS behind it is not read.
+        ("EOL first", vec![1, 0, 2, 4, 0x05, 0xb4, 0, 0], 536),
+        // A malformed option (length 1) ends the parse: the MSS after it is not read.
+        ("silly option", vec![30, 1, 2, 4, 0x05, 0xb4, 1, 1], 536),
+        // The most options a header holds (40 bytes), MSS at the end.
+        (
+            "40 bytes",
+            [&[1; 24][..], &ts, &[1, 1, 2, 4, 0x02, 0x18]].concat(),
+            536,
+        ),
+    ];
+    for (name, options, mss) in cases {
+        let mut syn = Tcp4::syn(VIP, PORT);
+        syn.tcp_options = options;
+        eprintln!("case: {name}");
+        let out = run(&t, &syn.build(), Reason::SynCookieSent);
+        assert_cookie_synack(&syn, &out, mss);
+    }
 }
 
 #[test]
@@ -350,6 +432,19 @@ fn syns_that_must_not_be_answered() {
         XdpAction::Drop,
         &input,
     );
+
+    // The same with options not in Linux's layout (summed from a copy, not in the packet) and with none.
+    for options in [vec![1, 1, 2, 4, 0x05, 0xb4], vec![]] {
+        let mut bad = Tcp4::syn(VIP, PORT);
+        bad.tcp_options = options;
+        bad.tcp_csum_xor = 0x0001;
+        let input = bad.build();
+        assert_untouched(
+            &run(&t, &input, Reason::BadChecksumDrop),
+            XdpAction::Drop,
+            &input,
+        );
+    }
 
     let mut bad_ip_csum = Tcp4::syn(VIP, PORT).build();
     bad_ip_csum[24] ^= 0x01; // checksum high byte

@@ -1,11 +1,12 @@
-//! SYN -> SYN-cookie SYN-ACK, built in place and sent back with `XDP_TX`. No state is kept: everything the
-//! connection needs later is in the cookie (the kernel's own encoding, so the local stack can validate it).
+//! SYN -> SYN-cookie SYN-ACK, written over the SYN and sent back with `XDP_TX`. No state is kept:
+//! everything the connection needs later is in the cookie (the kernel's own encoding, so the local stack
+//! can validate it).
 
 use aya_ebpf::{
     bindings::{iphdr, tcphdr},
     helpers::generated::{
-        bpf_csum_diff, bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_csum_diff, bpf_ktime_get_coarse_ns, bpf_tcp_raw_gen_syncookie_ipv4,
+        bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
     },
     programs::XdpContext,
 };
@@ -13,7 +14,7 @@ use rauta_common::{
     checksum::{fold, ipv4_header_ok, pseudo_header_v4},
     maps::{DEFAULT_WSCALE, SYNACK_V4_LEN},
     reason::Reason,
-    synack::{SynV4, build_synack_v4},
+    synack::{SynV4, TCPOPT_MSS, build_synack_v4},
     tcpopt::{Agreed, cookie_tsval, syn_options, timestamps},
 };
 
@@ -41,6 +42,10 @@ pub fn answer_packet(ctx: &XdpContext) -> Verdict {
 
 /// Answers a SYN without payload whose IPv4 header has no options and whose TCP header is `tcp_len`
 /// bytes (20..=60, checked by the caller).
+///
+/// The SYN-ACK is written over the SYN where it lies (a Linux SYN already has its 74 bytes; others are
+/// resized first), straight into the packet: no frame built in the scratch entry and stored back with a
+/// helper.
 #[inline(always)]
 pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Verdict {
     // A corrupted SYN must not cost a SYN-ACK (nor reflect one to a corrupted address).
@@ -59,32 +64,34 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
     if len < TCP_LEN as u32 {
         return Verdict::drop(Reason::MalformedDrop);
     }
-    // SAFETY: the buffer holds TCP_MAX_HEADER bytes and `len` is at most 60.
-    let loaded = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            (ETH_LEN + IPV4_LEN) as u32,
-            scratch.tcp.as_mut_ptr().cast(),
-            len,
-        )
-    };
-    if loaded != 0 {
-        return Verdict::drop(Reason::MalformedDrop);
-    }
-    if !tcp_checksum_ok(ip, &mut scratch.tcp, len) {
+    if !tcp_checksum_ok(ctx, ip, &mut scratch.tcp, len) {
         return Verdict::drop(Reason::BadChecksumDrop);
     }
 
+    // The cookie helper reads the ports and the ISN, and parses the header's options for the MSS to
+    // encode. The entry's walk has that MSS already (by the kernel's own rules: see
+    // `OptionWalk::step`), so the helper gets a copy whose only option is that MSS: one option to parse
+    // instead of the SYN's five. An MSS of 0 (none offered) parses as none there too: TCP's 536.
+    // Built as six words (a byte array would be zeroed with a call of the object's byte-wise `memset`).
+    let mss_offered = (scratch.walk.mss as u16).to_be_bytes();
+    let mut probe: [u32; COOKIE_PROBE_LEN / 4] = [
+        u32::from_ne_bytes([tcp.source[0], tcp.source[1], tcp.dest[0], tcp.dest[1]]),
+        u32::from_ne_bytes(tcp.seq),
+        0,
+        u32::from_ne_bytes([((COOKIE_PROBE_LEN / 4) as u8) << 4, tcp.flags, 0, 0]),
+        0,
+        u32::from_ne_bytes([TCPOPT_MSS, 4, mss_offered[0], mss_offered[1]]),
+    ];
     let Some(iph) = ptr_at::<Ipv4Hdr>(ctx, ETH_LEN) else {
         return Verdict::drop(Reason::MalformedDrop);
     };
-    // SAFETY: `iph` covers a whole IPv4 header in the packet; the TCP header copy is `len` bytes long and
-    // its data offset says `len` (the helper checks both).
+    // SAFETY: `iph` covers a whole IPv4 header in the packet; `probe` is a TCP header of
+    // COOKIE_PROBE_LEN bytes whose data offset says so (the helper checks both).
     let cookie = unsafe {
         bpf_tcp_raw_gen_syncookie_ipv4(
             iph.cast::<iphdr>(),
-            scratch.tcp.as_mut_ptr().cast::<tcphdr>(),
-            len,
+            probe.as_mut_ptr().cast::<tcphdr>(),
+            COOKIE_PROBE_LEN as u32,
         )
     };
     if cookie < 0 {
@@ -113,56 +120,87 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
     // (see `rauta_common::tcpopt`).
     let agreed = Agreed::for_syn(&scratch.walk);
     let client_ts = timestamps(&scratch.opts, &scratch.walk).map_or(0, |(val, _)| val);
+    // The coarse clock (the last tick's time, no clock source read): our timestamp keeps only its
+    // 64 ms steps anyway (the low bits carry the agreement), and it is the same CLOCK_MONOTONIC the
+    // other programs read, so it never runs ahead of theirs.
     // SAFETY: plain helper call.
-    let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
+    let now_ms = (unsafe { bpf_ktime_get_coarse_ns() } / 1_000_000) as u32;
     let ours = cookie_tsval(now_ms, agreed.wscale, agreed.sack != 0);
     // The window scale to announce (one more lookup here keeps the call within BPF's five arguments).
     let vip_wscale = RAUTA_VIP.get(0).map_or(DEFAULT_WSCALE, |vip| vip.wscale);
     let synack_options = syn_options(mss, &agreed, vip_wscale, (ours, client_ts));
-    build_synack_v4(&syn, cookie, &synack_options, &mut scratch.frame);
 
-    // Resize to exactly the SYN-ACK (this also drops Ethernet padding of short frames), then write it. A
-    // Linux SYN (20 bytes of options) already has the SYN-ACK's length.
+    // Resize to exactly the SYN-ACK (this also drops Ethernet padding of short frames). A Linux SYN (20
+    // bytes of options) already has the SYN-ACK's length.
     let delta = SYNACK_V4_LEN as i32 - frame_len(ctx) as i32;
-    // SAFETY: plain helper calls on this program's context; packet pointers are not used afterwards.
+    // SAFETY: plain helper call on this program's context; packet pointers are taken again below.
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
         return Verdict::pass(Reason::InternalErrorPass);
     }
-    // SAFETY: the frame buffer holds SYNACK_V4_LEN bytes.
-    if unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx,
-            0,
-            scratch.frame.as_mut_ptr().cast(),
-            SYNACK_V4_LEN as u32,
-        )
-    } != 0
-    {
-        // The SYN is already cut to the SYN-ACK's length: the stack would discard it anyway.
+    let Some(frame) = ptr_at::<[u8; SYNACK_V4_LEN]>(ctx, 0) else {
+        // The SYN may be cut to the SYN-ACK's length already: the stack would discard it anyway.
         return Verdict::drop(Reason::InternalErrorPass);
-    }
+    };
+    // SAFETY: bounds checked by `ptr_at`; alignment 1; nothing else refers to the packet's bytes (every
+    // field of the SYN used above was copied out first).
+    build_synack_v4(&syn, cookie, &synack_options, unsafe { &mut *frame });
     Verdict::tx(Reason::SynCookieSent)
 }
 
-/// True if the SYN's TCP checksum is correct: `tcp` holds its header (`len` bytes, a multiple of 4 in
-/// 20..=60 — a SYN without payload is all header). One `bpf_csum_diff` instead of a loop over the words.
-/// The helper adds 16-bit words as this little-endian machine loads them, i.e. byte-swapped; the
-/// one's-complement sum of swapped words is the swapped sum, so the pseudo-header's sum goes in
-/// swapped, and a correct segment still sums to 0xffff.
+/// Length of the TCP header handed to the cookie helper: 20 bytes and one MSS option.
+const COOKIE_PROBE_LEN: usize = TCP_LEN + 4;
+
+/// The TCP header length of a Linux SYN (20 bytes of options): checked in the packet, no copy.
+const LINUX_SYN_TCP_LEN: u32 = 40;
+
+/// True if the SYN's TCP checksum is correct: its header is `len` bytes (a multiple of 4 in 20..=60 — a
+/// SYN without payload is all header). One `bpf_csum_diff`, over the packet itself for a Linux SYN
+/// (40 bytes), else over a copy in `buf`. The helper adds 16-bit words as this little-endian machine
+/// loads them, i.e. byte-swapped; the one's-complement sum of swapped words is the swapped sum, so the
+/// pseudo-header's sum goes in swapped, and a correct segment still sums to 0xffff.
 #[inline(always)]
-fn tcp_checksum_ok(ip: &Ipv4Hdr, tcp: &mut [u8; 60], len: u32) -> bool {
+fn tcp_checksum_ok(ctx: &XdpContext, ip: &Ipv4Hdr, buf: &mut [u8; 60], len: u32) -> bool {
     let seed = u32::from(fold(pseudo_header_v4(ip.saddr, ip.daddr, len as u16)).swap_bytes());
-    // Restated for the verifier at the call: at most 60 (the caller checked 20..=60).
-    let size = core::hint::black_box(len) & 0x3c;
-    // SAFETY: the helper reads `size` <= 60 bytes of `tcp`, which holds 60.
-    let sum = unsafe {
-        bpf_csum_diff(
-            core::ptr::null_mut(),
-            0,
-            tcp.as_mut_ptr().cast(),
-            size,
-            seed,
-        )
+    let sum = if len == LINUX_SYN_TCP_LEN {
+        let Some(header) = ptr_at::<[u8; LINUX_SYN_TCP_LEN as usize]>(ctx, ETH_LEN + IPV4_LEN)
+        else {
+            return false;
+        };
+        // SAFETY: the helper reads LINUX_SYN_TCP_LEN bytes of the packet, bounds checked by `ptr_at`.
+        unsafe {
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                header.cast(),
+                LINUX_SYN_TCP_LEN,
+                seed,
+            )
+        }
+    } else {
+        // SAFETY: `buf` holds TCP_MAX_HEADER bytes and `len` is at most 60.
+        let loaded = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.ctx,
+                (ETH_LEN + IPV4_LEN) as u32,
+                buf.as_mut_ptr().cast(),
+                len,
+            )
+        };
+        if loaded != 0 {
+            return false;
+        }
+        // Restated for the verifier at the call: at most 60 (the caller checked 20..=60).
+        let size = core::hint::black_box(len) & 0x3c;
+        // SAFETY: the helper reads `size` <= 60 bytes of `buf`, which holds 60.
+        unsafe {
+            bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                buf.as_mut_ptr().cast(),
+                size,
+                seed,
+            )
+        }
     };
     sum >= 0 && fold(sum as u32) == 0xffff
 }
