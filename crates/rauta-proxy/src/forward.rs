@@ -5,7 +5,7 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use http_body::Body;
@@ -182,6 +182,8 @@ async fn forward(
     // One clock read serves the deadline and the latency (clock reads showed up in profiles).
     let started = tokio::time::Instant::now();
     let deadline = started + grpc_timeout.unwrap_or(proxy.config.response_timeout);
+    // The request's header map once the HTTP/1.1 exchange is done with it (see the end of this function).
+    let mut request_fields = HeaderMap::new();
     // An HTTP/2 upstream gets the forwarding fields in the map hyper encodes; the HTTP/1.1 codec writes
     // them straight into the head it encodes.
     let response = if h2c {
@@ -225,6 +227,7 @@ async fn forward(
                     .send_balanced(&mut chosen, retry, &parts, &forwarding, body));
             ResponseTimer::new(timer, deadline).run(sending).await
         };
+        request_fields = std::mem::take(&mut parts.headers);
         match sent {
             Err(TimedOut) => return Err(chosen.timed_out()),
             Ok(result) => chosen.settle(result)?.map(ProxyBody::upstream),
@@ -248,6 +251,14 @@ async fn forward(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol);
+    }
+    // A response head passed through as bytes has an empty map that never allocated. The HTTP/1 client codec
+    // keeps the response's map to parse the connection's next request head into; handing it the request's
+    // map (emptied) means that head reuses this allocation instead of every request allocating a map and
+    // freeing it here (two allocations, two frees and the map's drop: ~2.5 % of a request's instructions).
+    if parts.headers.capacity() == 0 && request_fields.capacity() != 0 {
+        request_fields.clear();
+        parts.headers = request_fields;
     }
     Ok(Response::from_parts(parts, body))
 }

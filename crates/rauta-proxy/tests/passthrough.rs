@@ -278,3 +278,39 @@ async fn folded_or_control_bytes_in_an_upstream_head_get_502() {
         assert!(!head.contains("X-A"), "{path}: {head}");
     }
 }
+
+/// The request's header map is handed on with the response (emptied) so that the connection's next request
+/// head reuses its allocation: none of a request's fields may reach its response, nor the next request sent
+/// upstream on the same connection.
+#[tokio::test]
+async fn a_request_s_fields_reach_neither_its_response_nor_the_next_request() {
+    let (addr, mut seen) = recording_backend(answers).await;
+    let proxy = TestProxy::start(config(), table(&[app_route(addr)])).await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let extra = "X-First-Only: 1\r\nX-First-Too: 2\r\nCookie: a=1\r\n";
+    for (request, only) in [(get("/", extra), true), (get("/", ""), false)] {
+        let (head, body) = exchange(&mut tcp, &request, false).await;
+        assert_eq!(body, "yes");
+        let lines = fields(&head);
+        assert_eq!(
+            lines.len(),
+            2,
+            "only the upstream's length and a Date: {head}"
+        );
+        assert_eq!(lines[0], "content-length: 3", "{head}");
+        assert!(lines[1].starts_with("date: "), "{head}");
+        let upstream = seen.recv().await.unwrap().to_ascii_lowercase();
+        for field in ["x-first-only: 1", "x-first-too: 2", "cookie: a=1"] {
+            assert_eq!(
+                fields(&upstream).contains(&field),
+                only,
+                "{field} in request {}: {upstream}",
+                if only { 1 } else { 2 }
+            );
+        }
+        assert!(
+            upstream.contains(&format!("host: {APP_HOST}\r\n")),
+            "{upstream}"
+        );
+    }
+}
