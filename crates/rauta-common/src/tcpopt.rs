@@ -424,6 +424,31 @@ pub fn translate_timestamps(values: &mut [u8; 8], t: &Translation) -> u32 {
     aligned(word(old_val, new_val) + word(old_ecr, new_ecr), 4)
 }
 
+/// Adds `t`'s timestamp deltas to tsval and tsecr given as the four 16-bit words they are in the
+/// packet (as this machine loads them: byte-swapped); returns the checksum delta (~old + new per
+/// big-endian word, folded), as [`translate_timestamps`] does byte by byte: four
+/// loads and four stores instead of eight of each and the shifts that join and split the bytes.
+#[inline(always)]
+pub fn translate_timestamp_words(words: &mut [u16; 4], t: &Translation) -> u32 {
+    let be = [
+        u16::from_be(words[0]),
+        u16::from_be(words[1]),
+        u16::from_be(words[2]),
+        u16::from_be(words[3]),
+    ];
+    let old_val = (u32::from(be[0]) << 16) | u32::from(be[1]);
+    let old_ecr = (u32::from(be[2]) << 16) | u32::from(be[3]);
+    let new_val = old_val.wrapping_add(t.tsval);
+    let new_ecr = old_ecr.wrapping_add(t.tsecr);
+    words[0] = ((new_val >> 16) as u16).to_be();
+    words[1] = (new_val as u16).to_be();
+    words[2] = ((new_ecr >> 16) as u16).to_be();
+    words[3] = (new_ecr as u16).to_be();
+    let removed = u32::from(!be[0]) + u32::from(!be[1]) + u32::from(!be[2]) + u32::from(!be[3]);
+    let added = (new_val >> 16) + (new_val & 0xffff) + (new_ecr >> 16) + (new_ecr & 0xffff);
+    u32::from(crate::checksum::fold(removed + added))
+}
+
 /// Adds `add` to the u32 at `at`; returns its checksum delta as if it were 16-bit aligned (~old + new,
 /// per 16-bit word; at most 4 × 0xffff).
 #[inline(always)]
@@ -628,6 +653,46 @@ mod tests {
         ]);
         seg[20..20 + len].copy_from_slice(&opts[..len]);
         !fold(add_words(0, &seg))
+    }
+
+    /// The word-wise translation (the XDP programs read the packet's timestamps as 16-bit words) is the
+    /// byte-wise one: the same bytes and the same checksum delta, wrapping values included.
+    #[test]
+    fn timestamp_words_translate_as_the_bytes_do() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..5000 {
+            let mut bytes: [u8; 8] = next().to_le_bytes();
+            if round == 0 {
+                bytes = [0xff; 8];
+            }
+            let t = Translation {
+                tsval: next() as u32,
+                tsecr: if round == 1 { 0 } else { next() as u32 },
+                sack: 0,
+            };
+            let mut words = [0u16; 4];
+            for (i, w) in words.iter_mut().enumerate() {
+                *w = u16::from_ne_bytes([bytes[2 * i], bytes[2 * i + 1]]);
+            }
+            let delta_words = translate_timestamp_words(&mut words, &t);
+            let delta_bytes = translate_timestamps(&mut bytes, &t);
+            let mut from_words = [0u8; 8];
+            for (i, w) in words.iter().enumerate() {
+                from_words[2 * i..2 * i + 2].copy_from_slice(&w.to_ne_bytes());
+            }
+            assert_eq!(from_words, bytes, "round {round}");
+            assert_eq!(
+                csum_add_delta(0x1234, delta_words),
+                csum_add_delta(0x1234, delta_bytes),
+                "round {round}"
+            );
+        }
     }
 
     #[test]

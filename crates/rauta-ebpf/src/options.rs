@@ -13,7 +13,7 @@ use aya_ebpf::{
 use rauta_common::tcpopt::{
     ABSENT, OPTIONS_BUF, OPTIONS_MAX, OptionWalk, TCPOLEN_TIMESTAMP, TCPOPT_MSS, TCPOPT_NOP,
     TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WSCALE, Translation, WALK_STEPS, WSCALE_MAX,
-    translate, translate_timestamps,
+    translate, translate_timestamp_words,
 };
 
 use crate::{
@@ -69,23 +69,22 @@ pub fn prepare_xdp(ctx: &XdpContext, tcp_len: u32) {
     // SAFETY: this CPU's scratch entry, valid for this run.
     let scratch = unsafe { &mut *scratch };
     // The layout nearly every established segment of Linux, BSD and macOS peers has: NOP, NOP,
-    // timestamps and nothing else. Read in place, no walk.
+    // timestamps and nothing else. Read in place as six 16-bit words, no walk.
     if tcp_len == (TCP_LEN + 12) as u32
-        && let Some(opts) = crate::parse::ptr_at::<[u8; 12]>(ctx, OPTIONS_AT as usize)
+        && let Some(opts) = crate::parse::ptr_at::<[u16; 6]>(ctx, OPTIONS_AT as usize)
     {
-        // SAFETY: bounds checked by `ptr_at`; alignment 1.
-        let opts = unsafe { *opts };
-        if opts[..4] == [TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP] {
+        // SAFETY: bounds checked by `ptr_at`. The options start at an even offset of the frame and
+        // packet data starts at least 2-byte aligned (XDP headroom), so the words are aligned.
+        let words = unsafe { *opts };
+        if words[0] == NOP_NOP && words[1] == TIMESTAMP_KIND_LEN {
             let mut i = 0;
-            while i < 12 {
-                scratch.opts[i] = opts[i];
+            while i < 6 {
+                let b = words[i].to_ne_bytes();
+                scratch.opts[2 * i] = b[0];
+                scratch.opts[2 * i + 1] = b[1];
                 i += 1;
             }
-            let mut found = OptionWalk::new(12);
-            found.at = 12;
-            found.ts_at = 2;
-            found.done = 1;
-            scratch.walk = found;
+            scratch.walk = NOP_NOP_TIMESTAMPS;
             return;
         }
     }
@@ -134,6 +133,20 @@ pub fn prepare_xdp(ctx: &XdpContext, tcp_len: u32) {
 /// Length of the options of a Linux SYN (MSS 4, SACK-permitted 2, timestamps 10, NOP, window scale 3).
 const LINUX_SYN_OPTIONS: usize = 20;
 
+/// NOP, NOP as the 16-bit word this machine loads from the packet.
+const NOP_NOP: u16 = u16::from_ne_bytes([TCPOPT_NOP, TCPOPT_NOP]);
+/// The timestamps option's kind and length as the 16-bit word this machine loads from the packet.
+const TIMESTAMP_KIND_LEN: u16 = u16::from_ne_bytes([TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP]);
+
+/// The walk of NOP, NOP, timestamps (12 bytes): a constant, stored as it is.
+const NOP_NOP_TIMESTAMPS: OptionWalk = {
+    let mut found = OptionWalk::new(12);
+    found.at = 12;
+    found.ts_at = 2;
+    found.done = 1;
+    found
+};
+
 /// The XDP packet's (tsval, tsecr), from `prepare_xdp`'s walk.
 #[inline(always)]
 pub fn timestamps_xdp() -> Option<(u32, u32)> {
@@ -161,13 +174,14 @@ pub fn translate_xdp(ctx: &XdpContext, t: &Translation) -> Option<u32> {
     // The 12-byte layout of nearly every established segment (NOP, NOP, timestamps, as `prepare_xdp`
     // found it): the two values are translated where they lie in the packet, no copy there and back.
     let in_packet = if found.len == 12 && found.ts_at == 2 && found.sack_at == ABSENT {
-        crate::parse::ptr_at::<[u8; 8]>(ctx, OPTIONS_AT as usize + 4)
+        crate::parse::ptr_at::<[u16; 4]>(ctx, OPTIONS_AT as usize + 4)
     } else {
         None
     };
     if let Some(values) = in_packet {
-        // SAFETY: bounds checked by `ptr_at`; alignment 1; nothing else refers to these bytes.
-        delta = translate_timestamps(unsafe { &mut *values }, t);
+        // SAFETY: bounds checked by `ptr_at`; 2-byte aligned (as in `prepare_xdp`); nothing else refers
+        // to these bytes.
+        delta = translate_timestamp_words(unsafe { &mut *values }, t);
     } else if found.has_ts() || found.sack_at != ABSENT {
         delta = translate(&mut scratch.opts, found, t);
         if !store_xdp(ctx, found.len, &mut scratch.opts) {
