@@ -11,10 +11,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_common::{
-    checksum::{fold, ipv4_header_ok, pseudo_header_v4},
+    checksum::{fold, pseudo_header_v4},
     maps::{DEFAULT_WSCALE, SYNACK_V4_LEN},
     reason::Reason,
-    synack::{SynV4, TCPOPT_MSS, build_synack_v4},
+    synack::{SYNACK_V4_WORDS, SynV4, TCPOPT_MSS, build_synack_v4_words},
     tcpopt::{Agreed, cookie_tsval, syn_options, timestamps},
 };
 
@@ -48,8 +48,14 @@ pub fn answer_packet(ctx: &XdpContext) -> Verdict {
 /// helper.
 #[inline(always)]
 pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Verdict {
-    // A corrupted SYN must not cost a SYN-ACK (nor reflect one to a corrupted address).
-    if !ipv4_header_ok(&ip.bytes()) {
+    // A corrupted SYN must not cost a SYN-ACK (nor reflect one to a corrupted address). Summed as the
+    // ten 16-bit words in the packet: the one's-complement sum of byte-swapped words is the swapped
+    // sum, and a correct header sums to 0xffff either way.
+    let Some(header) = ptr_at::<[u16; IPV4_LEN / 2]>(ctx, ETH_LEN) else {
+        return Verdict::drop(Reason::MalformedDrop);
+    };
+    // SAFETY: bounds checked by `ptr_at`; 2-byte aligned (packet data starts so; the offset is even).
+    if fold(sum_words(unsafe { &*header }, 0)) != 0xffff {
         return Verdict::drop(Reason::BadChecksumDrop);
     }
     let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
@@ -137,14 +143,26 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
     if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
         return Verdict::pass(Reason::InternalErrorPass);
     }
-    let Some(frame) = ptr_at::<[u8; SYNACK_V4_LEN]>(ctx, 0) else {
+    let Some(frame) = ptr_at::<[u16; SYNACK_V4_WORDS]>(ctx, 0) else {
         // The SYN may be cut to the SYN-ACK's length already: the stack would discard it anyway.
         return Verdict::drop(Reason::InternalErrorPass);
     };
-    // SAFETY: bounds checked by `ptr_at`; alignment 1; nothing else refers to the packet's bytes (every
-    // field of the SYN used above was copied out first).
-    build_synack_v4(&syn, cookie, &synack_options, unsafe { &mut *frame });
+    // SAFETY: bounds checked by `ptr_at`; 2-byte aligned (packet data starts so); nothing else refers to
+    // the packet's bytes (every field of the SYN used above was copied out first).
+    build_synack_v4_words(&syn, cookie, &synack_options, unsafe { &mut *frame });
     Verdict::tx(Reason::SynCookieSent)
+}
+
+/// The sum of `words` (as loaded) and `seed`, unfolded: at most 30 words of 0xffff, no overflow.
+#[inline(always)]
+fn sum_words<const N: usize>(words: &[u16; N], seed: u32) -> u32 {
+    let mut sum = seed;
+    let mut i = 0;
+    while i < N {
+        sum += u32::from(words[i]);
+        i += 1;
+    }
+    sum
 }
 
 /// Length of the TCP header handed to the cookie helper: 20 bytes and one MSS option.
@@ -154,28 +172,21 @@ const COOKIE_PROBE_LEN: usize = TCP_LEN + 4;
 const LINUX_SYN_TCP_LEN: u32 = 40;
 
 /// True if the SYN's TCP checksum is correct: its header is `len` bytes (a multiple of 4 in 20..=60 — a
-/// SYN without payload is all header). One `bpf_csum_diff`, over the packet itself for a Linux SYN
-/// (40 bytes), else over a copy in `buf`. The helper adds 16-bit words as this little-endian machine
-/// loads them, i.e. byte-swapped; the one's-complement sum of swapped words is the swapped sum, so the
-/// pseudo-header's sum goes in swapped, and a correct segment still sums to 0xffff.
+/// SYN without payload is all header). A Linux SYN (40 bytes) is summed as 20 words in the packet, any
+/// other with one `bpf_csum_diff` over a copy in `buf`. Both add 16-bit words as this little-endian
+/// machine loads them, i.e. byte-swapped; the one's-complement sum of swapped words is the swapped
+/// sum, so the pseudo-header's sum goes in swapped, and a correct segment still sums to 0xffff.
 #[inline(always)]
 fn tcp_checksum_ok(ctx: &XdpContext, ip: &Ipv4Hdr, buf: &mut [u8; 60], len: u32) -> bool {
     let seed = u32::from(fold(pseudo_header_v4(ip.saddr, ip.daddr, len as u16)).swap_bytes());
     let sum = if len == LINUX_SYN_TCP_LEN {
-        let Some(header) = ptr_at::<[u8; LINUX_SYN_TCP_LEN as usize]>(ctx, ETH_LEN + IPV4_LEN)
+        let Some(header) = ptr_at::<[u16; LINUX_SYN_TCP_LEN as usize / 2]>(ctx, ETH_LEN + IPV4_LEN)
         else {
             return false;
         };
-        // SAFETY: the helper reads LINUX_SYN_TCP_LEN bytes of the packet, bounds checked by `ptr_at`.
-        unsafe {
-            bpf_csum_diff(
-                core::ptr::null_mut(),
-                0,
-                header.cast(),
-                LINUX_SYN_TCP_LEN,
-                seed,
-            )
-        }
+        // SAFETY: bounds checked by `ptr_at`; 2-byte aligned (packet data starts so; the offset is
+        // even).
+        i64::from(sum_words(unsafe { &*header }, seed))
     } else {
         // SAFETY: `buf` holds TCP_MAX_HEADER bytes and `len` is at most 60.
         let loaded = unsafe {
