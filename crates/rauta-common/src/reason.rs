@@ -159,11 +159,14 @@ pub enum Reason {
     /// TC: the backend leg a kept-alive connection moved away from is closed with a RST (cloned out
     /// of the packet that completes the move: the new backend's or the listener's SYN-ACK).
     SpliceOldLegClosed = 55,
+    /// XDP: a splice took over a NAT port whose slot was still held by a splice that no longer exists
+    /// (evicted from the splice table; see `crate::splice::NAT_MAP`). Counted in addition to the hit.
+    SpliceNatReclaimed = 56,
 }
 
 impl Reason {
     /// Number of reasons; every code is below it.
-    pub const COUNT: usize = 56;
+    pub const COUNT: usize = 57;
 
     /// Every reason, in code order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -223,6 +226,7 @@ impl Reason {
         Reason::SpliceResponseFramed,
         Reason::SpliceResponseUnframed,
         Reason::SpliceOldLegClosed,
+        Reason::SpliceNatReclaimed,
     ];
 
     /// The counter-map index of this reason.
@@ -290,6 +294,7 @@ impl Reason {
             Reason::SpliceResponseFramed => "splice_response_framed",
             Reason::SpliceResponseUnframed => "splice_response_unframed",
             Reason::SpliceOldLegClosed => "splice_old_leg_closed",
+            Reason::SpliceNatReclaimed => "splice_nat_reclaimed",
         }
     }
 }

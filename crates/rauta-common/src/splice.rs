@@ -28,10 +28,26 @@ use crate::maps::FlowKey;
 /// Name of the splice map (`BPF_MAP_TYPE_LRU_HASH`, [`FlowKey`] → [`SpliceState`], [`SPLICE_ENTRIES`]):
 /// client connections spliced to a backend, keyed like the hand-off flows.
 pub const SPLICES_MAP: &str = "RAUTA_SPLICES";
-/// Name of the source-NAT map (`BPF_MAP_TYPE_LRU_HASH`, [`NatKey`] → [`BackendLeg`], [`SPLICE_ENTRIES`]):
-/// the backend leg's 4-tuple → the client connection and everything a backend segment needs in the
-/// common case (one lookup per backend segment). An entry is a NAT port in use.
+/// Name of the source-NAT map (`BPF_MAP_TYPE_ARRAY`, [`NAT_SLOTS`] × [`BackendLeg`], indexed by the NAT
+/// port in host order): the backend leg that holds the port → the client connection and everything a
+/// backend segment needs in the common case (one index per backend segment, no hashing).
+///
+/// A NAT port is unique per node (not per backend, as a hash keyed by the leg's 4-tuple allowed): at
+/// most as many splices as the configured port range holds run at once, and a hit that finds no free
+/// port among [`NAT_PROBES`] candidates falls back to Tier 3 (`SpliceNatExhausted`). A slot is claimed
+/// and released by a compare-and-swap on [`BackendLeg::claim`] (see [`next_claim`]); a backend segment
+/// is the slot's only if the slot is held and its [`BackendLeg::nat`] names the segment's addresses and
+/// ports. A held slot whose splice is gone (`RAUTA_SPLICES` is an LRU and may evict it) is reclaimed by
+/// the next allocation that probes it, or released by the next backend segment to it, once the claim
+/// is older than [`LEG_STALE_NS`] (see [`claim_is_stale`]): state is bounded by the array, and ages out
+/// with the splice table.
 pub const NAT_MAP: &str = "RAUTA_NAT";
+/// Slots of [`NAT_MAP`]: one per port number.
+pub const NAT_SLOTS: u32 = 65536;
+/// Age after which a held NAT slot whose splice no longer names it may be taken over: far longer than
+/// one program run (the only time a fresh claim has no splice yet), short enough that an evicted
+/// splice's port comes back within a second.
+pub const LEG_STALE_NS: u64 = 1_000_000_000;
 /// Name of the splice configuration map (`BPF_MAP_TYPE_ARRAY`, one [`SpliceConfig`]).
 pub const SPLICE_CONFIG_MAP: &str = "RAUTA_SPLICE_CONFIG";
 /// Name of the program array (`BPF_MAP_TYPE_PROG_ARRAY`) the XDP program tail-calls.
@@ -77,8 +93,8 @@ pub const PROG_SLOTS: u32 = 7;
 /// Name of the TC ingress program that turns a backend's SYN-ACK into the ACK carrying the request.
 pub const TC_INGRESS_PROGRAM: &str = "rauta_tc_ingress";
 
-/// Capacity of [`SPLICES_MAP`] and [`NAT_MAP`]. LRU: an evicted splice loses its translation (its
-/// packets then find no state and are dropped, as for any unknown connection).
+/// Capacity of [`SPLICES_MAP`]. LRU: an evicted splice loses its translation (its packets then find no
+/// state and are dropped, as for any unknown connection; its NAT slot is reclaimed, see [`NAT_MAP`]).
 pub const SPLICE_ENTRIES: u32 = 65536;
 
 /// Ports the source NAT allocates from by default: above Linux's default ephemeral range (32768–60999),
@@ -152,7 +168,8 @@ impl SpliceConfig {
     }
 }
 
-/// Key of [`NAT_MAP`]: the backend leg as it sits in the backend's packets to us (network byte order).
+/// The backend leg as it sits in the backend's packets to us (network byte order): what a segment to a
+/// NAT port must carry to be translated by the leg in that port's [`NAT_MAP`] slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NatKey {
@@ -179,6 +196,15 @@ pub const LEG_READY: u32 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendLeg {
+    /// The slot's claim word: even = free, odd = held; every claim, takeover and release changes it
+    /// (see [`next_claim`]), and a held value is the claim's clock (ns), so its age is known. Changed
+    /// only by compare-and-swap; the splice that holds the slot keeps the value
+    /// ([`SpliceState::nat_claim`]) and releases it exactly once.
+    pub claim: u64,
+    /// The leg's addresses and ports: a segment to this NAT port from anywhere else is not this leg's.
+    pub nat: NatKey,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
     /// The client connection (the key of its [`SPLICES_MAP`] entry).
     pub flow: FlowKey,
     /// [`LEG_READY`], or 0: the copy below may be stale, look up the splice. Set by the backend segment
@@ -221,6 +247,14 @@ impl BackendLeg {
     #[inline(always)]
     pub const fn new(flow: FlowKey, cookie: u32) -> BackendLeg {
         BackendLeg {
+            claim: 0,
+            nat: NatKey {
+                backend_addr: 0,
+                node_addr: 0,
+                backend_port: 0,
+                nat_port: 0,
+            },
+            _pad: 0,
             flow,
             ready: 0,
             server_offset: 0,
@@ -242,6 +276,26 @@ impl BackendLeg {
             framing: FRAMING_WAITING,
             responses: 0,
         }
+    }
+
+    /// The leg of `flow` on `nat`, holding its slot with `claim` (as [`BackendLeg::new`] otherwise).
+    #[inline(always)]
+    pub const fn claimed(flow: FlowKey, cookie: u32, nat: NatKey, claim: u64) -> BackendLeg {
+        let mut leg = BackendLeg::new(flow, cookie);
+        leg.claim = claim;
+        leg.nat = nat;
+        leg
+    }
+
+    /// Whether a segment carrying `nat` (backend → node, NAT port) is this slot's leg: the slot is held
+    /// and names the same backend, node address and ports.
+    #[inline(always)]
+    pub const fn carries(&self, nat: &NatKey) -> bool {
+        claim_is_held(self.claim)
+            && self.nat.backend_addr == nat.backend_addr
+            && self.nat.node_addr == nat.node_addr
+            && self.nat.backend_port == nat.backend_port
+            && self.nat.nat_port == nat.nat_port
     }
 
     /// Copies the backend → client translation of `s` (complete once the backend's SYN-ACK and its
@@ -388,12 +442,47 @@ pub struct SpliceState {
     /// read, and is counted as of unknown status when the request is forwarded. A copy of the leg's
     /// state where the client side reads it without a second lookup.
     pub unframed: u32,
+    /// The value this splice claimed its [`NAT_MAP`] slot with ([`BackendLeg::claim`]): the slot is
+    /// this splice's leg while it holds this value, and is released by a compare-and-swap from it.
+    pub nat_claim: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<SpliceConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 12);
-const _: () = assert!(core::mem::size_of::<SpliceState>() == 136);
-const _: () = assert!(core::mem::size_of::<BackendLeg>() == 72);
+const _: () = assert!(core::mem::size_of::<SpliceState>() == 144);
+const _: () = assert!(core::mem::size_of::<BackendLeg>() == 96);
+
+/// Whether a [`BackendLeg::claim`] value holds its slot.
+#[inline(always)]
+pub const fn claim_is_held(claim: u64) -> bool {
+    claim & 1 == 1
+}
+
+/// The value a claim (of a free slot) or a takeover (of a stale one) writes over `current` at the clock
+/// `now` (ns): odd, the clock when it is ahead (so the claim's age can be read back), and always past
+/// `current`, so that no two tenures of a slot share a value (a release from a value that is gone fails).
+#[inline(always)]
+pub const fn next_claim(current: u64, now: u64) -> u64 {
+    let bumped = current.wrapping_add(1) | 1;
+    if now | 1 > bumped {
+        now | 1
+    } else {
+        bumped
+    }
+}
+
+/// The value that releases a slot held with `claim` (even: free).
+#[inline(always)]
+pub const fn released_claim(claim: u64) -> u64 {
+    claim.wrapping_add(1)
+}
+
+/// Whether a slot held with `claim` is old enough at `now` that, if no splice names it, it may be
+/// taken over (see [`LEG_STALE_NS`]).
+#[inline(always)]
+pub const fn claim_is_stale(claim: u64, now: u64) -> bool {
+    claim_is_held(claim) && now.saturating_sub(claim) > LEG_STALE_NS
+}
 
 impl SpliceState {
     /// The client's first data byte's sequence number.
@@ -857,5 +946,67 @@ mod tests {
         assert_eq!(nat_port_candidate(&key, 7, 0, 5, 5), 5);
         let config = SpliceConfig::new(61000, 65535);
         assert!(config.owns_port(61000) && config.owns_port(65535) && !config.owns_port(60999));
+    }
+
+    #[test]
+    fn nat_claims_never_repeat_and_age_from_their_clock() {
+        // A free slot (0) claimed at 5 s: held, valued by the clock.
+        let first = next_claim(0, 5_000_000_000);
+        assert!(claim_is_held(first));
+        assert_eq!(first, 5_000_000_001);
+        let freed = released_claim(first);
+        assert!(!claim_is_held(freed));
+        // Claimed again in the same nanosecond (or with a clock behind): still past every earlier
+        // value, so a release from an old value cannot free the new tenure.
+        let again = next_claim(freed, 5_000_000_000);
+        assert!(claim_is_held(again) && again > freed);
+        // A takeover of a held slot changes the value too.
+        let taken = next_claim(again, 4_000_000_000);
+        assert!(claim_is_held(taken) && taken > again);
+        // Stale only when held and older than LEG_STALE_NS.
+        assert!(!claim_is_stale(first, first + LEG_STALE_NS));
+        assert!(claim_is_stale(first, first + LEG_STALE_NS + 1));
+        assert!(!claim_is_stale(freed, u64::MAX));
+        assert!(
+            !claim_is_stale(first, 0),
+            "a clock behind the claim is not an age"
+        );
+    }
+
+    #[test]
+    fn a_leg_carries_only_segments_of_its_own_four_tuple() {
+        let nat = NatKey {
+            backend_addr: 0x0201_12c6,
+            node_addr: 0x0101_12c6,
+            backend_port: 8080u16.to_be(),
+            nat_port: 61000u16.to_be(),
+        };
+        let leg = BackendLeg::claimed(FlowKey::default(), 7, nat, 11);
+        assert!(leg.carries(&nat));
+        for other in [
+            NatKey {
+                backend_addr: 0x0301_12c6,
+                ..nat
+            },
+            NatKey {
+                node_addr: 0x0501_12c6,
+                ..nat
+            },
+            NatKey {
+                backend_port: 8081u16.to_be(),
+                ..nat
+            },
+            NatKey {
+                nat_port: 61001u16.to_be(),
+                ..nat
+            },
+        ] {
+            assert!(!leg.carries(&other), "{other:?}");
+        }
+        let free = BackendLeg {
+            claim: released_claim(11),
+            ..leg
+        };
+        assert!(!free.carries(&nat), "a free slot carries nothing");
     }
 }

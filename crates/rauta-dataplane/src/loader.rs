@@ -24,7 +24,7 @@ use rauta_common::{
         SLOTS_MAP, SLOTS_PER_BANK,
     },
     splice::{
-        BackendLeg, NatKey, OldLeg, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP,
+        claim_is_held, BackendLeg, OldLeg, SpliceConfig, SpliceState, DEFAULT_NAT_PORTS, NAT_MAP,
         OLD_LEGS_MAP, PROGS_MAP, PROG_ENTRY, PROG_FOLLOWUP, PROG_RESPONSE, PROG_ROUTE, PROG_SPLICE,
         PROG_SPLICE_START, PROG_SYN, SPLICES_MAP, SPLICE_CONFIG_MAP, SPLICE_RESET,
         TC_INGRESS_PROGRAM, XDP_FOLLOWUP_PROGRAM, XDP_RESPONSE_PROGRAM, XDP_ROUTE_PROGRAM,
@@ -623,26 +623,33 @@ impl KernelTiers {
             }
             splice.state = SPLICE_RESET;
             match splices.insert(key, splice, 0) {
-                Ok(()) => reset_legs.push(splice.nat_key()),
+                Ok(()) => reset_legs.push(splice),
                 Err(source) => return Err(DataplaneError::map(SPLICES_MAP, source)),
             }
         }
         // The backend's segments must see the reset too: their legs stop translating on their own.
-        for nat in &reset_legs {
-            self.leg_not_ready(nat)?;
+        for splice in &reset_legs {
+            self.leg_not_ready(splice)?;
         }
         Ok(reset_legs.len())
     }
 
-    /// Clears `BackendLeg::ready` of the leg `nat`, if it still exists: its next backend segment
-    /// looks up the splice.
-    fn leg_not_ready(&mut self, nat: &NatKey) -> Result<(), DataplaneError> {
-        let mut legs: HashMap<_, NatKey, BackendLeg> = self.typed_map_mut(NAT_MAP)?;
-        let Ok(mut leg) = legs.get(nat, 0) else {
+    /// Clears `BackendLeg::ready` of the leg of `splice`, if its slot still holds the splice's claim:
+    /// its next backend segment looks up the splice. The slot is read and written back whole (a map
+    /// update cannot write one field): a release and a new claim of that very port within the
+    /// microseconds between the two calls would be overwritten; the splice being reset closes at its
+    /// next segment anyway, and its port then comes back through the staleness rule.
+    fn leg_not_ready(&mut self, splice: &SpliceState) -> Result<(), DataplaneError> {
+        let mut legs: Array<_, BackendLeg> = self.typed_map_mut(NAT_MAP)?;
+        let index = u32::from(u16::from_be(splice.nat_port));
+        let mut leg = legs
+            .get(&index, 0)
+            .map_err(|source| DataplaneError::map(NAT_MAP, source))?;
+        if leg.claim != splice.nat_claim {
             return Ok(()); // closed meanwhile
-        };
+        }
         leg.ready = 0;
-        legs.insert(nat, leg, 0)
+        legs.set(index, leg, 0)
             .map_err(|source| DataplaneError::map(NAT_MAP, source))
     }
 
@@ -680,11 +687,22 @@ impl KernelTiers {
         let Some(splice) = self.splice(key)? else {
             return Ok(None);
         };
-        let legs: HashMap<_, NatKey, BackendLeg> = self.typed_map(NAT_MAP)?;
-        match legs.get(&splice.nat_key(), 0) {
-            Ok(leg) => Ok(Some(leg)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(DataplaneError::map(NAT_MAP, source)),
+        let legs: Array<_, BackendLeg> = self.typed_map(NAT_MAP)?;
+        let leg = legs
+            .get(&u32::from(u16::from_be(splice.nat_port)), 0)
+            .map_err(|source| DataplaneError::map(NAT_MAP, source))?;
+        Ok((leg.claim == splice.nat_claim).then_some(leg))
+    }
+
+    /// Removes the splice of the client connection `key` from the splice table and nothing else, as the
+    /// table's LRU eviction does: its NAT port stays held until the staleness rule frees it (tests of
+    /// that rule). True if there was one.
+    pub fn evict_splice(&mut self, key: &FlowKey) -> Result<bool, DataplaneError> {
+        let mut splices: HashMap<_, FlowKey, SpliceState> = self.typed_map_mut(SPLICES_MAP)?;
+        match splices.remove(key) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(source) => Err(DataplaneError::map(SPLICES_MAP, source)),
         }
     }
 
@@ -699,12 +717,29 @@ impl KernelTiers {
         }
     }
 
-    /// Number of active splices and of NAT ports in use (walks the maps: for `/metrics` scrapes and tests,
-    /// not per packet).
+    /// Number of active splices and of NAT ports held (walks the splice table and the NAT slots of the
+    /// configured port range, one read each: for `/metrics` scrapes and tests, not per packet; ~5 ms for
+    /// the default range). A port whose splice was evicted counts as held until it is reclaimed.
     pub fn splice_sizes(&self) -> Result<(usize, usize), DataplaneError> {
         let splices: HashMap<_, FlowKey, SpliceState> = self.typed_map(SPLICES_MAP)?;
-        let nat: HashMap<_, NatKey, BackendLeg> = self.typed_map(NAT_MAP)?;
-        Ok((splices.keys().count(), nat.keys().count()))
+        // Splices first: a splice is inserted after its port is claimed, so every splice counted has
+        // its port counted too even while new ones start during the walk.
+        let active = splices.keys().count();
+        let config: Array<_, SpliceConfig> = self.typed_map(SPLICE_CONFIG_MAP)?;
+        let config = config
+            .get(&0, 0)
+            .map_err(|source| DataplaneError::map(SPLICE_CONFIG_MAP, source))?;
+        let legs: Array<_, BackendLeg> = self.typed_map(NAT_MAP)?;
+        let mut held = 0;
+        if config.port_min <= config.port_max {
+            for port in config.port_min..=config.port_max {
+                let leg = legs
+                    .get(&u32::from(port), 0)
+                    .map_err(|source| DataplaneError::map(NAT_MAP, source))?;
+                held += usize::from(claim_is_held(leg.claim));
+            }
+        }
+        Ok((active, held))
     }
 
     /// The flow-table entry for `key`, if any (tests and diagnostics).

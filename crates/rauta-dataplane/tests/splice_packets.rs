@@ -887,6 +887,118 @@ fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
 }
 
 #[test]
+fn nat_ports_are_claimed_once_per_node_and_stale_ones_reclaimed() {
+    if !support::root_or_skip("nat_ports_are_claimed_once_per_node_and_stale_ones_reclaimed") {
+        return;
+    }
+    in_node("nat", |tiers, nc, nb, nb_mac| {
+        let key = |sport| FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT);
+        tiers.set_splicing(Some((61000, 61000))).unwrap();
+        let (_, data, first, nat_port) = established(tiers, nc, nb, nb_mac, 40600);
+        assert_eq!(nat_port, 61000);
+        assert_eq!(tiers.splice_sizes().unwrap(), (1, 1));
+
+        // Claimed twice: a port is the node's, not the backend's. A client routed to the other
+        // backend (/cart → 198.18.1.3) finds the one port held and is handed to Tier 3, counted.
+        let cart = b"GET /cart HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+        let (_, _, action, out, mut moved) = open(tiers, nc, 40601, cart);
+        moved.sort();
+        assert_eq!(
+            moved,
+            vec![
+                (Reason::HandoffSynReplayed.name(), 1),
+                (Reason::SpliceNatExhausted.name(), 1)
+            ]
+        );
+        assert_eq!(action, XdpAction::Pass);
+        assert_eq!(packet::parse(&out).dst, VIP, "replayed to the listener");
+
+        // A segment to the held port from another backend port, or from another backend, is not the
+        // leg's: passed untouched, the splice unchanged.
+        for (src, sport) in [(BACKEND, 8081), (Ipv4Addr::new(198, 18, 1, 3), 8080)] {
+            let mut foreign = data.clone();
+            foreign.src = src;
+            foreign.sport = sport;
+            let frame = foreign.build();
+            let (action, out) = xdp(tiers, &frame, nb, Reason::NotVipPass);
+            assert_eq!((action, out), (XdpAction::Pass, frame), "{src}:{sport}");
+        }
+        assert_eq!(splice_of(tiers, 40600), Some(first));
+        let leg = leg_of(tiers, 40600).unwrap();
+        assert_eq!(leg.flow, key(40600));
+
+        // The splice evicted behind the leg's back (as the LRU splice table may): the port stays
+        // held while its claim is fresh (a claim has no splice for the moment a start takes), so the
+        // next client is handed to Tier 3; a backend segment the leg cannot judge alone (a RST)
+        // finds no splice and passes.
+        assert!(tiers.evict_splice(&key(40600)).unwrap());
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 1));
+        let (_, _, action, _, moved) = open(tiers, nc, 40602, REQUEST);
+        assert_eq!(action, XdpAction::Pass, "{moved:?}");
+        assert!(
+            moved.contains(&(Reason::SpliceNatExhausted.name(), 1)),
+            "{moved:?}"
+        );
+        let mut backend_rst = data.clone();
+        backend_rst.flags = RST;
+        backend_rst.payload.clear();
+        xdp(tiers, &backend_rst.build(), nb, Reason::NotVipPass);
+        assert_eq!(
+            tiers.splice_sizes().unwrap(),
+            (0, 1),
+            "a fresh claim is kept"
+        );
+
+        // Once older than LEG_STALE_NS, the next allocation that probes the slot takes it over.
+        thread::sleep(std::time::Duration::from_millis(1100));
+        let (_, _, action, out, mut moved) = open(tiers, nc, 40603, REQUEST);
+        moved.sort();
+        assert_eq!(
+            moved,
+            vec![
+                (Reason::SpliceNatReclaimed.name(), 1),
+                (Reason::SpliceSynSent.name(), 1)
+            ]
+        );
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(packet::parse(&out).sport, 61000, "the stale port reclaimed");
+        let taken = leg_of(tiers, 40603).unwrap();
+        assert_eq!(taken.flow, key(40603));
+        assert!(taken.claim > leg.claim, "a new claim value");
+        assert_eq!(tiers.splice_sizes().unwrap(), (1, 1));
+
+        // Released exactly once: the client's RST frees the port; the backend's RST after it finds
+        // a free slot and passes; the next client claims the port without a takeover.
+        let reset = |sport: u16| {
+            let s = splice_of(tiers, sport).unwrap();
+            let mut rst = Tcp4::syn(VIP, PORT);
+            rst.sport = sport;
+            rst.seq = s.first_seq();
+            rst.flags = RST;
+            rst.tcp_options.clear();
+            rst
+        };
+        xdp(tiers, &reset(40603).build(), nc, Reason::SpliceStrayDrop);
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+        xdp(tiers, &backend_rst.build(), nb, Reason::NotVipPass);
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+        let (_, _, action, _, moved) = open(tiers, nc, 40604, REQUEST);
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(moved, vec![(Reason::SpliceSynSent.name(), 1)]);
+
+        // A leg whose splice was evicted is also freed by its next backend segment once stale.
+        assert!(tiers.evict_splice(&key(40604)).unwrap());
+        thread::sleep(std::time::Duration::from_millis(1100));
+        xdp(tiers, &data.build(), nb, Reason::NotVipPass);
+        assert_eq!(
+            tiers.splice_sizes().unwrap(),
+            (0, 0),
+            "freed by the backend segment"
+        );
+    });
+}
+
+#[test]
 fn hits_the_splice_cannot_carry_are_handed_to_tier_3() {
     if !support::root_or_skip("hits_the_splice_cannot_carry_are_handed_to_tier_3") {
         return;

@@ -9,6 +9,9 @@
 //! the egress side.
 #![no_std]
 #![no_main]
+// The 64-bit compare-and-swap of the NAT slots (`maps::swap_claim`): see there.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod maps;
 mod options;

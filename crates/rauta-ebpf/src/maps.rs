@@ -20,8 +20,8 @@ use rauta_common::{
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry,
     },
     splice::{
-        BackendLeg, NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, RST_V4_LEN, SPLICE_ENTRIES,
-        SpliceConfig, SpliceState,
+        BackendLeg, NAT_SLOTS, NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, RST_V4_LEN,
+        SPLICE_ENTRIES, SpliceConfig, SpliceState, released_claim,
     },
     tcpopt::{OPTIONS_BUF, OptionWalk},
 };
@@ -212,11 +212,70 @@ pub static RAUTA_DECISIONS: LruHashMap<FlowKey, RouteDecision> =
 pub static RAUTA_SPLICES: LruHashMap<FlowKey, SpliceState> =
     LruHashMap::with_max_entries(SPLICE_ENTRIES, 0);
 
-/// `RAUTA_NAT`: the backend leg's 4-tuple → the client connection and what its backend segments need
-/// (`BackendLeg`); one entry per NAT port in use.
+/// `RAUTA_NAT`: one slot per NAT port (index: the port in host order) → the backend leg holding it,
+/// the client connection and what its backend segments need (`BackendLeg`; see
+/// `rauta_common::splice::NAT_MAP` for claims, release and staleness).
 #[map]
-pub static RAUTA_NAT: LruHashMap<NatKey, BackendLeg> =
-    LruHashMap::with_max_entries(SPLICE_ENTRIES, 0);
+pub static RAUTA_NAT: Array<BackendLeg> = Array::with_max_entries(NAT_SLOTS, 0);
+
+/// The slot of the NAT port `port_be` (network order, as in packets and `SpliceState::nat_port`).
+#[inline(always)]
+pub fn nat_slot(port_be: u16) -> Option<*mut BackendLeg> {
+    RAUTA_NAT.get_ptr_mut(u32::from(u16::from_be(port_be)))
+}
+
+/// The claim word of `slot`, read once (a volatile 64-bit load: one instruction, so never torn; the
+/// BPF backend selects no atomic load at this CPU version).
+#[inline(always)]
+pub fn claim_of(slot: *mut BackendLeg) -> u64 {
+    // SAFETY: a slot pointer from a successful lookup (array values live as long as the map); the word
+    // is 8-byte aligned and only ever changed whole.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*slot).claim)) }
+}
+
+/// Changes the claim word of `slot` from `current` to `new` if it still is `current`: one BPF_ATOMIC
+/// cmpxchg, so two CPUs claiming (or releasing) the same slot cannot both succeed. The BPF target
+/// declares no compare-and-swap to Rust (`atomic-cas: false`, so `AtomicU64` has no
+/// `compare_exchange`), but LLVM's BPF backend emits the 64-bit cmpxchg for every CPU version and the
+/// kernel has verified it since 5.12: the intrinsic reaches it.
+#[inline(always)]
+pub fn swap_claim(slot: *mut BackendLeg, current: u64, new: u64) -> bool {
+    // SAFETY: as in `claim_of`; the word is only ever changed whole.
+    let (_, swapped) = unsafe {
+        core::intrinsics::atomic_cxchg::<
+            u64,
+            { core::intrinsics::AtomicOrdering::SeqCst },
+            { core::intrinsics::AtomicOrdering::Relaxed },
+        >(core::ptr::addr_of_mut!((*slot).claim), current, new)
+    };
+    swapped
+}
+
+/// The backend leg of the splice `s`: its slot, while the slot still holds the splice's claim.
+#[inline(always)]
+pub fn leg_of(s: &SpliceState) -> Option<*mut BackendLeg> {
+    let slot = nat_slot(s.nat_port)?;
+    (claim_of(slot) == s.nat_claim).then_some(slot)
+}
+
+/// The backend leg a segment carrying `nat` (as it arrived: backend → node's NAT port) belongs to: the
+/// slot of its NAT port if that slot is held by a leg to the same backend from the same node address.
+/// A segment of anyone else to a held port (another backend, a port the leg does not use) is not
+/// translated.
+#[inline(always)]
+pub fn leg_for(nat: &NatKey) -> Option<*mut BackendLeg> {
+    let slot = nat_slot(nat.nat_port)?;
+    // SAFETY: a slot pointer from a successful lookup; read in place.
+    unsafe { (*slot).carries(nat) }.then_some(slot)
+}
+
+/// Frees the NAT slot of `port_be` if it is still held with `claim` (by the splice releasing it).
+#[inline(always)]
+pub fn release_nat(port_be: u16, claim: u64) {
+    if let Some(slot) = nat_slot(port_be) {
+        let _ = swap_claim(slot, claim, released_claim(claim));
+    }
+}
 
 /// `RAUTA_OLD_LEGS`: backend legs of moved connections, closed by the TC program that completes the move
 /// (see `rauta_common::splice::OLD_LEGS_MAP`).
@@ -272,8 +331,6 @@ pub struct Scratch {
     pub delta: u32,
     /// A splice being started (XDP).
     pub splice: SpliceState,
-    /// Its backend leg, on its way into `RAUTA_NAT` (XDP).
-    pub leg: BackendLeg,
     /// The flow entry of the first data segment being decided (XDP): written to `RAUTA_FLOWS` only if
     /// the connection goes to Tier 3 (`handoff::commit_flow`), read by the splice if it is a hit.
     pub flow_state: FlowState,
@@ -310,14 +367,22 @@ pub fn copy_of<K, V: Copy>(map: &LruHashMap<K, V>, key: &K) -> Option<V> {
     Some(unsafe { *value })
 }
 
-/// Deletes the splice of the flow `key` and releases its NAT port.
+/// Deletes the splice of the flow `key` and releases its NAT port: once, by whichever caller's delete
+/// of the splice succeeds (a client and a backend RST on two CPUs both end up here).
 #[inline(always)]
 pub fn forget_splice(key: &FlowKey) {
     if let Some(splice) = RAUTA_SPLICES.get_ptr(key) {
         // SAFETY: a pointer from a successful lookup, read at once.
-        let (nat, request_len) = unsafe { ((*splice).nat_key(), (*splice).request_len) };
-        let _ = RAUTA_NAT.remove(nat);
-        let _ = RAUTA_SPLICES.remove(key);
+        let (port, claim, request_len) = unsafe {
+            (
+                (*splice).nat_port,
+                (*splice).nat_claim,
+                (*splice).request_len,
+            )
+        };
+        if RAUTA_SPLICES.remove(key).is_ok() {
+            release_nat(port, claim);
+        }
         // The stored request, if the splice ends before the backend acknowledged it.
         forget_pending_of_len(key, request_len);
     }

@@ -22,8 +22,7 @@ use rauta_common::{
 
 use super::{HEADERS, IP_AT, TCP_AT, TcVerdict, field2, field4, tcp_v4_headers};
 use crate::maps::{
-    RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP, SCRATCH_TC_INGRESS,
-    copy_of,
+    RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, RAUTA_VIP, SCRATCH_TC_INGRESS, copy_of,
 };
 use crate::options;
 
@@ -55,7 +54,8 @@ pub fn handle(ctx: &TcContext) -> TcVerdict {
             backend_port: u16::from_ne_bytes(sport),
             nat_port: u16::from_ne_bytes(dport),
         };
-        let Some(key) = copy_of(&RAUTA_NAT, &nat).map(|leg| leg.flow) else {
+        // SAFETY: a slot pointer from a successful lookup; the key is copied at once.
+        let Some(key) = crate::maps::leg_for(&nat).map(|leg| unsafe { (*leg).flow }) else {
             return TcVerdict::ok(Reason::TcPass);
         };
         let Some(splice) = RAUTA_SPLICES.get_ptr_mut(&key) else {

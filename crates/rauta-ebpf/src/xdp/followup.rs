@@ -24,10 +24,7 @@ use super::{
     RESUME_FOLLOWUP, Resume, Verdict, handoff, route,
 };
 use crate::{
-    maps::{
-        RAUTA_NAT, RAUTA_OLD_LEGS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP, copy_of,
-        forget_splice,
-    },
+    maps::{RAUTA_OLD_LEGS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP, copy_of, forget_splice},
     parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
 };
 
@@ -91,9 +88,11 @@ pub fn decide(ctx: &XdpContext) -> Result<bool, Verdict> {
         FOLLOWUP_SAME
     } else {
         // The framing is the backend leg's (looked up only for a move: staying needs none of it).
-        let Some(leg) = copy_of(&RAUTA_NAT, &s.nat_key()) else {
+        let Some(leg) = crate::maps::leg_of(&s) else {
             return Err(Verdict::drop(Reason::InternalErrorPass));
         };
+        // SAFETY: a slot pointer from a successful lookup; copied at once.
+        let leg = unsafe { *leg };
         match leg.between_responses(r.ack, s.requests) {
             Some(true) => FOLLOWUP_SWITCH,
             Some(false) => FOLLOWUP_SWITCH_UNFRAMED,

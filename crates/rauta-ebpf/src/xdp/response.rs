@@ -21,7 +21,7 @@ use rauta_common::{
 };
 
 use super::{RESUME_RESPONSE, Resume};
-use crate::maps::{RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP};
+use crate::maps::{RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP};
 
 /// The longest response head the kernel frames (bytes from the status line to the empty line).
 pub const RESPONSE_HEAD_MAX: u32 = 1024;
@@ -195,10 +195,10 @@ pub fn record(ctx: &XdpContext) -> Reason {
     // SAFETY: a pointer from a successful lookup, valid for this run (RCU).
     let s = unsafe { &mut *splice };
     // The framing fields live in the backend leg (where every backend segment finds them).
-    let Some(leg) = RAUTA_NAT.get_ptr_mut(&s.nat_key()) else {
+    let Some(leg) = crate::maps::leg_of(s) else {
         return Reason::InternalErrorPass;
     };
-    // SAFETY: a pointer from a successful lookup, valid for this run (RCU).
+    // SAFETY: a slot pointer from a successful lookup (array values live as long as the map).
     let leg = unsafe { &mut *leg };
     let available = r.payload_len - r.offset;
     let want = if available < RESPONSE_HEAD_MAX {

@@ -10,7 +10,7 @@
 //!   the client).
 
 use aya_ebpf::{
-    bindings::{BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, bpf_fib_lookup, xdp_action},
+    bindings::{BPF_FIB_LOOKUP_SRC, bpf_fib_lookup, xdp_action},
     helpers::generated::{
         bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_tail,
         bpf_xdp_store_bytes,
@@ -27,7 +27,8 @@ use rauta_common::{
         BackendLeg, FRAMING_LOST, LEG_READY, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT,
         SPLICE_CLOSED, SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND,
         SPLICE_FIN_BACKEND_ACKED, SPLICE_FIN_CLIENT, SPLICE_FIN_CLIENT_ACKED, SPLICE_RESET,
-        SPLICE_SYN_SENT, SYN_TRIES, SpliceState, build_rst_v4, nat_port_candidate,
+        SPLICE_SYN_SENT, SYN_TRIES, SpliceConfig, SpliceState, build_rst_v4, claim_is_held,
+        claim_is_stale, nat_port_candidate, next_claim, released_claim,
     },
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt::{Translation, WSCALE_NONE, csum_add_delta, rescale_window, shift_of, syn_options},
@@ -39,8 +40,8 @@ use super::{
 };
 use crate::{
     maps::{
-        RAUTA_FLOWS, RAUTA_NAT, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, SCRATCH_XDP,
-        forget_splice,
+        RAUTA_FLOWS, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, SCRATCH_XDP, claim_of,
+        forget_splice, leg_for, leg_of, nat_slot, release_nat, swap_claim,
     },
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len, ptr_at},
 };
@@ -126,25 +127,13 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         backend_port: hit.endpoint.port_be,
         nat_port: 0,
     };
-    // Not ready: the backend segments look up the splice until it is established.
-    scratch.leg = BackendLeg::new(key, cookie);
-    let mut claimed = false;
-    let mut attempt = 0;
-    while attempt < NAT_PROBES {
-        let port = nat_port_candidate(&key, now as u32, attempt, config.port_min, config.port_max);
-        nat.nat_port = port.to_be();
-        if RAUTA_NAT
-            .insert(nat, &scratch.leg, BPF_NOEXIST as u64)
-            .is_ok()
-        {
-            claimed = true;
-            break;
-        }
-        attempt += 1;
-    }
-    if !claimed {
+    let Some((slot, nat_claim)) = claim_nat_port(&key, &mut nat, now, config) else {
         return Err(Some(Reason::SpliceNatExhausted));
-    }
+    };
+    // Not ready: the backend segments look up the splice until it is established. Written in place:
+    // no other CPU reads or changes a slot whose claim is this fresh (see `NAT_MAP`).
+    // SAFETY: a slot pointer from a successful lookup, valid as long as the map.
+    unsafe { slot.write(BackendLeg::claimed(key, cookie, nat, nat_claim)) };
 
     // Our ISN on the backend leg: the kernel's clock (one tick per 64 ns, as the kernel's own ISNs)
     // plus a hash of the leg, so that it grows between two uses of the same 4-tuple (see the module
@@ -191,9 +180,10 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         requests: 1,
         head_request: u32::from(scratch.segment.data[0] == b'H'),
         unframed: 0,
+        nat_claim,
     };
     if RAUTA_SPLICES.insert(key, &scratch.splice, 0).is_err() {
-        let _ = RAUTA_NAT.remove(nat);
+        release_nat(nat.nat_port, nat_claim);
         return Err(Some(Reason::InternalErrorPass));
     }
     // The connection is the splice's now, not a hand-off's. Only a retransmitted first segment (replayed
@@ -207,6 +197,55 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         &mut scratch.frame,
         Reason::SpliceSynSent,
     ))
+}
+
+/// Claims a NAT port for the client `key`'s leg `nat` (its `nat_port` set to the port claimed, network
+/// order): up to `NAT_PROBES` candidate slots, each taken by one compare-and-swap if it is free, or if
+/// it is stale (held for longer than `LEG_STALE_NS` and no splice names it: its splice was evicted).
+/// The slot and the claim value, or `None`: every candidate is in use.
+#[inline(always)]
+fn claim_nat_port(
+    key: &FlowKey,
+    nat: &mut NatKey,
+    now: u64,
+    config: &SpliceConfig,
+) -> Option<(*mut BackendLeg, u64)> {
+    let mut attempt = 0;
+    while attempt < NAT_PROBES {
+        let port = nat_port_candidate(key, now as u32, attempt, config.port_min, config.port_max);
+        attempt += 1;
+        let port_be = port.to_be();
+        let Some(slot) = nat_slot(port_be) else {
+            continue;
+        };
+        let current = claim_of(slot);
+        if claim_is_held(current) && !(claim_is_stale(current, now) && abandoned(slot, current)) {
+            continue;
+        }
+        let claim = next_claim(current, now);
+        if swap_claim(slot, current, claim) {
+            if claim_is_held(current) {
+                crate::maps::count(Reason::SpliceNatReclaimed);
+            }
+            nat.nat_port = port_be;
+            return Some((slot, claim));
+        }
+    }
+    None
+}
+
+/// Whether the slot held with `claim` has lost its splice: no splice of the slot's client connection
+/// holds this claim (evicted from the LRU `RAUTA_SPLICES`, or replaced by a newer connection).
+#[inline(always)]
+fn abandoned(slot: *mut BackendLeg, claim: u64) -> bool {
+    // SAFETY: a slot pointer from a successful lookup; a claim older than `LEG_STALE_NS` has its flow
+    // written long ago.
+    let flow = unsafe { (*slot).flow };
+    match RAUTA_SPLICES.get_ptr(&flow) {
+        // SAFETY: a pointer from a successful lookup, read at once.
+        Some(splice) => unsafe { (*splice).nat_claim != claim },
+        None => true,
+    }
 }
 
 /// Writes our SYN to the backend over the packet (resized to it) and forwards it.
@@ -369,7 +408,7 @@ pub fn client_segment(
             s.client_fin_end = seq.wrapping_add(1);
             // The backend's ACK of it must be seen by the splice: no more backend segments translated
             // from the leg alone.
-            if let Some(leg) = RAUTA_NAT.get_ptr_mut(&s.nat_key()) {
+            if let Some(leg) = leg_of(s) {
                 // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
                 unsafe { (*leg).ready = 0 };
             }
@@ -437,9 +476,9 @@ pub fn backend_segment(
         backend_port: u16::from_ne_bytes(tcp.source),
         nat_port: u16::from_ne_bytes(tcp.dest),
     };
-    let leg = RAUTA_NAT.get_ptr_mut(&nat)?;
-    // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
-    let leg = unsafe { &mut *leg };
+    let slot = leg_for(&nat)?;
+    // SAFETY: a slot pointer from a successful lookup (array values live as long as the map).
+    let leg = unsafe { &mut *slot };
     let key = leg.flow;
     let flags = tcp.flags;
     let seq = u32::from_be_bytes(tcp.seq);
@@ -448,7 +487,14 @@ pub fn backend_segment(
     let mut done = false;
     if leg.ready != LEG_READY || flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
         let Some(splice) = RAUTA_SPLICES.get_ptr_mut(key) else {
-            let _ = RAUTA_NAT.remove(nat);
+            // The splice was evicted: its port is freed here once the claim is stale (a fresh claim
+            // has no splice for the moment its start takes).
+            let claim = leg.claim;
+            // SAFETY: plain helper call.
+            let now = unsafe { bpf_ktime_get_ns() };
+            if claim_is_stale(claim, now) {
+                let _ = swap_claim(slot, claim, released_claim(claim));
+            }
             return None;
         };
         // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
