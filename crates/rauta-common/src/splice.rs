@@ -42,6 +42,13 @@ pub const SPLICES_MAP: &str = "RAUTA_SPLICES";
 /// is older than [`LEG_STALE_NS`] (see [`claim_is_stale`]): state is bounded by the array, and ages out
 /// with the splice table.
 pub const NAT_MAP: &str = "RAUTA_NAT";
+/// Name of the NAT cursor map (`BPF_MAP_TYPE_PERCPU_ARRAY`, one `u32`): per CPU, the offset in the
+/// port range after the last port it claimed. An allocation tries that port first, then
+/// [`NAT_PROBES`]` − 1` hashed candidates: consecutive claims of a CPU touch neighbouring slots (warm
+/// pages and cache lines; random slots of the 6 MB array were cold on every first request), a port is
+/// reused only after the cursor went round the range (good for a backend's TIME_WAIT), and two CPUs that
+/// meet move apart at the first hashed probe.
+pub const NAT_CURSOR_MAP: &str = "RAUTA_NAT_CURSOR";
 /// Slots of [`NAT_MAP`]: one per port number.
 pub const NAT_SLOTS: u32 = 65536;
 /// Age after which a held NAT slot whose splice no longer names it may be taken over: far longer than

@@ -857,10 +857,12 @@ fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
 
         // NAT ports: with a range of one port, a second client to the same backend finds it taken and
         // is handed to Tier 3 (counted); once the first splice ends, the port serves the next client.
-        tiers.set_splicing(Some((61000, 61000))).unwrap();
+        // (Not 61000: the splice above, still open, took the first port of the default range.)
+        assert_eq!(s.nat_port, 61000u16.to_be());
+        tiers.set_splicing(Some((62000, 62000))).unwrap();
         let (_, _, action, out, moved) = open(tiers, nc, 40500, REQUEST);
         assert_eq!(action, XdpAction::Redirect, "{moved:?}");
-        assert_eq!(packet::parse(&out).sport, 61000);
+        assert_eq!(packet::parse(&out).sport, 62000);
         let (_, _, action, _, mut moved) = open(tiers, nc, 40501, REQUEST);
         moved.sort();
         assert_eq!(
@@ -882,7 +884,7 @@ fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
         assert_eq!(splice_of(tiers, 40500), None, "a RST forgets the splice");
         let (_, _, action, out, moved) = open(tiers, nc, 40502, REQUEST);
         assert_eq!(action, XdpAction::Redirect, "{moved:?}");
-        assert_eq!(packet::parse(&out).sport, 61000, "the port is free again");
+        assert_eq!(packet::parse(&out).sport, 62000, "the port is free again");
     });
 }
 

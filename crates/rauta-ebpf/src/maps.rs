@@ -218,6 +218,11 @@ pub static RAUTA_SPLICES: LruHashMap<FlowKey, SpliceState> =
 #[map]
 pub static RAUTA_NAT: Array<BackendLeg> = Array::with_max_entries(NAT_SLOTS, 0);
 
+/// `RAUTA_NAT_CURSOR`: per CPU, where its next NAT port claim starts (see
+/// `rauta_common::splice::NAT_CURSOR_MAP`).
+#[map]
+pub static RAUTA_NAT_CURSOR: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// The slot of the NAT port `port_be` (network order, as in packets and `SpliceState::nat_port`).
 #[inline(always)]
 pub fn nat_slot(port_be: u16) -> Option<*mut BackendLeg> {

@@ -210,9 +210,19 @@ fn claim_nat_port(
     now: u64,
     config: &SpliceConfig,
 ) -> Option<(*mut BackendLeg, u64)> {
+    let span = u32::from(config.port_max.wrapping_sub(config.port_min)) + 1;
+    let cursor = crate::maps::RAUTA_NAT_CURSOR.get_ptr_mut(0);
     let mut attempt = 0;
     while attempt < NAT_PROBES {
-        let port = nat_port_candidate(key, now as u32, attempt, config.port_min, config.port_max);
+        // First this CPU's cursor (the port after its last claim: a neighbouring, warm slot), then
+        // ports hashed from the client and the clock.
+        let port = match cursor {
+            // SAFETY: this CPU's own value, from a successful lookup.
+            Some(cursor) if attempt == 0 => config
+                .port_min
+                .wrapping_add((unsafe { *cursor } % span) as u16),
+            _ => nat_port_candidate(key, now as u32, attempt, config.port_min, config.port_max),
+        };
         attempt += 1;
         let port_be = port.to_be();
         let Some(slot) = nat_slot(port_be) else {
@@ -228,6 +238,10 @@ fn claim_nat_port(
                 crate::maps::count(Reason::SpliceNatReclaimed);
             }
             nat.nat_port = port_be;
+            if let Some(cursor) = cursor {
+                // SAFETY: this CPU's own value, from a successful lookup.
+                unsafe { *cursor = u32::from(port.wrapping_sub(config.port_min)) + 1 };
+            }
             return Some((slot, claim));
         }
     }
