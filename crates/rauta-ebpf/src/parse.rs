@@ -43,15 +43,6 @@ pub struct Ipv4Hdr {
     pub daddr: [u8; 4],
 }
 
-impl Ipv4Hdr {
-    /// The header as the 20 bytes it was read from.
-    #[inline(always)]
-    pub fn bytes(&self) -> [u8; IPV4_LEN] {
-        // SAFETY: `Ipv4Hdr` is `repr(C)`, 20 bytes of `u8` fields with no padding.
-        unsafe { core::mem::transmute::<Ipv4Hdr, [u8; IPV4_LEN]>(*self) }
-    }
-}
-
 /// A TCP header without options.
 #[repr(C)]
 #[derive(Clone, Copy)]
