@@ -23,3 +23,5 @@ pub mod route;
 pub mod splice;
 pub mod synack;
 pub mod tcpopt;
+#[cfg(test)]
+mod test_rng;

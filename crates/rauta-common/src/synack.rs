@@ -218,13 +218,7 @@ mod tests {
     /// in-place builder sums its checksums from the fields instead of reading the frame back).
     #[test]
     fn synack_is_the_generic_frame_byte_for_byte() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for round in 0..2000 {
             let r = next().to_le_bytes();
             let q = next().to_le_bytes();

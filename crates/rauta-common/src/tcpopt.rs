@@ -659,13 +659,7 @@ mod tests {
     /// byte-wise one: the same bytes and the same checksum delta, wrapping values included.
     #[test]
     fn timestamp_words_translate_as_the_bytes_do() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1du64);
         for round in 0..5000 {
             let mut bytes: [u8; 8] = next().to_le_bytes();
             if round == 0 {
