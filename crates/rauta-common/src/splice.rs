@@ -40,7 +40,8 @@ pub const SPLICES_MAP: &str = "RAUTA_SPLICES";
 /// ports. A held slot whose splice is gone (`RAUTA_SPLICES` is an LRU and may evict it) is reclaimed by
 /// the next allocation that probes it, or released by the next backend segment to it, once the claim
 /// is older than [`LEG_STALE_NS`] (see [`claim_is_stale`]): state is bounded by the array, and ages out
-/// with the splice table.
+/// with the splice table. A slot released without a clean close is not claimed again for the same
+/// backend within [`NAT_QUARANTINE_NS`] (see [`released_claim`]).
 pub const NAT_MAP: &str = "RAUTA_NAT";
 /// Name of the NAT cursor map (`BPF_MAP_TYPE_PERCPU_ARRAY`, one `u32`): per CPU, the offset in the
 /// port range after the last port it claimed. An allocation tries that port first, then
@@ -478,10 +479,35 @@ pub const fn next_claim(current: u64, now: u64) -> u64 {
     }
 }
 
-/// The value that releases a slot held with `claim` (even: free).
+/// The value that releases a slot held with `claim` at the clock `now` (ns): even (free), past `claim`,
+/// and the release time rounded up to a multiple of 4, so that it can be read back. `quarantine`: the
+/// leg did not end with both FINs acknowledged (a RST, a reset, a move, a lost splice), so the backend
+/// may still hold the old connection on this 4-tuple if our best-effort RST was lost; bit 1 marks the
+/// slot as out of reach of the same backend for [`NAT_QUARANTINE_NS`] (see [`claim_is_quarantined`]).
 #[inline(always)]
-pub const fn released_claim(claim: u64) -> u64 {
-    claim.wrapping_add(1)
+pub const fn released_claim(claim: u64, now: u64, quarantine: bool) -> u64 {
+    let after = if now > claim { now } else { claim };
+    let free = (after | 3).wrapping_add(1);
+    if quarantine {
+        free | 2
+    } else {
+        free
+    }
+}
+
+/// How long a NAT port released without a clean close stays out of reach of the backend (address,
+/// port and node address) it was last used with: longer than the backend's first retransmissions
+/// (200 + 400 + 800 ms at Linux's minimum RTO), which then meet a free port and draw the node's RST, so
+/// the old connection is gone before a new leg on the same 4-tuple sends its SYN. Other backends may
+/// take the port at once (their 4-tuple differs), and a clean close (both FINs acknowledged: the
+/// backend is in TIME_WAIT or closed, which a newer ISN and timestamp pass) is not quarantined.
+pub const NAT_QUARANTINE_NS: u64 = 2_000_000_000;
+
+/// Whether a slot whose claim word is `claim` was released without a clean close less than
+/// [`NAT_QUARANTINE_NS`] before `now`: it must not be claimed again for the same backend yet.
+#[inline(always)]
+pub const fn claim_is_quarantined(claim: u64, now: u64) -> bool {
+    claim & 3 == 2 && now < claim.saturating_add(NAT_QUARANTINE_NS)
 }
 
 /// Whether a slot held with `claim` is old enough at `now` that, if no splice names it, it may be
@@ -956,13 +982,45 @@ mod tests {
     }
 
     #[test]
+    fn nat_ports_released_without_a_clean_close_are_quarantined_for_a_while() {
+        let claim = next_claim(0, 7_000_000_000);
+        // Released with a RST 3 ms later: free, past the claim, and quarantined until 2 s after.
+        let released = released_claim(claim, 7_003_000_000, true);
+        assert!(!claim_is_held(released) && released > claim);
+        assert!((7_003_000_000..7_003_000_008).contains(&released));
+        assert!(claim_is_quarantined(released, 7_003_000_000));
+        assert!(claim_is_quarantined(
+            released,
+            released + NAT_QUARANTINE_NS - 1
+        ));
+        assert!(!claim_is_quarantined(
+            released,
+            released + NAT_QUARANTINE_NS
+        ));
+        // A clock behind the claim (another CPU's view) still releases past it.
+        let behind = released_claim(claim, 1, true);
+        assert!(behind > claim && !claim_is_held(behind) && claim_is_quarantined(behind, 1));
+        // A clean close is never quarantined, and the next claim is past either value.
+        let clean = released_claim(claim, 7_003_000_000, false);
+        assert!(!claim_is_quarantined(clean, 7_003_000_000) && clean > claim);
+        assert!(next_claim(released, 7_003_000_000) > released);
+        assert!(claim_is_held(next_claim(released, 7_003_000_000)));
+        // A never used slot (0) is free and not quarantined; a held one is never quarantined.
+        assert!(!claim_is_quarantined(0, 0));
+        assert!(!claim_is_quarantined(claim, claim));
+        // No wrap at the end of the clock.
+        assert!(!claim_is_held(released_claim(u64::MAX - 2, u64::MAX, true)));
+    }
+
+    #[test]
     fn nat_claims_never_repeat_and_age_from_their_clock() {
         // A free slot (0) claimed at 5 s: held, valued by the clock.
         let first = next_claim(0, 5_000_000_000);
         assert!(claim_is_held(first));
         assert_eq!(first, 5_000_000_001);
-        let freed = released_claim(first);
+        let freed = released_claim(first, 5_000_000_000, false);
         assert!(!claim_is_held(freed));
+        assert!(!claim_is_quarantined(freed, 5_000_000_000), "a clean close");
         // Claimed again in the same nanosecond (or with a clock behind): still past every earlier
         // value, so a release from an old value cannot free the new tenure.
         let again = next_claim(freed, 5_000_000_000);
@@ -1011,7 +1069,7 @@ mod tests {
             assert!(!leg.carries(&other), "{other:?}");
         }
         let free = BackendLeg {
-            claim: released_claim(11),
+            claim: released_claim(11, 0, false),
             ..leg
         };
         assert!(!free.carries(&nat), "a free slot carries nothing");

@@ -12,8 +12,8 @@ use std::{net::Ipv4Addr, process::Command, thread};
 use rauta_common::{
     maps::FlowKey,
     splice::{
-        BackendLeg, SpliceState, FRAMING_KNOWN, FRAMING_LOST, LEG_READY, SPLICE_ACK_SENT,
-        SPLICE_ESTABLISHED, SPLICE_SYN_SENT,
+        BackendLeg, SpliceState, FRAMING_KNOWN, FRAMING_LOST, LEG_READY, NAT_QUARANTINE_NS,
+        SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_SYN_SENT,
     },
     tcpopt,
 };
@@ -439,6 +439,14 @@ fn a_spliced_connection_from_first_segment_to_close() {
         assert_eq!(action, XdpAction::Redirect);
         assert_eq!(splice_of(tiers, sport), None);
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0), "NAT port released");
+
+        // 8. A clean close (both FINs acknowledged) is not quarantined: with the range narrowed to
+        // that port, the next client of the same backend takes it at once.
+        tiers.set_splicing(Some((syn.sport, syn.sport))).unwrap();
+        let (_, _, action, out, moved) = open(tiers, nc, sport + 1, REQUEST);
+        assert_eq!(moved, vec![(Reason::SpliceSynSent.name(), 1)]);
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(packet::parse(&out).sport, syn.sport);
     });
 }
 
@@ -882,7 +890,10 @@ fn duplicated_and_reordered_handshake_packets_and_a_taken_nat_port() {
         reset.payload.clear();
         xdp(tiers, &reset.build(), nc, Reason::SpliceStrayDrop);
         assert_eq!(splice_of(tiers, 40500), None, "a RST forgets the splice");
-        let (_, _, action, out, moved) = open(tiers, nc, 40502, REQUEST);
+        // Free again, for another backend at once (for this one after the quarantine, see
+        // `a_nat_port_released_without_a_clean_close_is_quarantined_for_its_backend`).
+        let cart = b"GET /cart HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+        let (_, _, action, out, moved) = open(tiers, nc, 40502, cart);
         assert_eq!(action, XdpAction::Redirect, "{moved:?}");
         assert_eq!(packet::parse(&out).sport, 62000, "the port is free again");
     });
@@ -984,19 +995,86 @@ fn nat_ports_are_claimed_once_per_node_and_stale_ones_reclaimed() {
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
         xdp(tiers, &backend_rst.build(), nb, Reason::NotVipPass);
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
-        let (_, _, action, _, moved) = open(tiers, nc, 40604, REQUEST);
+        // (A client of the other backend: the RST quarantines the port for this one.)
+        let (_, _, action, _, moved) = open(tiers, nc, 40604, cart);
         assert_eq!(action, XdpAction::Redirect);
         assert_eq!(moved, vec![(Reason::SpliceSynSent.name(), 1)]);
 
         // A leg whose splice was evicted is also freed by its next backend segment once stale.
         assert!(tiers.evict_splice(&key(40604)).unwrap());
         thread::sleep(std::time::Duration::from_millis(1100));
-        xdp(tiers, &data.build(), nb, Reason::NotVipPass);
+        let mut cart_data = data.clone();
+        cart_data.src = Ipv4Addr::new(198, 18, 1, 3);
+        xdp(tiers, &cart_data.build(), nb, Reason::NotVipPass);
         assert_eq!(
             tiers.splice_sizes().unwrap(),
             (0, 0),
             "freed by the backend segment"
         );
+    });
+}
+
+/// NAT port reuse: a leg that ends without a clean close (a RST, a reset, a move) may leave the
+/// backend's socket open if our RST is lost, and a new leg on the same 4-tuple would meet it. So the
+/// port is not claimed again for the same backend within `NAT_QUARANTINE_NS`; other backends may take
+/// it at once, and the backend itself after the quarantine.
+#[test]
+fn a_nat_port_released_without_a_clean_close_is_quarantined_for_its_backend() {
+    if !support::root_or_skip(
+        "a_nat_port_released_without_a_clean_close_is_quarantined_for_its_backend",
+    ) {
+        return;
+    }
+    in_node("quar", |tiers, nc, _nb, _nb_mac| {
+        let cart = b"GET /cart HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+        let reset = |tiers: &KernelTiers, sport: u16| {
+            let s = splice_of(tiers, sport).unwrap();
+            let mut rst = Tcp4::syn(VIP, PORT);
+            rst.sport = sport;
+            rst.seq = s.first_seq();
+            rst.flags = RST;
+            rst.tcp_options.clear();
+            xdp(tiers, &rst.build(), nc, Reason::SpliceStrayDrop);
+            assert_eq!(splice_of(tiers, sport), None, "the RST ends the splice");
+        };
+        let tier_3 = vec![
+            (Reason::HandoffSynReplayed.name(), 1),
+            (Reason::SpliceNatExhausted.name(), 1),
+        ];
+        let spliced = |tiers: &KernelTiers, sport: u16, request: &[u8], port: u16| {
+            let (_, _, action, out, moved) = open(tiers, nc, sport, request);
+            assert_eq!(moved, vec![(Reason::SpliceSynSent.name(), 1)], "{sport}");
+            assert_eq!(action, XdpAction::Redirect);
+            assert_eq!(packet::parse(&out).sport, port, "{sport}");
+        };
+        let handed_off = |tiers: &KernelTiers, sport: u16, request: &[u8]| {
+            let (_, _, action, _, mut moved) = open(tiers, nc, sport, request);
+            moved.sort();
+            assert_eq!(moved, tier_3, "{sport}");
+            assert_eq!(action, XdpAction::Pass, "the replayed SYN, to Tier 3");
+        };
+
+        // A leg to shop's backend on the range's one port, ended by the client's RST.
+        tiers.set_splicing(Some((61000, 61000))).unwrap();
+        spliced(tiers, 40800, REQUEST, 61000);
+        reset(tiers, 40800);
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0), "released");
+        // Not claimed again for the same backend at once: with no other port, Tier 3 takes the
+        // client; with another port in the range, that one.
+        handed_off(tiers, 40801, REQUEST);
+        tiers.set_splicing(Some((61001, 61001))).unwrap();
+        spliced(tiers, 40802, REQUEST, 61001);
+        // Another backend (cart's) may take the quarantined port at once; its own RST quarantines
+        // the port for cart in turn.
+        tiers.set_splicing(Some((61000, 61000))).unwrap();
+        spliced(tiers, 40803, cart, 61000);
+        reset(tiers, 40803);
+        handed_off(tiers, 40804, cart);
+        // After the quarantine, the same backend gets the same port again.
+        thread::sleep(std::time::Duration::from_nanos(
+            NAT_QUARANTINE_NS + 100_000_000,
+        ));
+        spliced(tiers, 40805, cart, 61000);
     });
 }
 

@@ -21,7 +21,7 @@ use rauta_common::{
     },
     splice::{
         BackendLeg, NAT_SLOTS, NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, RST_V4_LEN,
-        SPLICE_ENTRIES, SpliceConfig, SpliceState, released_claim,
+        SPLICE_CLOSED, SPLICE_ENTRIES, SpliceConfig, SpliceState, released_claim,
     },
     tcpopt::{OPTIONS_BUF, OptionWalk},
 };
@@ -275,10 +275,15 @@ pub fn leg_for(nat: &NatKey) -> Option<*mut BackendLeg> {
 }
 
 /// Frees the NAT slot of `port_be` if it is still held with `claim` (by the splice releasing it).
+/// `quarantine`: the leg did not close cleanly, so the port stays out of reach of the same backend for
+/// a while (see `rauta_common::splice::NAT_QUARANTINE_NS`).
 #[inline(always)]
-pub fn release_nat(port_be: u16, claim: u64) {
+pub fn release_nat(port_be: u16, claim: u64, quarantine: bool) {
     if let Some(slot) = nat_slot(port_be) {
-        let _ = swap_claim(slot, claim, released_claim(claim));
+        // Stamped with the release time (the quarantine's start).
+        // SAFETY: plain helper call.
+        let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
+        let _ = swap_claim(slot, claim, released_claim(claim, now, quarantine));
     }
 }
 
@@ -378,15 +383,18 @@ pub fn copy_of<K, V: Copy>(map: &LruHashMap<K, V>, key: &K) -> Option<V> {
 pub fn forget_splice(key: &FlowKey) {
     if let Some(splice) = RAUTA_SPLICES.get_ptr(key) {
         // SAFETY: a pointer from a successful lookup, read at once.
-        let (port, claim, request_len) = unsafe {
+        let (port, claim, request_len, fins) = unsafe {
             (
                 (*splice).nat_port,
                 (*splice).nat_claim,
                 (*splice).request_len,
+                (*splice).fins,
             )
         };
         if RAUTA_SPLICES.remove(key).is_ok() {
-            release_nat(port, claim);
+            // Anything but both FINs acknowledged may leave the backend's end open (our RST is best
+            // effort): the port is quarantined for this backend.
+            release_nat(port, claim, fins != SPLICE_CLOSED);
         }
         // The stored request, if the splice ends before the backend acknowledged it.
         forget_pending_of_len(key, request_len);

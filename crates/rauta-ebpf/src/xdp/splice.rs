@@ -28,7 +28,7 @@ use rauta_common::{
         SPLICE_CLOSED, SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND,
         SPLICE_FIN_BACKEND_ACKED, SPLICE_FIN_CLIENT, SPLICE_FIN_CLIENT_ACKED, SPLICE_RESET,
         SPLICE_SYN_SENT, SYN_TRIES, SpliceConfig, SpliceState, build_rst_v4, claim_is_held,
-        claim_is_stale, nat_port_candidate, next_claim, released_claim,
+        claim_is_quarantined, claim_is_stale, nat_port_candidate, next_claim, released_claim,
     },
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt::{Translation, WSCALE_NONE, csum_add_delta, rescale_window, shift_of, syn_options},
@@ -183,7 +183,8 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         nat_claim,
     };
     if RAUTA_SPLICES.insert(key, &scratch.splice, 0).is_err() {
-        release_nat(nat.nat_port, nat_claim);
+        // Nothing was sent on the leg: free for anyone at once.
+        release_nat(nat.nat_port, nat_claim, false);
         return Err(Some(Reason::InternalErrorPass));
     }
     // The connection is the splice's now, not a hand-off's. Only a retransmitted first segment (replayed
@@ -229,7 +230,13 @@ fn claim_nat_port(
             continue;
         };
         let current = claim_of(slot);
-        if claim_is_held(current) && !(claim_is_stale(current, now) && abandoned(slot, current)) {
+        if claim_is_held(current) {
+            if !(claim_is_stale(current, now) && abandoned(slot, current)) {
+                continue;
+            }
+        } else if claim_is_quarantined(current, now) && last_used_with(slot, nat) {
+            // Released without a clean close moments ago: the backend may still hold the old
+            // connection on this 4-tuple. Other backends may take the port.
             continue;
         }
         let claim = next_claim(current, now);
@@ -246,6 +253,19 @@ fn claim_nat_port(
         }
     }
     None
+}
+
+/// Whether the free `slot`'s last leg was `nat`'s 4-tuple (its `nat_port` aside: it is the slot's), i.e.
+/// the same backend address and port from the same node address. The leg stays in a slot after its
+/// release; if another CPU is claiming the slot meanwhile, its claim word changed and the caller's
+/// compare-and-swap fails anyway.
+#[inline(always)]
+fn last_used_with(slot: *mut BackendLeg, nat: &NatKey) -> bool {
+    // SAFETY: a slot pointer from a successful lookup; read in place.
+    let last = unsafe { (*slot).nat };
+    last.backend_addr == nat.backend_addr
+        && last.backend_port == nat.backend_port
+        && last.node_addr == nat.node_addr
 }
 
 /// Whether the slot held with `claim` has lost its splice: no splice of the slot's client connection
@@ -507,7 +527,8 @@ pub fn backend_segment(
             // SAFETY: plain helper call.
             let now = unsafe { bpf_ktime_get_ns() };
             if claim_is_stale(claim, now) {
-                let _ = swap_claim(slot, claim, released_claim(claim));
+                // The leg's end is unknown: quarantined like any leg that did not close cleanly.
+                let _ = swap_claim(slot, claim, released_claim(claim, now, true));
             }
             return None;
         };
