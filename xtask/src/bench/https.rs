@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::cpu_cap::{Budget, CpuCap};
 use super::wrk::{self, WrkResult};
 use super::{
     cpu_ticks, free_port, manifests, pinned, pinning, start_nginx, wait_port, BenchArgs, Pinning,
@@ -76,17 +77,40 @@ fn median_numbers(rounds: &[Numbers]) -> Numbers {
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
-/// The scenarios, in the order they run within a round.
-#[derive(Clone, Copy)]
-enum Scenario {
+/// The scenarios (`--https-scenario`), in the order they run within a round.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// HTTPS HTTP/1.1 keep-alive (wrk).
     Http1,
+    /// The same with each proxy held to [`CAPPED`] of a core while it is measured, so that the proxy and
+    /// not the client's core is the limit.
+    Http1Capped,
+    /// HTTP/2 over TLS (h2load).
     Http2,
+    /// A new TLS connection per request (wrk with `Connection: close`).
     Handshakes,
 }
 
+const ALL_SCENARIOS: [Scenario; 4] = [
+    Scenario::Http1,
+    Scenario::Http1Capped,
+    Scenario::Http2,
+    Scenario::Handshakes,
+];
+
+/// The CPU budget of the capped scenario: half a core in 2 ms periods. Short periods keep a throttled
+/// proxy's pauses short (about a millisecond), so the cap costs little latency; the kernel accepts no quota
+/// below 1 ms, so 2 ms is the shortest period for a half.
+const CAPPED: Budget = Budget {
+    quota_us: 1000,
+    period_us: 2000,
+};
+
 /// Both proxies, scenario by scenario.
+#[derive(Default)]
 struct Results {
     h1: Compared,
+    h1_capped: Compared,
     h2: Compared,
     handshakes: Compared,
 }
@@ -174,14 +198,14 @@ pub fn bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result
 
     // Rounds of every scenario against both proxies back to back, the order swapped every round: a ratio
     // is taken within a round, so that the machine's slow and fast moments hit both sides of it.
-    let mut results = Results {
-        h1: Compared::default(),
-        h2: Compared::default(),
-        handshakes: Compared::default(),
-    };
+    let scenarios: Vec<Scenario> = ALL_SCENARIOS
+        .into_iter()
+        .filter(|s| args.https_scenario.is_empty() || args.https_scenario.contains(s))
+        .collect();
+    let mut results = Results::default();
     for round in 1..=args.rounds {
         println!("  round {round} of {}", args.rounds);
-        for scenario in [Scenario::Http1, Scenario::Http2, Scenario::Handshakes] {
+        for &scenario in &scenarios {
             let rauta_first = round % 2 == 1;
             for rauta_turn in [rauta_first, !rauta_first] {
                 let (label, addr, pid) = if rauta_turn {
@@ -192,6 +216,7 @@ pub fn bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result
                 let n = measure_scenario(scenario, label, addr, args, &pin, pid)?;
                 let compared = match scenario {
                     Scenario::Http1 => &mut results.h1,
+                    Scenario::Http1Capped => &mut results.h1_capped,
                     Scenario::Http2 => &mut results.h2,
                     Scenario::Handshakes => &mut results.handshakes,
                 };
@@ -276,6 +301,33 @@ fn measure_scenario(
 ) -> Result<Numbers> {
     let url = format!("https://{addr}/");
     let (what, n) = match scenario {
+        Scenario::Http1Capped => {
+            // Created per measurement and removed right after it (`Drop`, on errors too), so that no other
+            // scenario runs capped and no cgroup outlives the run.
+            let cap = CpuCap::create(&format!("rauta-bench-{}", std::process::id()), CAPPED)?;
+            cap.add_tree(pid)
+                .with_context(|| format!("cannot move {label} into {}", cap.path().display()))?;
+            let before = cap.throttled_periods();
+            let n = timed(pid, || {
+                wrk_tls(&url, args.connections, 1, &[], pin)?;
+                Ok(from_wrk(&wrk_tls(
+                    &url,
+                    args.connections,
+                    args.duration,
+                    &[],
+                    pin,
+                )?))
+            })?;
+            if let (Some(before), Some(after)) = (before, cap.throttled_periods()) {
+                // Throttled in most periods means the cap, not the client, was the limit.
+                println!(
+                    "  {label:<6} throttled in {} periods of {} us",
+                    after - before,
+                    CAPPED.period_us
+                );
+            }
+            ("HTTPS HTTP/1.1, proxy capped", n)
+        }
         Scenario::Http1 => (
             "HTTPS HTTP/1.1 keep-alive",
             timed(pid, || {
@@ -471,6 +523,9 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     let row = |md: &mut String, name: &str, c: &Compared, p99_too: bool| {
+        if c.rauta.is_empty() {
+            return;
+        }
         let (a, b) = (median_numbers(&c.rauta), median_numbers(&c.nginx));
         let (ratios, p99_ratios) = c.ratios();
         let (ratio, p99_ratio) = (super::median(&ratios), super::median(&p99_ratios));
@@ -503,6 +558,16 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
         );
     };
     row(&mut md, "HTTPS HTTP/1.1 keep-alive", &r.h1, true);
+    row(
+        &mut md,
+        &format!(
+            "HTTPS HTTP/1.1 keep-alive, each proxy capped at {:.0} % of core 0 (cgroup, {} us period)",
+            CAPPED.percent(),
+            CAPPED.period_us
+        ),
+        &r.h1_capped,
+        true,
+    );
     row(&mut md, "HTTP/2 over TLS (h2load)", &r.h2, true);
     row(
         &mut md,

@@ -15,6 +15,7 @@
 //! Results go to stdout and target/bench/summary.md.
 
 mod chart;
+mod cpu_cap;
 mod https;
 mod kernel;
 mod manifests;
@@ -58,6 +59,44 @@ pub struct BenchArgs {
     /// slow moment of the machine hits both sides of a ratio.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub rounds: u32,
+    /// Run only these parts (repeatable or comma-separated), e.g. `--only https` for the TLS comparison
+    /// alone; every part by default (`kernel` still needs `--kernel`-style root privileges).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+    /// Within the HTTPS part, run only these scenarios (repeatable or comma-separated); all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub https_scenario: Vec<https::Scenario>,
+}
+
+/// The parts of the benchmark, for `--only`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The criterion route-lookup benchmarks.
+    Criterion,
+    /// Tier 3 over plain HTTP/1.1, RAUTA vs nginx.
+    Http,
+    /// Tier 3 over TLS, RAUTA vs nginx.
+    Https,
+    /// The kernel tiers in network namespaces (implies `--kernel`).
+    Kernel,
+    /// Idle memory by number of routes.
+    Memory,
+}
+
+impl BenchArgs {
+    /// Whether `part` is to run: named by `--only`, or every part when `--only` is absent (with the
+    /// older `--no-…`/`--kernel` flags deciding as before).
+    fn runs(&self, part: Part) -> bool {
+        if !self.only.is_empty() {
+            return self.only.contains(&part);
+        }
+        match part {
+            Part::Criterion => !self.no_criterion,
+            Part::Memory => !self.no_memory,
+            Part::Kernel => self.kernel,
+            Part::Http | Part::Https => true,
+        }
+    }
 }
 
 /// Route counts of the memory benchmark.
@@ -93,7 +132,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let _ = writeln!(md, "# RAUTA benchmark summary\n\n{}\n", machine());
     println!("\n{}", machine());
 
-    if !args.no_criterion {
+    if args.runs(Part::Criterion) {
         println!("\n==> route lookup (criterion, cargo bench -p rauta-routes)");
         let lines = criterion()?;
         let _ = writeln!(md, "## Route lookup (criterion)\n\n```");
@@ -103,23 +142,27 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let _ = writeln!(md, "```\n");
     }
 
-    println!("\n==> Tier 3: HTTP/1.1 keep-alive through RAUTA and nginx (wrk)");
-    let http = http_bench(args, &rauta, &nginx, &out_dir)?;
-    md.push_str(&http);
+    if args.runs(Part::Http) {
+        println!("\n==> Tier 3: HTTP/1.1 keep-alive through RAUTA and nginx (wrk)");
+        let http = http_bench(args, &rauta, &nginx, &out_dir)?;
+        md.push_str(&http);
+    }
 
-    println!(
-        "\n==> Tier 3 over TLS: HTTPS HTTP/1.1, HTTP/2 and new handshakes through RAUTA and nginx"
-    );
-    md.push_str(&https::bench(args, &rauta, &nginx, &out_dir)?);
+    if args.runs(Part::Https) {
+        println!(
+            "\n==> Tier 3 over TLS: HTTPS HTTP/1.1, HTTP/2 and new handshakes through RAUTA and nginx"
+        );
+        md.push_str(&https::bench(args, &rauta, &nginx, &out_dir)?);
+    }
 
-    if args.kernel {
+    if args.runs(Part::Kernel) {
         println!(
             "\n==> kernel tiers: direct, Tier 1, Tier 3 and nginx through a namespace topology"
         );
         md.push_str(&kernel::run(args, &rauta, &nginx, &out_dir)?);
     }
 
-    if !args.no_memory {
+    if args.runs(Part::Memory) {
         println!("\n==> memory: idle RSS of rauta run by number of Ingress paths");
         let mem = memory_bench(&rauta, &out_dir)?;
         md.push_str(&mem);
