@@ -134,9 +134,9 @@ pub fn prepare_xdp(ctx: &XdpContext, tcp_len: u32) {
 const LINUX_SYN_OPTIONS: usize = 20;
 
 /// NOP, NOP as the 16-bit word this machine loads from the packet.
-const NOP_NOP: u16 = u16::from_ne_bytes([TCPOPT_NOP, TCPOPT_NOP]);
+pub const NOP_NOP: u16 = u16::from_ne_bytes([TCPOPT_NOP, TCPOPT_NOP]);
 /// The timestamps option's kind and length as the 16-bit word this machine loads from the packet.
-const TIMESTAMP_KIND_LEN: u16 = u16::from_ne_bytes([TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP]);
+pub const TIMESTAMP_KIND_LEN: u16 = u16::from_ne_bytes([TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP]);
 
 /// The walk of NOP, NOP, timestamps (12 bytes): a constant, stored as it is.
 const NOP_NOP_TIMESTAMPS: OptionWalk = {

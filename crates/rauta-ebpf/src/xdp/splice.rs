@@ -18,7 +18,6 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use rauta_common::{
-    checksum::csum_replace4,
     flow::fmix32,
     handoff::{REPLAY_SYN_V4_LEN, build_replay_syn_v4},
     maps::{FlowKey, STATUS_CLASS_UNKNOWN, VIP_ENABLED},
@@ -31,7 +30,10 @@ use rauta_common::{
         claim_is_quarantined, claim_is_stale, nat_port_candidate, next_claim, released_claim,
     },
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    tcpopt::{Translation, WSCALE_NONE, csum_add_delta, rescale_window, shift_of, syn_options},
+    tcpopt::{
+        Translation, WSCALE_NONE, csum_add_delta, rescale_window, shift_of, syn_options,
+        translate_timestamp_words,
+    },
 };
 
 use super::{
@@ -752,64 +754,111 @@ struct Options {
 
 /// Rewrites the packet's Ethernet, IPv4 and TCP headers to `leg` and its options as `options` says
 /// (checksums updated incrementally) and forwards it out of `ifindex`.
+///
+/// Every field it changes sits at an even offset of a frame without IP options, so the headers are
+/// read and written as 16-bit words in place: the header structs have alignment 1, and their byte
+/// arrays compiled to a load, shift and or per byte (and a stack spill each), most of an established
+/// segment's instructions. Checksum arithmetic is on the words' host-order values (RFC 1624).
 #[inline(always)]
 fn rewrite(ctx: &XdpContext, leg: Leg, options: Options, ifindex: u32, reason: Reason) -> Verdict {
     let mut delta = 0;
     if options.active && options.tcp_len > TCP_LEN as u32 {
-        let Some(moved) = crate::options::translate_xdp(ctx, &options.translation) else {
+        let Some(moved) = translate_options(ctx, options.tcp_len, &options.translation) else {
             return Verdict::drop(Reason::InternalErrorPass);
         };
         delta = moved;
     }
-    let (Some(eth), Some(ip), Some(tcp)) = (
-        ptr_at::<EthHdr>(ctx, 0),
-        ptr_at::<Ipv4Hdr>(ctx, ETH_LEN),
-        ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN),
-    ) else {
+    let Some(words) = ptr_at::<[u16; HEADER_WORDS]>(ctx, 0) else {
         return Verdict::drop(Reason::MalformedDrop);
     };
-    // SAFETY: each pointer covers its whole header inside the packet (checked by `ptr_at`); the header
-    // structs have alignment 1, and they do not overlap.
-    let (eth, ip, tcp) = unsafe { (&mut *eth, &mut *ip, &mut *tcp) };
-    eth.dst = leg.dst_mac;
-    eth.src = leg.src_mac;
+    // SAFETY: bounds checked by `ptr_at`; packet data starts at least 2-byte aligned (XDP headroom),
+    // so the words are aligned; nothing else refers to these bytes.
+    let w = unsafe { &mut *words };
+    put_mac(w, 0, leg.dst_mac);
+    put_mac(w, 3, leg.src_mac);
 
-    let old_saddr = u32::from_be_bytes(ip.saddr);
-    let old_daddr = u32::from_be_bytes(ip.daddr);
-    let new_saddr = u32::from_be(leg.saddr);
-    let new_daddr = u32::from_be(leg.daddr);
-    let mut ip_check = u16::from_be_bytes(ip.check);
-    ip_check = csum_replace4(ip_check, old_saddr, new_saddr);
-    ip_check = csum_replace4(ip_check, old_daddr, new_daddr);
-    ip.saddr = leg.saddr.to_ne_bytes();
-    ip.daddr = leg.daddr.to_ne_bytes();
-    ip.check = ip_check.to_be_bytes();
+    // The addresses: in the IPv4 header and in the TCP pseudo-header alike.
+    let mut addresses = 0;
+    addresses += put_u32_ne(w, W_SADDR, leg.saddr);
+    addresses += put_u32_ne(w, W_DADDR, leg.daddr);
+    w[W_IP_CHECK] = csum_add_delta(u16::from_be(w[W_IP_CHECK]), addresses).to_be();
 
-    let old_ports = u32::from_be_bytes([tcp.source[0], tcp.source[1], tcp.dest[0], tcp.dest[1]]);
-    let (sp, dp) = (leg.sport.to_ne_bytes(), leg.dport.to_ne_bytes());
-    let new_ports = u32::from_be_bytes([sp[0], sp[1], dp[0], dp[1]]);
-    let old_seq = u32::from_be_bytes(tcp.seq);
-    let old_ack = u32::from_be_bytes(tcp.ack_seq);
-    let mut check = csum_add_delta(u16::from_be_bytes(tcp.check), delta);
+    let mut tcp = delta + addresses;
+    tcp += put_word(w, W_SPORT, leg.sport);
+    tcp += put_word(w, W_DPORT, leg.dport);
+    tcp += put_u32_ne(w, W_SEQ, leg.seq.to_be());
+    tcp += put_u32_ne(w, W_ACK, leg.ack.to_be());
     let (from, to, rescale) = options.window;
     if rescale {
-        let old = u16::from_be_bytes(tcp.window);
-        let new = rescale_window(old, from, to);
-        tcp.window = new.to_be_bytes();
-        check = csum_add_delta(check, u32::from(!old) + u32::from(new));
+        let old = u16::from_be(w[W_WINDOW]);
+        tcp += put_word(w, W_WINDOW, rescale_window(old, from, to).to_be());
     }
-    // The pseudo-header's addresses, then the ports, seq and ack words.
-    check = csum_replace4(check, old_saddr, new_saddr);
-    check = csum_replace4(check, old_daddr, new_daddr);
-    check = csum_replace4(check, old_ports, new_ports);
-    check = csum_replace4(check, old_seq, leg.seq);
-    check = csum_replace4(check, old_ack, leg.ack);
-    tcp.source = sp;
-    tcp.dest = dp;
-    tcp.seq = leg.seq.to_be_bytes();
-    tcp.ack_seq = leg.ack.to_be_bytes();
-    tcp.check = check.to_be_bytes();
+    w[W_TCP_CHECK] = csum_add_delta(u16::from_be(w[W_TCP_CHECK]), tcp).to_be();
     forward(ctx, ifindex, reason)
+}
+
+/// 16-bit words from the frame's start to the end of the fixed TCP header (no IP options).
+const HEADER_WORDS: usize = (ETH_LEN + IPV4_LEN + TCP_LEN) / 2;
+/// Word indexes of the fields [`rewrite`] changes.
+const W_IP_CHECK: usize = (ETH_LEN + 10) / 2;
+const W_SADDR: usize = (ETH_LEN + 12) / 2;
+const W_DADDR: usize = (ETH_LEN + 16) / 2;
+const W_SPORT: usize = (ETH_LEN + IPV4_LEN) / 2;
+const W_DPORT: usize = W_SPORT + 1;
+const W_SEQ: usize = W_SPORT + 2;
+const W_ACK: usize = W_SPORT + 4;
+const W_WINDOW: usize = W_SPORT + 7;
+const W_TCP_CHECK: usize = W_SPORT + 8;
+
+/// Writes the word `new` (as it lies in the packet) at index `at`; returns the checksum change
+/// (~old + new, host-order values).
+#[inline(always)]
+fn put_word(w: &mut [u16; HEADER_WORDS], at: usize, new: u16) -> u32 {
+    let old = w[at];
+    w[at] = new;
+    u32::from(!u16::from_be(old)) + u32::from(u16::from_be(new))
+}
+
+/// Writes the 32-bit value `value` (its bytes in packet order, as an address in network order is
+/// held) at word index `at`; returns the checksum change.
+#[inline(always)]
+fn put_u32_ne(w: &mut [u16; HEADER_WORDS], at: usize, value: u32) -> u32 {
+    let b = value.to_ne_bytes();
+    put_word(w, at, u16::from_ne_bytes([b[0], b[1]]))
+        + put_word(w, at + 1, u16::from_ne_bytes([b[2], b[3]]))
+}
+
+/// Writes a MAC address at word index `at` (not covered by any checksum).
+#[inline(always)]
+fn put_mac(w: &mut [u16; HEADER_WORDS], at: usize, mac: [u8; 6]) {
+    w[at] = u16::from_ne_bytes([mac[0], mac[1]]);
+    w[at + 1] = u16::from_ne_bytes([mac[2], mac[3]]);
+    w[at + 2] = u16::from_ne_bytes([mac[4], mac[5]]);
+}
+
+/// Translates the segment's options (a TCP header of `tcp_len` bytes); the change of their checksum
+/// sum, `None` if they could not be written back. The layout of nearly every established segment
+/// (NOP, NOP, timestamps: 12 bytes) is recognised here from the packet alone and translated in place
+/// as words, with no look at the option walk in the scratch entry; any other layout takes the walk
+/// (`options::translate_xdp`).
+#[inline(always)]
+fn translate_options(ctx: &XdpContext, tcp_len: u32, t: &Translation) -> Option<u32> {
+    if tcp_len == (TCP_LEN + 12) as u32
+        && let Some(opts) = ptr_at::<[u16; 6]>(ctx, crate::options::OPTIONS_AT as usize)
+    {
+        // SAFETY: bounds checked by `ptr_at`; 2-byte aligned (as in `rewrite`).
+        let o = unsafe { &mut *opts };
+        if o[0] == crate::options::NOP_NOP && o[1] == crate::options::TIMESTAMP_KIND_LEN {
+            let mut values = [o[2], o[3], o[4], o[5]];
+            let delta = translate_timestamp_words(&mut values, t);
+            o[2] = values[0];
+            o[3] = values[1];
+            o[4] = values[2];
+            o[5] = values[3];
+            return Some(delta);
+        }
+    }
+    crate::options::translate_xdp(ctx, t)
 }
 
 /// Writes a RST (`macs`: ours, theirs; `from`/`to`: address and port in network order) over the packet
