@@ -7,7 +7,7 @@
 
 use crate::maps::{FlowKey, FlowState, HeldKey, PendingSegment, PendingShort, VipConfig};
 use crate::route::{Endpoint, RouteDecision, RouteKey, RouteValue, ServiceEntry};
-use crate::splice::{BackendLeg, NatKey, OldLeg, SpliceConfig, SpliceState};
+use crate::splice::{BackendLeg, NatKey, OldLeg, SpliceConfig, SpliceState, SplicedRequest};
 
 unsafe impl aya::Pod for VipConfig {}
 unsafe impl aya::Pod for FlowKey {}
@@ -25,3 +25,4 @@ unsafe impl aya::Pod for NatKey {}
 unsafe impl aya::Pod for BackendLeg {}
 unsafe impl aya::Pod for SpliceState {}
 unsafe impl aya::Pod for OldLeg {}
+unsafe impl aya::Pod for SplicedRequest {}

@@ -52,6 +52,20 @@ pub const NAT_MAP: &str = "RAUTA_NAT";
 pub const NAT_CURSOR_MAP: &str = "RAUTA_NAT_CURSOR";
 /// Slots of [`NAT_MAP`]: one per port number.
 pub const NAT_SLOTS: u32 = 65536;
+/// Name of the spliced-request map (`BPF_MAP_TYPE_ARRAY`, [`REQUEST_SLOTS`] × [`SplicedRequest`], index
+/// [`request_index`] of the NAT port): the first request of a splice, from our SYN to the backend until
+/// the backend acknowledges it (TC ingress sends it with our ACK, and again if the client retransmits
+/// it). Why not `RAUTA_PENDING_SHORT`: its LRU insert (hash, bucket lock, free-node pop, a cold node) was
+/// the largest single cost of a first GET; this slot is the splice's from its NAT port claim, so storing
+/// is a plain copy. Requests of at most [`crate::maps::PENDING_SHORT_BUF`] bytes go here; longer ones,
+/// and those whose slot another port's live splice still holds (ranges wider than [`REQUEST_SLOTS`]
+/// ports share slots), keep the pending maps ([`SpliceState::request_in_slot`] says which). A slot is
+/// read only while its [`SplicedRequest::claim`] and port equal the splice's: a port released and
+/// claimed again never serves the earlier request.
+pub const REQUESTS_MAP: &str = "RAUTA_REQUESTS";
+/// Slots of [`REQUESTS_MAP`]: any 8,192 consecutive ports (the default range has 4,536) have one each;
+/// 8,192 × 552 bytes ≈ 4.5 MB preallocated.
+pub const REQUEST_SLOTS: u32 = 8192;
 /// Age after which a held NAT slot whose splice no longer names it may be taken over: far longer than
 /// one program run (the only time a fresh claim has no splice yet), short enough that an evicted
 /// splice's port comes back within a second.
@@ -436,8 +450,8 @@ pub struct SpliceState {
     pub backend_wscale: u8,
     /// The window scale Tier 1 announced to the client.
     pub vip_wscale: u8,
-    /// Explicit padding; always zero.
-    pub _pad: u16,
+    /// 1 if the first request is in [`REQUESTS_MAP`] (else in the pending maps, by its length).
+    pub request_in_slot: u16,
     /// Where the client's next request starts (client space): the end of the last request forwarded.
     /// A data segment starting there is a follow-up request and is routed; one before it is a
     /// retransmission and goes on as it is; one past it waits for the gap (dropped).
@@ -459,6 +473,47 @@ const _: () = assert!(core::mem::size_of::<SpliceConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 12);
 const _: () = assert!(core::mem::size_of::<SpliceState>() == 144);
 const _: () = assert!(core::mem::size_of::<BackendLeg>() == 96);
+
+/// Value of [`REQUESTS_MAP`]: a splice's first request and whose it is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplicedRequest {
+    /// The NAT claim ([`SpliceState::nat_claim`]) of the splice that stored it.
+    pub claim: u64,
+    /// That splice's NAT port (host order).
+    pub nat_port: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// The request, as the pending maps hold it (its `seq` is the client's ISN + 1).
+    pub segment: crate::maps::PendingShort,
+}
+
+const _: () =
+    assert!(core::mem::size_of::<SplicedRequest>() == 16 + 24 + crate::maps::PENDING_SHORT_BUF);
+const _: () = assert!(REQUEST_SLOTS.is_power_of_two());
+
+/// The [`REQUESTS_MAP`] slot of NAT port `port` (host order): one-to-one over any [`REQUEST_SLOTS`]
+/// consecutive ports, and independent of the configured range (a reader finds what a writer stored
+/// under another configuration, or sees by the tag that it is not its own).
+#[inline(always)]
+pub const fn request_index(port: u16) -> u32 {
+    port as u32 & (REQUEST_SLOTS - 1)
+}
+
+impl SplicedRequest {
+    /// The port of another splice that may still need this slot's request: `Some(port)` if the slot
+    /// holds a request of a port other than `port` (host order); the caller then checks whether that
+    /// port's claim still is [`Self::claim`]. `None`: free for `port` (never written, or `port`'s own
+    /// earlier request, dead since `port` was claimed again).
+    #[inline(always)]
+    pub const fn other_holder(&self, port: u16) -> Option<u16> {
+        if claim_is_held(self.claim) && self.nat_port != port as u32 {
+            Some(self.nat_port as u16)
+        } else {
+            None
+        }
+    }
+}
 
 /// Whether a [`BackendLeg::claim`] value holds its slot.
 #[inline(always)]
@@ -1073,5 +1128,67 @@ mod tests {
             ..leg
         };
         assert!(!free.carries(&nat), "a free slot carries nothing");
+    }
+
+    #[test]
+    fn request_slots_are_one_to_one_over_any_range_of_their_size() {
+        for start in [0u16, 1024, 50001, 57344] {
+            // A bit per slot (no_std: no HashSet).
+            let mut seen = [0u64; REQUEST_SLOTS as usize / 64];
+            for port in start..=start + (REQUEST_SLOTS - 1) as u16 {
+                let index = request_index(port);
+                assert!(index < REQUEST_SLOTS);
+                let (word, bit) = (index as usize / 64, 1u64 << (index % 64));
+                assert!(seen[word] & bit == 0, "port {port} shares slot {index}");
+                seen[word] |= bit;
+            }
+        }
+        assert_eq!(
+            request_index(61000),
+            request_index(61000 - REQUEST_SLOTS as u16)
+        );
+    }
+
+    #[test]
+    fn a_request_slot_is_free_unless_another_port_wrote_it() {
+        let empty = SplicedRequest {
+            claim: 0,
+            nat_port: 0,
+            _pad: 0,
+            segment: crate::maps::Pending {
+                len: 0,
+                flags: 0,
+                window: 0,
+                sum: 0,
+                seq: 0,
+                tsval: 0,
+                data: [0; crate::maps::PENDING_SHORT_BUF],
+            },
+        };
+        assert_eq!(empty.other_holder(61000), None, "never written");
+        let own = SplicedRequest {
+            claim: next_claim(0, 5_000),
+            nat_port: 61000,
+            ..empty
+        };
+        assert_eq!(
+            own.other_holder(61000),
+            None,
+            "the port's own earlier request"
+        );
+        assert_eq!(
+            own.other_holder(61000 - REQUEST_SLOTS as u16),
+            Some(61000),
+            "a port sharing it"
+        );
+        let released = SplicedRequest {
+            claim: released_claim(own.claim, 0, false),
+            ..own
+        };
+        assert_eq!(
+            released.other_holder(52808),
+            None,
+            "an even claim holds nothing"
+        );
     }
 }

@@ -755,6 +755,142 @@ fn a_follow_up_that_is_not_tier_1_moves_to_tier_3_and_unframed_responses_are_sai
     });
 }
 
+/// The backend's SYN-ACK to `sport`'s SYN (`syn_out`, as XDP sent it), recorded by XDP and turned by TC
+/// ingress into our ACK: returns the SYN-ACK and the payload that ACK carries.
+fn synack_and_request(
+    tiers: &KernelTiers,
+    nb: u32,
+    nb_mac: [u8; 6],
+    sport: u16,
+    syn_out: &[u8],
+) -> (Tcp4, Vec<u8>) {
+    let syn = packet::parse(syn_out);
+    let s = splice_of(tiers, sport).unwrap();
+    let mut synack = from_backend(
+        syn.sport,
+        nb_mac,
+        SYN | ACK,
+        0x6000_0000,
+        s.leg_isn.wrapping_add(1),
+    );
+    synack.src = syn.dst;
+    let (action, _) = xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
+    assert_eq!(action, XdpAction::Pass);
+    let run = tiers.run_tc_ingress_once(&synack.build()).unwrap();
+    assert_eq!(run.action, TC_ACT_REDIRECT);
+    let ack = packet::parse(&run.output);
+    assert_eq!((ack.flags, ack.seq), (PSH | ACK, s.leg_isn.wrapping_add(1)));
+    assert!(ack.ip_csum_ok && ack.tcp_csum_ok);
+    (synack, payload(&run.output, &ack))
+}
+
+/// A request for `path` on `shop.example`, `len` bytes long (padded with an `X-Pad` header).
+fn request_of_len(path: &str, len: usize) -> Vec<u8> {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nX-Pad: ").into_bytes();
+    request.resize(len - 4, b'p');
+    request.extend_from_slice(b"\r\n\r\n");
+    request
+}
+
+#[test]
+fn a_hit_keeps_its_request_in_its_nat_ports_slot() {
+    if !support::root_or_skip("a_hit_keeps_its_request_in_its_nat_ports_slot") {
+        return;
+    }
+    in_node("slot", |tiers, nc, nb, nb_mac| {
+        // A short request: no pending-map entry at all, the ACK carries it from the slot, and so does
+        // the resend after the client retransmits it (our ACK lost).
+        let sport = 40150;
+        let (client, _, action, out, moved) = open(tiers, nc, sport, REQUEST);
+        assert_eq!(moved, vec![(Reason::SpliceSynSent.name(), 1)]);
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(splice_of(tiers, sport).unwrap().request_in_slot, 1);
+        assert_eq!(tiers.table_sizes().unwrap().pending, 0, "no hash insert");
+        let (_, sent) = synack_and_request(tiers, nb, nb_mac, sport, &out);
+        assert_eq!(sent, REQUEST);
+        let (action, _) = xdp(tiers, &client.build(), nc, Reason::SpliceRequestResend);
+        assert_eq!(action, XdpAction::Pass);
+        let run = tiers.run_tc_ingress_once(&client.build()).unwrap();
+        assert_eq!(run.action, TC_ACT_REDIRECT);
+        let resent = packet::parse(&run.output);
+        assert_eq!((resent.dst, resent.flags), (BACKEND, PSH | ACK));
+        assert_eq!(
+            payload(&run.output, &resent),
+            REQUEST,
+            "resent from the slot"
+        );
+
+        // Longer than the slot's 512 bytes: the pending map, as before, gone once acknowledged.
+        let sport = 40151;
+        let long = request_of_len("/whoami", 900);
+        let (_, _, action, out, moved) = open(tiers, nc, sport, &long);
+        assert_eq!(moved, vec![(Reason::SpliceSynSent.name(), 1)]);
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(splice_of(tiers, sport).unwrap().request_in_slot, 0);
+        assert_eq!(tiers.table_sizes().unwrap().pending, 1);
+        let (synack, sent) = synack_and_request(tiers, nb, nb_mac, sport, &out);
+        assert_eq!(sent, long);
+        let s = splice_of(tiers, sport).unwrap();
+        let mut acked = synack.clone();
+        acked.flags = ACK;
+        acked.seq = synack.seq.wrapping_add(1);
+        acked.ack = s.leg_isn.wrapping_add(1 + long.len() as u32);
+        xdp(tiers, &acked.build(), nb, Reason::SpliceBackendTranslated);
+        assert_eq!(splice_of(tiers, sport).unwrap().state, SPLICE_ESTABLISHED);
+        assert_eq!(
+            tiers.table_sizes().unwrap().pending,
+            0,
+            "acknowledged: forgotten"
+        );
+
+        // Two ports 8,192 apart share a slot. While the first one's splice holds its port, the
+        // second request goes to the pending map; each ACK carries its own request.
+        let (p, q) = (62000u16, 62000 - 8192);
+        tiers.set_splicing(Some((p, p))).unwrap();
+        let first = request_of_len("/whoami", 300);
+        let (c, _, _, c_out, _) = open(tiers, nc, 40160, &first);
+        assert_eq!(packet::parse(&c_out).sport, p);
+        assert_eq!(splice_of(tiers, 40160).unwrap().request_in_slot, 1);
+        // (Backend segments are recognised by the configured range: answered before it changes.)
+        assert_eq!(
+            synack_and_request(tiers, nb, nb_mac, 40160, &c_out).1,
+            first
+        );
+        tiers.set_splicing(Some((q, q))).unwrap();
+        let second = request_of_len("/whoami", 200);
+        let (_, _, _, d_out, _) = open(tiers, nc, 40161, &second);
+        assert_eq!(packet::parse(&d_out).sport, q);
+        assert_eq!(
+            splice_of(tiers, 40161).unwrap().request_in_slot,
+            0,
+            "the slot is still the live splice's on port {p}"
+        );
+        assert_eq!(
+            synack_and_request(tiers, nb, nb_mac, 40161, &d_out).1,
+            second
+        );
+
+        // The first splice ends (client RST): its port, claimed again (by a leg to the other backend:
+        // after a RST the port is quarantined for its own), stores and serves the new request, never
+        // the old one.
+        let mut reset = c.clone();
+        reset.flags = RST;
+        reset.seq = c.seq.wrapping_add(first.len() as u32);
+        reset.payload.clear();
+        xdp(tiers, &reset.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(splice_of(tiers, 40160), None);
+        tiers.set_splicing(Some((p, p))).unwrap();
+        let third = request_of_len("/cart", 250);
+        let (_, _, _, e_out, _) = open(tiers, nc, 40162, &third);
+        assert_eq!(packet::parse(&e_out).sport, p);
+        assert_eq!(splice_of(tiers, 40162).unwrap().request_in_slot, 1);
+        assert_eq!(
+            synack_and_request(tiers, nb, nb_mac, 40162, &e_out).1,
+            third
+        );
+    });
+}
+
 #[test]
 fn retransmissions_and_resets_on_both_legs() {
     if !support::root_or_skip("retransmissions_and_resets_on_both_legs") {

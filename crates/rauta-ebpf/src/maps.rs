@@ -20,8 +20,9 @@ use rauta_common::{
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry,
     },
     splice::{
-        BackendLeg, NAT_SLOTS, NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, RST_V4_LEN,
-        SPLICE_CLOSED, SPLICE_ENTRIES, SpliceConfig, SpliceState, released_claim,
+        BackendLeg, NAT_SLOTS, NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, REQUEST_SLOTS,
+        RST_V4_LEN, SPLICE_CLOSED, SPLICE_ENTRIES, SpliceConfig, SpliceState, SplicedRequest,
+        released_claim, request_index,
     },
     tcpopt::{OPTIONS_BUF, OptionWalk},
 };
@@ -148,6 +149,106 @@ pub fn pending_of(key: &FlowKey, seq: u32) -> Option<StoredSegment> {
         len,
         short: false,
     })
+}
+
+/// `RAUTA_REQUESTS`: a splice's first request, in the slot of its NAT port (see
+/// `rauta_common::splice::REQUESTS_MAP`).
+#[map]
+pub static RAUTA_REQUESTS: Array<SplicedRequest> = Array::with_max_entries(REQUEST_SLOTS, 0);
+
+/// 32-bit words of a stored request's fields and payload (`PendingShort`, the prefix of a
+/// `PendingSegment` that holds up to `PENDING_SHORT_BUF` bytes).
+const SHORT_WORDS: usize = core::mem::size_of::<PendingShort>() / 4;
+/// Words of `PendingShort` before its payload.
+const HEADER_WORDS: u32 = 6;
+
+/// Copies the captured first request `segment` into the `RAUTA_REQUESTS` slot of the NAT port `port_be`
+/// (network order) that the splice claimed with `claim`, if the request fits the slot's class and no
+/// other port's splice may still need the slot (`SplicedRequest::other_holder`: only with a range wider
+/// than the map). True if stored there; false: the caller stores it in the pending maps. No other CPU
+/// writes the slot meanwhile: a port sharing it is checked to be released or claimed again.
+#[inline(always)]
+pub fn store_request(port_be: u16, claim: u64, segment: &PendingSegment) -> bool {
+    let port = u16::from_be(port_be);
+    let len = segment.len;
+    if len == 0 || len as usize > PENDING_SHORT_BUF {
+        return false;
+    }
+    let Some(slot) = RAUTA_REQUESTS.get_ptr_mut(request_index(port)) else {
+        return false;
+    };
+    // SAFETY: a map value pointer, valid as long as the map; two fields read in place.
+    if let Some(other) = unsafe { (*slot).other_holder(port) }
+        && let Some(other_slot) = nat_slot(other.to_be())
+        // SAFETY: as above.
+        && claim_of(other_slot) == unsafe { (*slot).claim }
+    {
+        return false;
+    }
+    // Only the words that hold something: the fields and the payload with its zero padding (a 70-byte
+    // GET copies 24 words, not 134). Word copies: both sides are 4-byte aligned `repr(C)` values.
+    let words = HEADER_WORDS + len.div_ceil(4);
+    // SAFETY: `slot` is a map value (valid as long as the map) holding a `PendingShort` of SHORT_WORDS
+    // words; `segment` is at least that long (`PendingShort` is its prefix, asserted in
+    // `rauta_common::maps`); both are 4-byte aligned; `i < SHORT_WORDS` bounds every access.
+    unsafe {
+        (*slot).claim = claim;
+        (*slot).nat_port = u32::from(port);
+        let dst = core::ptr::addr_of_mut!((*slot).segment).cast::<u32>();
+        let src = (segment as *const PendingSegment).cast::<u32>();
+        let mut i = 0;
+        while i < SHORT_WORDS {
+            if i as u32 >= words {
+                break;
+            }
+            *dst.add(i) = *src.add(i);
+            i += 1;
+        }
+    }
+    true
+}
+
+/// The first request of the splice `s` (of the client connection `key`): its `RAUTA_REQUESTS` slot if
+/// it was stored there and the slot still is this splice's (same claim, port and sequence number: a
+/// port claimed again since never serves an earlier request), else the pending maps' entry.
+#[inline(always)]
+pub fn request_of(key: &FlowKey, s: &SpliceState) -> Option<StoredSegment> {
+    if s.request_in_slot == 0 {
+        return pending_of(key, s.first_seq());
+    }
+    let port = u16::from_be(s.nat_port);
+    let slot = RAUTA_REQUESTS.get_ptr(request_index(port))?;
+    // SAFETY: a map value pointer, valid as long as the map; read in place.
+    let stored = unsafe { &*slot };
+    let short = &stored.segment;
+    if stored.claim != s.nat_claim
+        || stored.nat_port != u32::from(port)
+        || short.seq != s.first_seq()
+        || short.len == 0
+        || short.len as usize > PENDING_SHORT_BUF
+    {
+        return None;
+    }
+    let len =
+        ((core::hint::black_box(short.len).wrapping_sub(1)) & (PENDING_SHORT_BUF as u32 - 1)) + 1;
+    Some(StoredSegment {
+        flags: short.flags,
+        window: short.window,
+        sum: short.sum,
+        tsval: short.tsval,
+        data: short.data.as_ptr(),
+        len,
+        short: true,
+    })
+}
+
+/// Deletes the stored first request of the splice `s` of `key` once nothing will send it again: the
+/// pending maps' entry; a `RAUTA_REQUESTS` slot needs nothing (it is dead with the splice's claim).
+#[inline(always)]
+pub fn forget_request(key: &FlowKey, s_request_in_slot: u16, request_len: u32) {
+    if s_request_in_slot == 0 {
+        forget_pending_of_len(key, request_len);
+    }
 }
 
 /// Deletes the stored first segment of `key` from the map [`pending_of`] found it in.
@@ -383,12 +484,13 @@ pub fn copy_of<K, V: Copy>(map: &LruHashMap<K, V>, key: &K) -> Option<V> {
 pub fn forget_splice(key: &FlowKey) {
     if let Some(splice) = RAUTA_SPLICES.get_ptr(key) {
         // SAFETY: a pointer from a successful lookup, read at once.
-        let (port, claim, request_len, fins) = unsafe {
+        let (port, claim, request_len, fins, in_slot) = unsafe {
             (
                 (*splice).nat_port,
                 (*splice).nat_claim,
                 (*splice).request_len,
                 (*splice).fins,
+                (*splice).request_in_slot,
             )
         };
         if RAUTA_SPLICES.remove(key).is_ok() {
@@ -397,7 +499,7 @@ pub fn forget_splice(key: &FlowKey) {
             release_nat(port, claim, fins != SPLICE_CLOSED);
         }
         // The stored request, if the splice ends before the backend acknowledged it.
-        forget_pending_of_len(key, request_len);
+        forget_request(key, in_slot, request_len);
     }
 }
 

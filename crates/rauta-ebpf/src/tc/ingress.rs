@@ -123,7 +123,7 @@ fn record_backend_options(ctx: &TcContext, h: &[u8; HEADERS], s: &mut SpliceStat
 /// backend's interface.
 #[inline(always)]
 fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
-    let Some(pending) = crate::maps::pending_of(key, s.client_isn.wrapping_add(1)) else {
+    let Some(pending) = crate::maps::request_of(key, s) else {
         return TcVerdict::shot(Reason::TcSpliceError);
     };
     let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_TC_INGRESS) else {
@@ -141,7 +141,7 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
         // The builder writes client_seq + 1.
         client_seq: s.leg_isn,
     };
-    // The request, 1..=its buffer's size bytes read from the start of `data` (`pending_of` restated
+    // The request, 1..=its buffer's size bytes read from the start of `data` (`request_of` restated
     // the bound for the verifier).
     let whole = pending.len;
     let len = whole;
@@ -162,7 +162,7 @@ fn send_request(ctx: &TcContext, key: &FlowKey, s: &SpliceState) -> TcVerdict {
     let skb = ctx.skb.skb;
     let tail = HANDOFF_ACK_V4_HEADERS as u32;
     // SAFETY: helper calls on this program's skb with buffers of the stated sizes (`ack` holds
-    // HANDOFF_ACK_V4_HEADERS bytes, `data` at least `whole`: `pending_of`); no packet pointer is held
+    // HANDOFF_ACK_V4_HEADERS bytes, `data` at least `whole`: `request_of`); no packet pointer is held
     // across them.
     let written = unsafe {
         bpf_skb_change_tail(skb, tail + whole, 0) == 0

@@ -117,8 +117,12 @@ pub fn replay_decoded(
         mss_covering(payload_len)
     };
 
-    // Only a first replay cannot have an entry of the same segment in the other map.
-    if !crate::maps::store_pending(key, &scratch.segment, reason != Reason::HandoffSynReplayed) {
+    // Only a first replay cannot have an entry of the same segment in the other map. A segment the
+    // routing decision comes to next is stored where its fate puts it (`commit_flow` for Tier 3, the
+    // NAT port's slot for a splice): a hit pays no hash insert.
+    if !routed_next(reason)
+        && !crate::maps::store_pending(key, &scratch.segment, reason != Reason::HandoffSynReplayed)
+    {
         return Verdict::drop(Reason::InternalErrorPass);
     }
     let state = FlowState {
@@ -291,17 +295,27 @@ pub fn routed_next(reason: Reason) -> bool {
     )
 }
 
-/// Writes the flow entry [`replay_decoded`] prepared in the scratch entry: the hand-off to Tier 3 goes
-/// on. False if it could not be written (the caller drops the packet; the client retransmits).
+/// Writes the stored segment and the flow entry [`replay_decoded`] prepared in the scratch entry: the
+/// hand-off to Tier 3 goes on (its TC egress half sends the segment with the ACK). False if either
+/// could not be written (the caller drops the packet; the client retransmits).
 #[inline(always)]
 pub fn commit_flow() -> bool {
     let Some(scratch) = RAUTA_SCRATCH.get_ptr(SCRATCH_XDP) else {
         return false;
     };
     // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU); by reference,
-    // so the value is copied from the map, not through the stack.
-    let (key, state) = unsafe { (&(*scratch).route.flow, &(*scratch).flow_state) };
-    RAUTA_FLOWS.insert(key, state, 0).is_ok()
+    // so the values are copied from the map, not through the stack.
+    let (key, state, segment, reason) = unsafe {
+        (
+            &(*scratch).route.flow,
+            &(*scratch).flow_state,
+            &(*scratch).segment,
+            (*scratch).handoff_reason,
+        )
+    };
+    // A retransmission may have an entry of the same segment in the other map (see `replay_decoded`).
+    crate::maps::store_pending(key, segment, reason != Reason::HandoffSynReplayed as u32)
+        && RAUTA_FLOWS.insert(key, state, 0).is_ok()
 }
 
 /// The cookie the client's ACK acknowledges (ack − 1).

@@ -54,7 +54,7 @@ const AF_INET: u8 = 2;
 const SYN_IP_LEN: u16 = (REPLAY_SYN_V4_LEN - ETH_LEN) as u16;
 
 /// Starts the splice of a routing hit: the packet holds the replayed SYN `handoff::replay` built and the
-/// stored segment is in `RAUTA_PENDING`. On success the packet is our SYN to the backend and the verdict
+/// captured segment is in the scratch entry (stored here: see `maps::store_request`). On success the packet is our SYN to the backend and the verdict
 /// forwards it. `Err(Some(reason))`: the hit falls back to Tier 3 (the replayed SYN passes) and `reason`
 /// is counted; `Err(None)`: splicing is switched off.
 #[inline(always)]
@@ -137,6 +137,15 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
     // SAFETY: a slot pointer from a successful lookup, valid as long as the map.
     unsafe { slot.write(BackendLeg::claimed(key, cookie, nat, nat_claim)) };
 
+    // The request, for TC ingress (our ACK carries it) and the resends: in the NAT port's own slot (a
+    // copy, no insert), or where a hand-off keeps it when it is longer or the port has no slot.
+    let again = scratch.handoff_reason != Reason::HandoffSynReplayed as u32;
+    let in_slot = crate::maps::store_request(nat.nat_port, nat_claim, &scratch.segment);
+    if !in_slot && !crate::maps::store_pending(&key, &scratch.segment, again) {
+        release_nat(nat.nat_port, nat_claim, false);
+        return Err(Some(Reason::InternalErrorPass));
+    }
+
     // Our ISN on the backend leg: the kernel's clock (one tick per 64 ns, as the kernel's own ISNs)
     // plus a hash of the leg, so that it grows between two uses of the same 4-tuple (see the module
     // docs of `rauta_common::splice`).
@@ -177,7 +186,7 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         ts_offset: 0,
         backend_wscale: WSCALE_NONE,
         vip_wscale: vip.wscale,
-        _pad: 0,
+        request_in_slot: u16::from(in_slot),
         next_request: client_isn.wrapping_add(1).wrapping_add(hit.len),
         requests: 1,
         head_request: u32::from(scratch.segment.data[0] == b'H'),
@@ -185,14 +194,18 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         nat_claim,
     };
     if RAUTA_SPLICES.insert(key, &scratch.splice, 0).is_err() {
-        // Nothing was sent on the leg: free for anyone at once.
+        // Nothing was sent on the leg: free for anyone at once. The hand-off this falls back to
+        // stores the request again (`handoff::commit_flow`).
         release_nat(nat.nat_port, nat_claim, false);
         return Err(Some(Reason::InternalErrorPass));
     }
     // The connection is the splice's now, not a hand-off's. Only a retransmitted first segment (replayed
-    // again) has a flow entry from its first time.
+    // again) has a flow entry, and a stored request, from its first time.
     if scratch.handoff_reason == Reason::HandoffRetransmitReplayed as u32 {
         let _ = RAUTA_FLOWS.remove(key);
+        if in_slot {
+            crate::maps::forget_pending(&key);
+        }
     }
     Ok(send_syn(
         ctx,
@@ -655,7 +668,7 @@ fn backend_control(
     {
         s.state = SPLICE_ESTABLISHED;
         // The backend has the request: nothing will resend it.
-        crate::maps::forget_pending_of_len(key, s.request_len);
+        crate::maps::forget_request(key, s.request_in_slot, s.request_len);
         // From here on the leg alone translates the backend's segments, until the client closes. Set
         // only here (a later segment on another CPU must not set it again after the client's FIN
         // cleared it).
