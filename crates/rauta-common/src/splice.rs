@@ -66,6 +66,62 @@ pub const REQUESTS_MAP: &str = "RAUTA_REQUESTS";
 /// Slots of [`REQUESTS_MAP`]: any 8,192 consecutive ports (the default range has 4,536) have one each;
 /// 8,192 × 552 bytes ≈ 4.5 MB preallocated.
 pub const REQUEST_SLOTS: u32 = 8192;
+/// Name of the backend route cache (`BPF_MAP_TYPE_ARRAY`, [`FIB_CACHE_SLOTS`] × [`FibEntry`], index
+/// [`fib_cache_index`] of the backend's address): what `bpf_fib_lookup` said about a backend (egress
+/// interface, our source address, both MACs), reused by the next first GETs to it for
+/// [`FIB_CACHE_NS`]. Why: the helper was ~230 ns of a first GET (session 7's profile), and a backend's
+/// route and neighbour rarely change. The price: a changed neighbour (a backend's MAC, a route) is seen
+/// by new splices up to [`FIB_CACHE_NS`] late. Two backends whose addresses share a slot take turns
+/// (each lookup overwrites it); a slot is used only for the backend address and ingress interface it
+/// names.
+pub const FIB_CACHE_MAP: &str = "RAUTA_FIB_CACHE";
+/// Slots of [`FIB_CACHE_MAP`].
+pub const FIB_CACHE_SLOTS: u32 = 4096;
+/// How long a [`FibEntry`] is used before the helper is asked again.
+pub const FIB_CACHE_NS: u64 = 1_000_000_000;
+
+/// Value of [`FIB_CACHE_MAP`]: one `bpf_fib_lookup` result for a backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FibEntry {
+    /// When the helper said so (`bpf_ktime_get_ns`); 0: never.
+    pub checked_ns: u64,
+    /// The backend's IPv4 address (network order).
+    pub backend_addr: u32,
+    /// The interface the client's packet came in on (the lookup's input).
+    pub ingress: u32,
+    /// The interface towards the backend.
+    pub ifindex: u32,
+    /// Our source address towards the backend (network order).
+    pub node_addr: u32,
+    /// Our MAC on `ifindex`.
+    pub node_mac: [u8; 6],
+    /// The backend's (or its next hop's) MAC.
+    pub backend_mac: [u8; 6],
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<FibEntry>() == 40);
+const _: () = assert!(FIB_CACHE_SLOTS.is_power_of_two());
+
+impl FibEntry {
+    /// Whether this entry answers a lookup for `backend_addr` from `ingress` at `now`.
+    #[inline(always)]
+    pub const fn fresh_for(&self, backend_addr: u32, ingress: u32, now: u64) -> bool {
+        self.checked_ns != 0
+            && self.backend_addr == backend_addr
+            && self.ingress == ingress
+            && now.wrapping_sub(self.checked_ns) < FIB_CACHE_NS
+    }
+}
+
+/// The [`FIB_CACHE_MAP`] slot of a backend address (network order).
+#[inline(always)]
+pub const fn fib_cache_index(backend_addr: u32) -> u32 {
+    crate::flow::fmix32(backend_addr) & (FIB_CACHE_SLOTS - 1)
+}
+
 /// Age after which a held NAT slot whose splice no longer names it may be taken over: far longer than
 /// one program run (the only time a fresh claim has no splice yet), short enough that an evicted
 /// splice's port comes back within a second.
@@ -1190,5 +1246,32 @@ mod tests {
             None,
             "an even claim holds nothing"
         );
+    }
+
+    #[test]
+    fn a_route_is_used_for_its_backend_and_interface_for_a_second() {
+        let entry = FibEntry {
+            checked_ns: 5_000_000_000,
+            backend_addr: 0x0201_12c6,
+            ingress: 3,
+            ifindex: 4,
+            node_addr: 0x0101_12c6,
+            node_mac: [2; 6],
+            backend_mac: [3; 6],
+            _pad: 0,
+        };
+        assert!(entry.fresh_for(0x0201_12c6, 3, 5_000_000_000));
+        assert!(entry.fresh_for(0x0201_12c6, 3, 5_999_999_999));
+        assert!(!entry.fresh_for(0x0201_12c6, 3, 6_000_000_000), "aged");
+        assert!(
+            !entry.fresh_for(0x0301_12c6, 3, 5_000_000_001),
+            "another backend"
+        );
+        assert!(
+            !entry.fresh_for(0x0201_12c6, 2, 5_000_000_001),
+            "another interface"
+        );
+        assert!(!FibEntry::default().fresh_for(0, 0, 1), "never looked up");
+        assert!(fib_cache_index(u32::MAX) < FIB_CACHE_SLOTS);
     }
 }

@@ -892,6 +892,59 @@ fn a_hit_keeps_its_request_in_its_nat_ports_slot() {
 }
 
 #[test]
+fn the_way_to_a_backend_is_reused_for_a_second() {
+    if !support::root_or_skip("the_way_to_a_backend_is_reused_for_a_second") {
+        return;
+    }
+    in_node("fib", |tiers, nc, _nb, nb_mac| {
+        let (_, _, action, looked_up, _) = open(tiers, nc, 40170, REQUEST);
+        assert_eq!(action, XdpAction::Redirect);
+        let first = packet::parse(&looked_up);
+        assert_eq!((first.eth_dst, first.eth_src), (BACKEND_MAC, nb_mac));
+        // The backend's neighbour entry changes (this thread is in the node's namespace).
+        let moved_mac = [0x02, 0, 0, 0, 0x01, 0x99];
+        run(&[
+            "ip",
+            "neigh",
+            "replace",
+            "198.18.1.2",
+            "lladdr",
+            "02:00:00:00:01:99",
+            "dev",
+            "nb",
+            "nud",
+            "permanent",
+        ]);
+        // Within the second: the cached way, and the same SYN as the helper's but for the connection's
+        // own port and sequence number.
+        let (_, _, action, cached, _) = open(tiers, nc, 40171, REQUEST);
+        assert_eq!(action, XdpAction::Redirect);
+        let second = packet::parse(&cached);
+        assert_eq!(
+            (second.eth_dst, second.eth_src),
+            (BACKEND_MAC, nb_mac),
+            "cached: the old neighbour for up to a second"
+        );
+        assert_eq!(
+            (second.src, second.dst, second.dport, second.flags),
+            (first.src, first.dst, first.dport, first.flags)
+        );
+        assert_eq!(second.tcp_options, first.tcp_options);
+        assert_eq!(cached.len(), looked_up.len());
+        assert!(second.ip_csum_ok && second.tcp_csum_ok);
+        thread::sleep(std::time::Duration::from_millis(1100));
+        let (_, _, action, fresh, _) = open(tiers, nc, 40172, REQUEST);
+        assert_eq!(action, XdpAction::Redirect);
+        let third = packet::parse(&fresh);
+        assert_eq!(
+            (third.eth_dst, third.eth_src),
+            (moved_mac, nb_mac),
+            "after a second the helper is asked again"
+        );
+    });
+}
+
+#[test]
 fn retransmissions_and_resets_on_both_legs() {
     if !support::root_or_skip("retransmissions_and_resets_on_both_legs") {
         return;

@@ -20,9 +20,9 @@ use rauta_common::{
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry,
     },
     splice::{
-        BackendLeg, NAT_SLOTS, NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, REQUEST_SLOTS,
-        RST_V4_LEN, SPLICE_CLOSED, SPLICE_ENTRIES, SpliceConfig, SpliceState, SplicedRequest,
-        released_claim, request_index,
+        BackendLeg, FIB_CACHE_SLOTS, FibEntry, NAT_SLOTS, NatKey, OLD_LEG_ENTRIES, OldLeg,
+        PROG_SLOTS, REQUEST_SLOTS, RST_V4_LEN, SPLICE_CLOSED, SPLICE_ENTRIES, SpliceConfig,
+        SpliceState, SplicedRequest, released_claim, request_index,
     },
     tcpopt::{OPTIONS_BUF, OptionWalk},
 };
@@ -318,6 +318,11 @@ pub static RAUTA_SPLICES: LruHashMap<FlowKey, SpliceState> =
 /// `rauta_common::splice::NAT_MAP` for claims, release and staleness).
 #[map]
 pub static RAUTA_NAT: Array<BackendLeg> = Array::with_max_entries(NAT_SLOTS, 0);
+
+/// `RAUTA_FIB_CACHE`: the last `bpf_fib_lookup` result per backend (see
+/// `rauta_common::splice::FIB_CACHE_MAP`).
+#[map]
+pub static RAUTA_FIB_CACHE: Array<FibEntry> = Array::with_max_entries(FIB_CACHE_SLOTS, 0);
 
 /// `RAUTA_NAT_CURSOR`: per CPU, where its next NAT port claim starts (see
 /// `rauta_common::splice::NAT_CURSOR_MAP`).

@@ -23,11 +23,12 @@ use rauta_common::{
     maps::{FlowKey, STATUS_CLASS_UNKNOWN, VIP_ENABLED},
     reason::Reason,
     splice::{
-        BackendLeg, FRAMING_LOST, LEG_READY, NAT_PROBES, NatKey, RST_V4_LEN, SPLICE_ACK_SENT,
-        SPLICE_CLOSED, SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND,
+        BackendLeg, FRAMING_LOST, FibEntry, LEG_READY, NAT_PROBES, NatKey, RST_V4_LEN,
+        SPLICE_ACK_SENT, SPLICE_CLOSED, SPLICE_ESTABLISHED, SPLICE_FAILED, SPLICE_FIN_BACKEND,
         SPLICE_FIN_BACKEND_ACKED, SPLICE_FIN_CLIENT, SPLICE_FIN_CLIENT_ACKED, SPLICE_RESET,
         SPLICE_SYN_SENT, SYN_TRIES, SpliceConfig, SpliceState, build_rst_v4, claim_is_held,
-        claim_is_quarantined, claim_is_stale, nat_port_candidate, next_claim, released_claim,
+        claim_is_quarantined, claim_is_stale, fib_cache_index, nat_port_candidate, next_claim,
+        released_claim,
     },
     synack::{SynV4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     tcpopt::{
@@ -42,8 +43,8 @@ use super::{
 };
 use crate::{
     maps::{
-        RAUTA_FLOWS, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES, SCRATCH_XDP, claim_of,
-        forget_splice, leg_for, leg_of, nat_slot, release_nat, swap_claim,
+        RAUTA_FIB_CACHE, RAUTA_FLOWS, RAUTA_SCRATCH, RAUTA_SPLICE_CONFIG, RAUTA_SPLICES,
+        SCRATCH_XDP, claim_of, forget_splice, leg_for, leg_of, nat_slot, release_nat, swap_claim,
     },
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len, ptr_at},
 };
@@ -89,40 +90,13 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
     // SAFETY: reading a field of this program's context.
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
 
-    // Zeroed where it lies, with word stores (see `crate::zero`: a zeroed value moved here was turned
-    // back into two calls of the byte-wise `memset`, ~250 instructions per first request).
-    let mut fib = core::mem::MaybeUninit::<bpf_fib_lookup>::uninit();
-    // SAFETY: `fib` is valid for writes of the struct, and all zero is a valid value of this plain C
-    // struct of integers and unions of integers.
-    let fib = unsafe {
-        crate::zero::zero_in_place(fib.as_mut_ptr());
-        fib.assume_init_mut()
-    };
-    fib.family = AF_INET;
-    fib.l4_protocol = 6;
-    fib.__bindgen_anon_1.tot_len = SYN_IP_LEN;
-    fib.ifindex = ingress;
-    fib.__bindgen_anon_4.ipv4_dst = hit.endpoint.addr_be;
-    // SAFETY: helper call with a stack struct of the size passed.
-    let rc = unsafe {
-        fib_lookup(
-            ctx.ctx.cast(),
-            &mut *fib,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
-            BPF_FIB_LOOKUP_SRC,
-        )
-    };
-    if rc != 0 {
-        return Err(Some(Reason::SpliceNoPath));
-    }
-    // SAFETY: the lookup filled the IPv4 member.
-    let node_addr = unsafe { fib.__bindgen_anon_3.ipv4_src };
-    if node_addr == 0 {
-        return Err(Some(Reason::SpliceNoPath));
-    }
-
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
+    let Some(route) = route_to(ctx, hit.endpoint.addr_be, ingress, now) else {
+        return Err(Some(Reason::SpliceNoPath));
+    };
+    let node_addr = route.node_addr;
+
     let mut nat = NatKey {
         backend_addr: hit.endpoint.addr_be,
         node_addr,
@@ -169,15 +143,15 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         window: scratch.segment.window,
         service: hit.service,
         client_ifindex: ingress,
-        backend_ifindex: fib.ifindex,
+        backend_ifindex: route.ifindex,
         node_addr,
         backend_addr: hit.endpoint.addr_be,
         nat_port: nat.nat_port,
         backend_port: hit.endpoint.port_be,
         client_mac: eth.src,
         vip_mac: eth.dst,
-        node_mac: fib.smac,
-        backend_mac: fib.dmac,
+        node_mac: route.node_mac,
+        backend_mac: route.backend_mac,
         agreed: flow.agreed,
         ts_ours: flow.ts_ours,
         ts_client: scratch.segment.tsval,
@@ -213,6 +187,68 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
         &mut scratch.frame,
         Reason::SpliceSynSent,
     ))
+}
+
+/// The way to `backend_addr` for a client packet that came in on `ingress`: the cached answer if it is
+/// younger than `FIB_CACHE_NS` (see `rauta_common::splice::FIB_CACHE_MAP`), else `bpf_fib_lookup`'s,
+/// which is cached. `None`: no route or neighbour.
+#[inline(always)]
+fn route_to(ctx: &XdpContext, backend_addr: u32, ingress: u32, now: u64) -> Option<FibEntry> {
+    let cache = RAUTA_FIB_CACHE.get_ptr_mut(fib_cache_index(backend_addr));
+    if let Some(entry) = cache {
+        // SAFETY: a map value pointer, valid as long as the map; copied at once (another CPU may be
+        // writing a newer answer for the same backend: either is a valid route).
+        let cached = unsafe { *entry };
+        if cached.fresh_for(backend_addr, ingress, now) {
+            return Some(cached);
+        }
+    }
+    // Zeroed where it lies, with word stores (see `crate::zero`: a zeroed value moved here was turned
+    // back into two calls of the byte-wise `memset`, ~250 instructions per first request).
+    let mut fib = core::mem::MaybeUninit::<bpf_fib_lookup>::uninit();
+    // SAFETY: `fib` is valid for writes of the struct, and all zero is a valid value of this plain C
+    // struct of integers and unions of integers.
+    let fib = unsafe {
+        crate::zero::zero_in_place(fib.as_mut_ptr());
+        fib.assume_init_mut()
+    };
+    fib.family = AF_INET;
+    fib.l4_protocol = 6;
+    fib.__bindgen_anon_1.tot_len = SYN_IP_LEN;
+    fib.ifindex = ingress;
+    fib.__bindgen_anon_4.ipv4_dst = backend_addr;
+    // SAFETY: helper call with a stack struct of the size passed.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.ctx.cast(),
+            &mut *fib,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            BPF_FIB_LOOKUP_SRC,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: the lookup filled the IPv4 member.
+    let node_addr = unsafe { fib.__bindgen_anon_3.ipv4_src };
+    if node_addr == 0 {
+        return None;
+    }
+    let route = FibEntry {
+        checked_ns: now,
+        backend_addr,
+        ingress,
+        ifindex: fib.ifindex,
+        node_addr,
+        node_mac: fib.smac,
+        backend_mac: fib.dmac,
+        _pad: 0,
+    };
+    if let Some(entry) = cache {
+        // SAFETY: as above; written whole.
+        unsafe { *entry = route };
+    }
+    Some(route)
 }
 
 /// Claims a NAT port for the client `key`'s leg `nat` (its `nat_port` set to the port claimed, network
