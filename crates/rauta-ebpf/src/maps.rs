@@ -117,20 +117,7 @@ pub fn pending_of(key: &FlowKey, seq: u32) -> Option<StoredSegment> {
         // SAFETY: a pointer from a successful lookup, valid for this run.
         let short = unsafe { &*short };
         if short.seq == seq && short.len != 0 && short.len as usize <= PENDING_SHORT_BUF {
-            // Restate 1..=PENDING_SHORT_BUF for the verifier (black_box keeps LLVM from folding the
-            // mask into the check above).
-            let len = ((core::hint::black_box(short.len).wrapping_sub(1))
-                & (PENDING_SHORT_BUF as u32 - 1))
-                + 1;
-            return Some(StoredSegment {
-                flags: short.flags,
-                window: short.window,
-                sum: short.sum,
-                tsval: short.tsval,
-                data: short.data.as_ptr(),
-                len,
-                short: true,
-            });
+            return Some(stored_short(short));
         }
     }
     let long = RAUTA_PENDING.get_ptr(key)?;
@@ -229,9 +216,17 @@ pub fn request_of(key: &FlowKey, s: &SpliceState) -> Option<StoredSegment> {
     {
         return None;
     }
+    Some(stored_short(short))
+}
+
+/// A short entry's segment; the caller has checked `1 <= short.len <= PENDING_SHORT_BUF`.
+#[inline(always)]
+fn stored_short(short: &PendingShort) -> StoredSegment {
+    // Restate 1..=PENDING_SHORT_BUF for the verifier (black_box keeps LLVM from folding the mask into
+    // the caller's check).
     let len =
         ((core::hint::black_box(short.len).wrapping_sub(1)) & (PENDING_SHORT_BUF as u32 - 1)) + 1;
-    Some(StoredSegment {
+    StoredSegment {
         flags: short.flags,
         window: short.window,
         sum: short.sum,
@@ -239,7 +234,7 @@ pub fn request_of(key: &FlowKey, s: &SpliceState) -> Option<StoredSegment> {
         data: short.data.as_ptr(),
         len,
         short: true,
-    })
+    }
 }
 
 /// Deletes the stored first request of the splice `s` of `key` once nothing will send it again: the

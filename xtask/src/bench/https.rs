@@ -304,6 +304,17 @@ fn measure_scenario(
     pid: u32,
 ) -> Result<Numbers> {
     let url = format!("https://{addr}/");
+    // The keep-alive scenarios, capped or not: a 1 s warm-up, then the measured run.
+    let keep_alive = || {
+        wrk_tls(&url, args.connections, 1, &[], pin)?;
+        Ok(from_wrk(&wrk_tls(
+            &url,
+            args.connections,
+            args.duration,
+            &[],
+            pin,
+        )?))
+    };
     let (what, n) = match scenario {
         Scenario::Http1Capped => {
             // Created per measurement and removed right after it (`Drop`, on errors too), so that no other
@@ -312,16 +323,7 @@ fn measure_scenario(
             cap.add_tree(pid)
                 .with_context(|| format!("cannot move {label} into {}", cap.path().display()))?;
             let before = cap.throttled_periods();
-            let n = timed(pid, || {
-                wrk_tls(&url, args.connections, 1, &[], pin)?;
-                Ok(from_wrk(&wrk_tls(
-                    &url,
-                    args.connections,
-                    args.duration,
-                    &[],
-                    pin,
-                )?))
-            })?;
+            let n = timed(pid, keep_alive)?;
             if let (Some(before), Some(after)) = (before, cap.throttled_periods()) {
                 // Throttled in most periods means the cap, not the client, was the limit.
                 println!(
@@ -332,19 +334,7 @@ fn measure_scenario(
             }
             ("HTTPS HTTP/1.1, proxy capped", n)
         }
-        Scenario::Http1 => (
-            "HTTPS HTTP/1.1 keep-alive",
-            timed(pid, || {
-                wrk_tls(&url, args.connections, 1, &[], pin)?;
-                Ok(from_wrk(&wrk_tls(
-                    &url,
-                    args.connections,
-                    args.duration,
-                    &[],
-                    pin,
-                )?))
-            })?,
-        ),
+        Scenario::Http1 => ("HTTPS HTTP/1.1 keep-alive", timed(pid, keep_alive)?),
         Scenario::Http2 => (
             "HTTP/2 (h2load)",
             timed(pid, || h2load(&url, args.duration, pin))?,
