@@ -1907,3 +1907,58 @@ fn established_segments_for_a_profile() {
         }
     });
 }
+
+/// A profiling load for the keep-alive request path: one splice brought to ESTABLISHED, then
+/// `RAUTA_PROFILE_RUNS` (default 200,000) rounds of a follow-up GET to the same route (decided by
+/// `rauta_xdp_followup`, forwarded on the leg) and the backend's answer, a 1,400-byte segment that
+/// starts with a framed head (`rauta_xdp_response`), so that a system-wide profile shows where
+/// each step's time goes. Every request must stay on the splice, every head be framed.
+#[test]
+#[ignore = "profiling aid, run on demand"]
+fn keepalive_requests_for_a_profile() {
+    if !support::root_or_skip("keepalive_requests_for_a_profile") {
+        return;
+    }
+    let runs: u32 = std::env::var("RAUTA_PROFILE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    in_node("pkeep", move |tiers, nc, nb, nb_mac| {
+        let (ack, mut data, s, _) = established(tiers, nc, nb, nb_mac, 40950);
+        let mut request = ack.clone();
+        request.flags = PSH | ACK;
+        request.payload = REQUEST.to_vec();
+        let head_of = |body: usize| {
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body}\r\n\r\n")
+                .into_bytes()
+        };
+        let mut response = head_of(1400 - head_of(1000).len());
+        response.resize(1400, b'x');
+        data.payload = response;
+        let mut leg_ack = s.leg_isn.wrapping_add(1 + REQUEST.len() as u32);
+        let (mut requests, mut heads) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let run = tiers.run_once_from(&request.build(), nc).unwrap();
+            assert_eq!(run.action, XdpAction::Redirect, "the follow-up stays");
+            requests.push(run.duration.as_nanos() as u64);
+            request.seq = request.seq.wrapping_add(REQUEST.len() as u32);
+            leg_ack = leg_ack.wrapping_add(REQUEST.len() as u32);
+            data.ack = leg_ack;
+            let run = tiers.run_once_from(&data.build(), nb).unwrap();
+            assert_eq!(run.action, XdpAction::Redirect, "the response head goes on");
+            heads.push(run.duration.as_nanos() as u64);
+            data.seq = data.seq.wrapping_add(1400);
+            request.ack = request.ack.wrapping_add(1400);
+        }
+        let s = splice_of(tiers, 40950).unwrap();
+        assert_eq!(s.requests, runs + 1, "every follow-up stayed on the splice");
+        assert_eq!(s.unframed, 0, "every head was framed");
+        for (what, mut times) in [("follow-up GET", requests), ("response head", heads)] {
+            times.sort_unstable();
+            println!(
+                "{runs} x {what}: median {} ns (harness included)",
+                times[times.len() / 2]
+            );
+        }
+    });
+}
