@@ -44,6 +44,9 @@ struct Numbers {
     errors: u64,
     /// Proxy CPU time per request (user + system), microseconds.
     cpu_us: Option<f64>,
+    /// How long the proxy's threads waited, on average, between being woken and running (run-queue wait
+    /// per time slice, microseconds): tells "the proxy was slow" from "the proxy was not scheduled".
+    wait_us: Option<f64>,
 }
 
 /// One scenario, both proxies, over the rounds.
@@ -89,15 +92,21 @@ pub enum Scenario {
     /// The same with each proxy held to [`CAPPED`] of a core while it is measured, so that the proxy and
     /// not the client's core is the limit.
     Http1Capped,
+    /// The same as `http1` with the proxy's core kept from going idle for both proxies (a busy loop at
+    /// the lowest scheduling class, `SCHED_IDLE`, on that core during each turn): in a VM an idle virtual
+    /// core halts, and waking it again costs the host's scheduling latency, which a proxy that leaves its
+    /// core partly idle pays on many requests and a saturated one never does.
+    Http1Awake,
     /// HTTP/2 over TLS (h2load).
     Http2,
     /// A new TLS connection per request (wrk with `Connection: close`).
     Handshakes,
 }
 
-const ALL_SCENARIOS: [Scenario; 4] = [
+const ALL_SCENARIOS: [Scenario; 5] = [
     Scenario::Http1,
     Scenario::Http1Capped,
+    Scenario::Http1Awake,
     Scenario::Http2,
     Scenario::Handshakes,
 ];
@@ -115,6 +124,7 @@ const CAPPED: Budget = Budget {
 struct Results {
     h1: Compared,
     h1_capped: Compared,
+    h1_awake: Compared,
     h2: Compared,
     handshakes: Compared,
 }
@@ -221,6 +231,7 @@ pub fn bench(args: &BenchArgs, rauta: &Path, nginx: &Path, out: &Path) -> Result
                 let compared = match scenario {
                     Scenario::Http1 => &mut results.h1,
                     Scenario::Http1Capped => &mut results.h1_capped,
+                    Scenario::Http1Awake => &mut results.h1_awake,
                     Scenario::Http2 => &mut results.h2,
                     Scenario::Handshakes => &mut results.handshakes,
                 };
@@ -335,6 +346,11 @@ fn measure_scenario(
             ("HTTPS HTTP/1.1, proxy capped", n)
         }
         Scenario::Http1 => ("HTTPS HTTP/1.1 keep-alive", timed(pid, keep_alive)?),
+        Scenario::Http1Awake => {
+            let awake = KeepAwake::start(pin.proxy.as_deref())?;
+            println!("  {label:<6} core kept awake by pid {}", awake.pid());
+            ("HTTPS HTTP/1.1, core kept awake", timed(pid, keep_alive)?)
+        }
         Scenario::Http2 => (
             "HTTP/2 (h2load)",
             timed(pid, || h2load(&url, args.duration, pin))?,
@@ -362,8 +378,11 @@ fn print_line(label: &str, what: &str, n: &Numbers) {
     let cpu = n
         .cpu_us
         .map_or(String::new(), |us| format!("   CPU {us:>6.1} us/req"));
+    let wait = n.wait_us.map_or(String::new(), |us| {
+        format!("   run-queue wait {us:>6.1} us/wake-up")
+    });
     println!(
-        "  {label:<6} {what:<32} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   errors {}{cpu}",
+        "  {label:<6} {what:<32} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   errors {}{cpu}{wait}",
         n.rps, n.p50_ms, n.p99_ms, n.errors
     );
 }
@@ -372,8 +391,12 @@ fn print_line(label: &str, what: &str, n: &Numbers) {
 /// time and (as requests at the measured rate) the request count: an approximation, close for 10 s runs.
 fn timed(pid: u32, f: impl FnOnce() -> Result<Numbers>) -> Result<Numbers> {
     let before = cpu_ticks(pid);
+    let sched_before = Sched::of_tree(pid);
     let started = std::time::Instant::now();
     let mut n = f()?;
+    if let (Some(a), Some(b)) = (sched_before, Sched::of_tree(pid)) {
+        n.wait_us = b.since(&a).wait_per_slice_us();
+    }
     let elapsed = started.elapsed().as_secs_f64();
     if let (Some(before), Some(after)) = (before, cpu_ticks(pid)) {
         let requests = n.rps * elapsed;
@@ -385,6 +408,97 @@ fn timed(pid: u32, f: impl FnOnce() -> Result<Numbers>) -> Result<Numbers> {
     Ok(n)
 }
 
+/// A busy loop in the `SCHED_IDLE` class pinned to the proxy's core while it lives: it runs only when
+/// nothing else on that core wants to (a woken proxy preempts it at once), so the core never halts. Started
+/// the same way for both proxies' turns.
+struct KeepAwake(Guard);
+
+impl KeepAwake {
+    fn start(cpus: Option<&str>) -> Result<KeepAwake> {
+        let Some(cpus) = cpus else {
+            bail!("keeping the proxy's core awake needs the proxy pinned (2 or more cores)");
+        };
+        let mut c = Command::new("chrt");
+        c.args(["--idle", "0", "taskset", "-c", cpus, "sh", "-c"])
+            .arg("while :; do :; done")
+            .stdout(Stdio::null());
+        Ok(KeepAwake(Guard::spawn("busy loop (SCHED_IDLE)", &mut c)?))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+}
+
+/// The scheduler's account of a process tree's threads (`/proc/PID/task/TID/schedstat`, summed): time on a
+/// CPU, time runnable but waiting for one, and time slices run. The wait includes what a guest cannot see
+/// as its own work: when the proxy's core is idle, a woken thread waits until that (virtual) core is back
+/// from its halt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Sched {
+    run_ns: u64,
+    wait_ns: u64,
+    slices: u64,
+}
+
+impl Sched {
+    /// Every thread of `pid` and of its children (nginx's workers); `None` when `pid` is gone or the
+    /// kernel keeps no schedstats.
+    fn of_tree(pid: u32) -> Option<Sched> {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let mut total = Self::of_process(&pid.to_string())?;
+        for child in children.split_whitespace() {
+            total = total.plus(&Self::of_process(child).unwrap_or_default());
+        }
+        Some(total)
+    }
+
+    fn of_process(pid: &str) -> Option<Sched> {
+        let mut total = Sched::default();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            // A thread that ended between the listing and the read counts as nothing.
+            let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            total = total.plus(&Self::parse(&text)?);
+        }
+        Some(total)
+    }
+
+    fn parse(text: &str) -> Option<Sched> {
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        Some(Sched {
+            run_ns: fields.next()??,
+            wait_ns: fields.next()??,
+            slices: fields.next()??,
+        })
+    }
+
+    fn plus(&self, other: &Sched) -> Sched {
+        Sched {
+            run_ns: self.run_ns + other.run_ns,
+            wait_ns: self.wait_ns + other.wait_ns,
+            slices: self.slices + other.slices,
+        }
+    }
+
+    fn since(&self, earlier: &Sched) -> Sched {
+        Sched {
+            run_ns: self.run_ns.saturating_sub(earlier.run_ns),
+            wait_ns: self.wait_ns.saturating_sub(earlier.wait_ns),
+            slices: self.slices.saturating_sub(earlier.slices),
+        }
+    }
+
+    fn wait_per_slice_us(&self) -> Option<f64> {
+        (self.slices > 0).then(|| self.wait_ns as f64 / 1e3 / self.slices as f64)
+    }
+}
+
 fn from_wrk(w: &WrkResult) -> Numbers {
     Numbers {
         rps: w.rps,
@@ -392,6 +506,7 @@ fn from_wrk(w: &WrkResult) -> Numbers {
         p99_ms: w.p99_ms,
         errors: w.errors,
         cpu_us: None,
+        wait_us: None,
     }
 }
 
@@ -562,6 +677,12 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
         &r.h1_capped,
         true,
     );
+    row(
+        &mut md,
+        "HTTPS HTTP/1.1 keep-alive, the proxy's core kept from idling (a SCHED_IDLE busy loop on it)",
+        &r.h1_awake,
+        true,
+    );
     row(&mut md, "HTTP/2 over TLS (h2load)", &r.h2, true);
     row(
         &mut md,
@@ -569,6 +690,37 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
         &r.handshakes,
         false,
     );
+    // A p99 that jumps in one round: whether the proxy was slow or waited to be scheduled shows in its
+    // run-queue wait per wake-up next to it.
+    for (name, c) in [
+        ("HTTPS HTTP/1.1 keep-alive", &r.h1),
+        ("HTTPS HTTP/1.1, core kept awake", &r.h1_awake),
+    ] {
+        if c.rauta.is_empty() {
+            continue;
+        }
+        let wait = |n: &Numbers| n.wait_us.map_or("-".to_owned(), |w| format!("{w:.0}"));
+        let rounds: Vec<String> = c
+            .rauta
+            .iter()
+            .zip(&c.nginx)
+            .map(|(a, b)| {
+                format!(
+                    "{:.2} / {:.2} ms ({} / {} us)",
+                    a.p99_ms,
+                    b.p99_ms,
+                    wait(a),
+                    wait(b)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "
+{name}, p99 RAUTA / nginx per round (the proxy's run-queue wait per wake-up): {}.",
+            rounds.join("; ")
+        );
+    }
     // wrk's core does a full client handshake per request and is the limit of the wall-clock rate (the
     // proxy's core is not saturated), so the issue's "handshakes per second per core" is the proxy's CPU
     // per handshake: how many one core of it would do.
@@ -592,4 +744,94 @@ fn markdown(r: &Results, args: &BenchArgs, pin: &Pinning, load: &str) -> String 
     }
     md.push('\n');
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The policy field of `/proc/PID/stat` (41st) and the CPUs the process may run on.
+    fn policy_and_cpus(pid: u32) -> (String, String) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = rest.split_whitespace().nth(38).unwrap().to_owned();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        (policy, cpus)
+    }
+
+    /// The keep-awake loop runs in the idle class on the given core, and is gone once dropped.
+    #[test]
+    fn the_keep_awake_loop_is_idle_class_on_the_proxy_core_and_ends_with_its_guard() {
+        let awake = KeepAwake::start(Some("0")).unwrap();
+        let pid = awake.pid();
+        // chrt and taskset exec what they start: wait until the loop itself runs under that pid.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .starts_with("sh")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loop did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // 5 is SCHED_IDLE.
+        assert_eq!(policy_and_cpus(pid), ("5".to_owned(), "0".to_owned()));
+        drop(awake);
+        assert!(std::fs::read_to_string(format!("/proc/{pid}/stat")).is_err());
+    }
+
+    /// Two busy loops sharing one core each wait for it about as long as they run, and the harness's
+    /// account says so; one process alone on a core it does not share waits far less than it runs.
+    #[test]
+    fn run_queue_wait_shows_a_process_that_shares_its_core() {
+        let spin = |cpu: &str| {
+            Command::new("taskset")
+                .args(["-c", cpu, "sh", "-c", "while :; do :; done"])
+                .spawn()
+                .unwrap()
+        };
+        let mut a = spin("0");
+        let mut b = spin("0");
+        let before = Sched::of_tree(a.id()).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let shared = Sched::of_tree(a.id()).unwrap().since(&before);
+        let _ = b.kill();
+        let _ = b.wait();
+        let before = Sched::of_tree(a.id()).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let alone = Sched::of_tree(a.id()).unwrap().since(&before);
+        let _ = a.kill();
+        let _ = a.wait();
+        assert!(shared.run_ns > 0 && shared.slices > 0, "{shared:?}");
+        // Other work on the machine may share core 0 too; the loop it shares with on purpose makes the
+        // wait at least a third of the run.
+        assert!(shared.wait_ns * 3 > shared.run_ns, "{shared:?}");
+        assert!(
+            alone.wait_ns * 1000 / alone.run_ns.max(1)
+                < shared.wait_ns * 1000 / shared.run_ns.max(1),
+            "alone {alone:?}, shared {shared:?}"
+        );
+    }
+
+    #[test]
+    fn schedstat_lines_parse_and_bad_ones_do_not() {
+        assert_eq!(
+            Sched::parse("123 45 6\n"),
+            Some(Sched {
+                run_ns: 123,
+                wait_ns: 45,
+                slices: 6
+            })
+        );
+        assert_eq!(Sched::parse("12 x 6"), None);
+        assert_eq!(Sched::parse(""), None);
+    }
 }
