@@ -66,6 +66,51 @@ pub const REQUESTS_MAP: &str = "RAUTA_REQUESTS";
 /// Slots of [`REQUESTS_MAP`]: any 8,192 consecutive ports (the default range has 4,536) have one each;
 /// 8,192 × 552 bytes ≈ 4.5 MB preallocated.
 pub const REQUEST_SLOTS: u32 = 8192;
+/// Name of the client index (`BPF_MAP_TYPE_ARRAY`, [`CLIENT_INDEX_SLOTS`] × [`ClientIndex`], index
+/// [`client_index`] of the client's [`FlowKey`]): where an established splice's client segments find
+/// its backend leg without the [`SPLICES_MAP`] hash lookup (its jhash of the 4-tuple, bucket walk and
+/// cold 144-byte value were about half of a client ACK's cost). Direct-mapped and tagged: a slot names
+/// one client connection, its NAT port and the claim it holds that port with. A client's pure ACK (no
+/// data, SYN, FIN or RST) whose slot names its 4-tuple, whose port's [`NAT_MAP`] slot still holds
+/// that claim, names the same client and is [`BackendLeg::client_ready`], is translated from the leg
+/// alone, exactly as the splice would translate it (an established splice that neither side closed
+/// changes no state on a pure ACK). Anything else, and every miss, looks up the splice as before.
+///
+/// The slot is a hint, never trusted on its own: the claim ties it to one tenure of the port (a port
+/// released and claimed again by another connection has another claim, and the leg names another
+/// client), so a stale or torn slot (two CPUs writing it at once) only costs the hash lookup. Written
+/// by the backend segment that establishes the splice, unless the slot names another live splice (that
+/// one keeps it; this one's client segments take the hash: the overflow is [`SPLICES_MAP`] itself). No
+/// release and no ageing of its own: a splice's close, reset, move or eviction takeover changes (or
+/// un-readies) its NAT claim, which kills the slot, and a dead slot is free for the next writer.
+pub const CLIENT_INDEX_MAP: &str = "RAUTA_CLIENT_INDEX";
+/// Slots of [`CLIENT_INDEX_MAP`]: as many as the NAT ports, so that with every port in use about
+/// 1 − 1/e of the splices have a slot to themselves; 65,536 × 24 bytes = 1.5 MB preallocated.
+pub const CLIENT_INDEX_SLOTS: u32 = 65536;
+
+/// Value of [`CLIENT_INDEX_MAP`]: the splice of one client connection, as its NAT port and claim.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientIndex {
+    /// The [`BackendLeg::claim`] the splice holds its port with (0: never written).
+    pub claim: u64,
+    /// The client connection (the tag: a slot is shared by every 4-tuple that hashes to it).
+    pub flow: FlowKey,
+    /// The NAT port (host order).
+    pub port: u16,
+    /// Explicit padding; always zero.
+    pub _pad: u16,
+}
+
+/// The [`CLIENT_INDEX_MAP`] slot of the client connection `key`.
+#[inline(always)]
+pub const fn client_index(key: &FlowKey) -> u32 {
+    let ports = (key.client_port as u32) << 16 | key.vip_port as u32;
+    // The VIP turned so that a client address equal to it does not cancel out in the xor.
+    crate::flow::fmix32(key.client_addr ^ key.vip_addr.rotate_left(16) ^ crate::flow::fmix32(ports))
+        & (CLIENT_INDEX_SLOTS - 1)
+}
+
 /// Name of the backend route cache (`BPF_MAP_TYPE_ARRAY`, [`FIB_CACHE_SLOTS`] × [`FibEntry`], index
 /// [`fib_cache_index`] of the backend's address): what `bpf_fib_lookup` said about a backend (egress
 /// interface, our source address, both MACs), reused by the next first GETs to it for
@@ -317,6 +362,25 @@ pub struct BackendLeg {
     pub framing: u32,
     /// Response heads parsed on this leg (1xx excluded).
     pub responses: u32,
+    /// [`LEG_READY`], or 0: the client → backend copy below may be stale, look up the splice. Set with
+    /// [`BackendLeg::ready`] when neither side has closed; cleared by a FIN of either side and by a
+    /// reset. While set, a client's pure ACK found through [`CLIENT_INDEX_MAP`] is translated from this
+    /// leg alone (see [`CLIENT_INDEX_MAP`]).
+    pub client_ready: u32,
+    /// The interface towards the backend.
+    pub backend_ifindex: u32,
+    /// Our MAC on the backend side.
+    pub node_mac: [u8; 6],
+    /// The backend's (or its next hop's) MAC.
+    pub backend_mac: [u8; 6],
+    /// Added to the client's timestamps, echoes and SACK edges on the way to the backend.
+    pub to_backend: crate::tcpopt::Translation,
+    /// The client's window scale shift (its windows arrive scaled by it).
+    pub client_window: u8,
+    /// 1 if the backend did not take up window scaling: the client's windows are sent unscaled.
+    pub client_rescale: u8,
+    /// Explicit padding; always zero.
+    pub _pad2: [u8; 6],
 }
 
 impl BackendLeg {
@@ -353,6 +417,18 @@ impl BackendLeg {
             response_next: cookie.wrapping_add(1),
             framing: FRAMING_WAITING,
             responses: 0,
+            client_ready: 0,
+            backend_ifindex: 0,
+            node_mac: [0; 6],
+            backend_mac: [0; 6],
+            to_backend: crate::tcpopt::Translation {
+                tsval: 0,
+                tsecr: 0,
+                sack: 0,
+            },
+            client_window: 0,
+            client_rescale: 0,
+            _pad2: [0; 6],
         }
     }
 
@@ -396,6 +472,30 @@ impl BackendLeg {
         self.window_from = crate::tcpopt::shift_of(s.backend_wscale);
         self.window_to = s.vip_wscale;
         self.rescale = u8::from(s.agreed.scaled() && s.backend_wscale != s.vip_wscale);
+        // The other direction, for the client's pure ACKs (as `client_segment` translates them).
+        self.backend_ifindex = s.backend_ifindex;
+        self.node_mac = s.node_mac;
+        self.backend_mac = s.backend_mac;
+        self.to_backend = crate::tcpopt::Translation {
+            tsval: s.ts_leg_delta(),
+            tsecr: s.ts_offset,
+            sack: s.server_offset(),
+        };
+        self.client_window = crate::tcpopt::shift_of(s.agreed.wscale);
+        self.client_rescale =
+            u8::from(s.agreed.scaled() && s.backend_wscale == crate::tcpopt::WSCALE_NONE);
+    }
+
+    /// A client sequence number on the backend leg.
+    #[inline(always)]
+    pub const fn to_backend_seq(&self, client_seq: u32) -> u32 {
+        client_seq.wrapping_add(self.client_offset)
+    }
+
+    /// A client acknowledgement number on the backend leg.
+    #[inline(always)]
+    pub const fn to_backend_ack(&self, client_ack: u32) -> u32 {
+        client_ack.wrapping_add(self.server_offset)
     }
 
     /// A backend sequence number in the client's space.
@@ -528,7 +628,9 @@ pub struct SpliceState {
 const _: () = assert!(core::mem::size_of::<SpliceConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 12);
 const _: () = assert!(core::mem::size_of::<SpliceState>() == 144);
-const _: () = assert!(core::mem::size_of::<BackendLeg>() == 96);
+const _: () = assert!(core::mem::size_of::<BackendLeg>() == 136);
+const _: () = assert!(core::mem::size_of::<ClientIndex>() == 24);
+const _: () = assert!(CLIENT_INDEX_SLOTS.is_power_of_two());
 
 /// Value of [`REQUESTS_MAP`]: a splice's first request and whose it is.
 #[repr(C)]
@@ -1273,5 +1375,48 @@ mod tests {
         );
         assert!(!FibEntry::default().fresh_for(0, 0, 1), "never looked up");
         assert!(fib_cache_index(u32::MAX) < FIB_CACHE_SLOTS);
+    }
+
+    #[test]
+    fn client_index_spreads_one_clients_ports() {
+        // One client opening many connections to one VIP (the common case behind a NAT or in a
+        // load test) must not pile into a few slots: ports alone spread it.
+        // A bit per slot (no_std: no HashSet).
+        let mut seen = [0u64; CLIENT_INDEX_SLOTS as usize / 64];
+        let mut shared = 0;
+        for port in 20000u16..21000 {
+            let key = FlowKey::new([198, 18, 0, 2], port, [198, 18, 0, 1], 80);
+            let index = client_index(&key);
+            assert!(index < CLIENT_INDEX_SLOTS);
+            let (word, bit) = (index as usize / 64, 1u64 << (index % 64));
+            shared += u32::from(seen[word] & bit != 0);
+            seen[word] |= bit;
+        }
+        // A random function puts ~7.6 of 1,000 keys into a taken slot of 65,536.
+        assert!(shared < 30, "{shared} of 1,000 ports share a slot");
+        // The VIP's address takes part (a client whose address is the VIP's does not cancel it).
+        let a = FlowKey::new([198, 18, 0, 1], 20000, [198, 18, 0, 1], 80);
+        let b = FlowKey::new([198, 18, 0, 1], 20000, [198, 18, 0, 3], 80);
+        assert_ne!(client_index(&a), client_index(&b));
+    }
+
+    #[test]
+    fn a_leg_translates_client_segments_as_its_splice() {
+        let s = SpliceState {
+            ts_leg: 700,
+            ts_client: 100,
+            ts_offset: 55,
+            backend_wscale: crate::tcpopt::WSCALE_NONE,
+            ..state()
+        };
+        let mut leg = BackendLeg::default();
+        leg.copy_translation(&s);
+        for n in [0u32, 1, 0x7fff_ffff, u32::MAX] {
+            assert_eq!(leg.to_backend_seq(n), s.to_backend_seq(n));
+            assert_eq!(leg.to_backend_ack(n), s.to_backend_ack(n));
+        }
+        assert_eq!(leg.to_backend.tsval, s.ts_leg_delta());
+        assert_eq!(leg.to_backend.tsecr, 55);
+        assert_eq!(leg.to_backend.sack, s.server_offset());
     }
 }

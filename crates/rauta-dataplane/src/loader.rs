@@ -627,15 +627,15 @@ impl KernelTiers {
                 Err(source) => return Err(DataplaneError::map(SPLICES_MAP, source)),
             }
         }
-        // The backend's segments must see the reset too: their legs stop translating on their own.
+        // Both sides' segments must see the reset too: their legs stop translating on their own.
         for splice in &reset_legs {
             self.leg_not_ready(splice)?;
         }
         Ok(reset_legs.len())
     }
 
-    /// Clears `BackendLeg::ready` of the leg of `splice`, if its slot still holds the splice's claim:
-    /// its next backend segment looks up the splice. The slot is read and written back whole (a map
+    /// Clears `BackendLeg::ready` and `client_ready` of the leg of `splice`, if its slot still holds the
+    /// splice's claim: its next backend and client segments look up the splice. The slot is read and written back whole (a map
     /// update cannot write one field): a release and a new claim of that very port within the
     /// microseconds between the two calls would be overwritten; the splice being reset closes at its
     /// next segment anyway, and its port then comes back through the staleness rule.
@@ -649,6 +649,7 @@ impl KernelTiers {
             return Ok(()); // closed meanwhile
         }
         leg.ready = 0;
+        leg.client_ready = 0;
         legs.set(index, leg, 0)
             .map_err(|source| DataplaneError::map(NAT_MAP, source))
     }

@@ -12,8 +12,8 @@ use std::{net::Ipv4Addr, process::Command, thread};
 use rauta_common::{
     maps::FlowKey,
     splice::{
-        BackendLeg, SpliceState, FRAMING_KNOWN, FRAMING_LOST, LEG_READY, NAT_QUARANTINE_NS,
-        SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_SYN_SENT,
+        client_index, BackendLeg, SpliceState, FRAMING_KNOWN, FRAMING_LOST, LEG_READY,
+        NAT_QUARANTINE_NS, SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_SYN_SENT,
     },
     tcpopt,
 };
@@ -1387,6 +1387,179 @@ fn splices_to_a_removed_endpoint_are_reset_and_the_others_untouched() {
     .join()
     .expect("the test body");
     drop(node);
+}
+
+/// The client ACK `ack` of the splice `s` on `nat_port`, as it must leave towards the backend.
+fn assert_translated_to_backend(
+    out: &[u8],
+    ack: &Tcp4,
+    s: &SpliceState,
+    nat_port: u16,
+    nb_mac: [u8; 6],
+) {
+    let p = packet::parse(out);
+    assert_eq!((p.eth_dst, p.eth_src), (BACKEND_MAC, nb_mac));
+    assert_eq!(
+        (p.src, p.dst, p.sport, p.dport),
+        (NODE, BACKEND, nat_port, 8080)
+    );
+    assert_eq!(
+        (p.flags, p.seq, p.ack),
+        (ACK, s.to_backend_seq(ack.seq), s.to_backend_ack(ack.ack))
+    );
+    assert!(p.ip_csum_ok && p.tcp_csum_ok);
+}
+
+/// Two client ports of `CLIENT` whose connections to the VIP share a `RAUTA_CLIENT_INDEX` slot.
+fn sharing_an_index_slot() -> (u16, u16) {
+    let mut seen = std::collections::HashMap::new();
+    for sport in 42000u16..=65000 {
+        let slot = client_index(&FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT));
+        if let Some(first) = seen.insert(slot, sport) {
+            return (first, sport);
+        }
+    }
+    panic!("no two ports share a slot");
+}
+
+/// Client ACKs of established splices find their leg through the client index, not the splice table.
+/// Two clients whose 4-tuples share an index slot are both translated: the first established owns the
+/// slot, the other's ACKs look up the splice table (the overflow). Taking the splice table away (as
+/// its LRU eviction would) shows which is which: only the slot's owner is still translated.
+#[test]
+fn client_acks_that_share_an_index_slot_are_both_translated() {
+    if !support::root_or_skip("client_acks_that_share_an_index_slot_are_both_translated") {
+        return;
+    }
+    in_node("kslot", |tiers, nc, nb, nb_mac| {
+        let key = |sport| FlowKey::new(CLIENT.octets(), sport, VIP.octets(), PORT);
+        let (a, b) = sharing_an_index_slot();
+        let (ack_a, _, s_a, port_a) = established(tiers, nc, nb, nb_mac, a);
+        let (ack_b, _, s_b, port_b) = established(tiers, nc, nb, nb_mac, b);
+        assert_ne!(port_a, port_b);
+        for _ in 0..2 {
+            let (action, out) = xdp(tiers, &ack_a.build(), nc, Reason::SpliceClientTranslated);
+            assert_eq!(action, XdpAction::Redirect);
+            assert_translated_to_backend(&out, &ack_a, &s_a, port_a, nb_mac);
+            let (action, out) = xdp(tiers, &ack_b.build(), nc, Reason::SpliceClientTranslated);
+            assert_eq!(action, XdpAction::Redirect);
+            assert_translated_to_backend(&out, &ack_b, &s_b, port_b, nb_mac);
+        }
+        assert_eq!(leg_of(tiers, a).unwrap().client_ready, LEG_READY);
+        assert_eq!(leg_of(tiers, b).unwrap().client_ready, LEG_READY);
+
+        assert!(tiers.evict_splice(&key(a)).unwrap());
+        assert!(tiers.evict_splice(&key(b)).unwrap());
+        let (action, out) = xdp(tiers, &ack_a.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(
+            action,
+            XdpAction::Redirect,
+            "the slot's owner, from its leg"
+        );
+        assert_translated_to_backend(&out, &ack_a, &s_a, port_a, nb_mac);
+        let (action, _) = xdp(tiers, &ack_b.build(), nc, Reason::AckCookieBad);
+        assert_eq!(
+            action,
+            XdpAction::Drop,
+            "the overflow had only the splice table"
+        );
+        // Anything but a pure ACK needs the splice, even for the slot's owner.
+        let mut data_a = ack_a.clone();
+        data_a.flags = PSH | ACK;
+        data_a.payload = b"GET / HTTP/1.1\r\n".to_vec();
+        xdp(tiers, &data_a.build(), nc, Reason::AckCookieBad);
+    });
+}
+
+/// A NAT port released and claimed again by another client: the old client's index slot still names
+/// the port, but not the claim, so its segments are never translated onto the new client's leg. A
+/// FIN from the backend, and a reset of the splice, take the leg's client side away as well.
+#[test]
+fn a_reclaimed_port_never_translates_the_old_clients_segments() {
+    if !support::root_or_skip("a_reclaimed_port_never_translates_the_old_clients_segments") {
+        return;
+    }
+    in_node("kslotre", |tiers, nc, nb, nb_mac| {
+        tiers.set_splicing(Some((61000, 61000))).unwrap();
+        let (ack_a, data_a, s_a, port) = established(tiers, nc, nb, nb_mac, 40700);
+        assert_eq!(port, 61000);
+        let (_, out) = xdp(tiers, &ack_a.build(), nc, Reason::SpliceClientTranslated);
+        assert_translated_to_backend(&out, &ack_a, &s_a, port, nb_mac);
+
+        // The backend closes: the client's ACK of its FIN goes through the splice, which records it.
+        let mut fin = data_a.clone();
+        fin.flags = FIN | ACK;
+        fin.payload.clear();
+        xdp(tiers, &fin.build(), nb, Reason::SpliceBackendTranslated);
+        assert_eq!(leg_of(tiers, 40700).unwrap().client_ready, 0);
+        let mut fin_ack = ack_a.clone();
+        fin_ack.ack = s_a.to_client_seq(fin.seq).wrapping_add(1);
+        xdp(tiers, &fin_ack.build(), nc, Reason::SpliceClientTranslated);
+        assert_ne!(
+            splice_of(tiers, 40700).unwrap().fins & rauta_common::splice::SPLICE_FIN_BACKEND_ACKED,
+            0,
+            "the splice saw the client's ACK of the FIN"
+        );
+        // The client resets: the port is released (quarantined for this backend).
+        let mut rst = ack_a.clone();
+        rst.flags = RST;
+        xdp(tiers, &rst.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+
+        // Another client takes the port, on the other backend (the quarantine keeps this one off).
+        let cart = b"GET /cart HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+        let (client_c, cookie_c, action, out, moved) = open(tiers, nc, 40701, cart);
+        assert_eq!(action, XdpAction::Redirect, "{moved:?}");
+        let syn_c = packet::parse(&out);
+        assert_eq!(syn_c.sport, 61000, "the same port, claimed again");
+        let s_c = splice_of(tiers, 40701).unwrap();
+        let cart_addr = Ipv4Addr::new(198, 18, 1, 3);
+        let mut synack = from_backend(
+            61000,
+            nb_mac,
+            SYN | ACK,
+            0x6000_0000,
+            s_c.leg_isn.wrapping_add(1),
+        );
+        synack.src = cart_addr;
+        xdp(tiers, &synack.build(), nb, Reason::SpliceSynAck);
+        assert_eq!(
+            tiers.run_tc_ingress_once(&synack.build()).unwrap().action,
+            TC_ACT_REDIRECT
+        );
+        let mut ack = synack.clone();
+        ack.flags = ACK;
+        ack.seq = 0x6000_0001;
+        ack.ack = s_c.leg_isn.wrapping_add(1 + cart.len() as u32);
+        ack.tcp_options.clear();
+        xdp(tiers, &ack.build(), nb, Reason::SpliceBackendTranslated);
+        assert_eq!(leg_of(tiers, 40701).unwrap().client_ready, LEG_READY);
+        let mut ack_c = client_c.clone();
+        ack_c.flags = ACK;
+        ack_c.seq = client_c.seq.wrapping_add(cart.len() as u32);
+        ack_c.ack = cookie_c.wrapping_add(1);
+        ack_c.payload.clear();
+        let (action, out) = xdp(tiers, &ack_c.build(), nc, Reason::SpliceClientTranslated);
+        assert_eq!(action, XdpAction::Redirect);
+        assert_eq!(packet::parse(&out).dst, cart_addr);
+
+        // The old client's segments (its index slot still names port 61000) find nothing.
+        let (action, _) = xdp(tiers, &ack_a.build(), nc, Reason::AckCookieBad);
+        assert_eq!(action, XdpAction::Drop);
+
+        // The new client's splice reset (its endpoint leaves the table): its next ACK is answered
+        // with a RST, not translated from the leg.
+        let gone = table(&format!(
+            "{INGRESS}{}{}",
+            service("shop", &["198.18.1.2"]),
+            service("cart", &["198.18.1.4"])
+        ));
+        assert!(tiers.apply_routes(&gone).unwrap().reset_splices >= 1);
+        assert_eq!(leg_of(tiers, 40701).unwrap().client_ready, 0);
+        let (action, out) = xdp(tiers, &ack_c.build(), nc, Reason::SpliceReset);
+        assert_eq!(action, XdpAction::Tx);
+        assert_eq!(packet::parse(&out).flags, RST);
+    });
 }
 
 /// Median `BPF_PROG_RUN` duration (ns) of each step of a splice, 1000 runs each with `repeat = 1` (the

@@ -20,9 +20,10 @@ use rauta_common::{
         RouteValue, SERVICE_ENTRIES, SLOT_ENTRIES, ServiceEntry,
     },
     splice::{
-        BackendLeg, FIB_CACHE_SLOTS, FibEntry, NAT_SLOTS, NatKey, OLD_LEG_ENTRIES, OldLeg,
-        PROG_SLOTS, REQUEST_SLOTS, RST_V4_LEN, SPLICE_CLOSED, SPLICE_ENTRIES, SpliceConfig,
-        SpliceState, SplicedRequest, released_claim, request_index,
+        BackendLeg, CLIENT_INDEX_SLOTS, ClientIndex, FIB_CACHE_SLOTS, FibEntry, LEG_READY,
+        NAT_SLOTS, NatKey, OLD_LEG_ENTRIES, OldLeg, PROG_SLOTS, REQUEST_SLOTS, RST_V4_LEN,
+        SPLICE_CLOSED, SPLICE_ENTRIES, SpliceConfig, SpliceState, SplicedRequest, client_index,
+        released_claim, request_index,
     },
     tcpopt::{OPTIONS_BUF, OptionWalk},
 };
@@ -373,6 +374,59 @@ pub fn leg_for(nat: &NatKey) -> Option<*mut BackendLeg> {
     let slot = nat_slot(nat.nat_port)?;
     // SAFETY: a slot pointer from a successful lookup; read in place.
     unsafe { (*slot).carries(nat) }.then_some(slot)
+}
+
+/// `RAUTA_CLIENT_INDEX`: client connection → its splice's NAT port and claim, direct-mapped (see
+/// `rauta_common::splice::CLIENT_INDEX_MAP`).
+#[map]
+pub static RAUTA_CLIENT_INDEX: Array<ClientIndex> = Array::with_max_entries(CLIENT_INDEX_SLOTS, 0);
+
+/// The backend leg that translates the client connection `key`'s pure ACKs on its own: the leg its
+/// [`RAUTA_CLIENT_INDEX`] slot names, if the slot is `key`'s, the leg's slot still holds the claim
+/// the index recorded, names `key` as its client and is client-ready. `None`: look up the splice.
+#[inline(always)]
+pub fn client_leg(key: &FlowKey) -> Option<*mut BackendLeg> {
+    let entry = RAUTA_CLIENT_INDEX.get_ptr(client_index(key))?;
+    // SAFETY: a map value pointer, valid as long as the map; fields read in place (a torn slot, two
+    // CPUs writing it at once, is caught by the leg's own checks below).
+    let (claim, flow, port) = unsafe { ((*entry).claim, (*entry).flow, (*entry).port) };
+    if flow != *key {
+        return None;
+    }
+    let slot = RAUTA_NAT.get_ptr_mut(u32::from(port))?;
+    // SAFETY: a slot pointer from a successful lookup; read in place.
+    let ok = claim_of(slot) == claim
+        && unsafe { (*slot).client_ready == LEG_READY && (*slot).flow == *key };
+    ok.then_some(slot)
+}
+
+/// Records in [`RAUTA_CLIENT_INDEX`] that the client connection `key` is spliced on the NAT port
+/// `port_be` held with `claim`, unless its slot names another splice whose leg still translates its
+/// client's segments (that one keeps the slot; `key`'s segments then look up the splice).
+#[inline(always)]
+pub fn index_client(key: &FlowKey, port_be: u16, claim: u64) {
+    let Some(entry) = RAUTA_CLIENT_INDEX.get_ptr_mut(client_index(key)) else {
+        return;
+    };
+    let port = u16::from_be(port_be);
+    // SAFETY: a map value pointer, valid as long as the map; read in place.
+    let (other_claim, other_flow, other_port) =
+        unsafe { ((*entry).claim, (*entry).flow, (*entry).port) };
+    if other_flow != *key
+        && other_port != port
+        && let Some(other) = RAUTA_NAT.get_ptr_mut(u32::from(other_port))
+        && claim_of(other) == other_claim
+        // SAFETY: as above.
+        && unsafe { (*other).client_ready == LEG_READY }
+    {
+        return;
+    }
+    // SAFETY: as above. Not atomic: a reader of a half-written slot fails the leg's checks.
+    unsafe {
+        (*entry).claim = claim;
+        (*entry).flow = *key;
+        (*entry).port = port;
+    }
 }
 
 /// Frees the NAT slot of `port_be` if it is still held with `claim` (by the splice releasing it).

@@ -14,12 +14,12 @@ use aya_ebpf::{
 use rauta_common::{
     maps::FlowKey,
     reason::Reason,
-    synack::{TCP_ACK, TCP_RST, TCP_SYN},
+    synack::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use super::{Verdict, flow, handoff, splice};
 use crate::{
-    maps::{RAUTA_FLOWS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP},
+    maps::{RAUTA_FLOWS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP, client_leg},
     parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
 };
 
@@ -42,6 +42,14 @@ pub fn check(
         client_port: u16::from_ne_bytes(tcp.source),
         vip_port: u16::from_ne_bytes(tcp.dest),
     };
+    let flags = tcp.flags;
+    if payload_len == 0
+        && flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
+        && let Some(leg) = client_leg(&key)
+    {
+        // SAFETY: a slot pointer from a successful lookup (array values live as long as the map).
+        return splice::client_ack(ctx, unsafe { &*leg }, tcp, tcp_len);
+    }
     if let Some(splice) = RAUTA_SPLICES.get_ptr_mut(key) {
         return splice::client_segment(ctx, &key, splice, ip, tcp, tcp_len, payload_len);
     }
@@ -52,7 +60,7 @@ pub fn check(
         return Verdict::pass(Reason::SocketPass);
     }
 
-    if tcp.flags & (TCP_SYN | TCP_RST | TCP_ACK) != TCP_ACK {
+    if flags & (TCP_SYN | TCP_RST | TCP_ACK) != TCP_ACK {
         return Verdict::pass(Reason::OtherFlagsPass);
     }
     let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {

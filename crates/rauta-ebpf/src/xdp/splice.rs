@@ -495,7 +495,10 @@ pub fn client_segment(
             // from the leg alone.
             if let Some(leg) = leg_of(s) {
                 // SAFETY: a pointer from a successful map lookup, valid for this run (RCU).
-                unsafe { (*leg).ready = 0 };
+                unsafe {
+                    (*leg).ready = 0;
+                    (*leg).client_ready = 0;
+                }
             }
         }
         if flags & TCP_ACK != 0
@@ -542,6 +545,36 @@ pub fn client_segment(
         forget_splice(key);
     }
     rewrite(ctx, leg, options, ifindex, Reason::SpliceClientTranslated)
+}
+
+/// A client's pure ACK (no data, SYN, FIN or RST) of an established splice that neither side has
+/// closed, translated from the backend leg `leg` alone (see `rauta_common::splice::CLIENT_INDEX_MAP`):
+/// the same rewrite as [`client_segment`]'s, which changes no splice state for such a segment.
+#[inline(always)]
+pub fn client_ack(ctx: &XdpContext, leg: &BackendLeg, tcp: &TcpHdr, tcp_len: u32) -> Verdict {
+    let headers = Leg {
+        dst_mac: leg.backend_mac,
+        src_mac: leg.node_mac,
+        saddr: leg.nat.node_addr,
+        daddr: leg.nat.backend_addr,
+        sport: leg.nat.nat_port,
+        dport: leg.nat.backend_port,
+        seq: leg.to_backend_seq(u32::from_be_bytes(tcp.seq)),
+        ack: leg.to_backend_ack(u32::from_be_bytes(tcp.ack_seq)),
+    };
+    let options = Options {
+        tcp_len,
+        translation: leg.to_backend,
+        active: leg.options != 0,
+        window: (leg.client_window, 0, leg.client_rescale != 0),
+    };
+    rewrite(
+        ctx,
+        headers,
+        options,
+        leg.backend_ifindex,
+        Reason::SpliceClientTranslated,
+    )
 }
 
 /// A packet to a NAT port: if it belongs to a splice, act on it; `None` if it does not. One lookup
@@ -711,11 +744,20 @@ fn backend_control(
         if s.fins & SPLICE_FIN_CLIENT == 0 {
             leg.ready = LEG_READY;
         }
+        // The client's pure ACKs likewise, found through the client index, while neither side has
+        // closed (a FIN below clears it again).
+        if s.fins == 0 {
+            leg.client_ready = LEG_READY;
+            crate::maps::index_client(key, s.nat_port, s.nat_claim);
+        }
     }
     if flags & TCP_RST != 0 {
         return None;
     }
     if flags & TCP_FIN != 0 {
+        // The client's ACK of this FIN must be seen by the splice. Cleared before the FIN is
+        // forwarded: the client cannot acknowledge it earlier.
+        leg.client_ready = 0;
         s.fins |= SPLICE_FIN_BACKEND;
         s.backend_fin_end = s
             .to_client_seq(seq)
