@@ -755,6 +755,69 @@ fn a_follow_up_that_is_not_tier_1_moves_to_tier_3_and_unframed_responses_are_sai
     });
 }
 
+/// Response heads are framed wherever they end within the 1,024 bytes the response program reads
+/// (`RESPONSE_HEAD_MAX`): 100, 600 and 1,020 bytes alike; a 1,100-byte head is not followed. (A cut
+/// that reads 256 bytes first must keep this: session 10's attempt passed the verifier's limit.)
+#[test]
+fn long_response_heads_are_framed_up_to_the_limit() {
+    if !support::root_or_skip("long_response_heads_are_framed_up_to_the_limit") {
+        return;
+    }
+    in_node("longhead", |tiers, nc, nb, nb_mac| {
+        let sport = 40170;
+        let (ack, mut data, _, _) = established(tiers, nc, nb, nb_mac, sport);
+        let mut request = ack.clone();
+        request.flags = PSH | ACK;
+        request.payload = REQUEST.to_vec();
+        // A head of `head_len` bytes (padded with an `X-Pad` header), 5 bytes of body, in one segment.
+        let response_of = |head_len: usize| {
+            let start = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Pad: ".to_vec();
+            let mut r = start.clone();
+            r.resize(head_len - 4, b'p');
+            r.extend_from_slice(b"\r\n\r\nhello");
+            r
+        };
+        for (head_len, framed) in [(100, true), (600, true), (1020, true), (1100, false)] {
+            xdp_moves(
+                tiers,
+                &request.build(),
+                nc,
+                &[Reason::SpliceFollowupSame, Reason::SpliceClientTranslated],
+            );
+            request.seq = request.seq.wrapping_add(REQUEST.len() as u32);
+            let before = leg_of(tiers, sport).unwrap();
+            data.payload = response_of(head_len);
+            let reason = if framed {
+                Reason::SpliceResponseFramed
+            } else {
+                Reason::SpliceResponseUnframed
+            };
+            let (action, out) = xdp_moves(
+                tiers,
+                &data.build(),
+                nb,
+                &[Reason::SpliceBackendTranslated, reason],
+            );
+            assert_eq!(action, XdpAction::Redirect, "{head_len}");
+            assert_eq!(payload(&out, &packet::parse(&out)), data.payload);
+            let leg = leg_of(tiers, sport).unwrap();
+            if framed {
+                assert_eq!(leg.framing, FRAMING_KNOWN, "{head_len}");
+                assert_eq!(leg.responses, before.responses + 1);
+                assert_eq!(
+                    leg.response_next,
+                    before.response_next.wrapping_add(data.payload.len() as u32),
+                    "the next response starts after this one's body ({head_len})"
+                );
+            } else {
+                assert_eq!(leg.framing, FRAMING_LOST, "{head_len}");
+            }
+            data.seq = data.seq.wrapping_add(data.payload.len() as u32);
+            request.ack = request.ack.wrapping_add(data.payload.len() as u32);
+        }
+    });
+}
+
 /// The backend's SYN-ACK to `sport`'s SYN (`syn_out`, as XDP sent it), recorded by XDP and turned by TC
 /// ingress into our ACK: returns the SYN-ACK and the payload that ACK carries.
 fn synack_and_request(
