@@ -10,7 +10,6 @@ mod support;
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4, TcpListener},
-    process::Command,
     thread,
 };
 
@@ -22,6 +21,7 @@ use aya::{
 use rauta_common::route::{RouteKey, RouteValue};
 use support::{
     netns,
+    node::RoutedNode,
     packet::{Tcp4, ACK},
 };
 
@@ -57,69 +57,6 @@ const PIECES: &[(&str, &str)] = &[
     ("piece_tail_call", "tail call"),
     ("piece_parse", "request line + Host, byte-wise"),
 ];
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A namespace with `nc` (198.18.0.1/24, towards clients) and `nb` (198.18.1.1/24, a permanent
-/// neighbour 198.18.1.2 behind it); deleted on drop.
-struct Node {
-    ns: String,
-}
-
-impl Node {
-    fn create() -> Node {
-        let node = Node {
-            ns: format!("rauta-kpieces-{}", std::process::id()),
-        };
-        let ns = node.ns.as_str();
-        run(&["ip", "netns", "add", ns]);
-        for (dev, peer, addr) in [("nc", "pc", "198.18.0.1/24"), ("nb", "pb", "198.18.1.1/24")] {
-            run(&[
-                "ip", "-n", ns, "link", "add", dev, "type", "veth", "peer", "name", peer,
-            ]);
-            run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
-            run(&["ip", "-n", ns, "link", "set", peer, "up"]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "neigh",
-            "add",
-            "198.18.1.2",
-            "lladdr",
-            "02:00:00:00:01:02",
-            "dev",
-            "nb",
-            "nud",
-            "permanent",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        node
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
-}
 
 /// The loaded pieces, the ingress interface their runs come from, and the listener on the VIP's port.
 struct Pieces {
@@ -211,7 +148,7 @@ fn syn_and_get(sport: u16, cookie: u32) -> (Vec<u8>, Vec<u8>) {
 
 /// Runs `body` on a thread inside a fresh namespace with the pieces loaded.
 fn with_pieces(body: impl FnOnce(&Pieces) + Send + 'static) {
-    let node = Node::create();
+    let node = RoutedNode::create("rauta-kpieces");
     let ns = node.ns.clone();
     thread::spawn(move || {
         netns::enter(&ns).unwrap();

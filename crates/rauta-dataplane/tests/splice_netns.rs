@@ -32,7 +32,7 @@ use std::{
 
 use rauta_common::{maps::FlowKey, maps::XDP_PASS_PROGRAM, route::RouteDecision};
 use rauta_dataplane::{object::BPF_OBJECT, AttachMode, Counters, KernelTiers, Reason};
-use support::netns;
+use support::{lab::run, netns};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -63,15 +63,6 @@ fn can_run(test: &str) -> bool {
         return false;
     }
     true
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Runs `f` on a thread inside the namespace `ns` and returns its result.

@@ -19,7 +19,9 @@ use rauta_common::{
 };
 use rauta_dataplane::{KernelTiers, Reason, XdpAction, TC_ACT_REDIRECT};
 use support::{
+    lab::run,
     netns,
+    node::RoutedNode,
     options::{options_of, ts_options},
     packet::{self, Parsed, Tcp4, ACK},
     routes::{service, table},
@@ -52,74 +54,6 @@ spec:
       - {path: /api, pathType: Prefix, backend: {service: {name: shop, port: {number: 80}}}}
 "#;
 
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A namespace with the two interfaces (veth pairs whose peers stay in the namespace, down); deleted
-/// on drop.
-struct Node {
-    ns: String,
-}
-
-impl Node {
-    fn create(tag: &str) -> Node {
-        let node = Node {
-            ns: format!("rauta-sp{tag}-{}", std::process::id()),
-        };
-        let ns = node.ns.as_str();
-        run(&["ip", "netns", "add", ns]);
-        for (dev, peer, addr) in [("nc", "pc", "198.18.0.1/24"), ("nb", "pb", "198.18.1.1/24")] {
-            run(&[
-                "ip", "-n", ns, "link", "add", dev, "type", "veth", "peer", "name", peer,
-            ]);
-            run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
-            run(&["ip", "-n", ns, "link", "set", peer, "up"]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        for (addr, mac) in [
-            ("198.18.1.2", "02:00:00:00:01:02"),
-            ("198.18.1.3", "02:00:00:00:01:03"),
-        ] {
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "neigh",
-                "add",
-                addr,
-                "lladdr",
-                mac,
-                "dev",
-                "nb",
-                "nud",
-                "permanent",
-            ]);
-        }
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        node
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
-}
-
 /// The interface's index in the calling thread's namespace.
 fn ifindex(dev: &str) -> u32 {
     let name = std::ffi::CString::new(dev).unwrap();
@@ -151,7 +85,7 @@ fn payload(frame: &[u8], p: &Parsed) -> Vec<u8> {
 
 /// Runs `body` on a thread inside a fresh node namespace.
 fn in_node(tag: &str, body: impl FnOnce(&mut KernelTiers, u32, u32, [u8; 6]) + Send + 'static) {
-    let node = Node::create(tag);
+    let node = RoutedNode::create(&format!("rauta-sp{tag}"));
     let ns = node.ns.clone();
     thread::spawn(move || {
         netns::enter(&ns).unwrap();
@@ -1388,7 +1322,7 @@ fn splices_to_a_removed_endpoint_are_reset_and_the_others_untouched() {
     if !support::root_or_skip("splices_to_a_removed_endpoint_are_reset_and_the_others_untouched") {
         return;
     }
-    let node = Node::create("reset");
+    let node = RoutedNode::create("rauta-spreset");
     let ns = node.ns.clone();
     thread::spawn(move || {
         netns::enter(&ns).unwrap();

@@ -5,6 +5,7 @@
 
 pub mod lab;
 pub mod netns;
+pub mod node;
 pub mod options;
 pub mod packet;
 pub mod routes;
