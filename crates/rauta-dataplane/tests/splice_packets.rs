@@ -1575,10 +1575,6 @@ fn median_cost_of_the_splice() {
         // test failed, 3 in 8 runs). The whole range above the well-known ports keeps that negligible.
         tiers.set_splicing(Some((1024, 65535))).unwrap();
         const RUNS: usize = 1000;
-        let median = |mut v: Vec<u64>| {
-            v.sort_unstable();
-            v[v.len() / 2]
-        };
         let ns = |run: &rauta_dataplane::PacketRun| run.duration.as_nanos() as u64;
         // Rows: the harness baseline, then one per step, each measured without and with timestamps
         // (what a Linux client sends on every segment once they are agreed).
@@ -1721,12 +1717,12 @@ fn median_cost_of_the_splice() {
                 }
             }
         }
-        let base = median(baseline);
+        let base = median_ns(baseline);
         println!(
             "median BPF_PROG_RUN ns over {RUNS} runs (harness baseline, not-VIP pass: {base} ns):"
         );
         for (name, v) in rows {
-            let m = median(v);
+            let m = median_ns(v);
             println!(
                 "  {name:<52} {m:>6} ns  ({:>5} ns above baseline)",
                 m.saturating_sub(base)
@@ -1956,6 +1952,20 @@ fn options_are_agreed_with_both_sides_and_translated_both_ways() {
     });
 }
 
+/// How many runs a profiling aid makes: `RAUTA_PROFILE_RUNS`, else `default`.
+fn profile_runs(default: u32) -> u32 {
+    std::env::var("RAUTA_PROFILE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The median of run times in ns (`v` not empty).
+fn median_ns(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
 /// Not a measurement itself: runs the SYN → cookie SYN-ACK step `RAUTA_PROFILE_RUNS` times (default
 /// 1,000,000, each a different client port) so that a profiler sees where its time goes, e.g.
 /// `perf record -a -g -- <test binary> --ignored --nocapture profile_the_syn` and `perf report` on the
@@ -1966,10 +1976,7 @@ fn profile_the_syn() {
     if !support::root_or_skip("profile_the_syn") {
         return;
     }
-    let runs: u32 = std::env::var("RAUTA_PROFILE_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let runs = profile_runs(1_000_000);
     in_node("psyn", move |tiers, nc, _nb, _nb_mac| {
         let mut answered = 0u32;
         for i in 0..runs {
@@ -2026,10 +2033,9 @@ fn first_get_hits_for_a_profile() {
             );
             hits.push(run.duration.as_nanos() as u64);
         }
-        hits.sort_unstable();
         println!(
             "{connections} first GETs spliced, median {} ns (harness included)",
-            hits[hits.len() / 2]
+            median_ns(hits)
         );
     });
 }
@@ -2044,10 +2050,7 @@ fn established_segments_for_a_profile() {
     if !support::root_or_skip("established_segments_for_a_profile") {
         return;
     }
-    let runs: u32 = std::env::var("RAUTA_PROFILE_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let runs = profile_runs(1_000_000);
     in_node("pest", move |tiers, nc, nb, nb_mac| {
         let (ack, mut data, _, _) = established(tiers, nc, nb, nb_mac, 40900);
         data.payload = vec![b'x'; 1400];
@@ -2069,10 +2072,9 @@ fn established_segments_for_a_profile() {
                 assert_eq!(run.action, XdpAction::Redirect);
                 times.push(run.duration.as_nanos() as u64);
             }
-            times.sort_unstable();
             println!(
                 "{runs} runs from ifindex {ifindex}: median {} ns (harness included)",
-                times[times.len() / 2]
+                median_ns(times)
             );
         }
     });
@@ -2089,10 +2091,7 @@ fn keepalive_requests_for_a_profile() {
     if !support::root_or_skip("keepalive_requests_for_a_profile") {
         return;
     }
-    let runs: u32 = std::env::var("RAUTA_PROFILE_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let runs = profile_runs(200_000);
     in_node("pkeep", move |tiers, nc, nb, nb_mac| {
         let (ack, mut data, s, _) = established(tiers, nc, nb, nb_mac, 40950);
         let mut request = ack.clone();
@@ -2123,11 +2122,10 @@ fn keepalive_requests_for_a_profile() {
         let s = splice_of(tiers, 40950).unwrap();
         assert_eq!(s.requests, runs + 1, "every follow-up stayed on the splice");
         assert_eq!(s.unframed, 0, "every head was framed");
-        for (what, mut times) in [("follow-up GET", requests), ("response head", heads)] {
-            times.sort_unstable();
+        for (what, times) in [("follow-up GET", requests), ("response head", heads)] {
             println!(
                 "{runs} x {what}: median {} ns (harness included)",
-                times[times.len() / 2]
+                median_ns(times)
             );
         }
     });
