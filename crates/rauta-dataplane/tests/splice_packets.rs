@@ -10,11 +10,13 @@ mod support;
 use std::{net::Ipv4Addr, process::Command, thread};
 
 use rauta_common::{
+    handoff::{build_replay_syn_v4, REPLAY_SYN_V4_LEN},
     maps::FlowKey,
     splice::{
         client_index, BackendLeg, SpliceState, FRAMING_KNOWN, FRAMING_LOST, LEG_READY,
         NAT_QUARANTINE_NS, SPLICE_ACK_SENT, SPLICE_ESTABLISHED, SPLICE_SYN_SENT,
     },
+    synack::SynV4,
     tcpopt,
 };
 use rauta_dataplane::{KernelTiers, Reason, XdpAction, TC_ACT_REDIRECT};
@@ -1314,6 +1316,93 @@ fn hits_the_splice_cannot_carry_are_handed_to_tier_3() {
             assert_eq!(splice_of(tiers, sport), None, "case {i}");
         }
         assert_eq!(tiers.splice_sizes().unwrap(), (0, 0));
+    });
+}
+
+/// The replayed SYN a first data segment `data` becomes on its way to Tier 3 (built by the shared
+/// builder from the segment's fields: the client's ISN, the cookie's `mss`, the options `agreed` and
+/// the client's timestamp `tsval`).
+fn replayed_syn(data: &Tcp4, mss: u16, agreed: tcpopt::Agreed, tsval: u32) -> Vec<u8> {
+    let flow = SynV4 {
+        client_mac: data.src_mac,
+        server_mac: data.dst_mac,
+        client_ip: data.src.octets(),
+        server_ip: data.dst.octets(),
+        client_port: data.sport.to_be_bytes(),
+        server_port: data.dport.to_be_bytes(),
+        client_seq: data.seq.wrapping_sub(1),
+    };
+    let window = tcpopt::rescale_window(data.window, tcpopt::shift_of(agreed.wscale), 0);
+    let options = tcpopt::syn_options(mss, &agreed, agreed.wscale, (tsval, 0));
+    let mut frame = [0u8; REPLAY_SYN_V4_LEN];
+    build_replay_syn_v4(&flow, window, &options, &mut frame);
+    frame.to_vec()
+}
+
+/// A first data segment that goes to Tier 3 leaves the XDP programs as the client's SYN to the
+/// listener, byte for byte the same whichever program decided it: the route program (a miss), the
+/// splice's header step (a hit it cannot carry) or the splice start (no NAT port). Since session 11
+/// the packet stays the data segment until that decision (a hit never pays for the replayed SYN), so
+/// each of these exits writes it.
+#[test]
+fn every_way_to_tier_3_passes_the_same_replayed_syn() {
+    if !support::root_or_skip("every_way_to_tier_3_passes_the_same_replayed_syn") {
+        return;
+    }
+    in_node("ksyn", |tiers, nc, _, _| {
+        let miss = &b"GET /nothing HTTP/1.1\r\nHost: shop.example\r\n\r\n"[..];
+        let unsupported =
+            &b"GET /whoami HTTP/1.1\r\nHost: shop.example\r\nconnection: keep-alive\r\n\r\n"[..];
+        // One NAT port: the first hit takes it, the second finds none.
+        tiers.set_splicing(Some((62000, 62000))).unwrap();
+        let (_, _, action, _, _) = open(tiers, nc, 41000, REQUEST);
+        assert_eq!(action, XdpAction::Redirect, "the first hit is spliced");
+        for (sport, request, reason) in [
+            (41001, miss, None),
+            (41002, unsupported, Some(Reason::SpliceHeaderUnsupported)),
+            (41003, REQUEST, Some(Reason::SpliceNatExhausted)),
+        ] {
+            let (data, _, action, out, moved) = open(tiers, nc, sport, request);
+            assert_eq!(action, XdpAction::Pass, "port {sport}: to the listener");
+            assert!(
+                moved.contains(&(Reason::HandoffSynReplayed.name(), 1)),
+                "port {sport}: {moved:?}"
+            );
+            if let Some(reason) = reason {
+                assert!(
+                    moved.contains(&(reason.name(), 1)),
+                    "port {sport}: {moved:?}"
+                );
+            }
+            // The data segment carries no timestamps: MSS only.
+            assert_eq!(
+                out,
+                replayed_syn(&data, 1460, tcpopt::Agreed::NONE, 0),
+                "port {sport}"
+            );
+            assert_eq!(splice_of(tiers, sport), None, "port {sport}");
+        }
+
+        // With timestamps echoed: the agreement the echo carries (SACK, window scale 7) and the
+        // client's own timestamp go on to the listener.
+        let mut syn = Tcp4::syn(VIP, PORT);
+        syn.sport = 41004;
+        let (action, out) = xdp(tiers, &syn.build(), nc, Reason::SynCookieSent);
+        assert_eq!(action, XdpAction::Tx);
+        let synack = packet::parse(&out);
+        let ours = u32::from_be_bytes(synack.tcp_options[8..12].try_into().unwrap());
+        let mut data = syn.clone();
+        data.flags = PSH | ACK;
+        data.seq = syn.seq.wrapping_add(1);
+        data.ack = synack.seq.wrapping_add(1);
+        data.tcp_options = ts_options(777, ours, None);
+        data.window = 502;
+        data.payload = miss.to_vec();
+        let run = tiers.run_once_from(&data.build(), nc).unwrap();
+        assert_eq!(run.action, XdpAction::Pass);
+        let agreed = tcpopt::Agreed::from_echo(Some(ours));
+        assert_eq!((agreed.wscale, agreed.sack, agreed.ts), (7, 1, 1));
+        assert_eq!(run.output, replayed_syn(&data, 1460, agreed, 777));
     });
 }
 

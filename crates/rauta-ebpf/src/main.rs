@@ -56,9 +56,9 @@ pub fn rauta_xdp(ctx: XdpContext) -> u32 {
         maps::count(Reason::InternalErrorPass);
         return xdp_action::XDP_DROP;
     }
-    // A first data segment was stored and the packet is now the replayed SYN: the routing decision on
-    // it runs in `rauta_xdp_route` (a tail call, with a verifier budget of its own), which counts the
-    // hand-off and passes the SYN, or starts the splice to a backend.
+    // A first data segment was captured (the packet is still that segment): the routing decision on it
+    // runs in `rauta_xdp_route` (a tail call, with a verifier budget of its own), which starts the
+    // splice to a backend, or writes the replayed SYN, counts the hand-off and passes it.
     if xdp::handoff::routed_next(verdict.reason) {
         if let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) {
             // SAFETY: this CPU's scratch entry, valid for this run.
@@ -67,8 +67,8 @@ pub fn rauta_xdp(ctx: XdpContext) -> u32 {
             // empty, and then the hand-off below goes on without a routing decision.
             unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_ROUTE) };
         }
-        // No routing decision: the hand-off needs its flow entry.
-        if !xdp::handoff::commit_flow() {
+        // No routing decision: the hand-off needs its replayed SYN and its flow entry.
+        if !xdp::handoff::write_replayed_syn(&ctx) || !xdp::handoff::commit_flow() {
             maps::count(Reason::InternalErrorPass);
             return xdp_action::XDP_DROP;
         }
@@ -117,9 +117,10 @@ pub fn rauta_xdp_response(ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
-/// The routing decision on a stored first segment (tail-called by `rauta_xdp`; the packet is the
-/// replayed SYN). A hit goes on to the splice (`rauta_xdp_splice`); anything else passes the replayed
-/// SYN to Tier 3, counted as the hand-off it is.
+/// The routing decision on a captured first segment (tail-called by `rauta_xdp`; the packet is still the
+/// segment). A hit goes on to the splice (`rauta_xdp_splice`), which overwrites the packet with our SYN
+/// to the backend; anything else rewrites it into the replayed SYN and passes that to Tier 3, counted
+/// as the hand-off it is.
 #[xdp]
 pub fn rauta_xdp_route(ctx: XdpContext) -> u32 {
     if xdp::route::decide_stored(true) {
@@ -128,33 +129,35 @@ pub fn rauta_xdp_route(ctx: XdpContext) -> u32 {
         unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE) };
     }
     // Misses are not recorded in the first-request histogram: it measures the splice's hits.
-    handoff()
+    handoff(&ctx)
 }
 
 /// Step 1 of the splice of a routing hit (tail-called by `rauta_xdp_route` with the hit in the scratch
 /// entry): requests with a header line the splice cannot carry (found by the parser's one pass) go to
 /// Tier 3.
-/// Then step 2, `rauta_xdp_splice_start`. If the splice cannot go on, the packet (the replayed SYN) goes
-/// on to Tier 3 as before.
+/// Then step 2, `rauta_xdp_splice_start`. If the splice cannot go on, the connection goes on to Tier 3
+/// as a miss would.
 #[xdp]
 pub fn rauta_xdp_splice(ctx: XdpContext) -> u32 {
     let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) else {
-        return xdp_action::XDP_PASS;
+        // Never (the per-CPU entry exists); the packet is still the data segment, which no socket owns.
+        return xdp_action::XDP_DROP;
     };
     // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU).
     if unsafe { (*scratch).hit.unsupported_headers } != 0 {
-        return fall_back(Some(Reason::SpliceHeaderUnsupported));
+        return fall_back(&ctx, Some(Reason::SpliceHeaderUnsupported));
     }
     // SAFETY: a tail call with this program's own context; it returns only if the slot is empty.
     unsafe { maps::RAUTA_PROGS.tail_call(&ctx, PROG_SPLICE_START) };
-    fall_back(Some(Reason::InternalErrorPass))
+    fall_back(&ctx, Some(Reason::InternalErrorPass))
 }
 
 /// Step 2 of the splice: our SYN to the backend (`splice::start`).
 #[xdp]
 pub fn rauta_xdp_splice_start(ctx: XdpContext) -> u32 {
     let Some(scratch) = maps::RAUTA_SCRATCH.get_ptr_mut(maps::SCRATCH_XDP) else {
-        return xdp_action::XDP_PASS;
+        // As in `rauta_xdp_splice`.
+        return xdp_action::XDP_DROP;
     };
     // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU).
     let hit = unsafe { (*scratch).hit };
@@ -164,28 +167,29 @@ pub fn rauta_xdp_splice_start(ctx: XdpContext) -> u32 {
             maps::first_request_done();
             spliced.action
         }
-        Err(fallback) => fall_back(fallback),
+        Err(fallback) => fall_back(&ctx, fallback),
     }
 }
 
-/// A hit that is not spliced after all: count why, and pass the replayed SYN to Tier 3 (counted as the
-/// hand-off it is).
+/// A hit that is not spliced after all: count why, and hand the connection to Tier 3 as a miss (counted
+/// as the hand-off it is).
 #[inline(always)]
-fn fall_back(reason: Option<Reason>) -> u32 {
+fn fall_back(ctx: &XdpContext, reason: Option<Reason>) -> u32 {
     if let Some(reason) = reason {
         maps::count(reason);
     }
-    let action = handoff();
+    let action = handoff(ctx);
     maps::first_request_done();
     action
 }
 
-/// The hand-off to Tier 3 of a first data segment that is not spliced: its flow entry is written (the
-/// routing decision came first, see `xdp::handoff::replay_decoded`) and the replayed SYN passes. If the
-/// entry cannot be written the packet is dropped (the client retransmits; nothing is half done).
+/// The hand-off to Tier 3 of a first data segment that is not spliced: the packet becomes the replayed
+/// SYN and the flow entry is written (the routing decision came first, see
+/// `xdp::handoff::replay_decoded`), and the SYN passes. If either cannot be written the packet is
+/// dropped (the client retransmits; the SYN is written first, so no flow entry is left without it).
 #[inline(always)]
-fn handoff() -> u32 {
-    if !xdp::handoff::commit_flow() {
+fn handoff(ctx: &XdpContext) -> u32 {
+    if !xdp::handoff::write_replayed_syn(ctx) || !xdp::handoff::commit_flow() {
         maps::count(Reason::InternalErrorPass);
         return xdp_action::XDP_DROP;
     }

@@ -51,7 +51,7 @@ pub fn check(
         return splice::client_ack(ctx, unsafe { &*leg }, tcp, tcp_len);
     }
     if let Some(splice) = RAUTA_SPLICES.get_ptr_mut(key) {
-        return splice::client_segment(ctx, &key, splice, ip, tcp, tcp_len, payload_len);
+        return splice::client_segment(ctx, &key, splice, tcp, tcp_len, payload_len);
     }
     if let Some(state) = RAUTA_FLOWS.get_ptr_mut(key) {
         return flow::segment(ctx, &key, state, ip, tcp, tcp_len, payload_len);
@@ -80,7 +80,6 @@ pub fn check(
     handoff::replay_decoded(
         ctx,
         &key,
-        ip,
         tcp,
         (tcp_len, payload_len),
         mss,

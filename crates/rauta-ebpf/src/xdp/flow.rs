@@ -80,7 +80,6 @@ pub fn segment(
                 return handoff::replay(
                     ctx,
                     key,
-                    ip,
                     tcp,
                     tcp_len,
                     payload_len,

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{
     maps::{RAUTA_OLD_LEGS, RAUTA_SCRATCH, RAUTA_SPLICES, SCRATCH_XDP, copy_of, forget_splice},
-    parse::{ETH_LEN, IPV4_LEN, Ipv4Hdr, TcpHdr, ptr_at},
+    parse::{ETH_LEN, IPV4_LEN, TcpHdr, ptr_at},
 };
 
 /// Captures the follow-up request segment of `flow` for the decision and records what the entry
@@ -117,14 +117,11 @@ pub fn decide(ctx: &XdpContext) -> Result<bool, Verdict> {
     } else {
         Reason::SpliceSwitchUnframed
     });
-    let (Some(ip), Some(tcp)) = (
-        ptr_at::<Ipv4Hdr>(ctx, ETH_LEN),
-        ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN),
-    ) else {
+    let Some(tcp) = ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN) else {
         return Err(Verdict::drop(Reason::InternalErrorPass));
     };
-    // SAFETY: bounds checked by `ptr_at`; copies, as the packet is rewritten below.
-    let (ip, tcp) = unsafe { (*ip, *tcp) };
+    // SAFETY: bounds checked by `ptr_at`; a copy, as the packet is rewritten later.
+    let tcp = unsafe { *tcp };
     let tcp_len = u32::from(tcp.doff_res >> 4) * 4;
     // Recorded before the splice is forgotten: the old backend is told the connection ended (a RST at
     // the sequence number it expects) when the move completes, instead of holding it until its idle
@@ -135,7 +132,6 @@ pub fn decide(ctx: &XdpContext) -> Result<bool, Verdict> {
     let verdict = handoff::replay_decoded(
         ctx,
         &r.flow,
-        &ip,
         &tcp,
         (tcp_len, r.payload_len),
         s.mss as u16,

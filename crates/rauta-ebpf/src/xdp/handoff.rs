@@ -45,7 +45,6 @@ const CSUM_CHUNK: usize = 512;
 pub fn replay(
     ctx: &XdpContext,
     key: &FlowKey,
-    ip: &Ipv4Hdr,
     tcp: &TcpHdr,
     tcp_len: u32,
     payload_len: u32,
@@ -59,7 +58,7 @@ pub fn replay(
             .unwrap_or(0),
         None => 0,
     };
-    replay_decoded(ctx, key, ip, tcp, (tcp_len, payload_len), mss, reason, None)
+    replay_decoded(ctx, key, tcp, (tcp_len, payload_len), mss, reason, None)
 }
 
 /// [`replay`] with the MSS the cookie encodes already known (`mss`, 0 if it could not be decoded).
@@ -75,7 +74,6 @@ pub fn replay(
 pub fn replay_decoded(
     ctx: &XdpContext,
     key: &FlowKey,
-    ip: &Ipv4Hdr,
     tcp: &TcpHdr,
     lens: (u32, u32),
     mss: u16,
@@ -125,7 +123,7 @@ pub fn replay_decoded(
     {
         return Verdict::drop(Reason::InternalErrorPass);
     }
-    let state = FlowState {
+    scratch.flow_state = FlowState {
         state: FLOW_REPLAYED,
         client_isn,
         cookie,
@@ -140,16 +138,40 @@ pub fn replay_decoded(
         peer_wscale: u32::from(WSCALE_NONE),
     };
     if routed_next(reason) {
-        scratch.flow_state = state;
-    } else if RAUTA_FLOWS.insert(key, state, 0).is_err() {
+        // The packet stays the data segment: a hit overwrites it with our SYN to the backend, so the
+        // replayed SYN is written only on the way to Tier 3 (`write_replayed_syn`, after the decision).
+        return Verdict::pass(reason);
+    }
+    if RAUTA_FLOWS.insert(key, &scratch.flow_state, 0).is_err() {
         return Verdict::drop(Reason::InternalErrorPass);
     }
+    if !write_replayed_syn(ctx) {
+        return Verdict::drop(Reason::InternalErrorPass);
+    }
+    Verdict::pass(reason)
+}
 
-    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return Verdict::drop(Reason::MalformedDrop);
+/// Rewrites the packet, still the data segment [`replay_decoded`] captured, into the client's SYN to the
+/// listener, from the flow entry it prepared in the scratch entry (ISN, the MSS the cookie encodes, the
+/// options agreed) and the client's timestamp. False if it could not be written: the caller drops the
+/// packet (the client retransmits).
+#[inline(always)]
+pub fn write_replayed_syn(ctx: &XdpContext) -> bool {
+    let (Some(eth), Some(ip), Some(tcp)) = (
+        ptr_at::<EthHdr>(ctx, 0),
+        ptr_at::<Ipv4Hdr>(ctx, ETH_LEN),
+        ptr_at::<TcpHdr>(ctx, ETH_LEN + IPV4_LEN),
+    ) else {
+        return false;
     };
-    // SAFETY: bounds checked by `ptr_at`.
-    let eth = unsafe { *eth };
+    // SAFETY: bounds checked by `ptr_at`; copied, as the packet is rewritten below.
+    let (eth, ip, tcp) = unsafe { (*eth, *ip, *tcp) };
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+        return false;
+    };
+    // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU).
+    let scratch = unsafe { &mut *scratch };
+    let state = &scratch.flow_state;
     let flow = SynV4 {
         client_mac: eth.src,
         server_mac: eth.dst,
@@ -157,31 +179,31 @@ pub fn replay_decoded(
         server_ip: ip.daddr,
         client_port: tcp.source,
         server_port: tcp.dest,
-        client_seq: client_isn,
+        client_seq: state.client_isn,
     };
     // A SYN's window is never scaled; the listener is offered exactly what the client agreed to, with
     // the client's own window scale and timestamp.
+    let agreed = state.agreed;
     let window = rescale_window(u16::from_be_bytes(tcp.window), shift_of(agreed.wscale), 0);
-    let syn_opts = syn_options(mss, &agreed, agreed.wscale, (client_ts, 0));
+    let syn_opts = syn_options(
+        state.mss as u16,
+        &agreed,
+        agreed.wscale,
+        (scratch.segment.tsval, 0),
+    );
     build_replay_syn_v4(&flow, window, &syn_opts, &mut scratch.frame);
     let delta = REPLAY_SYN_V4_LEN as i32 - frame_len(ctx) as i32;
-    // SAFETY: plain helper calls on this program's context; packet pointers are not used afterwards.
-    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-        return Verdict::drop(Reason::InternalErrorPass);
+    // SAFETY: plain helper calls on this program's context; packet pointers are not used afterwards;
+    // the frame buffer holds REPLAY_SYN_V4_LEN bytes.
+    unsafe {
+        bpf_xdp_adjust_tail(ctx.ctx, delta) == 0
+            && bpf_xdp_store_bytes(
+                ctx.ctx,
+                0,
+                scratch.frame.as_mut_ptr().cast(),
+                REPLAY_SYN_V4_LEN as u32,
+            ) == 0
     }
-    // SAFETY: the frame buffer holds REPLAY_SYN_V4_LEN bytes.
-    if unsafe {
-        bpf_xdp_store_bytes(
-            ctx.ctx,
-            0,
-            scratch.frame.as_mut_ptr().cast(),
-            REPLAY_SYN_V4_LEN as u32,
-        )
-    } != 0
-    {
-        return Verdict::drop(Reason::InternalErrorPass);
-    }
-    Verdict::pass(reason)
 }
 
 /// Holds a later segment of the first request (its seq is the flow's `next_seq`) until the listener's

@@ -379,7 +379,6 @@ pub fn client_segment(
     ctx: &XdpContext,
     key: &FlowKey,
     splice: *mut SpliceState,
-    ip: &Ipv4Hdr,
     tcp: &TcpHdr,
     tcp_len: u32,
     payload_len: u32,
@@ -418,15 +417,7 @@ pub fn client_segment(
             // endpoint or answers 502/503).
             forget_splice(key);
             crate::maps::forget_pending(key);
-            return handoff::replay(
-                ctx,
-                key,
-                ip,
-                tcp,
-                tcp_len,
-                payload_len,
-                Reason::SpliceFallback,
-            );
+            return handoff::replay(ctx, key, tcp, tcp_len, payload_len, Reason::SpliceFallback);
         }
         s.tries += 1;
         let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
