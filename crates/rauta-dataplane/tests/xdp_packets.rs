@@ -178,7 +178,33 @@ fn syns_with_odd_option_layouts_get_the_same_synack() {
     needs_root!("syns_with_odd_option_layouts_get_the_same_synack");
     let t = tiers();
     let ts = [8, 10, 0, 0, 0, 9, 0, 0, 0, 0];
-    let cases: [(&str, Vec<u8>, u16); 7] = [
+    // A Linux SYN's 20 bytes (MSS, SACK-permitted, timestamps, NOP, window scale) are read in place by
+    // the SYN program, any other layout walked: the layouts next to Linux's must come out as the walk
+    // reads them.
+    let linux = |mss: [u8; 2], sack: [u8; 2], scale: [u8; 3]| {
+        [&[2, 4, mss[0], mss[1]][..], &sack, &ts, &[1], &scale].concat()
+    };
+    let cases: [(&str, Vec<u8>, u16); 11] = [
+        // Linux's layout with a window scale above 14: read as 14.
+        (
+            "Linux, scale 15",
+            linux([0x05, 0xb4], [4, 2], [3, 3, 15]),
+            1460,
+        ),
+        // Linux's layout with an MSS of 0: none, as in the walk.
+        ("Linux, MSS 0", linux([0, 0], [4, 2], [3, 3, 7]), 536),
+        // NOPs where SACK-permitted was: no SACK.
+        (
+            "Linux without SACK",
+            linux([0x05, 0xa0], [1, 1], [3, 3, 7]),
+            1440,
+        ),
+        // A window scale option of length 4 runs past the options: the walk stops there, no scale.
+        (
+            "Linux, scale length 4",
+            linux([0x05, 0xb4], [4, 2], [3, 4, 7]),
+            1460,
+        ),
         // MSS last, after NOPs and timestamps: still 1440.
         (
             "MSS last",

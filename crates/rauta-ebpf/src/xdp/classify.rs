@@ -88,9 +88,6 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
         return Verdict::drop(Reason::MalformedDrop);
     }
 
-    // One walk of the options for whatever needs them below (SYN-ACK, hand-off, translation).
-    options::prepare_xdp(ctx, tcp_len as u32);
-
     let flags = tcp.flags;
     if flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         if flags & (TCP_FIN | TCP_RST) != 0 {
@@ -99,12 +96,15 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
         if tot_len != IPV4_LEN + tcp_len {
             return Verdict::pass(Reason::SynWithDataPass);
         }
-        // Answered by `rauta_xdp_syn` (a tail call): building the SYN-ACK needs a stack of its own.
+        // Answered by `rauta_xdp_syn` (a tail call): building the SYN-ACK needs a stack of its own. It
+        // reads the SYN's options itself (a Linux SYN's in place), so they are not walked here.
         return Verdict {
             action: super::TAIL_CALL_SYN,
             reason: Reason::SynCookieSent,
         };
     }
+    // One walk of the options for whatever needs them below (hand-off, translation).
+    options::prepare_xdp(ctx, tcp_len as u32);
     let payload_len = (tot_len - IPV4_LEN - tcp_len) as u32;
     ack::check(ctx, &ip, &tcp, tcp_len as u32, payload_len)
 }

@@ -15,12 +15,16 @@ use rauta_common::{
     maps::{DEFAULT_WSCALE, SYNACK_V4_LEN},
     reason::Reason,
     synack::{SYNACK_V4_WORDS, SynV4, TCPOPT_MSS, build_synack_v4_words},
-    tcpopt::{Agreed, cookie_tsval, syn_options, timestamps},
+    tcpopt::{
+        Agreed, TCPOLEN_TIMESTAMP, TCPOPT_NOP, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WSCALE,
+        WSCALE_MAX, cookie_tsval, syn_options, timestamps,
+    },
 };
 
 use super::Verdict;
 use crate::{
     maps::{RAUTA_SCRATCH, RAUTA_VIP, SCRATCH_XDP},
+    options,
     parse::{ETH_LEN, EthHdr, IPV4_LEN, Ipv4Hdr, TCP_LEN, TcpHdr, frame_len, ptr_at},
 };
 
@@ -58,28 +62,22 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
     if fold(sum_words(unsafe { &*header }, 0)) != 0xffff {
         return Verdict::drop(Reason::BadChecksumDrop);
     }
-    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
-        return Verdict::pass(Reason::InternalErrorPass);
-    };
-    // SAFETY: this CPU's scratch entry, valid for this run.
-    let scratch = unsafe { &mut *scratch };
-
     // The mask restates the 0..=60 range for the verifier at the call site (LLVM may not keep the caller's
     // checks in a register the verifier can follow); black_box stops LLVM from folding it away.
     let len = core::hint::black_box(tcp_len) & 0x3c;
     if len < TCP_LEN as u32 {
         return Verdict::drop(Reason::MalformedDrop);
     }
-    if !tcp_checksum_ok(ctx, ip, &mut scratch.tcp, len) {
+    let Some(offer) = checked_offer(ctx, ip, len) else {
         return Verdict::drop(Reason::BadChecksumDrop);
-    }
+    };
 
     // The cookie helper reads the ports and the ISN, and parses the header's options for the MSS to
-    // encode. The entry's walk has that MSS already (by the kernel's own rules: see
-    // `OptionWalk::step`), so the helper gets a copy whose only option is that MSS: one option to parse
-    // instead of the SYN's five. An MSS of 0 (none offered) parses as none there too: TCP's 536.
+    // encode. The SYN's options were read already (by the kernel's own rules: see `OptionWalk::step`),
+    // so the helper gets a copy whose only option is that MSS: one option to parse instead of the
+    // SYN's five. An MSS of 0 (none offered) parses as none there too: TCP's 536.
     // Built as six words (a byte array would be zeroed with a call of the object's byte-wise `memset`).
-    let mss_offered = (scratch.walk.mss as u16).to_be_bytes();
+    let mss_offered = offer.mss.to_be_bytes();
     let mut probe: [u32; COOKIE_PROBE_LEN / 4] = [
         u32::from_ne_bytes([tcp.source[0], tcp.source[1], tcp.dest[0], tcp.dest[1]]),
         u32::from_ne_bytes(tcp.seq),
@@ -124,8 +122,7 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
     };
     // What the client offered decides what the SYN-ACK agrees to; the agreement rides in our timestamp
     // (see `rauta_common::tcpopt`).
-    let agreed = Agreed::for_syn(&scratch.walk);
-    let client_ts = timestamps(&scratch.opts, &scratch.walk).map_or(0, |(val, _)| val);
+    let agreed = offer.agreed;
     // The coarse clock (the last tick's time, no clock source read): our timestamp keeps only its
     // 64 ms steps anyway (the low bits carry the agreement), and it is the same CLOCK_MONOTONIC the
     // other programs read, so it never runs ahead of theirs.
@@ -134,7 +131,7 @@ pub fn answer(ctx: &XdpContext, ip: &Ipv4Hdr, tcp: &TcpHdr, tcp_len: u32) -> Ver
     let ours = cookie_tsval(now_ms, agreed.wscale, agreed.sack != 0);
     // The window scale to announce (one more lookup here keeps the call within BPF's five arguments).
     let vip_wscale = RAUTA_VIP.get(0).map_or(DEFAULT_WSCALE, |vip| vip.wscale);
-    let synack_options = syn_options(mss, &agreed, vip_wscale, (ours, client_ts));
+    let synack_options = syn_options(mss, &agreed, vip_wscale, (ours, offer.client_ts));
 
     // Resize to exactly the SYN-ACK (this also drops Ethernet padding of short frames). A Linux SYN (20
     // bytes of options) already has the SYN-ACK's length.
@@ -168,26 +165,46 @@ fn sum_words<const N: usize>(words: &[u16; N], seed: u32) -> u32 {
 /// Length of the TCP header handed to the cookie helper: 20 bytes and one MSS option.
 const COOKIE_PROBE_LEN: usize = TCP_LEN + 4;
 
-/// The TCP header length of a Linux SYN (20 bytes of options): checked in the packet, no copy.
+/// The TCP header length of a Linux SYN (20 bytes of options): checked and read in the packet, no copy.
 const LINUX_SYN_TCP_LEN: u32 = 40;
 
-/// True if the SYN's TCP checksum is correct: its header is `len` bytes (a multiple of 4 in 20..=60 — a
-/// SYN without payload is all header). A Linux SYN (40 bytes) is summed as 20 words in the packet, any
-/// other with one `bpf_csum_diff` over a copy in `buf`. Both add 16-bit words as this little-endian
-/// machine loads them, i.e. byte-swapped; the one's-complement sum of swapped words is the swapped
-/// sum, so the pseudo-header's sum goes in swapped, and a correct segment still sums to 0xffff.
+/// What the SYN offers that the SYN-ACK depends on.
+struct Offer {
+    /// The MSS offered (0 if none).
+    mss: u16,
+    /// What the SYN-ACK agrees to (`Agreed::for_syn` of the SYN's options).
+    agreed: Agreed,
+    /// The client's timestamp (0 without timestamps).
+    client_ts: u32,
+}
+
+/// The SYN's offer if its TCP checksum is correct (`None` if not, or if its options could not be
+/// read): its header is `len` bytes (a multiple of 4 in 20..=60 — a SYN without payload is all header).
+///
+/// A Linux SYN (40 bytes) is summed as 20 words in the packet and its options (MSS, SACK-permitted,
+/// timestamps, NOP, window scale) are read from the same words: no copy into the scratch entry, no walk
+/// record. Any other SYN is summed with one `bpf_csum_diff` over a copy and its options walked
+/// (`options::prepare_xdp`). Both sums add 16-bit words as this little-endian machine loads them, i.e.
+/// byte-swapped; the one's-complement sum of swapped words is the swapped sum, so the pseudo-header's
+/// sum goes in swapped, and a correct segment still sums to 0xffff.
 #[inline(always)]
-fn tcp_checksum_ok(ctx: &XdpContext, ip: &Ipv4Hdr, buf: &mut [u8; 60], len: u32) -> bool {
+fn checked_offer(ctx: &XdpContext, ip: &Ipv4Hdr, len: u32) -> Option<Offer> {
     let seed = u32::from(fold(pseudo_header_v4(ip.saddr, ip.daddr, len as u16)).swap_bytes());
-    let sum = if len == LINUX_SYN_TCP_LEN {
-        let Some(header) = ptr_at::<[u16; LINUX_SYN_TCP_LEN as usize / 2]>(ctx, ETH_LEN + IPV4_LEN)
-        else {
-            return false;
-        };
+    if len == LINUX_SYN_TCP_LEN {
+        let header = ptr_at::<[u16; LINUX_SYN_TCP_LEN as usize / 2]>(ctx, ETH_LEN + IPV4_LEN)?;
         // SAFETY: bounds checked by `ptr_at`; 2-byte aligned (packet data starts so; the offset is
         // even).
-        i64::from(sum_words(unsafe { &*header }, seed))
+        let words = unsafe { &*header };
+        if fold(sum_words(words, seed)) != 0xffff {
+            return None;
+        }
+        if let Some(offer) = linux_offer(words) {
+            return Some(offer);
+        }
     } else {
+        let scratch = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP)?;
+        // SAFETY: this CPU's scratch entry, valid for this run.
+        let buf = unsafe { &mut (*scratch).tcp };
         // SAFETY: `buf` holds TCP_MAX_HEADER bytes and `len` is at most 60.
         let loaded = unsafe {
             bpf_xdp_load_bytes(
@@ -198,12 +215,12 @@ fn tcp_checksum_ok(ctx: &XdpContext, ip: &Ipv4Hdr, buf: &mut [u8; 60], len: u32)
             )
         };
         if loaded != 0 {
-            return false;
+            return None;
         }
         // Restated for the verifier at the call: at most 60 (the caller checked 20..=60).
         let size = core::hint::black_box(len) & 0x3c;
         // SAFETY: the helper reads `size` <= 60 bytes of `buf`, which holds 60.
-        unsafe {
+        let sum = unsafe {
             bpf_csum_diff(
                 core::ptr::null_mut(),
                 0,
@@ -211,7 +228,49 @@ fn tcp_checksum_ok(ctx: &XdpContext, ip: &Ipv4Hdr, buf: &mut [u8; 60], len: u32)
                 size,
                 seed,
             )
+        };
+        if sum < 0 || fold(sum as u32) != 0xffff {
+            return None;
         }
-    };
-    sum >= 0 && fold(sum as u32) == 0xffff
+    }
+    options::prepare_xdp(ctx, len);
+    let scratch = RAUTA_SCRATCH.get_ptr(SCRATCH_XDP)?;
+    // SAFETY: this CPU's scratch entry, valid for this run; read at once.
+    let (opts, walk) = unsafe { (&(*scratch).opts, &(*scratch).walk) };
+    Some(Offer {
+        mss: walk.mss as u16,
+        agreed: Agreed::for_syn(walk),
+        client_ts: timestamps(opts, walk).map_or(0, |(val, _)| val),
+    })
+}
+
+/// The offer of a Linux SYN's options, read from its TCP header's 20 words as loaded (options from
+/// word 10): the same values `options::prepare_xdp` finds for this layout. `None` for any other layout.
+#[inline(always)]
+fn linux_offer(w: &[u16; LINUX_SYN_TCP_LEN as usize / 2]) -> Option<Offer> {
+    let bytes = |i: usize| w[i].to_ne_bytes();
+    let scale = bytes(19);
+    if w[10] != u16::from_ne_bytes([TCPOPT_MSS, 4])
+        || w[12] != u16::from_ne_bytes([TCPOPT_SACK_PERM, 2])
+        || w[13] != u16::from_ne_bytes([TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP])
+        || w[18] != u16::from_ne_bytes([TCPOPT_NOP, TCPOPT_WSCALE])
+        || scale[0] != 3
+    {
+        return None;
+    }
+    let (mss, ts_high, ts_low) = (bytes(11), bytes(14), bytes(15));
+    Some(Offer {
+        mss: u16::from_be_bytes(mss),
+        agreed: Agreed {
+            wscale: if scale[1] > WSCALE_MAX {
+                WSCALE_MAX
+            } else {
+                scale[1]
+            },
+            sack: 1,
+            ts: 1,
+            _pad: 0,
+        },
+        client_ts: u32::from_be_bytes([ts_high[0], ts_high[1], ts_low[0], ts_low[1]]),
+    })
 }
