@@ -6,14 +6,14 @@ use aya_ebpf::{
     bindings::{iphdr, tcphdr},
     helpers::generated::{
         bpf_csum_diff, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
-        bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
 use rauta_common::{
     checksum::fold,
     handoff::{
-        COOKIE_PROBE_MSS, REPLAY_SYN_V4_LEN, build_replay_syn_v4, decode_cookie_mss, mss_covering,
+        COOKIE_PROBE_MSS, REPLAY_SYN_V4_LEN, REPLAY_SYN_V4_WORDS, build_replay_syn_v4_words,
+        decode_cookie_mss, mss_covering,
     },
     maps::{
         FLOW_REPLAYED, FlowKey, FlowState, HELD_MAX, HeldKey, PENDING_BUF, PENDING_PAYLOAD_MAX,
@@ -166,11 +166,11 @@ pub fn write_replayed_syn(ctx: &XdpContext) -> bool {
     };
     // SAFETY: bounds checked by `ptr_at`; copied, as the packet is rewritten below.
     let (eth, ip, tcp) = unsafe { (*eth, *ip, *tcp) };
-    let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
+    let Some(scratch) = RAUTA_SCRATCH.get_ptr(SCRATCH_XDP) else {
         return false;
     };
     // SAFETY: this CPU's scratch entry, valid for this run (a tail call keeps the CPU).
-    let scratch = unsafe { &mut *scratch };
+    let scratch = unsafe { &*scratch };
     let state = &scratch.flow_state;
     let flow = SynV4 {
         client_mac: eth.src,
@@ -191,19 +191,20 @@ pub fn write_replayed_syn(ctx: &XdpContext) -> bool {
         agreed.wscale,
         (scratch.segment.tsval, 0),
     );
-    build_replay_syn_v4(&flow, window, &syn_opts, &mut scratch.frame);
+    // Resized to exactly the SYN, then written where it lies, as words (every field is at an even
+    // offset): no frame built in the scratch entry and stored with a helper.
     let delta = REPLAY_SYN_V4_LEN as i32 - frame_len(ctx) as i32;
-    // SAFETY: plain helper calls on this program's context; packet pointers are not used afterwards;
-    // the frame buffer holds REPLAY_SYN_V4_LEN bytes.
-    unsafe {
-        bpf_xdp_adjust_tail(ctx.ctx, delta) == 0
-            && bpf_xdp_store_bytes(
-                ctx.ctx,
-                0,
-                scratch.frame.as_mut_ptr().cast(),
-                REPLAY_SYN_V4_LEN as u32,
-            ) == 0
+    // SAFETY: plain helper call on this program's context; packet pointers are taken again below.
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return false;
     }
+    let Some(frame) = ptr_at::<[u16; REPLAY_SYN_V4_WORDS]>(ctx, 0) else {
+        return false;
+    };
+    // SAFETY: bounds checked by `ptr_at`; 2-byte aligned (packet data starts so); every field of the
+    // segment used here was copied out above.
+    build_replay_syn_v4_words(&flow, window, &syn_opts, unsafe { &mut *frame });
+    true
 }
 
 /// Holds a later segment of the first request (its seq is the flow's `next_seq`) until the listener's

@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use rauta_common::{
     flow::fmix32,
-    handoff::{REPLAY_SYN_V4_LEN, build_replay_syn_v4},
+    handoff::{REPLAY_SYN_V4_LEN, REPLAY_SYN_V4_WORDS, build_replay_syn_v4_words},
     maps::{FlowKey, STATUS_CLASS_UNKNOWN, VIP_ENABLED},
     reason::Reason,
     splice::{
@@ -181,12 +181,7 @@ pub fn start(ctx: &XdpContext, hit: &Hit) -> Result<Verdict, Option<Reason>> {
             crate::maps::forget_pending(&key);
         }
     }
-    Ok(send_syn(
-        ctx,
-        &scratch.splice,
-        &mut scratch.frame,
-        Reason::SpliceSynSent,
-    ))
+    Ok(send_syn(ctx, &scratch.splice, Reason::SpliceSynSent))
 }
 
 /// The way to `backend_addr` for a client packet that came in on `ingress`: the cached answer if it is
@@ -335,12 +330,7 @@ fn abandoned(slot: *mut BackendLeg, claim: u64) -> bool {
 
 /// Writes our SYN to the backend over the packet (resized to it) and forwards it.
 #[inline(always)]
-fn send_syn(
-    ctx: &XdpContext,
-    s: &SpliceState,
-    frame: &mut [u8; REPLAY_SYN_V4_LEN],
-    reason: Reason,
-) -> Verdict {
+fn send_syn(ctx: &XdpContext, s: &SpliceState, reason: Reason) -> Verdict {
     let syn = SynV4 {
         client_mac: s.node_mac,
         server_mac: s.backend_mac,
@@ -355,21 +345,17 @@ fn send_syn(
     // `SpliceState::ts_leg`). A SYN's window is unscaled.
     let window = rescale_window(s.window as u16, shift_of(s.agreed.wscale), 0);
     let options = syn_options(s.mss as u16, &s.agreed, s.agreed.wscale, (s.ts_leg, 0));
-    build_replay_syn_v4(&syn, window, &options, frame);
+    // Written where the packet lies, as words (as the replayed SYN: `handoff::write_replayed_syn`).
     let delta = REPLAY_SYN_V4_LEN as i32 - frame_len(ctx) as i32;
-    // SAFETY: plain helper calls on this program's context; no packet pointer is used afterwards.
-    let written = unsafe {
-        (delta == 0 || bpf_xdp_adjust_tail(ctx.ctx, delta) == 0)
-            && bpf_xdp_store_bytes(
-                ctx.ctx,
-                0,
-                frame.as_mut_ptr().cast(),
-                REPLAY_SYN_V4_LEN as u32,
-            ) == 0
-    };
-    if !written {
+    // SAFETY: plain helper call on this program's context; packet pointers are taken again below.
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
         return Verdict::drop(Reason::InternalErrorPass);
     }
+    let Some(frame) = ptr_at::<[u16; REPLAY_SYN_V4_WORDS]>(ctx, 0) else {
+        return Verdict::drop(Reason::InternalErrorPass);
+    };
+    // SAFETY: bounds checked by `ptr_at`; 2-byte aligned (packet data starts so); `s` is map memory.
+    build_replay_syn_v4_words(&syn, window, &options, unsafe { &mut *frame });
     forward(ctx, s.backend_ifindex, reason)
 }
 
@@ -420,12 +406,7 @@ pub fn client_segment(
             return handoff::replay(ctx, key, tcp, tcp_len, payload_len, Reason::SpliceFallback);
         }
         s.tries += 1;
-        let Some(scratch) = RAUTA_SCRATCH.get_ptr_mut(SCRATCH_XDP) else {
-            return Verdict::drop(Reason::InternalErrorPass);
-        };
-        // SAFETY: this CPU's scratch entry, valid for this run.
-        let frame = unsafe { &mut (*scratch).frame };
-        return send_syn(ctx, s, frame, Reason::SpliceSynResent);
+        return send_syn(ctx, s, Reason::SpliceSynResent);
     }
 
     if payload_len > 0 {
