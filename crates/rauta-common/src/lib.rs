@@ -21,6 +21,7 @@ mod pod;
 pub mod reason;
 pub mod route;
 pub mod splice;
+pub mod swar;
 pub mod synack;
 pub mod tcpopt;
 #[cfg(test)]

@@ -506,3 +506,176 @@ fn median_cost_of_the_decision() {
         );
     }
 }
+
+/// The parser reads the head 8 bytes at a time and steps byte by byte only inside the words that hold
+/// a line end, a control byte or a header name: every case here is sent 16 times, shifted by 0..16
+/// bytes (a query in the request line, a longer header value or name before it), so that each CR, LF,
+/// colon, space and bad byte lands on every position of a word, at a word's first and last byte, and
+/// across two words. The decision must not depend on where the words fall.
+#[test]
+fn decisions_do_not_depend_on_where_the_words_fall() {
+    needs_root!("decisions_do_not_depend_on_where_the_words_fall");
+    let table = fixture();
+    let t = loaded(&table);
+    use RouteReason::*;
+    let mut sport = 30000u16;
+    for k in 0..16usize {
+        let q = "q".repeat(k);
+        let p = "p".repeat(k);
+        let cases: Vec<(&str, Vec<u8>, RouteReason)> = vec![
+            (
+                "plain",
+                format!("GET /cart?{q} HTTP/1.1\r\nX-Pad: {p}\r\nHost: shop.example\r\n\r\n").into(),
+                Hit,
+            ),
+            (
+                "Host first, names in any case",
+                format!("GET /cart?{q} HTTP/1.1\r\nhOsT: Shop.Example\r\nX-PAD: {p}\r\n\r\n").into(),
+                Hit,
+            ),
+            (
+                "HEAD, Host the last line",
+                format!("HEAD /cart?{q} HTTP/1.1\r\nX-Pad: {p}\r\nHOST: shop.example\r\n\r\n").into(),
+                Hit,
+            ),
+            (
+                "tab and bytes above 0x7f in a value",
+                format!("GET /cart HTTP/1.1\r\nX-Pad:\t{p}\t\u{e9}\r\nHost: shop.example\r\n\r\n")
+                    .into(),
+                Hit,
+            ),
+            (
+                "long name with every token character",
+                format!(
+                    "GET /cart HTTP/1.1\r\nX-!#$%&'*+.^_`|~{p}: v\r\nHost: shop.example\r\n\r\n"
+                )
+                .into(),
+                Hit,
+            ),
+            (
+                "two Host lines",
+                format!(
+                    "GET /cart?{q} HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {p}\r\nHost: shop.example\r\n\r\n"
+                )
+                .into(),
+                HostDuplicate,
+            ),
+            (
+                "a name that starts with host",
+                format!("GET /cart?{q} HTTP/1.1\r\nHostname: shop.example\r\nX-Pad: {p}\r\n\r\n")
+                    .into(),
+                HostMissing,
+            ),
+            (
+                "obsolete fold",
+                format!("GET /cart HTTP/1.1\r\nX-Pad: {p}\r\n folded\r\nHost: shop.example\r\n\r\n")
+                    .into(),
+                ParseError,
+            ),
+            (
+                "bare LF ending a value",
+                format!("GET /cart HTTP/1.1\r\nX-Pad: {p}\nHost: shop.example\r\n\r\n").into(),
+                ParseError,
+            ),
+            (
+                "CR not followed by LF",
+                format!("GET /cart HTTP/1.1\r\nX-Pad: {p}\rx\r\nHost: shop.example\r\n\r\n").into(),
+                ParseError,
+            ),
+            (
+                "DEL in a value",
+                format!("GET /cart HTTP/1.1\r\nX-Pad: {p}\u{7f}\r\nHost: shop.example\r\n\r\n").into(),
+                ParseError,
+            ),
+            (
+                "NUL in a value",
+                format!("GET /cart HTTP/1.1\r\nX-Pad: {p}\0\r\nHost: shop.example\r\n\r\n").into(),
+                ParseError,
+            ),
+            (
+                "control byte in the request line",
+                format!("GET /cart?{q}\u{1} HTTP/1.1\r\nHost: shop.example\r\n\r\n").into(),
+                ParseError,
+            ),
+            (
+                "three spaces in the request line",
+                format!("GET /cart?{q} x HTTP/1.1\r\nHost: shop.example\r\n\r\n").into(),
+                ParseError,
+            ),
+            (
+                "space before a colon",
+                format!("GET /cart HTTP/1.1\r\nX-Pad{p} : v\r\nHost: shop.example\r\n\r\n").into(),
+                ParseError,
+            ),
+            (
+                "a separator in a name",
+                format!("GET /cart HTTP/1.1\r\nX-Pa(d{p}: v\r\nHost: shop.example\r\n\r\n").into(),
+                ParseError,
+            ),
+            (
+                "no empty line yet",
+                format!("GET /cart?{q} HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {p}\r\n").into(),
+                HeadIncomplete,
+            ),
+            (
+                "cut between CR and LF of the empty line",
+                format!("GET /cart?{q} HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {p}\r\n\r").into(),
+                HeadIncomplete,
+            ),
+            (
+                "a byte after the head",
+                format!("GET /cart?{q} HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {p}\r\n\r\nX").into(),
+                NotSpliceable,
+            ),
+            (
+                "the longest path the key holds",
+                format!("GET /{}?{q} HTTP/1.1\r\nHost: shop.example\r\n\r\n", "a".repeat(127)).into(),
+                NoRoute,
+            ),
+            (
+                "a path one byte too long",
+                format!("GET /{}?{q} HTTP/1.1\r\nHost: shop.example\r\n\r\n", "a".repeat(128)).into(),
+                PathTooLong,
+            ),
+            (
+                "the longest host the key holds",
+                format!("GET /cart?{q} HTTP/1.1\r\nHost: {}\r\n\r\n", "h".repeat(64)).into(),
+                NoRoute,
+            ),
+            (
+                "a host one byte too long",
+                format!("GET /cart?{q} HTTP/1.1\r\nHost: {}\r\n\r\n", "h".repeat(65)).into(),
+                HostUnsupported,
+            ),
+        ];
+        for (name, payload, want) in &cases {
+            sport += 1;
+            let d = first_segment(&t, sport, payload);
+            assert_eq!(
+                RouteReason::from_code(d.reason),
+                Some(*want),
+                "case {name:?} shifted by {k}"
+            );
+        }
+    }
+    // The head's last LF at the last byte the scan reads (index 1,023: a hit), then one byte later.
+    for (extra, want) in [(0usize, Hit), (1, HeadTooLong)] {
+        let head = |pad: usize| {
+            format!(
+                "GET /cart HTTP/1.1\r\nHost: shop.example\r\nX-Pad: {}\r\n\r\n",
+                "p".repeat(pad)
+            )
+        };
+        let pad = 1024 - head(0).len() + extra;
+        let payload = head(pad);
+        assert_eq!(payload.len(), 1024 + extra);
+        sport += 1;
+        let d = first_segment(&t, sport, payload.as_bytes());
+        assert_eq!(
+            RouteReason::from_code(d.reason),
+            Some(want),
+            "head of {} bytes",
+            payload.len()
+        );
+    }
+}

@@ -11,7 +11,7 @@
 //! through an iteration reaches the next one with the same registers and is pruned there — keeping state
 //! in registers would multiply the paths it explores per byte.
 
-use super::scan::{at, ld, st};
+use super::scan::{at, ld, st, word};
 use rauta_common::{
     flow::{flow_hash_v4, maglev_slot},
     maps::{FlowKey, PENDING_BUF},
@@ -19,6 +19,7 @@ use rauta_common::{
         Endpoint, HEAD_SCAN_MAX, HOST_SCAN_MAX, METHOD_GET, METHOD_HEAD, ROUTE_HOST_MAX,
         ROUTE_PATH_MAX, RouteDecision, RouteKey, RouteReason,
     },
+    swar,
 };
 
 use crate::maps::{
@@ -29,6 +30,13 @@ const HOST_MASK: u32 = ROUTE_HOST_MAX as u32 - 1;
 const PATH_MASK: u32 = ROUTE_PATH_MAX as u32 - 1;
 
 const _: () = assert!(ROUTE_HOST_MAX.is_power_of_two() && ROUTE_PATH_MAX.is_power_of_two());
+// The head is read in words of 8 (`scan::word`): the payload in the scratch entry is 8-aligned, and the
+// scan ends on a word boundary.
+const _: () = assert!(
+    core::mem::offset_of!(crate::maps::Scratch, segment) % 8 == 0
+        && core::mem::offset_of!(rauta_common::maps::PendingSegment, data) % 8 == 0
+        && HEAD_SCAN_MAX % 8 == 0
+);
 
 /// Head scanner modes.
 const HEAD_REQUEST_LINE: u32 = 0;
@@ -74,6 +82,8 @@ pub struct RouteScratch {
     host_len: u32,
     /// 1 if a header line the splice cannot carry was seen (see `scan_head`).
     unsupported: u32,
+    /// The first byte of the current word that `scan_head` steps through (0..=8).
+    word_from: u32,
 }
 
 /// What was decided: the reason, and on a hit the service id and endpoint.
@@ -352,6 +362,13 @@ pub fn decide(
 
 /// Scans the head up to its empty line. Records the request line's LF and spaces and the Host lines;
 /// returns a miss reason if the head is malformed, incomplete or too long.
+///
+/// Word-wise: the head is read 8 bytes at a time, and only the bytes that can change the scanner's
+/// state go through [`head_byte`]: from a word's first line end or control byte on (CR, LF, any byte
+/// below 0x20, DEL), and every byte of a header name (names are short; their bytes must be checked as
+/// tokens). Before that byte, a word in a header value changes nothing and a word of the request line
+/// only its count of spaces. The last, partial word of the payload goes byte by byte (bytes past `len`
+/// are not the request's).
 #[inline(always)]
 fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option<RouteReason> {
     st(&mut s.line_start, 0);
@@ -364,86 +381,42 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
     st(&mut s.fail, 0);
     st(&mut s.head_mode, HEAD_REQUEST_LINE);
     st(&mut s.unsupported, 0);
+    // The length, too, is read from map memory at each use: a register holding it would be narrowed
+    // differently on every path (a word inside the payload or its last, partial one; each byte
+    // compared with it), and the verifier could not prune those paths.
+    st(&mut s.len, len);
     let mut i = 0u32;
     while i < HEAD_SCAN_MAX {
-        if i >= len {
+        if i >= ld(&s.len) {
             break;
         }
-        let b = at(data, i);
-        if b == b'\n' {
-            let start = ld(&s.line_start);
-            if i == 0 || at(data, i - 1) != b'\r' {
-                st(&mut s.fail, RouteReason::ParseError as u32 + 1);
-                break;
-            }
-            if ld(&s.request_lf) == 0 {
-                st(&mut s.request_lf, i);
-            } else if i == start + 1 {
-                st(&mut s.head_end, i + 1);
-                break;
-            } else {
-                if ld(&s.head_mode) != HEAD_VALUE {
-                    // A header line without `name:` (or an obsolete fold, which starts with a space).
-                    st(&mut s.fail, RouteReason::ParseError as u32 + 1);
-                    break;
-                }
-                if lower(at(data, start)) == b'h'
-                    && lower(at(data, start + 1)) == b'o'
-                    && lower(at(data, start + 2)) == b's'
-                    && lower(at(data, start + 3)) == b't'
-                    && at(data, start + 4) == b':'
-                {
-                    let n = ld(&s.hosts);
-                    st(&mut s.hosts, n + 1);
-                    st(&mut s.host_start, start + 5);
-                    st(&mut s.host_end, i - 1);
-                }
-                // Headers that change the framing or the connection: the splice inserts its own
-                // `Connection:close` and carries no body, so such requests go to Tier 3. Compared by their
-                // first four letters, lowercased (`conn`, `cont`ent-*, `tran`sfer-encoding, `upgr`ade,
-                // `expe`ct), here in the one pass over the head (a second pass per byte cost more than
-                // the parse itself). `| 0x20` lowercases letters and maps no other byte onto one.
-                let word = u32::from(at(data, start) | 0x20)
-                    | u32::from(at(data, start + 1) | 0x20) << 8
-                    | u32::from(at(data, start + 2) | 0x20) << 16
-                    | u32::from(at(data, start + 3) | 0x20) << 24;
-                if word == u32::from_le_bytes(*b"conn")
-                    || word == u32::from_le_bytes(*b"cont")
-                    || word == u32::from_le_bytes(*b"tran")
-                    || word == u32::from_le_bytes(*b"upgr")
-                    || word == u32::from_le_bytes(*b"expe")
-                {
-                    st(&mut s.unsupported, 1);
-                }
-            }
-            st(&mut s.head_mode, HEAD_NAME);
-            st(&mut s.line_start, i + 1);
-        } else if b == b'\r' {
-            if i + 1 < len && at(data, i + 1) != b'\n' {
-                st(&mut s.fail, RouteReason::ParseError as u32 + 1);
-                break;
-            }
-        } else if (b < 0x20 && b != b'\t') || b == 0x7f {
-            st(&mut s.fail, RouteReason::ParseError as u32 + 1);
-            break;
-        } else {
-            let mode = ld(&s.head_mode);
+        let mode = ld(&s.head_mode);
+        let mut from = 0u32;
+        if i + 8 <= ld(&s.len) && mode != HEAD_NAME {
+            let w = word(data, i);
+            let first = swar::first(swar::below(w, 0x20) | swar::below(w ^ DEL_WORD, 1));
             if mode == HEAD_REQUEST_LINE {
-                if b == b' ' {
-                    let n = ld(&s.spaces);
-                    st(&mut s.spaces, n + 1);
-                }
-            } else if mode == HEAD_NAME {
-                if b == b':' && i != ld(&s.line_start) {
-                    st(&mut s.head_mode, HEAD_VALUE);
-                } else if !tchar(b) {
-                    // Empty name, whitespace before the colon, a fold: Tier 3 rejects or decides.
-                    st(&mut s.fail, RouteReason::ParseError as u32 + 1);
-                    break;
-                }
+                let spaces = swar::count(swar::before(swar::equal(w, b' '), first));
+                let n = ld(&s.spaces);
+                st(&mut s.spaces, n + spaces);
             }
+            from = first;
         }
-        i += 1;
+        // `from` through map memory, as the rest of the state, and the byte index a constant step
+        // from the word's start: every path into a byte then has the same registers and the verifier
+        // prunes there (an index whose range depends on `from` multiplied the paths past the limit).
+        st(&mut s.word_from, from);
+        let mut j = 0u32;
+        while j < 8 {
+            if j >= ld(&s.word_from) && !head_byte(data, i + j, s) {
+                break;
+            }
+            j += 1;
+        }
+        if j < 8 {
+            break;
+        }
+        i += 8;
     }
     let fail = ld(&s.fail);
     if fail != 0 {
@@ -452,11 +425,98 @@ fn scan_head(data: &[u8; PENDING_BUF], len: u32, s: &mut RouteScratch) -> Option
     if ld(&s.head_end) != 0 {
         return None;
     }
-    if i >= HEAD_SCAN_MAX {
+    if ld(&s.len) >= HEAD_SCAN_MAX {
         Some(RouteReason::HeadTooLong)
     } else {
         Some(RouteReason::HeadIncomplete)
     }
+}
+
+/// DEL in every byte (a control byte too, but above 0x20).
+const DEL_WORD: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// One byte of the head scan, at `i`: its effect on the scanner's state. False when the scan ends here
+/// (the payload's end, the head's empty line, or a failure recorded in `fail`).
+#[inline(always)]
+fn head_byte(data: &[u8; PENDING_BUF], i: u32, s: &mut RouteScratch) -> bool {
+    if i >= ld(&s.len) {
+        return false;
+    }
+    let b = at(data, i);
+    if b == b'\n' {
+        let start = ld(&s.line_start);
+        if i == 0 || at(data, i - 1) != b'\r' {
+            st(&mut s.fail, RouteReason::ParseError as u32 + 1);
+            return false;
+        }
+        if ld(&s.request_lf) == 0 {
+            st(&mut s.request_lf, i);
+        } else if i == start + 1 {
+            st(&mut s.head_end, i + 1);
+            return false;
+        } else {
+            if ld(&s.head_mode) != HEAD_VALUE {
+                // A header line without `name:` (or an obsolete fold, which starts with a space).
+                st(&mut s.fail, RouteReason::ParseError as u32 + 1);
+                return false;
+            }
+            if lower(at(data, start)) == b'h'
+                && lower(at(data, start + 1)) == b'o'
+                && lower(at(data, start + 2)) == b's'
+                && lower(at(data, start + 3)) == b't'
+                && at(data, start + 4) == b':'
+            {
+                let n = ld(&s.hosts);
+                st(&mut s.hosts, n + 1);
+                st(&mut s.host_start, start + 5);
+                st(&mut s.host_end, i - 1);
+            }
+            // Headers that change the framing or the connection: the splice inserts its own
+            // `Connection:close` and carries no body, so such requests go to Tier 3. Compared by their
+            // first four letters, lowercased (`conn`, `cont`ent-*, `tran`sfer-encoding, `upgr`ade,
+            // `expe`ct), here in the one pass over the head (a second pass per byte cost more than
+            // the parse itself). `| 0x20` lowercases letters and maps no other byte onto one.
+            let word = u32::from(at(data, start) | 0x20)
+                | u32::from(at(data, start + 1) | 0x20) << 8
+                | u32::from(at(data, start + 2) | 0x20) << 16
+                | u32::from(at(data, start + 3) | 0x20) << 24;
+            if word == u32::from_le_bytes(*b"conn")
+                || word == u32::from_le_bytes(*b"cont")
+                || word == u32::from_le_bytes(*b"tran")
+                || word == u32::from_le_bytes(*b"upgr")
+                || word == u32::from_le_bytes(*b"expe")
+            {
+                st(&mut s.unsupported, 1);
+            }
+        }
+        st(&mut s.head_mode, HEAD_NAME);
+        st(&mut s.line_start, i + 1);
+    } else if b == b'\r' {
+        if i + 1 < ld(&s.len) && at(data, i + 1) != b'\n' {
+            st(&mut s.fail, RouteReason::ParseError as u32 + 1);
+            return false;
+        }
+    } else if (b < 0x20 && b != b'\t') || b == 0x7f {
+        st(&mut s.fail, RouteReason::ParseError as u32 + 1);
+        return false;
+    } else {
+        let mode = ld(&s.head_mode);
+        if mode == HEAD_REQUEST_LINE {
+            if b == b' ' {
+                let n = ld(&s.spaces);
+                st(&mut s.spaces, n + 1);
+            }
+        } else if mode == HEAD_NAME {
+            if b == b':' && i != ld(&s.line_start) {
+                st(&mut s.head_mode, HEAD_VALUE);
+            } else if !tchar(b) {
+                // Empty name, whitespace before the colon, a fold: Tier 3 rejects or decides.
+                st(&mut s.fail, RouteReason::ParseError as u32 + 1);
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Copies the Host value (between `host_start` and `host_end`) into the key, lowercased, without

@@ -28,3 +28,13 @@ pub fn st(p: &mut u32, v: u32) {
 pub fn at(data: &[u8; PENDING_BUF], i: u32) -> u8 {
     data[(i & MASK) as usize]
 }
+
+/// The 8 bytes at `i` (a multiple of 8) of a stored payload as one little-endian word: byte `i + n` is
+/// bits `8n..8n + 8`. `data` must be 8-aligned (the scratch entry's payload is: `route` asserts it).
+#[inline(always)]
+pub fn word(data: &[u8; PENDING_BUF], i: u32) -> u64 {
+    let at = (i & MASK & !7) as usize;
+    // SAFETY: `at + 8 <= PENDING_BUF` (masked to a multiple of 8 inside the buffer), aligned as documented;
+    // any bit pattern is a `u64`.
+    unsafe { core::ptr::read(data.as_ptr().add(at).cast::<u64>()) }
+}
