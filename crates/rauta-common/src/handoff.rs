@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 
 use crate::checksum::{add_words_at, fold, pseudo_header_v4, IPPROTO_TCP};
-use crate::synack::{SynV4, TCP_ACK, TCP_SYN};
+use crate::synack::{write_syn_frame_words, SynHeadV4, SynV4, TCP_ACK, TCP_SYN};
 use crate::tcpopt::{ACK_OPTIONS_LEN, SYN_OPTIONS_LEN};
 
 /// Length of the replayed SYN: Ethernet (14) + IPv4 (20) + TCP (20) with the SYN options
@@ -217,6 +217,9 @@ pub fn build_replay_syn_v4(
 /// The replayed SYN's length in 16-bit words.
 pub const REPLAY_SYN_V4_WORDS: usize = REPLAY_SYN_V4_LEN / 2;
 
+// One word writer serves the replayed SYN and the SYN-ACK: the same frame size.
+const _: () = assert!(REPLAY_SYN_V4_LEN == crate::maps::SYNACK_V4_LEN);
+
 /// [`build_replay_syn_v4`] as 16-bit words in memory order (each word holds two frame bytes as this
 /// machine stores them): the same bytes (a test compares them). The XDP programs write it over the
 /// packet where it lies, whose fields all sit at even offsets: 37 word stores and both checksums summed
@@ -229,88 +232,20 @@ pub fn build_replay_syn_v4_words(
     options: &[u8; SYN_OPTIONS_LEN],
     frame: &mut [u16; REPLAY_SYN_V4_WORDS],
 ) {
-    let tcp_len = SYN_TCP_LEN as u32;
-    let doff_flags = ((tcp_len / 4) << 12) | u32::from(TCP_SYN);
-    let ttl_proto = (u32::from(HANDOFF_TTL) << 8) | u32::from(IPPROTO_TCP);
-    // A big-endian word value stored in memory order.
-    let put = |frame: &mut [u16; REPLAY_SYN_V4_WORDS], at: usize, value: u32| {
-        frame[at] = (value as u16).to_be();
+    let head = SynHeadV4 {
+        src_mac: flow.client_mac,
+        dst_mac: flow.server_mac,
+        src_ip: flow.client_ip,
+        dst_ip: flow.server_ip,
+        src_port: flow.client_port,
+        dst_port: flow.server_port,
+        seq: flow.client_seq,
+        ack: 0,
+        flags: TCP_SYN,
+        ttl: HANDOFF_TTL,
+        window,
     };
-
-    let mut i = 0;
-    while i < 3 {
-        put(
-            frame,
-            i,
-            word(flow.server_mac[2 * i], flow.server_mac[2 * i + 1]),
-        );
-        put(
-            frame,
-            3 + i,
-            word(flow.client_mac[2 * i], flow.client_mac[2 * i + 1]),
-        );
-        i += 1;
-    }
-    let client_ip = [
-        word(flow.client_ip[0], flow.client_ip[1]),
-        word(flow.client_ip[2], flow.client_ip[3]),
-    ];
-    let server_ip = [
-        word(flow.server_ip[0], flow.server_ip[1]),
-        word(flow.server_ip[2], flow.server_ip[3]),
-    ];
-    let client_port = word(flow.client_port[0], flow.client_port[1]);
-    let server_port = word(flow.server_port[0], flow.server_port[1]);
-    let seq = flow.client_seq;
-    put(frame, 6, 0x0800);
-    put(frame, 7, 0x4500);
-    put(frame, 8, 20 + tcp_len);
-    put(frame, 9, 0);
-    put(frame, 10, 0x4000);
-    put(frame, 11, ttl_proto);
-    put(frame, 13, client_ip[0]);
-    put(frame, 14, client_ip[1]);
-    put(frame, 15, server_ip[0]);
-    put(frame, 16, server_ip[1]);
-    put(frame, 17, client_port);
-    put(frame, 18, server_port);
-    put(frame, 19, seq >> 16);
-    put(frame, 20, seq & 0xffff);
-    put(frame, 21, 0);
-    put(frame, 22, 0);
-    put(frame, 23, doff_flags);
-    put(frame, 24, u32::from(window));
-    put(frame, 26, 0);
-    let mut options_sum = 0;
-    let mut i = 0;
-    while i < SYN_OPTIONS_LEN / 2 {
-        let w = word(options[2 * i], options[2 * i + 1]);
-        put(frame, 27 + i, w);
-        options_sum += w;
-        i += 1;
-    }
-
-    // The addresses are summed once for both checksums (the pseudo-header has them too).
-    let addresses = client_ip[0] + client_ip[1] + server_ip[0] + server_ip[1];
-    let ip_sum = addresses + 0x4500 + 20 + tcp_len + 0x4000 + ttl_proto;
-    put(frame, 12, u32::from(!fold(ip_sum)));
-    let tcp_sum = addresses
-        + u32::from(IPPROTO_TCP)
-        + tcp_len
-        + client_port
-        + server_port
-        + (seq >> 16)
-        + (seq & 0xffff)
-        + doff_flags
-        + u32::from(window)
-        + options_sum;
-    put(frame, 25, u32::from(!fold(tcp_sum)));
-}
-
-/// The big-endian 16-bit word of two bytes, widened for a sum.
-#[inline(always)]
-const fn word(hi: u8, lo: u8) -> u32 {
-    ((hi as u32) << 8) | lo as u32
+    write_syn_frame_words(&head, options, frame);
 }
 
 /// Writes the headers of the client's ACK that completes the replayed handshake and carries the stored
