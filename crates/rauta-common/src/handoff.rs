@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 
 use crate::checksum::{add_words_at, fold, pseudo_header_v4, IPPROTO_TCP};
-use crate::synack::{write_syn_frame_words, SynHeadV4, SynV4, TCP_ACK, TCP_SYN};
+use crate::synack::{write_syn_frame_words, SynV4, TCP_ACK, TCP_SYN};
 use crate::tcpopt::{ACK_OPTIONS_LEN, SYN_OPTIONS_LEN};
 
 /// Length of the replayed SYN: Ethernet (14) + IPv4 (20) + TCP (20) with the SYN options
@@ -232,20 +232,8 @@ pub fn build_replay_syn_v4_words(
     options: &[u8; SYN_OPTIONS_LEN],
     frame: &mut [u16; REPLAY_SYN_V4_WORDS],
 ) {
-    let head = SynHeadV4 {
-        src_mac: flow.client_mac,
-        dst_mac: flow.server_mac,
-        src_ip: flow.client_ip,
-        dst_ip: flow.server_ip,
-        src_port: flow.client_port,
-        dst_port: flow.server_port,
-        seq: flow.client_seq,
-        ack: 0,
-        flags: TCP_SYN,
-        ttl: HANDOFF_TTL,
-        window,
-    };
-    write_syn_frame_words(&head, options, frame);
+    let head = from_client(flow, flow.client_seq, 0, TCP_SYN, window);
+    write_syn_frame_words(&head, HANDOFF_TTL, options, frame);
 }
 
 /// Writes the headers of the client's ACK that completes the replayed handshake and carries the stored

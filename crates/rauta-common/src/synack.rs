@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use crate::checksum::{fold, IPPROTO_TCP};
+use crate::handoff::FrameFields;
 use crate::maps::SYNACK_V4_LEN;
 use crate::tcpopt::SYN_OPTIONS_LEN;
 
@@ -89,9 +90,9 @@ pub fn build_synack_v4_words(
     options: &[u8; SYN_OPTIONS_LEN],
     frame: &mut [u16; SYNACK_V4_WORDS],
 ) {
-    let head = SynHeadV4 {
-        src_mac: syn.server_mac,
+    let head = FrameFields {
         dst_mac: syn.client_mac,
+        src_mac: syn.server_mac,
         src_ip: syn.server_ip,
         dst_ip: syn.client_ip,
         src_port: syn.server_port,
@@ -99,43 +100,27 @@ pub fn build_synack_v4_words(
         seq: cookie,
         ack: syn.client_seq.wrapping_add(1),
         flags: TCP_SYN | TCP_ACK,
-        ttl: SYNACK_TTL,
         window: SYNACK_WINDOW,
     };
-    write_syn_frame_words(&head, options, frame);
+    write_syn_frame_words(&head, SYNACK_TTL, options, frame);
 }
 
-/// What differs between the 74-byte IPv4 frames with SYN options that Tier 1 writes (the SYN-ACK to a
-/// client, the replayed SYN to the listener, our SYN to a backend): addresses and ports in the frame's
-/// direction, sequence numbers, flags, TTL and window.
-pub(crate) struct SynHeadV4 {
-    pub src_mac: [u8; 6],
-    pub dst_mac: [u8; 6],
-    pub src_ip: [u8; 4],
-    pub dst_ip: [u8; 4],
-    pub src_port: [u8; 2],
-    pub dst_port: [u8; 2],
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: u8,
-    pub ttl: u8,
-    pub window: u16,
-}
-
-/// Writes the frame `head` describes, with `options`, as 16-bit words in memory order (each word holds
+/// Writes the 74-byte IPv4 frame with SYN options that `head` and `ttl` describe (the SYN-ACK to a
+/// client, the replayed SYN to the listener, our SYN to a backend), with `options`, as 16-bit words in memory order (each word holds
 /// two frame bytes as this machine stores them). The XDP programs write it over the packet where it
 /// lies, whose fields all sit at even offsets: 37 word stores instead of 74 byte stores and the shifts
 /// that split values into bytes; both checksums are summed from the values in registers, never read
 /// back from the frame.
 #[inline(always)]
 pub(crate) fn write_syn_frame_words(
-    head: &SynHeadV4,
+    head: &FrameFields,
+    ttl: u8,
     options: &[u8; SYN_OPTIONS_LEN],
     frame: &mut [u16; SYNACK_V4_WORDS],
 ) {
     let tcp_len = (20 + SYN_OPTIONS_LEN) as u32;
     let doff_flags = ((tcp_len / 4) << 12) | u32::from(head.flags);
-    let ttl_proto = (u32::from(head.ttl) << 8) | u32::from(IPPROTO_TCP);
+    let ttl_proto = (u32::from(ttl) << 8) | u32::from(IPPROTO_TCP);
     // A big-endian word value stored in memory order.
     let put = |frame: &mut [u16; SYNACK_V4_WORDS], at: usize, value: u32| {
         frame[at] = (value as u16).to_be();
